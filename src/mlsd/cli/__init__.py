@@ -1,0 +1,1 @@
+"""The `mlsd` command."""

@@ -1,0 +1,1 @@
+"""Transaction simulator, scenario injection and the live stream."""

@@ -1,0 +1,49 @@
+"""All mlsd settings in one object, read from `MLSD_*` environment variables.
+
+Every backend is chosen by URL. The embedded defaults need no server: they
+live in the data folder (`MLSD_HOME`, default `./.mlsd`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """mlsd configuration. Empty backend URLs mean the embedded default."""
+
+    model_config = SettingsConfigDict(env_prefix="MLSD_", extra="ignore")
+
+    home: Path = Field(default=Path(".mlsd"), description="data folder of every embedded store")
+    online_store: str = Field(default="", description="'' (SQLite in home) or redis://host:port/db")
+    feature_registry: str = Field(default="", description="'' (SQLite in home) or postgresql://...")
+    registry_db: str = Field(default="", description="'' (SQLite in home) or postgresql://...")
+    artifacts: str = Field(default="", description="'' (folder in home) or s3://bucket/prefix")
+    s3_endpoint_url: str = Field(default="", description="S3-compatible endpoint, e.g. MinIO")
+    cache: str = Field(default="", description="'' (in-process) or redis://host:port/db")
+    job_queue: str = Field(default="", description="'' (in-process) or redis://host:port/db")
+    prediction_log: str = Field(default="", description="'' (Parquet in home) or postgresql://...")
+    event_log: str = Field(default="", description="'' (in-process) or redis:// or nats://")
+    admin_token: str = Field(default="", description="bearer token for admin endpoints")
+    api_key: str = Field(default="", description="scoring key; empty means open")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    seed: int = 42
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the data folder."""
+        return self.home.joinpath(*parts)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

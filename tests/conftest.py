@@ -1,0 +1,139 @@
+"""Shared fixtures: a fresh data folder, and isolated handles on the real servers.
+
+Tests that need a server carry its marker (`redis`, `postgres`, `nats`, `s3`).
+Without the server they skip, unless MLSD_REQUIRE_SERVERS=1 (set by .ci/run),
+where they fail: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REDIS_URL = os.environ.get("MLSD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("MLSD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+NATS_URL = os.environ.get("MLSD_TEST_NATS", "nats://127.0.0.1:4222")
+REQUIRE_SERVERS = os.environ.get("MLSD_REQUIRE_SERVERS") == "1"
+
+
+def _answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), 1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _need(url: str, name: str) -> None:
+    if _answers(url):
+        return
+    message = f"{name} does not answer at {url}"
+    if REQUIRE_SERVERS:
+        pytest.fail(message + " (MLSD_REQUIRE_SERVERS=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh mlsd data folder, also set as MLSD_HOME."""
+    folder = tmp_path / "mlsd-home"
+    monkeypatch.setenv("MLSD_HOME", str(folder))
+    from mlsd.settings import get_settings
+
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A short unique id for isolating a test on a shared server."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The Redis URL, after checking the server answers."""
+    _need(REDIS_URL, "Redis")
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str, run_id: str) -> Iterator[str]:
+    """A fresh key prefix on Redis; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"mlsdtest:{run_id}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL URL, after checking the server answers."""
+    _need(POSTGRES_URL, "PostgreSQL")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str, run_id: str) -> Iterator[str]:
+    """A fresh schema on PostgreSQL, dropped afterwards."""
+    import psycopg
+
+    schema = f"mlsdtest_{run_id}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def nats_url() -> str:
+    """The NATS URL, after checking the server answers."""
+    _need(NATS_URL, "NATS")
+    return NATS_URL
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3-compatible server on a free local port, for the whole session."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not _answers(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            message = "moto server did not start"
+            if REQUIRE_SERVERS:
+                pytest.fail(message)
+            pytest.skip(message)
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
