@@ -1,0 +1,1 @@
+"""Online inference: HTTP API, model host, micro-batching, cache, jobs, prediction log."""
