@@ -44,7 +44,7 @@ def _need(url: str, name: str) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh mlsd data folder, also set as MLSD_HOME."""
     folder = tmp_path / "mlsd-home"
     monkeypatch.setenv("MLSD_HOME", str(folder))
@@ -62,10 +62,10 @@ def run_id() -> str:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url() -> str:
     """The Redis URL, after checking the server answers."""
     _need(REDIS_URL, "Redis")
-    yield REDIS_URL
+    return REDIS_URL
 
 
 @pytest.fixture

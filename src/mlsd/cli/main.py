@@ -59,28 +59,16 @@ _register()
 
 
 def run() -> None:
-    """Run the CLI, turning every `MlsdError` into a message and its exit code."""
+    """Run the CLI, turning every `MlsdError` into a message and its exit code.
+
+    Typer's standalone mode already maps usage errors (exit 2) and Ctrl-C (exit 130).
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except MlsdError as exc:
         where = f" (field: {exc.field})" if exc.field else ""
         err_console.print(f"[bold red]error:[/] {exc.message}{where}")
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
