@@ -1,0 +1,7 @@
+"""Training and evaluation of fraud models on the Fraud Detection Handbook's protocol.
+
+`protocol` (train / delay / test blocks, prequential folds), `metrics` (AUC, AP,
+Card Precision@k), `models` (LightGBM and logistic regression, exported to ONNX),
+`selection` (prequential grid search), `pipeline` (`train`, `register_result`) and
+`reproduce` (retrain a registered version from its lineage).
+"""

@@ -1,0 +1,94 @@
+"""The model interface shared by every fraud model, and the factory that picks one.
+
+Each flavor lives in its own module (`gbm` for LightGBM, `logistic` for the baseline)
+and is stored without pickle: ONNX for serving plus a text form for audits and reloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlsd.errors import ValidationError
+
+FloatArray = NDArray[np.float64]
+Scorer = Callable[[NDArray[Any]], FloatArray]
+"""Maps a feature matrix (rows x features, model order) to fraud probabilities."""
+
+ONNX_FILE = "model.onnx"
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "probabilities"
+FLAVORS = ("lightgbm", "logistic")
+
+
+class FraudModel(Protocol):
+    """A binary fraud classifier: fit, score, and export its artifacts."""
+
+    flavor: str
+    params: dict[str, Any]
+
+    def fit(self, X: NDArray[Any], y: NDArray[Any]) -> None:
+        """Train on a float matrix `X` and 0/1 labels `y`."""
+        ...
+
+    def predict(self, X: NDArray[Any]) -> FloatArray:
+        """Fraud probability of each row."""
+        ...
+
+    def artifacts(self, feature_names: list[str]) -> dict[str, bytes]:
+        """The stored files: `model.onnx` and the flavor's own text form."""
+        ...
+
+
+def as_matrix(X: NDArray[Any]) -> NDArray[np.float32]:
+    """Features as float32, the precision the ONNX model and serving use."""
+    matrix = np.ascontiguousarray(X, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise ValidationError("features must be a 2-D matrix", field="X")
+    return matrix
+
+
+def make_model(
+    flavor: str, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 2
+) -> FraudModel:
+    """A fresh, unfitted model of `flavor` with `params`."""
+    if flavor == "lightgbm":
+        from mlsd.training.gbm import LightGBMModel
+
+        return LightGBMModel(params, seed=seed, num_threads=num_threads)
+    if flavor == "logistic":
+        from mlsd.training.logistic import LogisticModel
+
+        return LogisticModel(params, seed=seed)
+    raise ValidationError(f"unknown model {flavor!r}; expected one of {FLAVORS}", field="model")
+
+
+def load_scorer(flavor: str, artifacts: Mapping[str, bytes]) -> Scorer:
+    """A scorer rebuilt from stored artifacts, in the flavor's native form (not ONNX)."""
+    if flavor == "lightgbm":
+        from mlsd.training.gbm import load_booster_scorer
+
+        return load_booster_scorer(artifacts)
+    if flavor == "logistic":
+        from mlsd.training.logistic import load_coefficients_scorer
+
+        return load_coefficients_scorer(artifacts)
+    raise ValidationError(f"unknown model {flavor!r}; expected one of {FLAVORS}", field="flavor")
+
+
+def onnx_scorer(model_bytes: bytes) -> Scorer:
+    """A scorer running `model.onnx` with onnxruntime (column 1 of `probabilities`)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+    def score(X: NDArray[Any]) -> FloatArray:
+        (probabilities,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: as_matrix(X)})
+        return np.asarray(probabilities, dtype=np.float64)[:, 1]
+
+    return score
