@@ -1,0 +1,78 @@
+"""PostgreSQL metadata store: the same SQL as SQLite, for a registry shared across machines.
+
+URL: `postgresql://user@host:port/db`, optionally `?schema=name` (mlsd's own
+parameter: the tables live in that schema, created if missing). Writers lock
+the model's row (`SELECT ... FOR UPDATE` / `UPDATE ... RETURNING`), so
+concurrent registrations get distinct versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from mlsd.errors import ConfigError, UnavailableError
+from mlsd.registry.sql import Row, SqlMetadataStore
+
+DDL_LOCK = 0x6D6C7364  # advisory lock id ("mlsd") so concurrent first opens do not race
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Remove mlsd's `schema=` query parameter from a PostgreSQL URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class _PgTx:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = self._conn.execute(sql.replace("?", "%s"), params)
+        return list(cursor.fetchall()) if cursor.description else []
+
+
+class PostgresMetadataStore(SqlMetadataStore):
+    """Registry metadata in PostgreSQL (psycopg 3), optionally in its own schema."""
+
+    serial = "BIGSERIAL PRIMARY KEY"
+    for_update = " FOR UPDATE"
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        super().__init__()
+        import psycopg
+
+        dsn, url_schema = split_schema(url)
+        self.schema = schema or url_schema
+        if self.schema is not None and not self.schema.replace("_", "").isalnum():
+            raise ConfigError(f"invalid PostgreSQL schema name {self.schema!r}", field="schema")
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise UnavailableError(f"cannot reach the registry database: {exc}") from exc
+        if self.schema is not None:
+            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            self._conn.execute(f'SET search_path TO "{self.schema}"')
+        self._tx = _PgTx(self._conn)
+        with self._write() as tx:
+            tx.run(f"SELECT pg_advisory_xact_lock({DDL_LOCK})")
+            self._create_tables(tx)
+
+    @contextmanager
+    def _write(self) -> Iterator[_PgTx]:
+        with self._lock, self._conn.transaction():
+            yield self._tx
+
+    @contextmanager
+    def _read(self) -> Iterator[_PgTx]:
+        with self._lock:
+            yield self._tx
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,430 @@
+"""The SQL both metadata backends share; each backend supplies a connection and a dialect.
+
+Tables: `registered_models` (one row per name, holding the version counter),
+`model_versions` (immutable JSON body + status), `version_tags`, `aliases`,
+`alias_moves` (the history), `environments` (stored once per digest) and
+`gate_decisions`. Timestamps are ISO-8601 UTC text, so both backends sort them
+the same way. SQL is written with `?` placeholders.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from mlsd.errors import ConflictError, NotFoundError, ValidationError
+from mlsd.registry.aliases import rollback_target
+from mlsd.registry.gate import GateDecision
+from mlsd.registry.models import (
+    BODY_FIELDS,
+    AliasMove,
+    Environment,
+    ModelSummary,
+    ModelVersion,
+    MoveKind,
+)
+
+Row = tuple[Any, ...]
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS registered_models (name TEXT PRIMARY KEY,"
+    " created_at TEXT NOT NULL, last_version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS model_versions (name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " created_at TEXT NOT NULL, status TEXT NOT NULL, env_hash TEXT NOT NULL,"
+    " body TEXT NOT NULL, PRIMARY KEY (name, version))",
+    "CREATE TABLE IF NOT EXISTS version_tags (name TEXT NOT NULL, version INTEGER NOT NULL,"
+    " key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, version, key))",
+    "CREATE INDEX IF NOT EXISTS version_tags_kv ON version_tags (key, value)",
+    "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL,"
+    " version INTEGER NOT NULL, PRIMARY KEY (name, alias))",
+    "CREATE TABLE IF NOT EXISTS alias_moves (seq {serial}, name TEXT NOT NULL,"
+    " alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, at TEXT NOT NULL,"
+    " kind TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS alias_moves_name ON alias_moves (name, alias, seq)",
+    "CREATE TABLE IF NOT EXISTS environments (hash TEXT PRIMARY KEY, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS gate_decisions (seq {serial}, name TEXT NOT NULL,"
+    " version INTEGER NOT NULL, alias TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL)",
+)
+MOVE_COLUMNS = "name, alias, from_version, to_version, at, kind, reason, actor"
+
+
+class Tx(Protocol):
+    """A transaction (or autocommit session) that runs one statement and returns its rows."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds")
+
+
+def _move(row: Row) -> AliasMove:
+    name, alias, frm, to, at, kind, reason, actor = row
+    return AliasMove(
+        name=name,
+        alias=alias,
+        from_version=frm,
+        to_version=to,
+        at=datetime.fromisoformat(at),
+        kind=kind,
+        reason=reason,
+        actor=actor,
+    )
+
+
+class SqlMetadataStore(ABC):
+    """`MetadataStore` over any DB-API connection; subclasses give transactions and locks."""
+
+    serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    for_update = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._envs: dict[str, Environment] = {}
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction holding the lock that serialises writers."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A session for reads."""
+
+    def _create_tables(self, tx: Tx) -> None:
+        for statement in DDL:
+            tx.run(statement.format(serial=self.serial))
+
+    # -- versions -----------------------------------------------------------
+
+    def add_version(self, draft: ModelVersion) -> ModelVersion:
+        env = draft.environment
+        digest = env.digest
+        body = draft.model_dump_json(include=set(BODY_FIELDS))
+        with self._write() as tx:
+            tx.run(
+                "INSERT INTO registered_models (name, created_at, last_version) VALUES (?, ?, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                (draft.name, _ts(draft.created_at)),
+            )
+            rows = tx.run(
+                "UPDATE registered_models SET last_version = last_version + 1 WHERE name = ?"
+                " RETURNING last_version",
+                (draft.name,),
+            )
+            version = int(rows[0][0])
+            if digest not in self._envs:
+                tx.run(
+                    "INSERT INTO environments (hash, body) VALUES (?, ?)"
+                    " ON CONFLICT (hash) DO NOTHING",
+                    (digest, env.model_dump_json()),
+                )
+            tx.run(
+                "INSERT INTO model_versions (name, version, created_at, status, env_hash, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (draft.name, version, _ts(draft.created_at), draft.status, digest, body),
+            )
+            for key, value in draft.tags.items():
+                tx.run(
+                    "INSERT INTO version_tags (name, version, key, value) VALUES (?, ?, ?, ?)",
+                    (draft.name, version, key, value),
+                )
+        self._envs[digest] = env
+        return draft.model_copy(update={"version": version})
+
+    def _build(
+        self, tx: Tx, name: str, version: int, row: Row, tags: dict[str, str]
+    ) -> ModelVersion:
+        created_at, status, env_hash, body = row
+        fields = json.loads(body)
+        fields.update(
+            name=name,
+            version=version,
+            created_at=datetime.fromisoformat(created_at),
+            status=status,
+            tags=tags,
+            environment=self._environment(tx, env_hash),
+        )
+        return ModelVersion.model_validate(fields)
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._read() as tx:
+            rows = tx.run(
+                "SELECT created_at, status, env_hash, body FROM model_versions"
+                " WHERE name = ? AND version = ?",
+                (name, version),
+            )
+            if not rows:
+                raise NotFoundError(f"model {name!r} has no version {version}", field="version")
+            tags = tx.run(
+                "SELECT key, value FROM version_tags WHERE name = ? AND version = ?",
+                (name, version),
+            )
+            return self._build(tx, name, version, rows[0], dict(tags))
+
+    def latest_version(self, name: str) -> int | None:
+        with self._read() as tx:
+            rows = tx.run("SELECT last_version FROM registered_models WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows and rows[0][0] else None
+
+    def list_models(self) -> list[ModelSummary]:
+        with self._read() as tx:
+            models = tx.run("SELECT name, created_at, last_version FROM registered_models")
+            alias_rows = tx.run("SELECT name, alias, version FROM aliases")
+        aliases: dict[str, dict[str, int]] = {}
+        for name, alias, version in alias_rows:
+            aliases.setdefault(name, {})[alias] = version
+        return [
+            ModelSummary(
+                name=name,
+                created_at=datetime.fromisoformat(created_at),
+                latest_version=last,
+                aliases=dict(sorted(aliases.get(name, {}).items())),
+            )
+            for name, created_at, last in sorted(models)
+        ]
+
+    def search(
+        self,
+        name: str | None = None,
+        tag_key: str | None = None,
+        tag_value: str | None = None,
+        limit: int = 1000,
+    ) -> list[ModelVersion]:
+        if tag_value is not None and tag_key is None:
+            raise ValidationError("a tag value needs a tag key", field="tag_key")
+        where, params = [], []
+        source = "model_versions v"
+        if tag_key is not None:
+            source = (
+                "version_tags t JOIN model_versions v ON v.name = t.name AND v.version = t.version"
+            )
+            where.append("t.key = ?")
+            params.append(tag_key)
+            if tag_value is not None:
+                where.append("t.value = ?")
+                params.append(tag_value)
+        if name is not None:
+            where.append("v.name = ?")
+            params.append(name)
+        sql = f"SELECT v.name, v.version, v.created_at, v.status, v.env_hash, v.body FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY v.name, v.version DESC LIMIT ?"
+        with self._read() as tx:
+            rows = tx.run(sql, (*params, int(limit)))
+            tags = self._tags_of(tx, [(r[0], r[1]) for r in rows])
+            return [self._build(tx, r[0], r[1], r[2:], tags.get((r[0], r[1]), {})) for r in rows]
+
+    def _tags_of(
+        self, tx: Tx, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, str]]:
+        out: dict[tuple[str, int], dict[str, str]] = {}
+        by_name: dict[str, list[int]] = {}
+        for name, version in keys:
+            by_name.setdefault(name, []).append(version)
+        for name, versions in by_name.items():
+            for start in range(0, len(versions), 500):
+                chunk = versions[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for version, key, value in tx.run(
+                    "SELECT version, key, value FROM version_tags"
+                    f" WHERE name = ? AND version IN ({marks})",
+                    (name, *chunk),
+                ):
+                    out.setdefault((name, version), {})[key] = value
+        return out
+
+    def set_tags(
+        self, name: str, version: int, tags: Mapping[str, str], remove: Sequence[str] = ()
+    ) -> ModelVersion:
+        with self._write() as tx:
+            self._require_version(tx, name, version)
+            for key in remove:
+                tx.run(
+                    "DELETE FROM version_tags WHERE name = ? AND version = ? AND key = ?",
+                    (name, version, key),
+                )
+            for key, value in tags.items():
+                tx.run(
+                    "INSERT INTO version_tags (name, version, key, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value",
+                    (name, version, key, value),
+                )
+        return self.get_version(name, version)
+
+    def set_status(self, name: str, version: int, status: str) -> ModelVersion:
+        if status not in ("ready", "archived"):
+            raise ValidationError(f"unknown status {status!r}", field="status")
+        with self._write() as tx:
+            self._require_version(tx, name, version)
+            tx.run(
+                "UPDATE model_versions SET status = ? WHERE name = ? AND version = ?",
+                (status, name, version),
+            )
+        return self.get_version(name, version)
+
+    def _require_version(self, tx: Tx, name: str, version: int) -> None:
+        if not tx.run(
+            "SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)
+        ):
+            raise NotFoundError(f"model {name!r} has no version {version}", field="version")
+
+    # -- aliases ------------------------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with self._read() as tx:
+            rows = tx.run("SELECT alias, version FROM aliases WHERE name = ?", (name,))
+        return dict(sorted(rows))
+
+    def get_alias(self, name: str, alias: str) -> int:
+        with self._read() as tx:
+            rows = tx.run("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+        if not rows:
+            raise NotFoundError(f"model {name!r} has no alias {alias!r}", field="alias")
+        return int(rows[0][0])
+
+    def _lock_model(self, tx: Tx, name: str) -> None:
+        if not tx.run(
+            f"SELECT last_version FROM registered_models WHERE name = ?{self.for_update}", (name,)
+        ):
+            raise NotFoundError(f"no registered model {name!r}", field="name")
+
+    def _current(self, tx: Tx, name: str, alias: str) -> int | None:
+        rows = tx.run("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+        return int(rows[0][0]) if rows else None
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int | None,
+        *,
+        kind: MoveKind,
+        reason: str,
+        actor: str,
+        at: datetime,
+        check_from: bool = False,
+        expected_from: int | None = None,
+        decision: GateDecision | None = None,
+    ) -> AliasMove:
+        with self._write() as tx:
+            self._lock_model(tx, name)
+            current = self._current(tx, name, alias)
+            if check_from and current != expected_from:
+                raise ConflictError(
+                    f"{name}@{alias} moved to {current} meanwhile (expected {expected_from})",
+                    field="alias",
+                )
+            if version is None and current is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r}", field="alias")
+            if version is not None:
+                self._require_version(tx, name, version)
+            move = AliasMove(
+                name=name,
+                alias=alias,
+                from_version=current,
+                to_version=version,
+                at=at,
+                kind=kind,
+                reason=reason,
+                actor=actor,
+            )
+            self._apply(tx, move)
+            if decision is not None:
+                self._insert_decision(tx, decision)
+            return move
+
+    def rollback_alias(
+        self, name: str, alias: str, *, reason: str, actor: str, at: datetime
+    ) -> AliasMove:
+        with self._write() as tx:
+            self._lock_model(tx, name)
+            history = [_move(r) for r in tx.run(self._history_sql(True), (name, alias))]
+            target = rollback_target(history)
+            move = AliasMove(
+                name=name,
+                alias=alias,
+                from_version=self._current(tx, name, alias),
+                to_version=target,
+                at=at,
+                kind="rollback",
+                reason=reason,
+                actor=actor,
+            )
+            self._apply(tx, move)
+            return move
+
+    def _apply(self, tx: Tx, move: AliasMove) -> None:
+        if move.to_version is None:
+            tx.run("DELETE FROM aliases WHERE name = ? AND alias = ?", (move.name, move.alias))
+        else:
+            tx.run(
+                "INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                (move.name, move.alias, move.to_version),
+            )
+        tx.run(
+            f"INSERT INTO alias_moves ({MOVE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                move.name,
+                move.alias,
+                move.from_version,
+                move.to_version,
+                _ts(move.at),
+                move.kind,
+                move.reason,
+                move.actor,
+            ),
+        )
+
+    @staticmethod
+    def _history_sql(with_alias: bool) -> str:
+        where = "name = ? AND alias = ?" if with_alias else "name = ?"
+        return f"SELECT {MOVE_COLUMNS} FROM alias_moves WHERE {where} ORDER BY seq"
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        params = (name,) if alias is None else (name, alias)
+        with self._read() as tx:
+            return [_move(r) for r in tx.run(self._history_sql(alias is not None), params)]
+
+    # -- gate decisions and environments ------------------------------------
+
+    def _insert_decision(self, tx: Tx, decision: GateDecision) -> None:
+        tx.run(
+            "INSERT INTO gate_decisions (name, version, alias, at, body) VALUES (?, ?, ?, ?, ?)",
+            (
+                decision.name,
+                decision.version,
+                decision.alias,
+                _ts(decision.at),
+                decision.model_dump_json(),
+            ),
+        )
+
+    def record_decision(self, decision: GateDecision) -> None:
+        with self._write() as tx:
+            self._insert_decision(tx, decision)
+
+    def decisions(self, name: str) -> list[GateDecision]:
+        with self._read() as tx:
+            rows = tx.run("SELECT body FROM gate_decisions WHERE name = ? ORDER BY seq", (name,))
+        return [GateDecision.model_validate_json(r[0]) for r in rows]
+
+    def _environment(self, tx: Tx, digest: str) -> Environment:
+        env = self._envs.get(digest)
+        if env is None:
+            rows = tx.run("SELECT body FROM environments WHERE hash = ?", (digest,))
+            if not rows:
+                raise NotFoundError(f"no stored environment {digest}", field="environment")
+            env = Environment.model_validate_json(rows[0][0])
+            self._envs[digest] = env
+        return env
+
+    def environment(self, digest: str) -> Environment:
+        with self._read() as tx:
+            return self._environment(tx, digest)
