@@ -1,0 +1,72 @@
+"""The Fraud Detection Handbook's 15 model inputs (section 3.3), defined once as feature views."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+from mlsd.data import schema
+from mlsd.features.definitions import Entity, FeatureView
+
+WINDOWS: Final = (1, 7, 30)
+LABEL_DELAY_DAYS: Final = 7
+
+CUSTOMER: Final = Entity("customer", schema.CUSTOMER_ID, "a card holder")
+TERMINAL: Final = Entity("terminal", schema.TERMINAL_ID, "a point of sale")
+
+REQUEST_FEATURES: Final = ("TX_AMOUNT", "TX_DURING_WEEKEND", "TX_DURING_NIGHT")
+
+
+def customer_feature_names(windows: tuple[int, ...] = WINDOWS) -> tuple[str, ...]:
+    """Count and mean amount per window, in the handbook's order."""
+    names: list[str] = []
+    for w in windows:
+        names += [f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW", f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"]
+    return tuple(names)
+
+
+def terminal_feature_names(windows: tuple[int, ...] = WINDOWS) -> tuple[str, ...]:
+    """Count and fraud rate per delayed window, in the handbook's order."""
+    names: list[str] = []
+    for w in windows:
+        names += [f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW", f"TERMINAL_ID_RISK_{w}DAY_WINDOW"]
+    return tuple(names)
+
+
+HANDBOOK_FEATURES: Final = (
+    *REQUEST_FEATURES,
+    *customer_feature_names(),
+    *terminal_feature_names(),
+)
+
+REQUEST_VIEW: Final = FeatureView(
+    name="transaction_request",
+    entity=None,
+    kind="request",
+    features=REQUEST_FEATURES,
+    ttl=timedelta(0),
+    description="amount, weekend (weekday >= 5) and night (hour <= 6, UTC) of the transaction",
+)
+
+CUSTOMER_VIEW: Final = FeatureView(
+    name="customer_spending",
+    entity=CUSTOMER,
+    kind="customer_spending",
+    features=customer_feature_names(),
+    ttl=timedelta(days=30),
+    windows_days=WINDOWS,
+    description="per customer: transactions and mean amount in (t - n days, t], current included",
+)
+
+TERMINAL_VIEW: Final = FeatureView(
+    name="terminal_risk",
+    entity=TERMINAL,
+    kind="terminal_risk",
+    features=terminal_feature_names(),
+    ttl=timedelta(days=30),
+    windows_days=WINDOWS,
+    delay_days=LABEL_DELAY_DAYS,
+    description="per terminal: transactions and fraud rate in (t - 7 - n days, t - 7 days]",
+)
+
+HANDBOOK_VIEWS: Final = (REQUEST_VIEW, CUSTOMER_VIEW, TERMINAL_VIEW)

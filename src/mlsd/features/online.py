@@ -1,0 +1,202 @@
+"""The online store: the latest feature row per (view, version, entity), read in one batch.
+
+`OnlineStore` is the interface; `SqliteOnlineStore` the embedded default;
+`mlsd.features.online_redis.RedisOnlineStore` the Redis backend. Every backend obeys one
+write rule: a row replaces the stored one only if its (event time, created time) is
+strictly later, so late or replayed writes are harmless. TTL is applied on read by the
+caller (`status_of`), which knows the request time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from mlsd.errors import UnavailableError
+
+Lookup = tuple[str, str, int]  # (view, version, entity key)
+PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored feature row."""
+
+    event_us: int
+    created_us: int
+    values: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """Rows of one view version to write: keys, times (µs since epoch) and values (n, f)."""
+
+    view: str
+    version: str
+    keys: npt.NDArray[np.int64]
+    event_us: npt.NDArray[np.int64]
+    created_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+class OnlineStore(Protocol):
+    """Latest feature rows by entity, with a watermark per view version."""
+
+    def write(self, batches: Sequence[WriteBatch], watermarks: dict[str, int] | None = None) -> int:
+        """Write rows (newer wins) and the given `view:version` watermarks, atomically."""
+        ...
+
+    def read(self, lookups: Sequence[Lookup]) -> list[Record | None]:
+        """The stored rows for every lookup, in order, in one round trip."""
+        ...
+
+    def watermark(self, view: str, version: str) -> int | None:
+        """The materialization watermark (µs since epoch) of a view version."""
+        ...
+
+    def clear(self) -> None:
+        """Delete everything this store holds (its own namespace only)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def status_of(record: Record | None, request_us: int, ttl_us: int) -> str:
+    """present, missing, or expired when the row is older than the TTL (both ends inclusive)."""
+    if record is None:
+        return MISSING
+    if request_us - record.event_us > ttl_us:
+        return EXPIRED
+    return PRESENT
+
+
+def dedupe_latest(batch: WriteBatch) -> WriteBatch:
+    """Keep, per key, the row with the latest (event, created) time; later rows win full ties."""
+    order = np.lexsort((batch.created_us, batch.event_us, batch.keys))
+    keys = batch.keys[order]
+    last = np.r_[keys[1:] != keys[:-1], True] if len(keys) else np.zeros(0, dtype=bool)
+    idx = order[last]
+    return WriteBatch(
+        batch.view,
+        batch.version,
+        batch.keys[idx],
+        batch.event_us[idx],
+        batch.created_us[idx],
+        batch.values[idx],
+    )
+
+
+class SqliteOnlineStore:
+    """The embedded online store: one SQLite file in WAL mode."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(path), timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS online_features (
+                view TEXT NOT NULL, version TEXT NOT NULL, entity INTEGER NOT NULL,
+                event_us INTEGER NOT NULL, created_us INTEGER NOT NULL, vals BLOB NOT NULL,
+                PRIMARY KEY (view, version, entity)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS online_watermarks (
+                view_version TEXT PRIMARY KEY, watermark_us INTEGER NOT NULL);
+            """
+        )
+
+    def write(self, batches: Sequence[WriteBatch], watermarks: dict[str, int] | None = None) -> int:
+        """Write rows (newer wins) and watermarks in one transaction."""
+        n = 0
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for raw in batches:
+                    b = dedupe_latest(raw)
+                    rows = [
+                        (b.view, b.version, int(k), int(e), int(c), v.tobytes())
+                        for k, e, c, v in zip(
+                            b.keys, b.event_us, b.created_us, b.values, strict=True
+                        )
+                    ]
+                    self._conn.executemany(
+                        "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (view, version, entity) DO UPDATE SET "
+                        "event_us = excluded.event_us, created_us = excluded.created_us, "
+                        "vals = excluded.vals WHERE excluded.event_us > event_us OR "
+                        "(excluded.event_us = event_us AND excluded.created_us > created_us)",
+                        rows,
+                    )
+                    n += len(rows)
+                for name, mark in (watermarks or {}).items():
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO online_watermarks VALUES (?, ?)", (name, mark)
+                    )
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise UnavailableError(f"SQLite online store busy or failing: {exc}") from exc
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        return n
+
+    def read(self, lookups: Sequence[Lookup]) -> list[Record | None]:
+        """One SELECT for every lookup (grouped by view version)."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for view, version, key in lookups:
+            groups.setdefault((view, version), []).append(int(key))
+        parts, params = [], []
+        for (view, version), keys in groups.items():
+            unique = list(dict.fromkeys(keys))
+            marks = ",".join("?" * len(unique))
+            parts.append(
+                "SELECT view, version, entity, event_us, created_us, vals FROM online_features "
+                f"WHERE view = ? AND version = ? AND entity IN ({marks})"
+            )
+            params += [view, version, *unique]
+        if not parts:
+            return []
+        try:
+            with self._lock:
+                rows = self._conn.execute(" UNION ALL ".join(parts), params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise UnavailableError(f"SQLite online store failing: {exc}") from exc
+        found = {
+            (v, ver, int(k)): Record(int(e), int(c), np.frombuffer(b, dtype=np.float64))
+            for v, ver, k, e, c, b in rows
+        }
+        return [found.get((v, ver, int(k))) for v, ver, k in lookups]
+
+    def watermark(self, view: str, version: str) -> int | None:
+        """The materialization watermark of a view version, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT watermark_us FROM online_watermarks WHERE view_version = ?",
+                (f"{view}:{version}",),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def clear(self) -> None:
+        """Delete every row and watermark."""
+        with self._lock:
+            self._conn.execute("DELETE FROM online_features")
+            self._conn.execute("DELETE FROM online_watermarks")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()

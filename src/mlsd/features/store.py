@@ -1,0 +1,304 @@
+"""`FeatureStore`: one object over the definitions registry, offline store and online store.
+
+This is the API training, serving, streaming and the demo call. Everything embedded lives
+under `settings.home / "features"`; Redis and PostgreSQL are chosen by URL in settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mlsd.data import schema
+from mlsd.errors import ConfigError, NotFoundError, ValidationError
+from mlsd.features import materialize as mat
+from mlsd.features.definitions import FeatureView
+from mlsd.features.handbook import HANDBOOK_VIEWS
+from mlsd.features.offline import OfflineStore, ViewRequest, as_of, point_in_time_join
+from mlsd.features.online import OnlineStore, SqliteOnlineStore, WriteBatch
+from mlsd.features.pipeline import connect, source_sql, transactions_glob, write_offline
+from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
+from mlsd.features.vectors import OnlineVectors, VectorPlan, request_values
+from mlsd.settings import Settings, get_settings
+
+
+@dataclass
+class BuildReport:
+    """What `build` wrote: rows per view, the versions, the time taken."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def open_online(settings: Settings, prefix: str = "mlsd:", timeout: float = 1.0) -> OnlineStore:
+    """The online store named by `settings.online_store` ('' = SQLite in home)."""
+    url = settings.online_store
+    if not url:
+        return SqliteOnlineStore(settings.path("features", "online.sqlite"), timeout=timeout)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from mlsd.features.online_redis import RedisOnlineStore
+
+        return RedisOnlineStore(url, prefix=prefix, timeout=timeout)
+    raise ConfigError(f"unsupported online store URL {url!r}", field="online_store")
+
+
+def open_registry(settings: Settings, schema_name: str = "public") -> DefinitionRegistry:
+    """The definitions registry named by `settings.feature_registry` ('' = SQLite in home)."""
+    url = settings.feature_registry
+    if not url:
+        return SqliteDefinitionRegistry(settings.path("features", "registry.sqlite"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from mlsd.features.registry_postgres import PostgresDefinitionRegistry
+
+        return PostgresDefinitionRegistry(url, schema=schema_name)
+    raise ConfigError(f"unsupported feature registry URL {url!r}", field="feature_registry")
+
+
+class FeatureStore:
+    """Definitions, offline tables and the online store of one mlsd installation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: DefinitionRegistry,
+        online: OnlineStore,
+        offline: OfflineStore,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.online = online
+        self.offline = offline
+        self._views: dict[str, FeatureView] = {}
+        self._plans: dict[tuple[object, ...], VectorPlan] = {}
+        self._refresh()
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        online_prefix: str = "mlsd:",
+        registry_schema: str = "public",
+        read_timeout: float = 1.0,
+    ) -> FeatureStore:
+        """Open the store configured by `settings` (default: the process settings)."""
+        settings = settings or get_settings()
+        return cls(
+            settings,
+            open_registry(settings, registry_schema),
+            open_online(settings, online_prefix, read_timeout),
+            OfflineStore(settings.path("features", "offline")),
+        )
+
+    def close(self) -> None:
+        """Release the registry and online store connections."""
+        self.online.close()
+        self.registry.close()
+
+    def _refresh(self) -> None:
+        self._views = {
+            name: self.registry.get(name, v) for name, v in self.registry.current().items()
+        }
+        self._plans.clear()
+
+    # definitions -------------------------------------------------------------------------
+
+    def apply(self, views: Sequence[FeatureView] = HANDBOOK_VIEWS) -> dict[str, str]:
+        """Register the definitions (default: the handbook's); view name -> version."""
+        out = self.registry.apply(list(views))
+        self._refresh()
+        return out
+
+    def view_versions(self) -> dict[str, str]:
+        """The versions currently served, by view name."""
+        return {name: view.version for name, view in self._views.items()}
+
+    def _view(self, name: str, version: str | None = None) -> FeatureView:
+        if version is None or (name in self._views and self._views[name].version == version):
+            if name not in self._views:
+                raise NotFoundError(f"unknown feature view {name!r}; run apply", field="view")
+            return self._views[name]
+        return self.registry.get(name, version)
+
+    def resolve(
+        self, features: Sequence[str], versions: Mapping[str, str] | None = None
+    ) -> list[ViewRequest]:
+        """Group feature names by the view (and version) that defines them."""
+        if not self._views:
+            raise NotFoundError("no feature views applied yet; run `features apply`", field="view")
+        views = [self._view(n, (versions or {}).get(n)) for n in self._views]
+        owner = {f: v for v in views for f in v.features}
+        grouped: dict[str, list[str]] = {}
+        for feat in features:
+            if feat not in owner:
+                raise NotFoundError(f"unknown feature {feat!r}", field="features")
+            grouped.setdefault(owner[feat].name, []).append(feat)
+        by_name = {v.name: v for v in views}
+        return [ViewRequest(by_name[n], by_name[n].version, tuple(fs)) for n, fs in grouped.items()]
+
+    # offline -----------------------------------------------------------------------------
+
+    def build(self, dataset_dir: Path) -> BuildReport:
+        """Compute every batch view's offline table from a dataset's transactions."""
+        import time
+
+        started = time.perf_counter()
+        source = source_sql(transactions_glob(Path(dataset_dir)))
+        created_us = mat.to_us(datetime.now(UTC))
+        report = BuildReport()
+        con = connect()
+        for view in self._views.values():
+            if view.kind == "request":
+                continue
+            folder = self.offline.folder(view.name, view.version)
+            for old in folder.glob("part-*.parquet"):  # a build replaces the batch table
+                if "push" not in old.name:
+                    old.unlink()
+            out = folder / f"part-{created_us}.parquet"
+            report.rows[view.name] = write_offline(con, view, source, created_us, out)
+            report.versions[view.name] = view.version
+        con.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame,
+        features: Sequence[str],
+        timestamp_column: str = schema.TX_DATETIME,
+        versions: Mapping[str, str] | None = None,
+    ) -> pd.DataFrame:
+        """`entity_df` with the features as of each row's timestamp (point in time)."""
+        reqs = self.resolve(features, versions)
+        batch = [r for r in reqs if r.view.kind != "request"]
+        joined = point_in_time_join(self.offline, entity_df, batch, timestamp_column)
+        out = entity_df.copy()
+        req_feats = [f for r in reqs if r.view.kind == "request" for f in r.features]
+        if req_feats:
+            if schema.TX_AMOUNT not in entity_df.columns and schema.TX_AMOUNT in req_feats:
+                raise ValidationError("request features need a TX_AMOUNT column", field="TX_AMOUNT")
+            ts = entity_df[timestamp_column].dt.tz_convert("UTC")
+            for feat in req_feats:
+                if feat == schema.TX_AMOUNT:
+                    out[feat] = entity_df[schema.TX_AMOUNT].astype("float64")
+                elif feat == "TX_DURING_WEEKEND":
+                    out[feat] = (ts.dt.weekday >= 5).astype("float64")
+                else:
+                    out[feat] = (ts.dt.hour <= 6).astype("float64")
+        for col in joined.columns:
+            out[col] = joined[col]
+        return out
+
+    def get_features_as_of(
+        self, when: datetime, features: Sequence[str]
+    ) -> dict[str, pd.DataFrame]:
+        """Time travel: per view, every entity's features as of `when` (within TTL)."""
+        return {
+            r.view.name: as_of(self.offline, r, when)
+            for r in self.resolve(features)
+            if r.view.kind != "request"
+        }
+
+    # online ------------------------------------------------------------------------------
+
+    def batch_requests(self) -> list[ViewRequest]:
+        """Every served batch view, with all its features."""
+        return [
+            ViewRequest(v, v.version, v.features)
+            for v in self._views.values()
+            if v.kind != "request"
+        ]
+
+    def materialize(
+        self,
+        end: datetime | None = None,
+        progress: mat.Progress | None = None,
+        online: OnlineStore | None = None,
+        chunk_days: float = 7.0,
+    ) -> mat.MaterializeReport:
+        """Copy the offline rows up to `end` (default: all) into the online store."""
+        return mat.materialize(
+            self.offline,
+            online or self.online,
+            self.batch_requests(),
+            end,
+            chunk=int(chunk_days * mat.DAY_US),
+            progress=progress,
+        )
+
+    def online_vectors(
+        self,
+        requests: Sequence[Mapping[str, Any]],
+        features: Sequence[str],
+        versions: Mapping[str, str] | None = None,
+        fill: float = 0.0,
+        online: OnlineStore | None = None,
+    ) -> OnlineVectors:
+        """Feature vectors for scoring requests, in one round trip to the online store.
+
+        Missing and expired values are `fill` (0.0: no transaction in the window means a
+        count, mean and risk of 0); `status` tells which ones they were.
+        """
+        key = (tuple(features), tuple(sorted((versions or {}).items())), fill)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = VectorPlan.make(self.resolve(features, versions), list(features))
+            self._plans[key] = plan
+        return request_values(plan, online or self.online, requests, fill)
+
+    def push(self, view: str, rows: pd.DataFrame, to: str = "online") -> int:
+        """Write fresh rows of a view from a stream: to 'online', 'offline' or 'both'.
+
+        `rows` has the join key, `event_timestamp` (UTC-aware), the view's features and
+        optionally `created_timestamp` (default now). Older rows never overwrite newer ones.
+        """
+        if to not in ("online", "offline", "both"):
+            raise ValidationError("push target must be online, offline or both", field="to")
+        fv = self._view(view)
+        if fv.entity is None:
+            raise ValidationError(f"view {view!r} is computed at request time", field="view")
+        key = fv.entity.join_key
+        for col in (key, "event_timestamp", *fv.features):
+            if col not in rows.columns:
+                raise ValidationError(f"pushed rows lack column {col!r}", field=col)
+        ev = rows["event_timestamp"]
+        if not isinstance(ev.dtype, pd.DatetimeTZDtype):
+            raise ValidationError("event_timestamp must be UTC-aware", field="event_timestamp")
+        now_us = mat.to_us(datetime.now(UTC))
+        created = (
+            rows["created_timestamp"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64")
+            if "created_timestamp" in rows.columns
+            else pd.Series(now_us, index=rows.index)
+        )
+        event_us = ev.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+        values: npt.NDArray[np.float64] = np.ascontiguousarray(
+            rows[list(fv.features)].to_numpy(dtype=np.float64)
+        )
+        if to in ("offline", "both"):
+            table = pd.DataFrame({key: rows[key].to_numpy(dtype=np.int64)})
+            table["event_timestamp"] = pd.to_datetime(event_us, unit="us", utc=True)
+            table["created_timestamp"] = pd.to_datetime(created.to_numpy(), unit="us", utc=True)
+            for i, feat in enumerate(fv.features):
+                table[feat] = values[:, i]
+            folder = self.offline.folder(fv.name, fv.version)
+            folder.mkdir(parents=True, exist_ok=True)
+            table.to_parquet(folder / f"part-{now_us}-push.parquet", index=False)
+        if to in ("online", "both"):
+            batch = WriteBatch(
+                fv.name,
+                fv.version,
+                rows[key].to_numpy(dtype=np.int64),
+                event_us,
+                np.asarray(created.to_numpy(), dtype=np.int64),
+                values,
+            )
+            self.online.write([batch])
+        return len(rows)
