@@ -9,7 +9,7 @@ The figure is the mean of the daily precisions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +99,7 @@ def evaluate(frame: pd.DataFrame, scores: ArrayLike, *, top_k: int = 100) -> dic
     }
 
 
-def mean_metrics(folds: list[Mapping[str, float]]) -> dict[str, float]:
+def mean_metrics(folds: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Mean of each metric over folds, with its standard deviation as `<name>_std`."""
     if not folds:
         return {}

@@ -1,0 +1,98 @@
+"""The training configuration: what `train` does, stored in lineage so it can be replayed."""
+
+from __future__ import annotations
+
+import copy
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlsd.errors import ValidationError
+from mlsd.training.dataset import handbook_features
+from mlsd.training.protocol import Split
+from mlsd.training.selection import DEFAULT_GRIDS
+
+HANDBOOK_TRAIN_START = date(2018, 7, 25)
+"""The handbook's training start (train 07-25..31, delay 08-01..07, test 08-08..14)."""
+
+Flavor = Literal["lightgbm", "logistic"]
+FLAVORS: tuple[Flavor, ...] = ("lightgbm", "logistic")
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run depends on; its JSON form goes into the lineage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str
+    train_start: date | None = None
+    train_days: int = Field(default=7, ge=1)
+    delay_days: int = Field(default=7, ge=0)
+    test_days: int = Field(default=7, ge=1)
+    n_folds: int = Field(default=4, ge=1)
+    models: list[Flavor] = Field(default_factory=lambda: list(FLAVORS), min_length=1)
+    grids: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_GRIDS)
+    )
+    selection_metric: Literal["auc_roc", "average_precision", "card_precision"] = (
+        "average_precision"
+    )
+    top_k: int = Field(default=100, ge=1)
+    seed: int = 0
+    num_threads: int = Field(default=2, ge=1)
+    features: list[str] = Field(default_factory=handbook_features, min_length=1)
+
+    @classmethod
+    def make(cls, **values: Any) -> TrainConfig:
+        """Build a config, turning pydantic's errors into a `ValidationError` with the field."""
+        try:
+            return cls(**values)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "config"
+            raise ValidationError(f"{where}: {first['msg']}", field=where) from exc
+
+    @property
+    def metric_name(self) -> str:
+        """The metric key the selection compares (Card Precision carries its k)."""
+        if self.selection_metric == "card_precision":
+            return f"card_precision_at_{self.top_k}"
+        return self.selection_metric
+
+    def split_at(self, train_start: date) -> Split:
+        """The train / delay / test block starting `train_start`."""
+        return Split(train_start, self.train_days, self.delay_days, self.test_days)
+
+    def test_split(self, first_day: date, end_day: date) -> Split:
+        """The test block inside a dataset covering [first_day, end_day).
+
+        The configured start if given (it must fit), else the handbook's start when the
+        dataset covers it, else the latest block that fits.
+        """
+        span = timedelta(days=self.train_days + self.delay_days + self.test_days)
+        if self.train_start is not None:
+            split = self.split_at(self.train_start)
+            if split.train_start < first_day or split.test_end > end_day:
+                raise ValidationError(
+                    f"the block {split.train_start}..{split.test_end} (end exclusive) does not "
+                    f"fit in the dataset's days {first_day}..{end_day}",
+                    field="train_start",
+                )
+            return split
+        handbook = self.split_at(HANDBOOK_TRAIN_START)
+        if handbook.train_start >= first_day and handbook.test_end <= end_day:
+            return handbook
+        start = end_day - span
+        if start < first_day:
+            raise ValidationError(
+                f"the dataset ({first_day}..{end_day}) is shorter than one "
+                f"train/delay/test block of {span.days} days",
+                field="dataset",
+            )
+        return self.split_at(start)
+
+    def replay(self, flavor: str, params: dict[str, Any]) -> TrainConfig:
+        """This config narrowed to one flavor and one parameter set (what `reproduce` runs)."""
+        return self.model_copy(update={"models": [flavor], "grids": {flavor: [params]}})

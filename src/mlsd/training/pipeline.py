@@ -1,0 +1,245 @@
+"""`train`: the handbook protocol end to end, and `register_result` into the registry.
+
+1. Read the dataset's transactions for the validation folds and the test block.
+2. Join their features point-in-time from the feature store.
+3. For each flavor, choose parameters by prequential validation (folds before the test
+   block), then train on the test block's training days and score its test days.
+4. The flavor with the best validation score is the primary result; `register_result`
+   stores it with its lineage, signature and metrics.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from mlsd.data import schema
+from mlsd.errors import NotFoundError, ValidationError
+from mlsd.training.config import TrainConfig
+from mlsd.training.dataset import (
+    FeatureSource,
+    dataset_hash,
+    dataset_period,
+    load_transactions,
+    training_frame,
+    training_set_hash,
+)
+from mlsd.training.metrics import evaluate
+from mlsd.training.models import FraudModel
+from mlsd.training.protocol import Split, day_start, prequential_splits, validation_split
+from mlsd.training.selection import Fold, Selection, fit_and_score, make_folds, select
+
+if TYPE_CHECKING:
+    from mlsd.registry import ModelVersion, Registry
+
+Progress = Callable[[str], None]
+TEST_COLUMNS = (schema.TRANSACTION_ID, schema.TX_DATETIME, schema.CUSTOMER_ID, schema.TX_FRAUD)
+
+
+@dataclass
+class ModelResult:
+    """One trained flavor: chosen parameters, validation, test metrics and test scores."""
+
+    flavor: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    selection: Selection
+    model: FraudModel
+    scores: NDArray[np.float64]
+    fit_seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of `train`: every flavor's result and what lineage needs."""
+
+    config: TrainConfig
+    split: Split
+    validation_splits: list[Split]
+    models: dict[str, ModelResult]
+    primary: str
+    training_set_hash: str
+    feature_views: dict[str, str]
+    dataset_hash: str
+    test: pd.DataFrame
+    n_train: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _skip(_: str) -> None:
+    return None
+
+
+def validation_folds(config: TrainConfig, split: Split, first_day: Any) -> list[Split]:
+    """The prequential folds before `split` that fit in the dataset (at most n_folds)."""
+    folds = prequential_splits(validation_split(split), config.n_folds)
+    kept = [f for f in folds if f.train_start >= first_day]
+    if not kept:
+        raise ValidationError(
+            f"no validation fold fits before {split.train_start}: the dataset starts "
+            f"{first_day}; pick a later --train-start",
+            field="train_start",
+        )
+    return kept
+
+
+def load_frame(config: TrainConfig, source: FeatureSource, start: Any, end: Any) -> pd.DataFrame:
+    """Transactions of [start, end) with their point-in-time features."""
+    transactions = load_transactions(Path(config.dataset), start, end)
+    return training_frame(source, transactions, config.features)
+
+
+def train(
+    config: TrainConfig, source: FeatureSource, progress: Progress | None = None
+) -> TrainResult:
+    """Select, train and test every flavor of `config` on the handbook protocol."""
+    step = progress or _skip
+    clock = time.perf_counter()
+    dataset_dir = Path(config.dataset)
+    first_day, end_day = dataset_period(dataset_dir)
+    split = config.test_split(first_day, end_day)
+    valid_splits = validation_folds(config, split, first_day)
+    start = min(s.train_start for s in valid_splits)
+    frame = load_frame(config, source, start, split.test_end)
+    step(f"features: {len(frame):,} rows")
+    timings = {"features": time.perf_counter() - clock}
+
+    folds = make_folds(frame, valid_splits)
+    (final,) = make_folds(frame, [split])
+    results: dict[str, ModelResult] = {}
+    for flavor in config.models:
+        clock = time.perf_counter()
+        grid = config.grids.get(flavor)
+        if not grid:
+            raise ValidationError(f"no parameter grid for {flavor}", field="grids")
+        selection = select(
+            flavor,
+            grid,
+            folds,
+            config.features,
+            metric=config.metric_name,
+            top_k=config.top_k,
+            seed=config.seed,
+            num_threads=config.num_threads,
+            progress=step,
+        )
+        timings[f"{flavor}_selection"] = time.perf_counter() - clock
+        results[flavor] = fit_final(config, flavor, selection, final)
+        step(f"{flavor}: tested")
+    primary = max(
+        config.models, key=lambda f: results[f].selection.best.metrics[config.metric_name]
+    )
+    return TrainResult(
+        config=config,
+        split=split,
+        validation_splits=valid_splits,
+        models=results,
+        primary=primary,
+        training_set_hash=training_set_hash(final.train, config.features),
+        feature_views=dict(source.view_versions()),
+        dataset_hash=dataset_hash(dataset_dir),
+        test=final.test.loc[:, list(TEST_COLUMNS)].reset_index(drop=True),
+        n_train=len(final.train),
+        timings=timings,
+    )
+
+
+def fit_final(config: TrainConfig, flavor: str, selection: Selection, fold: Fold) -> ModelResult:
+    """Train `flavor` with the selected parameters on the block's training days; test it."""
+    params = selection.best.params
+    clock = time.perf_counter()
+    model, scores = fit_and_score(
+        flavor, params, fold, config.features, seed=config.seed, num_threads=config.num_threads
+    )
+    return ModelResult(
+        flavor=flavor,
+        params=dict(params),
+        metrics=evaluate(fold.test, scores, top_k=config.top_k),
+        selection=selection,
+        model=model,
+        scores=scores,
+        fit_seconds=time.perf_counter() - clock,
+    )
+
+
+def code_commit() -> str:
+    """The git commit of the source tree, or "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def register_result(
+    registry: Registry,
+    result: TrainResult,
+    name: str = "fraud",
+    *,
+    flavor: str | None = None,
+    tags: dict[str, str] | None = None,
+    description: str = "",
+) -> ModelVersion:
+    """Register one flavor of `result` (the primary by default) with its full lineage."""
+    from mlsd.registry import Lineage, Signature
+
+    chosen = flavor or result.primary
+    if chosen not in result.models:
+        raise ValidationError(f"{chosen} was not trained in this run", field="flavor")
+    model = result.models[chosen]
+    config = result.config
+    try:
+        parent: int | None = registry.resolve(f"models:/{name}@champion").version
+    except NotFoundError:
+        parent = None
+    split = result.split
+    lineage = Lineage(
+        training_set_hash=result.training_set_hash,
+        feature_views=result.feature_views,
+        code_commit=code_commit(),
+        dataset=str(Path(config.dataset).resolve()),
+        dataset_hash=result.dataset_hash,
+        train_period=(day_start(split.train_start), day_start(split.train_end)),
+        test_period=(day_start(split.test_start), day_start(split.test_end)),
+        parent_version=parent,
+        config={
+            "train": config.replay(chosen, model.params).model_dump(mode="json"),
+            "flavor": chosen,
+            "params": model.params,
+            "selected_from": [c.params for c in model.selection.candidates],
+        },
+    )
+    metrics = dict(model.metrics)
+    for key, value in model.selection.best.metrics.items():
+        metrics[f"valid_{key}"] = value
+    signature = Signature(
+        feature_names=list(config.features),
+        dtypes=["float32"] * len(config.features),
+        output="fraud_probability",
+    )
+    return registry.register(
+        name,
+        model.model.artifacts(list(config.features)),
+        flavor=chosen,
+        signature=signature,
+        lineage=lineage,
+        params={**model.params, "seed": config.seed, "num_threads": config.num_threads},
+        metrics=metrics,
+        tags=tags,
+        description=description or f"{chosen} trained {split.train_start}..{split.train_end}",
+    )
