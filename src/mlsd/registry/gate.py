@@ -129,3 +129,15 @@ class GateDecision(BaseModel):
     def failures(self) -> list[GateCheck]:
         """The checks that did not pass."""
         return [c for c in self.checks if not c.passed]
+
+
+def default_gate() -> PromotionGate:
+    """The gate `mlsd registry promote` uses unless told otherwise.
+
+    The candidate may not fall below the champion by more than 0.005 AUC ROC,
+    0.01 average precision or 0.01 Card Precision@100 (the training package's
+    metric names); there is no absolute floor.
+    """
+    return PromotionGate(
+        max_regression={"auc_roc": 0.005, "average_precision": 0.01, "card_precision_at_100": 0.01}
+    )
