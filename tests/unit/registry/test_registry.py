@@ -90,9 +90,11 @@ def test_promotion_passes_the_gate_and_records_the_decision(registry: Registry) 
     register_sample(registry, metrics={"auc_roc": 0.85})
     register_sample(registry, metrics={"auc_roc": 0.86})
     first = registry.promote("fraud", 1, gate=GATE, actor="ci", reason="first champion")
-    assert first.accepted and first.champion_version is None
+    assert first.accepted
+    assert first.champion_version is None
     second = registry.promote("fraud", 2, gate=GATE, actor="ci", reason="retrain")
-    assert second.accepted and second.champion_version == 1
+    assert second.accepted
+    assert second.champion_version == 1
     assert registry.aliases("fraud") == {"champion": 2}
     assert [d.version for d in registry.decisions("fraud")] == [1, 2]
     assert registry.alias_history("fraud", "champion")[-1].kind == "promote"
@@ -109,7 +111,8 @@ def test_a_refused_promotion_is_recorded_and_moves_nothing(registry: Registry) -
     assert not refused.accepted
     assert refused.failures[0].metric == "auc_roc"
     forced = registry.promote("fraud", 2, gate=GATE, actor="boss", reason="hotfix", force=True)
-    assert forced.accepted and forced.forced
+    assert forced.accepted
+    assert forced.forced
     assert registry.aliases("fraud") == {"champion": 2}
 
 
