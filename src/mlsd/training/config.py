@@ -93,6 +93,7 @@ class TrainConfig(BaseModel):
             )
         return self.split_at(start)
 
-    def replay(self, flavor: str, params: dict[str, Any]) -> TrainConfig:
-        """This config narrowed to one flavor and one parameter set (what `reproduce` runs)."""
-        return self.model_copy(update={"models": [flavor], "grids": {flavor: [params]}})
+    def replay(self, flavor: str, params: dict[str, Any], train_start: date) -> TrainConfig:
+        """This config narrowed to one block, flavor and parameter set (what `reproduce` runs)."""
+        update = {"models": [flavor], "grids": {flavor: [params]}, "train_start": train_start}
+        return self.model_copy(update=update)

@@ -218,7 +218,7 @@ def register_result(
         test_period=(day_start(split.test_start), day_start(split.test_end)),
         parent_version=parent,
         config={
-            "train": config.replay(chosen, model.params).model_dump(mode="json"),
+            "train": config.replay(chosen, model.params, split.train_start).model_dump(mode="json"),
             "flavor": chosen,
             "params": model.params,
             "selected_from": [c.params for c in model.selection.candidates],

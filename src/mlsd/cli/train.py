@@ -1,0 +1,146 @@
+"""`mlsd train`: the handbook protocol with progress, a report and registration."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from mlsd.errors import ValidationError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mlsd.training.pipeline import TrainResult
+
+MODEL_CHOICES = ("lightgbm", "logistic", "both")
+METRIC_CHOICES = ("average_precision", "auc_roc", "card_precision")
+
+
+def _date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{value!r} is not a date (YYYY-MM-DD)", field="train_start"
+        ) from None
+
+
+def train(
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="Dataset folder (default: $MLSD_HOME/dataset)."
+    ),
+    train_start: str | None = typer.Option(
+        None,
+        "--train-start",
+        help="First training day, YYYY-MM-DD (default: the handbook's 2018-07-25 if the "
+        "dataset covers it, else the latest block that fits).",
+    ),
+    model: str = typer.Option("both", "--model", help="lightgbm, logistic or both."),
+    folds: int = typer.Option(4, "--folds", help="Prequential validation folds."),
+    select_by: str = typer.Option(
+        "average_precision", "--select-by", help="average_precision, auc_roc or card_precision."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="One parameter set per model, no grid."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    threads: int = typer.Option(2, "--threads", help="LightGBM threads (fixed for determinism)."),
+    build: bool = typer.Option(
+        True, "--build/--no-build", help="Apply the feature definitions and rebuild the tables."
+    ),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register the model."),
+    promote: bool = typer.Option(False, "--promote", help="Promote it to champion (gated)."),
+    name: str = typer.Option("fraud", "--name", help="Registered model name."),
+) -> None:
+    """Train fraud models on the handbook protocol, report, and register the best one."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from mlsd.features.store import FeatureStore
+    from mlsd.settings import get_settings
+    from mlsd.training.config import TrainConfig
+    from mlsd.training.demo import QUICK_GRIDS
+    from mlsd.training.pipeline import train as run_training
+    from mlsd.training.report import metrics_table, write_report
+
+    if model not in MODEL_CHOICES:
+        raise ValidationError(f"--model must be one of {MODEL_CHOICES}", field="model")
+    if select_by not in METRIC_CHOICES:
+        raise ValidationError(f"--select-by must be one of {METRIC_CHOICES}", field="select_by")
+    settings = get_settings()
+    folder = dataset or settings.path("dataset")
+    models = ["lightgbm", "logistic"] if model == "both" else [model]
+    extra = {"grids": QUICK_GRIDS} if quick else {}
+    config = TrainConfig.make(
+        dataset=str(folder),
+        train_start=_date(train_start),
+        n_folds=folds,
+        models=models,
+        selection_metric=select_by,
+        seed=seed,
+        num_threads=threads,
+        **extra,
+    )
+    console = Console()
+    steps = sum(len(config.grids.get(m, [])) * config.n_folds + 1 for m in models)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("features", total=steps + 1)
+        store = FeatureStore.open(settings)
+        try:
+            if build:
+                store.apply()
+                store.build(folder)
+            bar.advance(task)
+
+            def step(message: str) -> None:
+                bar.update(task, description=message, advance=1 if "features" not in message else 0)
+
+            result = run_training(config, store, progress=step)
+        finally:
+            store.close()
+    console.print(metrics_table(result))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    paths = write_report(result, settings.path("reports"), f"train-{stamp}")
+    console.print(f"PR curve: {paths['pr_curve']}")
+    console.print(f"summary:  {paths['summary']}")
+    if not register:
+        return
+    _register(result, name, promote, console)
+
+
+def _register(result: TrainResult, name: str, promote: bool, console: Console) -> None:
+    from mlsd.errors import GateRejectedError
+    from mlsd.registry import Registry
+    from mlsd.training.demo import default_gate
+    from mlsd.training.pipeline import register_result
+
+    registry = Registry.open()
+    try:
+        mv = register_result(registry, result, name)
+        console.print(f"registered [bold]{mv.uri}[/] ({mv.flavor})")
+        if promote:
+            try:
+                registry.promote(
+                    name,
+                    mv.version,
+                    gate=default_gate(),
+                    actor=getpass.getuser(),
+                    reason="mlsd train --promote",
+                )
+                console.print(f"promoted {mv.uri} to [bold]{name}@champion[/]")
+            except GateRejectedError as exc:
+                console.print(f"[yellow]not promoted:[/] {exc.message}")
+    finally:
+        registry.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command."""
+    app.command("train")(train)
