@@ -1,0 +1,168 @@
+"""The serving app factory: routes, one error handler, metrics and security middleware.
+
+`create_app(settings)` builds every backend from settings; tests and the demo
+pass a ready `Service` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from mlsd import __version__
+from mlsd.errors import MlsdError
+from mlsd.serving import routes_admin, routes_v1, routes_v2
+from mlsd.serving.metrics import CONTENT_TYPE, ServingMetrics
+from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
+from mlsd.serving.service import ServeOptions, Service
+from mlsd.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_SKIP = frozenset({"body", "one", "batch", "query", "path", "header"})
+
+
+def field_of(loc: Sequence[Any]) -> str:
+    """The offending field of a pydantic error location, e.g. `transactions.0.amount`."""
+    parts = [str(p) for p in loc if str(p) not in _SKIP and not str(p).startswith("function-")]
+    return ".".join(parts) or "body"
+
+
+async def _mlsd_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, MlsdError):  # pragma: no cover - registered for MlsdError only
+        raise exc
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    first = errors[0] if errors else {"loc": ("body",), "msg": str(exc)}
+    field = field_of(first.get("loc", ()))
+    message = f"{field}: {first.get('msg', 'invalid')}"
+    body = {"error": "ValidationError", "message": message, "field": field}
+    return JSONResponse(body, status_code=422)
+
+
+class MetricsMiddleware:
+    """Times every request into `mlsd_request_duration_seconds` by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_latency.labels(path, scope.get("method", ""), str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def build_service(settings: Settings, options: ServeOptions | None = None) -> Service:
+    """Every backend settings name: registry, feature store, cache, prediction log, jobs."""
+    from mlsd.registry import Registry
+    from mlsd.serving.cache import make_cache
+    from mlsd.serving.host import ModelHost
+    from mlsd.serving.wiring import open_features, open_jobs, open_prediction_log
+
+    options = options or ServeOptions()
+    metrics = ServingMetrics()
+    features = open_features(settings)
+    served = getattr(features, "view_versions", None)
+    host = ModelHost(
+        Registry.open(settings),
+        served_views=served,
+        on_load=lambda m, s: metrics.model_load_seconds.labels(m.name).observe(s),
+    )
+    service = Service(
+        settings,
+        host,
+        options=options,
+        features=features,
+        cache=make_cache(settings),
+        prediction_log=open_prediction_log(settings),
+        metrics=metrics,
+    )
+    service.jobs = open_jobs(settings, service)
+    return service
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    service: Service | None = None,
+    options: ServeOptions | None = None,
+) -> FastAPI:
+    """The serving app. Models load in the background after start; ready says when done."""
+    settings = settings or get_settings()
+    svc = service or build_service(settings, options)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader: asyncio.Future[None] | None = None
+        if not svc.loaded:
+            loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
+        if svc.jobs is not None:
+            svc.jobs.start(svc)
+        try:
+            yield
+        finally:
+            if loader is not None:
+                await loader
+            svc.close()
+
+    app = FastAPI(
+        title="mlsd serving",
+        version=__version__,
+        description="Fraud scoring: REST v1 and the Open Inference Protocol (V2).",
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    app.add_exception_handler(MlsdError, _mlsd_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(routes_v1.router)
+    app.include_router(routes_v2.router)
+    app.include_router(routes_admin.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
+    app.add_middleware(
+        SecurityMiddleware,
+        api_key=settings.api_key,
+        admin_token=settings.admin_token,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app
+
+
+def _load_quietly(service: Service) -> None:
+    try:
+        service.load_all()
+    except MlsdError:
+        return  # kept in service.load_error and shown by /v2/health/ready

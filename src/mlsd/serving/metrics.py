@@ -1,0 +1,104 @@
+"""Prometheus metrics of one serving app, in their own registry (no global state).
+
+Latencies are histograms in seconds, counters end in `_total`, and no label
+carries a customer, a terminal or a transaction: label values come from a
+small closed set (routes, model names and versions, statuses).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServingMetrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.request_latency = Histogram(
+            "mlsd_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and status code.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "mlsd_predictions_total",
+            "Rows scored, by model, version and outcome (ok, degraded, error).",
+            ["model", "version", "status"],
+            registry=r,
+        )
+        self.model_requests = Counter(
+            "mlsd_model_requests_total",
+            "Scoring requests, by model, version and status (ok, degraded, error).",
+            ["model", "version", "status"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "mlsd_batch_size",
+            "Rows per model call after micro-batching.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "mlsd_model_inference_duration_seconds",
+            "Time of one model call.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "mlsd_cache_hits_total", "Prediction cache hits.", ["model"], registry=r
+        )
+        self.cache_misses = Counter(
+            "mlsd_cache_misses_total", "Prediction cache misses.", ["model"], registry=r
+        )
+        self.feature_latency = Histogram(
+            "mlsd_feature_lookup_duration_seconds",
+            "Time of one online feature lookup (one round trip for the whole request).",
+            ["status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.degraded = Counter(
+            "mlsd_degraded_total",
+            "Requests scored without stored features (online store down or slow).",
+            ["reason"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "mlsd_model_loads_total", "Model versions loaded.", ["model", "version"], registry=r
+        )
+        self.model_load_seconds = Histogram(
+            "mlsd_model_load_duration_seconds",
+            "Time to load and warm a model version.",
+            ["model"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.model_switches = Counter(
+            "mlsd_model_switches_total", "Alias switches to a new version.", ["model"], registry=r
+        )
+        self.loaded_models = Gauge(
+            "mlsd_loaded_models", "Model versions held by the host.", registry=r
+        )
+        self.breaker_open = Gauge(
+            "mlsd_feature_breaker_open",
+            "1 while the online store circuit breaker is open or half-open.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

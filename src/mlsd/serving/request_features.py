@@ -1,0 +1,27 @@
+"""Features computed from the request itself (the handbook's request view).
+
+Same definitions as the feature store's `transaction_request` view: the amount,
+whether the payment happened on a weekend (weekday >= 5) and at night (hour <= 6,
+UTC). Kept here, vectorised over a request, so scoring needs no round trip for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Final
+
+from mlsd.serving.schemas import Transaction
+
+REQUEST_FEATURES: Final[dict[str, Callable[[Transaction], float]]] = {
+    "TX_AMOUNT": lambda tx: float(tx.amount),
+    "TX_DURING_WEEKEND": lambda tx: float(tx.timestamp.astimezone(UTC).weekday() >= 5),
+    "TX_DURING_NIGHT": lambda tx: float(tx.timestamp.astimezone(UTC).hour <= 6),
+}
+
+
+def request_feature_columns(
+    txs: Sequence[Transaction], names: Sequence[str]
+) -> dict[str, list[float]]:
+    """The request-time columns among `names`, one value per transaction."""
+    return {n: [REQUEST_FEATURES[n](tx) for tx in txs] for n in names if n in REQUEST_FEATURES}

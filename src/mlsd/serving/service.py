@@ -1,0 +1,193 @@
+"""The serving state of one app: host, endpoints, scorers, cache, log, metrics, wired once.
+
+Handlers reach it as `request.app.state.service`; nothing in a handler builds
+or chooses a backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mlsd.errors import MlsdError, NotFoundError
+from mlsd.serving.batcher import BatchConfig
+from mlsd.serving.breaker import CircuitBreaker
+from mlsd.serving.cache import PredictionCache
+from mlsd.serving.endpoint import Endpoint, HostedEndpoint
+from mlsd.serving.host import LoadedModel, ModelHost, parse_ref
+from mlsd.serving.metrics import ServingMetrics
+from mlsd.serving.scorer import FeatureSource, ScoredBatch, Scorer
+from mlsd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeOptions:
+    """How the service behaves (beyond backend URLs, which live in `Settings`)."""
+
+    models: tuple[str, ...] = ("fraud@champion",)
+    batching: BatchConfig = field(default_factory=BatchConfig)
+    batching_per_model: Mapping[str, BatchConfig] = field(default_factory=dict)
+    fail_when_degraded: bool = False
+    feature_timeout_s: float = 0.05
+    breaker_failures: int = 5
+    breaker_reset_s: float = 5.0
+    watch_aliases: bool = True
+
+
+class Service:
+    """Everything the handlers use, built from settings and options."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host: ModelHost,
+        *,
+        options: ServeOptions | None = None,
+        features: FeatureSource | None = None,
+        cache: PredictionCache | None = None,
+        prediction_log: Any | None = None,
+        jobs: Any | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options or ServeOptions()
+        self.metrics = metrics or ServingMetrics()
+        self.host = host
+        self.features = features
+        self.cache = cache
+        self.prediction_log = prediction_log
+        self.jobs = jobs
+        self.breaker = CircuitBreaker(
+            self.options.breaker_failures,
+            self.options.breaker_reset_s,
+            self.options.feature_timeout_s,
+            name="online store",
+        )
+        self.endpoints: dict[str, Endpoint] = {}
+        self.scorers: dict[str, Scorer] = {}
+        self.default_model: str | None = None
+        self.loaded = False
+        self.load_error: str | None = None
+        self.started_at = datetime.now(UTC)
+        host.on_swap(self._swapped)
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
+        self.metrics.model_loads.labels(new.name, str(new.version)).inc()
+        self.metrics.loaded_models.set(len(self.host.models()))
+        if old is not None:
+            self.metrics.model_switches.labels(new.name).inc()
+            if self.cache is not None:
+                self.cache.clear_model(old.name)
+
+    def add_endpoint(self, name: str, alias: str) -> Endpoint:
+        """Serve `name@alias` as the endpoint `name` (the first one is the default)."""
+        batching = self.options.batching_per_model.get(name, self.options.batching)
+        endpoint = HostedEndpoint(
+            self.host, name, alias, batching,
+            on_batch=lambda m, n: self.metrics.batch_size.labels(m.name).observe(n),
+        )  # fmt: skip
+        self.endpoints[name] = endpoint
+        self.scorers[name] = Scorer(
+            endpoint,
+            self.features,
+            self.metrics,
+            cache=self.cache,
+            breaker=self.breaker if self.features is not None else None,
+            fail_when_degraded=self.options.fail_when_degraded,
+            on_scored=self._log_batch if self.prediction_log is not None else None,
+        )
+        if self.default_model is None:
+            self.default_model = name
+        return endpoint
+
+    def load(self, ref: str) -> LoadedModel:
+        """Load a model reference; an alias reference also becomes an endpoint."""
+        name, alias, _ = parse_ref(ref)
+        model = self.host.load(ref)
+        if alias is not None and name not in self.endpoints:
+            self.add_endpoint(name, alias)
+        self.metrics.loaded_models.set(len(self.host.models()))
+        return model
+
+    def load_all(self) -> None:
+        """Load every model of the options; remember the first error for /v2/health/ready."""
+        try:
+            for ref in self.options.models:
+                self.load(ref)
+        except MlsdError as exc:
+            self.load_error = exc.message
+            log.error("model load failed: %s", exc.message)
+            raise
+        self.loaded = True
+        if self.options.watch_aliases:
+            self.host.start()
+
+    def close(self) -> None:
+        """Stop the watcher and the job queue, flush the log, release backends."""
+        self.host.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    # -- lookups for handlers ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Models loaded and warmed."""
+        return self.loaded and self.host.ready
+
+    def scorer(self, name: str | None = None) -> Scorer:
+        """The scorer of a model name (the default model when None)."""
+        key = name or self.default_model
+        if key is None or key not in self.scorers:
+            raise NotFoundError(f"no endpoint serves model {key!r}", field="model")
+        return self.scorers[key]
+
+    def endpoint(self, name: str) -> Endpoint:
+        """The endpoint of a model name."""
+        if name not in self.endpoints:
+            raise NotFoundError(f"no endpoint serves model {name!r}", field="model")
+        return self.endpoints[name]
+
+    # -- prediction log -----------------------------------------------------------------------
+
+    def _log_batch(self, batch: ScoredBatch, request_id: str) -> None:
+        from mlsd.serving.predlog.record import PredictionRecord
+
+        now = datetime.now(UTC)
+        names = list(batch.model.feature_names)
+        latency_ms = batch.latency_s * 1000.0
+        decisions = batch.decisions()
+        version = str(batch.model.version)
+        records = [
+            PredictionRecord(
+                request_id=f"{request_id}:{tx.transaction_id}" if len(batch.transactions) > 1
+                else request_id,
+                ts=now,
+                model=batch.model.name,
+                version=version,
+                features=row,
+                feature_names=names,
+                score=score,
+                decision=decision,
+                threshold=batch.model.threshold,
+                latency_ms=latency_ms,
+                degraded=batch.degraded,
+            )
+            for tx, row, score, decision in zip(
+                batch.transactions, batch.values.tolist(), batch.scores.tolist(), decisions,
+                strict=True,
+            )
+        ]  # fmt: skip
+        if self.prediction_log is not None:
+            self.prediction_log.append(records)

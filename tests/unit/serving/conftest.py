@@ -1,0 +1,127 @@
+"""Fixtures for the serving tests: a registry holding two tiny real models, a served app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlsd.features.store import FeatureStore
+from mlsd.registry import Registry
+from mlsd.serving.app import create_app
+from mlsd.serving.batcher import BatchConfig
+from mlsd.serving.cache import MemoryCache
+from mlsd.serving.host import ModelHost
+from mlsd.serving.service import ServeOptions, Service
+from mlsd.serving.testing import FEATURES, NOW, register_tiny_model, tiny_model_artifacts
+from mlsd.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> dict[int, dict[str, bytes]]:
+    """Two distinct model versions' artifacts, trained once per session."""
+    return {1: tiny_model_artifacts(1), 2: tiny_model_artifacts(2)}
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    """Settings on a fresh data folder."""
+    return Settings(home=home)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[FeatureStore]:
+    """The embedded feature store with the handbook views and a few customers' features."""
+    fs = FeatureStore.open(settings)
+    fs.apply()
+    customers = pd.DataFrame(
+        {
+            "CUSTOMER_ID": [1, 2],
+            "event_timestamp": pd.to_datetime([NOW - timedelta(hours=1)] * 2, utc=True),
+            **{f: [3.0, 1.0] for f in FEATURES if f.startswith("CUSTOMER_ID_")},
+        }
+    )
+    fs.push("customer_spending", customers)
+    terminals = pd.DataFrame(
+        {
+            "TERMINAL_ID": [7],
+            "event_timestamp": pd.to_datetime([NOW - timedelta(days=60)], utc=True),
+            **{f: [2.0] for f in FEATURES if f.startswith("TERMINAL_ID_")},
+        }
+    )
+    fs.push("terminal_risk", terminals)
+    yield fs
+    fs.close()
+
+
+@pytest.fixture
+def registry(
+    settings: Settings, store: FeatureStore, artifacts: dict[int, dict[str, bytes]]
+) -> Iterator[Registry]:
+    """A registry with fraud/1 (champion) and fraud/2, both on the served feature views."""
+    reg = Registry.open(settings)
+    views = store.view_versions()
+    register_tiny_model(reg, artifacts[1], views)
+    register_tiny_model(reg, artifacts[2], views)
+    reg.set_alias("fraud", "champion", 1, reason="test", actor="test")
+    yield reg
+    reg.close()
+
+
+def make_service(
+    settings: Settings,
+    registry: Registry,
+    store: FeatureStore | None,
+    *,
+    batching: BatchConfig | None = None,
+    cache: bool = True,
+    load: bool = True,
+    **options: Any,
+) -> Service:
+    """A service on the test registry, models loaded (watcher off unless asked)."""
+    host = ModelHost(
+        registry, served_views=store.view_versions if store else None, poll_interval_s=0.1
+    )
+    opts = ServeOptions(
+        batching=batching or BatchConfig(max_batch_size=32, max_delay_ms=-1),
+        watch_aliases=options.pop("watch_aliases", False),
+        **options,
+    )
+    service = Service(
+        settings, host, options=opts, features=store,
+        cache=MemoryCache(1000, 60.0) if cache else None,
+    )  # fmt: skip
+    if load:
+        service.load_all()
+    return service
+
+
+@pytest.fixture
+def service(settings: Settings, registry: Registry, store: FeatureStore) -> Iterator[Service]:
+    """A loaded service with a cache, no prediction log, no watcher."""
+    svc = make_service(settings, registry, store)
+    yield svc
+    svc.close()
+
+
+def test_client() -> Any:
+    """Starlette's TestClient class, imported without its httpx deprecation warning."""
+    import warnings
+
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+    return TestClient
+
+
+@pytest.fixture
+def client(settings: Settings, service: Service) -> Iterator[Any]:
+    """A TestClient on the app."""
+    with test_client()(create_app(settings, service=service)) as tc:
+        yield tc
