@@ -59,9 +59,9 @@ class SimulatorConfig(BaseModel):
     scenarios: list[ScenarioEvent] = Field(default_factory=list, max_length=62)
     # The handbook's fraud scenarios (section 3.2.4).
     amount_fraud_threshold: float = Field(default=220.0, gt=0.0)
-    compromised_terminals_per_day: int = Field(default=2, ge=0)
+    compromised_terminals_per_day: float = Field(default=2.0, ge=0.0, le=1_000_000.0)
     terminal_compromise_days: int = Field(default=28, gt=0)
-    compromised_customers_per_day: int = Field(default=3, ge=0)
+    compromised_customers_per_day: float = Field(default=3.0, ge=0.0, le=1_000_000.0)
     customer_compromise_days: int = Field(default=14, gt=0)
 
     def __init__(self, **data: Any) -> None:
@@ -92,16 +92,6 @@ class SimulatorConfig(BaseModel):
                     f"scenario {event.name!r}: end {event.end} is before start {event.start}",
                     field=f"scenarios[{i}].end",
                 )
-        if self.compromised_terminals_per_day > self.n_terminals:
-            raise ConfigError(
-                "more terminals compromised per day than terminals",
-                field="compromised_terminals_per_day",
-            )
-        if self.compromised_customers_per_day > self.n_customers:
-            raise ConfigError(
-                "more customers compromised per day than customers",
-                field="compromised_customers_per_day",
-            )
         return self
 
     @property
@@ -117,6 +107,19 @@ class SimulatorConfig(BaseModel):
         """The event's day range as indices, `[first, last]` inclusive."""
         last = self.n_days - 1 if event.end is None else self.day_index(event.end)
         return self.day_index(event.start), last
+
+    @classmethod
+    def scaled(cls, n_customers: int, n_terminals: int, **fields: Any) -> SimulatorConfig:
+        """A smaller (or larger) world with the handbook's fraud rates: the number of
+        terminals and customers compromised per day scales with their populations
+        (2 per 10,000 terminals, 3 per 5,000 customers; fractions spread over days)."""
+        return cls(
+            n_customers=n_customers,
+            n_terminals=n_terminals,
+            compromised_terminals_per_day=2.0 * n_terminals / 10_000,
+            compromised_customers_per_day=3.0 * n_customers / 5_000,
+            **fields,
+        )
 
     def with_changes(self, **changes: Any) -> SimulatorConfig:
         """A validated copy with some fields changed."""

@@ -57,10 +57,13 @@ class CardTesting(_Event):
 
 
 class CompromiseRate(_Event):
-    """From `start`, `terminals_per_day` terminals are compromised each day (handbook: 2)."""
+    """From `start`, `terminals_per_day` terminals are compromised each day (handbook: 2).
+
+    A fractional rate is spread over the days (0.5 = one terminal every other day).
+    """
 
     type: Literal["compromise_rate"] = "compromise_rate"
-    terminals_per_day: int = Field(ge=0, le=100_000)
+    terminals_per_day: float = Field(ge=0.0, le=100_000.0)
 
 
 class Seasonal(_Event):

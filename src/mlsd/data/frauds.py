@@ -31,6 +31,13 @@ CUSTOMER_SCENARIO = 3
 CUSTOMER_AMOUNT_FACTOR = 5.0
 
 
+def spread(rate: float, n_days: int) -> IntArray:
+    """Whole counts per day averaging `rate`: day d gets floor((d+1) rate) - floor(d rate)."""
+    cumulative = np.floor(np.arange(n_days + 1) * rate + 1e-9).astype(np.int64)
+    counts: IntArray = np.diff(cumulative)
+    return counts
+
+
 @dataclass(frozen=True)
 class Compromises:
     """Who was compromised on which day: `ids[i]` on day `days[i]`."""
@@ -40,8 +47,13 @@ class Compromises:
 
     @classmethod
     def draw(cls, per_day: Sequence[int], population: int, rng: np.random.Generator) -> Compromises:
-        """Draw `per_day[d]` distinct ids out of `population` for each day `d`."""
-        picks = [rng.choice(population, size=int(k), replace=False) for k in per_day]
+        """Draw `per_day[d]` distinct ids out of `population` for each day `d`.
+
+        A day asking for more ids than the population compromises all of them.
+        """
+        picks = [
+            rng.choice(population, size=min(int(k), population), replace=False) for k in per_day
+        ]
         counts = np.array([len(p) for p in picks], dtype=np.int64)
         days = np.repeat(np.arange(len(per_day), dtype=np.int64), counts)
         ids = np.concatenate(picks).astype(np.int64) if picks else np.empty(0, np.int64)

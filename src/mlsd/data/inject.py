@@ -14,6 +14,7 @@ import numpy as np
 
 from mlsd.data.config import SimulatorConfig
 from mlsd.data.events import AmountShift, CardTesting, CompromiseRate, Seasonal
+from mlsd.data.frauds import spread
 from mlsd.data.profiles import FloatArray, IntArray
 from mlsd.data.transactions import SECONDS_PER_DAY, RawTransactions
 
@@ -62,12 +63,14 @@ def shift_amounts(
 
 def compromise_plan(config: SimulatorConfig) -> tuple[IntArray, IntArray]:
     """Terminals to compromise per day, and which event (or -1) sets each day's number."""
-    per_day = np.full(config.n_days, config.compromised_terminals_per_day, dtype=np.int64)
+    per_day = spread(config.compromised_terminals_per_day, config.n_days)
     owner = np.full(config.n_days, -1, dtype=np.int64)
     for i, event in enumerate(config.scenarios):
         if isinstance(event, CompromiseRate):
             first, last = config.event_days(event)
-            per_day[first : last + 1] = event.terminals_per_day
+            per_day[first : last + 1] = spread(event.terminals_per_day, config.n_days)[
+                first : last + 1
+            ]
             owner[first : last + 1] = i
     return per_day, owner
 

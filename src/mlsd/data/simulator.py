@@ -112,10 +112,10 @@ def _handbook_frauds(
 
     # Scenario 2: the baseline draws are always made, then cut to each day's number;
     # extra terminals asked for by a compromise_rate event come from the event's stream.
-    default = config.compromised_terminals_per_day
+    default = frauds.spread(config.compromised_terminals_per_day, n_days)
     per_day, owner = inject.compromise_plan(config)
-    drawn = frauds.Compromises.draw([default] * n_days, config.n_terminals, _rng(config.seed, 2))
-    rank = np.tile(np.arange(default), n_days)
+    drawn = frauds.Compromises.draw(default.tolist(), config.n_terminals, _rng(config.seed, 2))
+    rank = np.arange(len(drawn.days)) - np.searchsorted(drawn.days, drawn.days)
     base = drawn.select(rank < per_day[drawn.days])
     duration = config.terminal_compromise_days
     hit = frauds.covered(raw.terminal, days, base, duration, n_days)
@@ -128,7 +128,9 @@ def _handbook_frauds(
         tags[more] |= inject.bit(i)
 
     customers = frauds.Compromises.draw(
-        [config.compromised_customers_per_day] * n_days, config.n_customers, _rng(config.seed, 3)
+        frauds.spread(config.compromised_customers_per_day, n_days).tolist(),
+        config.n_customers,
+        _rng(config.seed, 3),
     )
     draws = frauds.customer_fraud_draws(
         raw.customer, days, customers, config.customer_compromise_days, n_days, _rng(config.seed, 4)
