@@ -6,7 +6,8 @@ under `settings.home / "features"`; Redis and PostgreSQL are chosen by URL in se
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 from mlsd.data import schema
 from mlsd.errors import ConfigError, NotFoundError, ValidationError
 from mlsd.features import materialize as mat
+from mlsd.features.consistency import ParityReport, SkewReport, replay_parity, skew_report
 from mlsd.features.definitions import FeatureView
 from mlsd.features.handbook import HANDBOOK_VIEWS
 from mlsd.features.offline import OfflineStore, ViewRequest, as_of, point_in_time_join
@@ -76,6 +78,7 @@ class FeatureStore:
         self.registry = registry
         self.online = online
         self.offline = offline
+        self.online_prefix = "mlsd:"
         self._views: dict[str, FeatureView] = {}
         self._plans: dict[tuple[object, ...], VectorPlan] = {}
         self._refresh()
@@ -91,12 +94,14 @@ class FeatureStore:
     ) -> FeatureStore:
         """Open the store configured by `settings` (default: the process settings)."""
         settings = settings or get_settings()
-        return cls(
+        store = cls(
             settings,
             open_registry(settings, registry_schema),
             open_online(settings, online_prefix, read_timeout),
             OfflineStore(settings.path("features", "offline")),
         )
+        store.online_prefix = online_prefix
+        return store
 
     def close(self) -> None:
         """Release the registry and online store connections."""
@@ -302,3 +307,35 @@ class FeatureStore:
             )
             self.online.write([batch])
         return len(rows)
+
+    # consistency -------------------------------------------------------------------------
+
+    def parity(
+        self,
+        checkpoints: int = 4,
+        sample: int = 200,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ParityReport:
+        """Replay into a scratch store of the configured backend; compare with offline."""
+        tag = uuid.uuid4().hex[:8]
+        if self.settings.online_store:
+            scratch = open_online(self.settings, f"{self.online_prefix}parity:{tag}:")
+        else:
+            path = self.settings.path("features", f"parity-{tag}.sqlite")
+            scratch = SqliteOnlineStore(path)
+        try:
+            return replay_parity(self, scratch, start, end, checkpoints, sample, progress=progress)
+        finally:
+            scratch.clear()
+            scratch.close()
+            if not self.settings.online_store:
+                for leftover in self.settings.path("features").glob(f"parity-{tag}.sqlite*"):
+                    leftover.unlink()
+
+    def skew(
+        self, logged: pd.DataFrame, features: Sequence[str], timestamp_column: str = "TX_DATETIME"
+    ) -> SkewReport:
+        """Mismatch rate per feature between served (logged) values and offline values."""
+        return skew_report(self, logged, features, timestamp_column)

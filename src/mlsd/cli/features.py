@@ -1,0 +1,170 @@
+"""`mlsd features ...`: apply definitions, build offline tables, materialize, read, check parity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+features_app = typer.Typer(
+    help="Feature store: definitions, batch build, materialization, online reads, parity.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def _columns() -> tuple[Any, ...]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+
+
+def _when(value: str | None, name: str) -> Any:
+    from mlsd.features.vectors import to_datetime
+
+    return None if value is None else to_datetime(value, name)
+
+
+@features_app.command("apply")
+def apply() -> None:
+    """Register the handbook feature views; print each view's version (content hash)."""
+    from mlsd.features.store import FeatureStore
+
+    store = FeatureStore.open()
+    try:
+        before = store.view_versions()
+        for name, version in store.apply().items():
+            note = "" if before.get(name) == version else "  (new version)"
+            console.print(f"{name}: {version}{note}")
+    finally:
+        store.close()
+
+
+@features_app.command("build")
+def build(
+    dataset: Path = typer.Argument(..., help="Dataset folder (mlsd simulate --out)."),
+) -> None:
+    """Compute the offline feature tables (DuckDB) from a dataset's transactions."""
+    from mlsd.features.store import FeatureStore
+
+    store = FeatureStore.open()
+    try:
+        if not store.view_versions():
+            store.apply()
+        with console.status("building feature tables"):
+            report = store.build(dataset)
+        for name, rows in report.rows.items():
+            console.print(f"{name} ({report.versions[name]}): {rows:,} rows")
+        console.print(f"built in {report.seconds:.2f} s")
+    finally:
+        store.close()
+
+
+@features_app.command("materialize")
+def materialize(
+    end: str | None = typer.Option(None, "--end", help="UTC-aware ISO time (default: all)."),
+    chunk_days: float = typer.Option(7.0, "--chunk-days", help="Days per atomic chunk."),
+) -> None:
+    """Copy offline rows since the watermark into the online store, chunk by chunk."""
+    from rich.progress import Progress
+
+    from mlsd.features.store import FeatureStore
+
+    store = FeatureStore.open()
+    try:
+        with Progress(*_columns(), console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def advance(view: str, done: int, total: int) -> None:
+                if view not in tasks:
+                    tasks[view] = bar.add_task(f"materializing {view}", total=total)
+                bar.update(tasks[view], completed=done)
+
+            report = store.materialize(_when(end, "end"), advance, chunk_days=chunk_days)
+        for name, rows in report.rows_written.items():
+            mark = report.watermarks.get(name)
+            console.print(f"{name}: {rows:,} rows in {report.chunks[name]} chunks, up to {mark}")
+        console.print(f"materialized in {report.seconds:.2f} s")
+    finally:
+        store.close()
+
+
+@features_app.command("get")
+def get(
+    customer: int = typer.Option(..., "--customer", help="CUSTOMER_ID"),
+    terminal: int = typer.Option(..., "--terminal", help="TERMINAL_ID"),
+    amount: float = typer.Option(..., "--amount", help="TX_AMOUNT"),
+    at: str = typer.Option(..., "--at", help="TX_DATETIME, UTC-aware ISO time"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Read one online feature vector (handbook features) for a transaction."""
+    from mlsd.features import HANDBOOK_FEATURES
+    from mlsd.features.store import FeatureStore
+
+    request = {
+        "CUSTOMER_ID": customer,
+        "TERMINAL_ID": terminal,
+        "TX_AMOUNT": amount,
+        "TX_DATETIME": _when(at, "at"),
+    }
+    store = FeatureStore.open()
+    try:
+        vec = store.online_vectors([request], list(HANDBOOK_FEATURES))
+    finally:
+        store.close()
+    rows = [
+        {"feature": f, "value": float(vec.values[0, i]), "status": vec.status[0][f]}
+        for i, f in enumerate(vec.features)
+    ]
+    if as_json:
+        typer.echo(json.dumps({"features": rows, "view_versions": vec.view_versions}))
+        return
+    from rich.table import Table
+
+    table = Table("feature", "value", "status")
+    for row in rows:
+        table.add_row(str(row["feature"]), f"{row['value']:.4f}", str(row["status"]))
+    console.print(table)
+
+
+@features_app.command("parity")
+def parity(
+    checkpoints: int = typer.Option(4, "--checkpoints", min=1, help="Replay checkpoints."),
+    sample: int = typer.Option(200, "--sample", min=1, help="Entities per view."),
+) -> None:
+    """Replay into a scratch online store; compare online with offline as-of values."""
+    from rich.progress import Progress
+
+    from mlsd.errors import IntegrityError
+    from mlsd.features.store import FeatureStore
+
+    store = FeatureStore.open()
+    try:
+        with Progress(*_columns(), console=console, transient=True) as bar:
+            task = bar.add_task("replaying", total=checkpoints)
+            report = store.parity(
+                checkpoints, sample, progress=lambda d, t: bar.update(task, completed=d)
+            )
+    finally:
+        store.close()
+    console.print(
+        f"compared {report.compared:,} values at {len(report.checkpoints)} checkpoints: "
+        f"{report.agreement:.2%} agree"
+    )
+    if report.mismatches:
+        for example in report.examples:
+            console.print(example)
+        raise IntegrityError(f"{report.mismatches} online values differ from offline")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `mlsd features`."""
+    app.add_typer(features_app, name="features")
