@@ -11,6 +11,15 @@ from rich.console import Console
 if TYPE_CHECKING:
     from mlsd.data.summary import Summary
 
+_FLAGS = {
+    "n_customers": "--customers",
+    "n_terminals": "--terminals",
+    "n_days": "--days",
+    "seed": "--seed",
+    "radius": "--radius",
+    "label_delay_days": "--label-delay-days",
+}
+
 
 def simulate(
     out: Path = typer.Option(..., "--out", help="Dataset folder to create (must be empty)."),
@@ -46,16 +55,22 @@ def simulate(
         raise ConfigError(
             f"{start_date!r} is not a date (YYYY-MM-DD)", field="start_date"
         ) from None
-    config = SimulatorConfig(
-        n_customers=customers,
-        n_terminals=terminals,
-        n_days=days,
-        seed=seed,
-        start_date=first_day,
-        radius=radius,
-        label_delay_days=label_delay_days,
-        scenarios=load_scenarios(scenarios) if scenarios is not None else [],
-    )
+    try:
+        config = SimulatorConfig(
+            n_customers=customers,
+            n_terminals=terminals,
+            n_days=days,
+            seed=seed,
+            start_date=first_day,
+            radius=radius,
+            label_delay_days=label_delay_days,
+            scenarios=load_scenarios(scenarios) if scenarios is not None else [],
+        )
+    except ConfigError as exc:
+        flag = _FLAGS.get(exc.field or "")
+        raise ConfigError(
+            f"{exc.message} (option {flag})" if flag else exc.message, field=exc.field
+        ) from None
     check_target(out, overwrite)
 
     console = Console()
