@@ -6,6 +6,7 @@ each row. It is built from artifact bytes already checked by the registry.
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -77,9 +78,7 @@ class LightGBMRuntime:
         import lightgbm as lgb
 
         try:
-            self._booster = lgb.Booster(
-                model_str=model_text.decode("utf-8"), params={"verbose": -1}
-            )
+            self._booster = lgb.Booster(model_str=model_text.decode("utf-8"))
         except Exception as exc:
             raise IntegrityError(f"LightGBM model does not load: {exc}") from exc
         if self._booster.num_feature() != n_features:

@@ -121,7 +121,15 @@ def test_client() -> Any:
 
 
 @pytest.fixture
-def client(settings: Settings, service: Service) -> Iterator[Any]:
+def make_client() -> Iterator[Any]:
+    """Opens a TestClient (lifespan run) on an app; all are closed after the test."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        yield lambda app: stack.enter_context(test_client()(app))
+
+
+@pytest.fixture
+def client(settings: Settings, service: Service, make_client: Any) -> Any:
     """A TestClient on the app."""
-    with test_client()(create_app(settings, service=service)) as tc:
-        yield tc
+    return make_client(create_app(settings, service=service))
