@@ -6,7 +6,6 @@ each row. It is built from artifact bytes already checked by the registry.
 
 from __future__ import annotations
 
-import warnings
 from typing import Protocol
 
 import numpy as np

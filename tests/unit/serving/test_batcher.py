@@ -44,11 +44,12 @@ def test_max_batch_size_flushes_early() -> None:
     parts = [np.ones((1, 2), dtype=np.float32)] * 10
     _, tags, calls = _run(BatchConfig(max_batch_size=4, max_delay_ms=1000.0), parts)
     assert calls == 3
-    assert tags.count("batch of 4") == 8 and tags.count("batch of 2") == 2
+    assert tags.count("batch of 4") == 8
+    assert tags.count("batch of 2") == 2
 
 
 def test_disabled_batcher_calls_the_model_per_request() -> None:
-    _, tags, calls = _run(BatchConfig(max_batch_size=64, max_delay_ms=-1), _parts(5))
+    _, _tags, calls = _run(BatchConfig(max_batch_size=64, max_delay_ms=-1), _parts(5))
     assert calls == 5
 
 
