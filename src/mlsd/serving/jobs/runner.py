@@ -1,0 +1,80 @@
+"""Runs one job: read its rows, score them in chunks, write the results as Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlsd.errors import ValidationError
+from mlsd.serving.jobs.base import JobSpec, ScoreFn
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job leaves: its result file, and the results inline when small."""
+
+    rows: int
+    result_path: str
+    results_json: str | None
+
+
+def load_frame(spec: JobSpec) -> pd.DataFrame:
+    """The job's input rows."""
+    if spec.rows is not None:
+        return pd.DataFrame.from_records([dict(r) for r in spec.rows])
+    return pd.read_parquet(str(spec.path))
+
+
+def run_job(
+    job_id: str,
+    spec: JobSpec,
+    score_fn: ScoreFn,
+    results_dir: Path,
+    *,
+    chunk_rows: int = 1024,
+    inline_rows: int = 1000,
+    on_total: Callable[[int], None] = lambda n: None,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> JobOutcome:
+    """Score the job chunk by chunk (reporting progress) and write `results_dir/{id}.parquet`."""
+    frame = load_frame(spec)
+    on_total(len(frame))
+    outputs: list[pd.DataFrame] = []
+    done = 0
+    for start in range(0, len(frame), chunk_rows):
+        chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+        chunk.attrs["model"] = spec.model
+        out = score_fn(chunk)
+        if not isinstance(out, pd.DataFrame) or len(out) != len(chunk):
+            raise ValidationError(
+                f"the scorer returned {len(out) if hasattr(out, '__len__') else out!r} rows "
+                f"for {len(chunk)}",
+                field="rows",
+            )
+        outputs.append(out.reset_index(drop=True))
+        done += len(chunk)
+        on_progress(done)
+    result = pd.concat(outputs, ignore_index=True) if outputs else pd.DataFrame()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    final = results_dir / f"{job_id}.parquet"
+    tmp = results_dir / f".{job_id}.parquet.tmp"
+    result.to_parquet(tmp, index=False)
+    os.replace(tmp, final)
+    inline = (
+        result.to_json(orient="records", date_format="iso") if len(result) <= inline_rows else None
+    )
+    return JobOutcome(len(result), str(final), inline)
+
+
+def parse_results(results_json: str | None) -> list[dict[str, Any]] | None:
+    """Inline results back from their JSON text."""
+    if results_json is None:
+        return None
+    parsed: list[dict[str, Any]] = json.loads(results_json)
+    return parsed
