@@ -126,7 +126,7 @@ def create_app(
         if not svc.loaded:
             loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
         if svc.jobs is not None:
-            svc.jobs.start(svc)
+            svc.jobs.start(svc.score_frame)
         try:
             yield
         finally:
@@ -146,6 +146,11 @@ def create_app(
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
     app.include_router(routes_admin.router)
+
+    if svc.jobs is not None:
+        from mlsd.serving import routes_jobs
+
+        app.include_router(routes_jobs.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

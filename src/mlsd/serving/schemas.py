@@ -8,6 +8,7 @@ objects that are already correct.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -237,3 +238,41 @@ class LoadedModelInfo(BaseModel):
     aliases: list[str]
     feature_names: list[str]
     loaded_at: datetime
+
+
+#: Dataset column names (`mlsd.data.schema`) accepted in place of the API's field names.
+DATASET_NAMES = {
+    "TRANSACTION_ID": "transaction_id",
+    "CUSTOMER_ID": "customer_id",
+    "TERMINAL_ID": "terminal_id",
+    "TX_AMOUNT": "amount",
+    "TX_DATETIME": "timestamp",
+}
+
+
+def transactions_from_records(records: Sequence[Mapping[Any, Any]]) -> list[Transaction]:
+    """Validated transactions from API-named or dataset-named records (extra keys ignored)."""
+    from pydantic import ValidationError as PydanticError
+
+    from mlsd.errors import ValidationError
+
+    out = []
+    for i, record in enumerate(records):
+        row = {DATASET_NAMES.get(str(k), str(k)): v for k, v in record.items()}
+        row = {k: row[k] for k in Transaction.model_fields if k in row}
+        if hasattr(row.get("timestamp"), "to_pydatetime"):
+            row["timestamp"] = row["timestamp"].to_pydatetime()
+        for key in ("transaction_id", "customer_id", "terminal_id"):
+            if hasattr(row.get(key), "item"):
+                row[key] = row[key].item()
+        if hasattr(row.get("amount"), "item"):
+            row["amount"] = float(row["amount"].item())
+        try:
+            out.append(Transaction.model_validate(row))
+        except PydanticError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValidationError(
+                f"row {i}: {where}: {first['msg']}", field=f"rows[{i}].{where}"
+            ) from exc
+    return out

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError
 from mlsd.serving.batcher import BatchConfig
@@ -21,6 +21,9 @@ from mlsd.serving.host import LoadedModel, ModelHost, parse_ref
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.scorer import FeatureSource, ScoredBatch, Scorer
 from mlsd.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,31 @@ class Service:
         if name not in self.endpoints:
             raise NotFoundError(f"no endpoint serves model {name!r}", field="model")
         return self.endpoints[name]
+
+    # -- async jobs ---------------------------------------------------------------------------
+
+    def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Score one chunk of a job (worker thread): raw transactions -> verdicts."""
+        import numpy as np
+        import pandas as pd
+
+        from mlsd.serving.schemas import transactions_from_records
+
+        scorer = self.scorer(frame.attrs.get("model"))
+        txs = transactions_from_records(frame.to_dict(orient="records"))
+        model = scorer.endpoint.current()
+        values, _, degraded = scorer.build(txs, model.feature_names)
+        scores = model.predict(values)
+        return pd.DataFrame(
+            {
+                "transaction_id": np.array([t.transaction_id for t in txs], dtype=np.int64),
+                "score": scores,
+                "decision": np.where(scores >= model.threshold, "fraud", "legit"),
+                "model": model.name,
+                "version": model.version,
+                "degraded": degraded,
+            }
+        )
 
     # -- prediction log -----------------------------------------------------------------------
 

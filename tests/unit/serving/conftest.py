@@ -16,6 +16,7 @@ from mlsd.serving.app import create_app
 from mlsd.serving.batcher import BatchConfig
 from mlsd.serving.cache import MemoryCache
 from mlsd.serving.host import ModelHost
+from mlsd.serving.jobs import MemoryJobQueue
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.serving.testing import FEATURES, NOW, register_tiny_model, tiny_model_artifacts
 from mlsd.settings import Settings
@@ -86,6 +87,7 @@ def make_service(
     host = ModelHost(
         registry, served_views=store.view_versions if store else None, poll_interval_s=0.1
     )
+    predlog = options.pop("prediction_log", None)
     opts = ServeOptions(
         batching=batching or BatchConfig(max_batch_size=32, max_delay_ms=-1),
         watch_aliases=options.pop("watch_aliases", False),
@@ -94,6 +96,8 @@ def make_service(
     service = Service(
         settings, host, options=opts, features=store,
         cache=MemoryCache(1000, 60.0) if cache else None,
+        jobs=MemoryJobQueue(settings.home),
+        prediction_log=predlog,
     )  # fmt: skip
     if load:
         service.load_all()

@@ -1,0 +1,66 @@
+"""POST /v1/jobs and GET /v1/jobs/{id}: queued batches scored like /v1/score."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlsd.serving.testing import sample_transaction
+
+
+def _wait(client: Any, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if body["state"] in ("done", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def test_rows_job_matches_online_scores(client: Any) -> None:
+    rows = [sample_transaction(transaction_id=i, amount=5.0 * i) for i in range(1, 4)]
+    submitted = client.post("/v1/jobs", json={"rows": rows})
+    assert submitted.status_code == 202, submitted.text
+    done = _wait(client, submitted.json()["job_id"])
+    assert done["state"] == "done", done
+    online = client.post("/v1/score", json={"transactions": rows}).json()["results"]
+    for job_row, live in zip(done["results"], online, strict=True):
+        assert job_row["transaction_id"] == live["transaction_id"]
+        assert math.isclose(job_row["score"], live["score"], rel_tol=1e-6)
+        assert job_row["decision"] == live["decision"]
+
+
+def test_parquet_job_with_dataset_column_names(client: Any, home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        {
+            "TRANSACTION_ID": [1, 2],
+            "TX_DATETIME": pd.to_datetime(["2026-11-20T12:00:00Z"] * 2, utc=True),
+            "CUSTOMER_ID": [1, 2],
+            "TERMINAL_ID": [7, 7],
+            "TX_AMOUNT": [10.0, 900.0],
+            "TX_FRAUD": [0, 1],
+        }
+    )
+    frame.to_parquet(home / "batch.parquet")
+    job_id = client.post("/v1/jobs", json={"path": "batch.parquet"}).json()["job_id"]
+    done = _wait(client, job_id)
+    assert done["state"] == "done", done
+    assert [r["transaction_id"] for r in done["results"]] == [1, 2]
+
+
+def test_bad_jobs_are_4xx(client: Any) -> None:
+    assert client.post("/v1/jobs", json={"path": "../etc/passwd.parquet"}).status_code == 422
+    assert (
+        client.post("/v1/jobs", json={"rows": [sample_transaction(amount=-1)]}).status_code == 422
+    )
+    assert client.post("/v1/jobs", json={"rows": []}).status_code == 422
+    assert client.post("/v1/jobs", json={}).status_code == 422
+    unknown = client.post("/v1/jobs", json={"rows": [sample_transaction()], "model": "x"})
+    assert unknown.status_code == 404
+    assert client.get("/v1/jobs/doesnotexist").status_code == 404
