@@ -137,3 +137,18 @@ def make_client() -> Iterator[Any]:
 def client(settings: Settings, service: Service, make_client: Any) -> Any:
     """A TestClient on the app."""
     return make_client(create_app(settings, service=service))
+
+
+@pytest.fixture
+def build_service(settings: Settings, registry: Registry) -> Iterator[Any]:
+    """`build(store, **options) -> Service` on the test registry; closed after the test."""
+    made: list[Service] = []
+
+    def build(store: Any, **options: Any) -> Service:
+        svc = make_service(settings, registry, store, **options)
+        made.append(svc)
+        return svc
+
+    yield build
+    for svc in made:
+        svc.close()

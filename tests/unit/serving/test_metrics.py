@@ -1,0 +1,53 @@
+"""GET /metrics: Prometheus text with latencies in seconds, `_total` counters, no customer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlsd.serving.testing import sample_transaction
+
+
+def test_metrics_after_traffic(client: Any) -> None:
+    for _ in range(3):
+        assert (
+            client.post("/v1/score", json=sample_transaction(customer_id=123456)).status_code == 200
+        )
+    client.post("/v1/score", json=sample_transaction(amount=-1))
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for needle in (
+        'mlsd_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score",'
+        'status="200"}',
+        'mlsd_request_duration_seconds_count{method="POST",route="/v1/score",status="422"} 1.0',
+        'mlsd_model_requests_total{model="fraud",status="ok",version="1"} 3.0',
+        'mlsd_cache_hits_total{model="fraud"} 2.0',
+        'mlsd_cache_misses_total{model="fraud"} 1.0',
+        'mlsd_batch_size_count{model="fraud"} 1.0',
+        'mlsd_feature_lookup_duration_seconds_count{status="ok"} 3.0',
+        'mlsd_model_loads_total{model="fraud",version="1"} 1.0',
+        "mlsd_loaded_models 1.0",
+    ):
+        assert needle in text, needle
+    assert "123456" not in text  # no per-customer label ever
+
+
+def test_prediction_log_gets_every_scored_row(
+    settings: Any, store: Any, build_service: Any, make_client: Any
+) -> None:
+    from mlsd.serving.app import create_app
+    from mlsd.serving.predlog import make_prediction_log
+
+    log = make_prediction_log(settings)
+    svc = build_service(store, prediction_log=log)
+    client = make_client(create_app(settings, service=svc))
+    txs = [sample_transaction(transaction_id=i) for i in range(4)]
+    client.post("/v1/score", json={"transactions": txs}, headers={"X-Request-ID": "r9"})
+    log.flush()
+    frame = log.read()
+    assert len(frame) == 4
+    assert sorted(frame["request_id"]) == [f"r9:{i}" for i in range(4)]
+    assert set(frame["model"]) == {"fraud"}
+    assert set(frame["version"]) == {"1"}
+    assert frame["features"][0]["TX_AMOUNT"] == 42.5
