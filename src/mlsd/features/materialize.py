@@ -16,10 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from mlsd.errors import ValidationError
+from mlsd.errors import IntegrityError, ValidationError
 from mlsd.features.offline import OfflineStore, ViewRequest
 from mlsd.features.online import OnlineStore, WriteBatch
 from mlsd.features.pipeline import CREATED_TS, EVENT_TS, connect
@@ -55,11 +56,17 @@ def from_us(us: int) -> datetime:
 
 def _bounds(offline: OfflineStore, req: ViewRequest) -> tuple[int, int] | None:
     con = connect()
-    row = con.execute(
-        f"SELECT min(epoch_us({EVENT_TS})), max(epoch_us({EVENT_TS})) "
-        f"FROM ({offline.table_sql(req.view, req.version)})"
-    ).fetchone()
-    con.close()
+    try:
+        row = con.execute(
+            f"SELECT min(epoch_us({EVENT_TS})), max(epoch_us({EVENT_TS})) "
+            f"FROM ({offline.table_sql(req.view, req.version)})"
+        ).fetchone()
+    except duckdb.Error as exc:
+        raise IntegrityError(
+            f"offline table of view {req.view.name!r} is unreadable: {exc}", field="view"
+        ) from exc
+    finally:
+        con.close()
     if row is None or row[0] is None:
         return None
     return int(row[0]), int(row[1])

@@ -40,7 +40,7 @@ def reference_features(
 ) -> pd.DataFrame:
     """All 15 handbook features per transaction, indexed by TRANSACTION_ID, sorted by it."""
     tx = transactions.copy()
-    tx["TX_DURING_WEEKEND"] = (tx[schema.TX_DATETIME].dt.weekday >= 5).astype("float64")
+    tx["TX_DURING_WEEKEND"] = (tx[schema.TX_DATETIME].dt.day_of_week >= 5).astype("float64")
     tx["TX_DURING_NIGHT"] = (tx[schema.TX_DATETIME].dt.hour <= 6).astype("float64")
     parts = [_customer(g, windows) for _, g in tx.groupby(schema.CUSTOMER_ID, sort=False)]
     tx = pd.concat(parts)

@@ -195,7 +195,7 @@ class FeatureStore:
                 if feat == schema.TX_AMOUNT:
                     out[feat] = entity_df[schema.TX_AMOUNT].astype("float64")
                 elif feat == "TX_DURING_WEEKEND":
-                    out[feat] = (ts.dt.weekday >= 5).astype("float64")
+                    out[feat] = (ts.dt.day_of_week >= 5).astype("float64")
                 else:
                     out[feat] = (ts.dt.hour <= 6).astype("float64")
         for col in joined.columns:
@@ -295,7 +295,8 @@ class FeatureStore:
                 table[feat] = values[:, i]
             folder = self.offline.folder(fv.name, fv.version)
             folder.mkdir(parents=True, exist_ok=True)
-            table.to_parquet(folder / f"part-{now_us}-push.parquet", index=False)
+            name = f"part-{now_us}-push-{uuid.uuid4().hex[:8]}.parquet"
+            table.to_parquet(folder / name, index=False)
         if to in ("online", "both"):
             batch = WriteBatch(
                 fv.name,
