@@ -1,0 +1,1 @@
+"""`mlsd demo`: every capability end to end, on embedded defaults."""

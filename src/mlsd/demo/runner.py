@@ -1,0 +1,124 @@
+"""The demo's stages, in data-flow order: each calls one package's `demo_step`.
+
+simulate -> features (build, materialize, parity) -> train + register + promote ->
+serve and send simulated traffic (until `--for` seconds pass, or Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from mlsd.settings import Settings, get_settings
+
+console = Console()
+DATASET = "datasets/demo"
+
+
+def _stage(title: str, step: Callable[[], Any]) -> Any:
+    """Run one stage under a spinner and report its wall time."""
+    started = time.perf_counter()
+    with console.status(f"[bold]{title}[/] ..."):
+        result = step()
+    console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f} s)[/]")
+    return result
+
+
+def _table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="cyan")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value}")
+    return table
+
+
+def _per_view(counts: dict[str, int]) -> str:
+    return ", ".join(f"{view}: {count:,}" for view, count in counts.items())
+
+
+def _simulate(settings: Settings) -> Path:
+    from mlsd.data.demo import demo_step
+
+    out = settings.path(DATASET)
+    summary = _stage("simulate transactions", lambda: demo_step(out))
+    console.print(
+        _table(
+            "simulated data",
+            {
+                "transactions": f"{summary.transactions:,}",
+                "frauds": f"{summary.frauds:,}",
+                "fraud rate": f"{summary.fraud_rate:.2%}",
+                "days": summary.days,
+                "tx per day (mean)": round(summary.tx_per_day_mean, 1),
+                "frauds by scenario": ", ".join(
+                    f"{k}: {v}" for k, v in sorted(summary.per_scenario.items())
+                ),
+            },
+        )
+    )
+    return out
+
+
+def _features(settings: Settings, dataset: Path) -> None:
+    from mlsd.features.demo import demo_step
+
+    report = _stage("build, materialize and check features", lambda: demo_step(dataset, settings))
+    console.print(
+        _table(
+            "feature store",
+            {
+                "views (version)": ", ".join(f"{k}@{v[:8]}" for k, v in report["versions"].items()),
+                "offline rows": _per_view(report["offline_rows"]),
+                "online rows written": _per_view(report["online_rows_written"]),
+                "watermark": report["watermark"],
+                "parity (online vs offline)": f"{report['parity_agreement']:.1%} "
+                f"of {report['parity_compared']:,} values",
+            },
+        )
+    )
+
+
+def _train(settings: Settings, dataset: Path) -> None:
+    from mlsd.training.demo import demo_step
+
+    report = _stage("train, register and promote", lambda: demo_step(dataset, settings))
+    rows: dict[str, Any] = {"model": f"{report['uri']} ({report['flavor']})"}
+    rows |= {name: round(value, 4) for name, value in sorted(report["metrics"].items())}
+    rows["promoted to champion"] = report["promoted"]
+    rows["PR curve"] = report["pr_curve"]
+    console.print(_table("training (handbook protocol)", rows))
+
+
+def _serve(settings: Settings, seconds: float | None) -> None:
+    from mlsd.serving.demo import demo_step
+
+    until = "Ctrl-C" if seconds is None else f"{seconds:g} s"
+    console.print(f"[bold]serve and score simulated traffic[/] (until {until})")
+    report = demo_step(settings, seconds=seconds, console=console)
+    console.print(_table("serving", report))
+
+
+def run_demo(seconds: float | None = None, settings: Settings | None = None) -> None:
+    """Run every stage; the serving stage runs for `seconds`, or until Ctrl-C when None."""
+    settings = settings or get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    console.print(Panel.fit(f"mlsd demo — data folder: [bold]{settings.home.resolve()}[/]"))
+    dataset = _simulate(settings)
+    _features(settings, dataset)
+    _train(settings, dataset)
+    remaining = None if seconds is None else max(1.0, seconds - (time.monotonic() - started))
+    try:
+        _serve(settings, remaining)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    console.print(f"\nEverything the demo wrote is under [bold]{settings.home.resolve()}[/]:")
+    for child in sorted(settings.home.iterdir()):
+        console.print(f"  {child.name}/" if child.is_dir() else f"  {child.name}")
