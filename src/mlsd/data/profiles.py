@@ -76,22 +76,41 @@ class Profiles:
 def neighbourhoods(
     customer_xy: FloatArray, terminal_xy: FloatArray, radius: float
 ) -> tuple[IntArray, IntArray]:
-    """CSR offsets and terminal ids of the terminals strictly within `radius` of each customer."""
-    from sklearn.neighbors import KDTree
+    """CSR offsets and terminal ids of the terminals strictly within `radius` of each customer.
 
-    found = KDTree(terminal_xy).query_radius(customer_xy, r=radius)
-    counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
-    owner = np.repeat(np.arange(len(found), dtype=np.int64), counts)
-    flat = np.concatenate(list(found)).astype(np.int64) if len(found) else np.empty(0, np.int64)
-    # query_radius keeps distances <= radius; the handbook keeps strictly < radius.
+    Grid bucketing in numpy: terminals are sorted by square cell of side `radius`; each
+    customer's candidates are the terminals of the 3x3 cells around its own, then the
+    exact distance test keeps those strictly closer than `radius` (as the handbook does).
+    """
+    n_customers = len(customer_xy)
+    side = max(1, int(np.ceil(GRID_SIZE / radius)))
+    t_cell = np.minimum((terminal_xy // radius).astype(np.int64), side - 1)
+    t_key = t_cell[:, 0] * side + t_cell[:, 1]
+    by_cell = np.argsort(t_key, kind="stable")
+    sorted_keys = t_key[by_cell]
+    c_cell = np.minimum((customer_xy // radius).astype(np.int64), side - 1)
+    owners, candidates = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            cx, cy = c_cell[:, 0] + dx, c_cell[:, 1] + dy
+            valid = (cx >= 0) & (cx < side) & (cy >= 0) & (cy < side)
+            key = np.where(valid, cx * side + cy, -1)
+            lo = np.searchsorted(sorted_keys, key, side="left")
+            hi = np.searchsorted(sorted_keys, key, side="right")
+            counts = np.where(valid, hi - lo, 0)
+            owner = np.repeat(np.arange(n_customers, dtype=np.int64), counts)
+            starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+            owners.append(owner)
+            candidates.append(by_cell[starts + np.arange(len(owner))])
+    owner = np.concatenate(owners)
+    flat = np.concatenate(candidates).astype(np.int64)
     dist = np.sqrt(((customer_xy[owner] - terminal_xy[flat]) ** 2).sum(axis=1))
     keep = dist < radius
     owner, flat = owner[keep], flat[keep]
     order = np.lexsort((flat, owner))
-    flat = flat[order]
-    offsets = np.zeros(len(found) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=len(found)), out=offsets[1:])
-    return offsets, flat
+    offsets = np.zeros(n_customers + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=n_customers), out=offsets[1:])
+    return offsets, flat[order]
 
 
 def generate_profiles(
