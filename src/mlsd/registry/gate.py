@@ -3,7 +3,8 @@
 Two kinds of check, per metric: an absolute floor (`min_metrics`) and a bound on
 regression against the current champion (`max_regression`: the candidate may
 fall at most this much below the champion). Metrics in `lower_is_better` (a
-loss, say) are compared the other way round. A metric the candidate lacks fails.
+loss, say) are compared the other way round. A metric the candidate lacks fails;
+one only the champion lacks cannot regress, so its check passes.
 """
 
 from __future__ import annotations
@@ -81,15 +82,23 @@ class PromotionGate(BaseModel):
         self, metric: str, tolerance: float, candidate: ModelVersion, champion: ModelVersion
     ) -> GateCheck:
         value, reference = candidate.metrics.get(metric), champion.metrics.get(metric)
-        if value is None or reference is None:
-            who = "candidate" if value is None else f"champion v{champion.version}"
+        if value is None:
+            return GateCheck(
+                metric=metric,
+                kind="regression",
+                candidate=None,
+                bound=None,
+                passed=False,
+                detail=f"candidate has no {metric!r} metric",
+            )
+        if reference is None:
             return GateCheck(
                 metric=metric,
                 kind="regression",
                 candidate=value,
                 bound=None,
-                passed=False,
-                detail=f"{who} has no {metric!r} metric",
+                passed=True,
+                detail=f"champion v{champion.version} has no {metric!r}: nothing to regress from",
             )
         lower = metric in self.lower_is_better
         bound = reference + tolerance if lower else reference - tolerance

@@ -53,6 +53,13 @@ def test_missing_metrics_fail() -> None:
     assert [c.passed for c in checks] == [False, False]
 
 
+def test_a_metric_the_champion_lacks_cannot_regress() -> None:
+    gate = PromotionGate(max_regression={"ap": 0.0})
+    [check] = gate.evaluate(version(2, ap=0.1), version(1))
+    assert check.passed
+    assert "nothing to regress from" in check.detail
+
+
 def test_lower_is_better_metrics_compare_the_other_way() -> None:
     gate = PromotionGate(
         min_metrics={"log_loss": 0.3},
