@@ -15,6 +15,7 @@ import numpy as np
 from mlsd.features.handbook import HANDBOOK_FEATURES
 
 if TYPE_CHECKING:
+    from mlsd.features.store import FeatureStore
     from mlsd.registry import ModelVersion, Registry
 
 FEATURES: list[str] = list(HANDBOOK_FEATURES)
@@ -67,3 +68,30 @@ def sample_transaction(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def seed_feature_store(store: FeatureStore, now: datetime = NOW) -> dict[str, str]:
+    """Apply the handbook views and push fresh features of customers 1, 2 and stale ones of
+    terminal 7. Returns the served view versions."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    versions = store.apply()
+    customers = pd.DataFrame(
+        {
+            "CUSTOMER_ID": [1, 2],
+            "event_timestamp": pd.to_datetime([now - timedelta(hours=1)] * 2, utc=True),
+            **{f: [3.0, 1.0] for f in FEATURES if f.startswith("CUSTOMER_ID_")},
+        }
+    )
+    store.push("customer_spending", customers)
+    terminals = pd.DataFrame(
+        {
+            "TERMINAL_ID": [7],
+            "event_timestamp": pd.to_datetime([now - timedelta(days=60)], utc=True),
+            **{f: [2.0] for f in FEATURES if f.startswith("TERMINAL_ID_")},
+        }
+    )
+    store.push("terminal_risk", terminals)
+    return versions

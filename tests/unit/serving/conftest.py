@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from mlsd.features.store import FeatureStore
@@ -18,7 +16,7 @@ from mlsd.serving.cache import MemoryCache
 from mlsd.serving.host import ModelHost
 from mlsd.serving.jobs import MemoryJobQueue
 from mlsd.serving.service import ServeOptions, Service
-from mlsd.serving.testing import FEATURES, NOW, register_tiny_model, tiny_model_artifacts
+from mlsd.serving.testing import register_tiny_model, seed_feature_store, tiny_model_artifacts
 from mlsd.settings import Settings
 
 
@@ -38,23 +36,7 @@ def settings(home: Path) -> Settings:
 def store(settings: Settings) -> Iterator[FeatureStore]:
     """The embedded feature store with the handbook views and a few customers' features."""
     fs = FeatureStore.open(settings)
-    fs.apply()
-    customers = pd.DataFrame(
-        {
-            "CUSTOMER_ID": [1, 2],
-            "event_timestamp": pd.to_datetime([NOW - timedelta(hours=1)] * 2, utc=True),
-            **{f: [3.0, 1.0] for f in FEATURES if f.startswith("CUSTOMER_ID_")},
-        }
-    )
-    fs.push("customer_spending", customers)
-    terminals = pd.DataFrame(
-        {
-            "TERMINAL_ID": [7],
-            "event_timestamp": pd.to_datetime([NOW - timedelta(days=60)], utc=True),
-            **{f: [2.0] for f in FEATURES if f.startswith("TERMINAL_ID_")},
-        }
-    )
-    fs.push("terminal_risk", terminals)
+    seed_feature_store(fs)
     yield fs
     fs.close()
 
