@@ -60,8 +60,12 @@ def replay_parity(
     sample: int = 200,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    clear: bool = True,
 ) -> ParityReport:
-    """Replay (start, end] into `scratch` and compare online with offline at each checkpoint."""
+    """Replay (start, end] into `scratch` and compare online with offline at each checkpoint.
+
+    `clear=False` keeps what `scratch` holds (to check a store as it is, not a fresh replay).
+    """
     reqs = store.batch_requests()
     if not reqs:
         raise ValidationError("no batch feature views to check", field="view")
@@ -80,7 +84,8 @@ def replay_parity(
     hi = last if end is None else mat.to_us(end, "end")
     if hi <= lo:
         raise ValidationError("parity end must be after its start", field="end")
-    scratch.clear()
+    if clear:
+        scratch.clear()
     times = [lo + (hi - lo) * (i + 1) // checkpoints for i in range(checkpoints)]
     report = ParityReport()
     keysets = {
@@ -149,7 +154,8 @@ def skew_report(
     missing = [f for f in features if f not in logged.columns]
     if missing:
         raise ValidationError(f"logged frame lacks features {missing}", field="features")
-    base = logged.drop(columns=list(features))
+    # TX_AMOUNT is both a request field and a feature: keep it as the request's input
+    base = logged.drop(columns=[f for f in features if f != "TX_AMOUNT"])
     offline = store.get_training_set(base, features, timestamp_column)
     rates, diffs = {}, {}
     for feat in features:

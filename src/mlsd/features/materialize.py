@@ -54,8 +54,9 @@ def from_us(us: int) -> datetime:
     return pd.Timestamp(us * 1000, tz="UTC").to_pydatetime()
 
 
-def _bounds(offline: OfflineStore, req: ViewRequest) -> tuple[int, int] | None:
-    con = connect()
+def _bounds(
+    con: duckdb.DuckDBPyConnection, offline: OfflineStore, req: ViewRequest
+) -> tuple[int, int] | None:
     try:
         row = con.execute(
             f"SELECT min(epoch_us({EVENT_TS})), max(epoch_us({EVENT_TS})) "
@@ -65,25 +66,23 @@ def _bounds(offline: OfflineStore, req: ViewRequest) -> tuple[int, int] | None:
         raise IntegrityError(
             f"offline table of view {req.view.name!r} is unreadable: {exc}", field="view"
         ) from exc
-    finally:
-        con.close()
     if row is None or row[0] is None:
         return None
     return int(row[0]), int(row[1])
 
 
-def _chunk(offline: OfflineStore, req: ViewRequest, lo: int, hi: int) -> WriteBatch:
+def _chunk(
+    con: duckdb.DuckDBPyConnection, offline: OfflineStore, req: ViewRequest, lo: int, hi: int
+) -> WriteBatch:
     """The latest row of each entity with event time in (lo, hi]."""
     key = req.view.entity.join_key if req.view.entity else ""
     cols = ", ".join(f'"{f}"' for f in req.view.features)
-    con = connect()
     frame = con.execute(
         f"SELECT {key}, epoch_us({EVENT_TS}) AS e, epoch_us({CREATED_TS}) AS c, {cols} "
         f"FROM ({offline.table_sql(req.view, req.version)}) "
         f"WHERE epoch_us({EVENT_TS}) > {lo} AND epoch_us({EVENT_TS}) <= {hi} "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY e DESC, c DESC) = 1"
     ).df()
-    con.close()
     return WriteBatch(
         req.view.name,
         req.version,
@@ -107,9 +106,26 @@ def materialize(
     end_us = None if end is None else to_us(end)
     if chunk <= 0:
         raise ValidationError("chunk size must be positive", field="chunk")
+    con = connect()
+    try:
+        return _run(con, offline, online, requests, end_us, chunk, progress, started)
+    finally:
+        con.close()
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    offline: OfflineStore,
+    online: OnlineStore,
+    requests: Sequence[ViewRequest],
+    end_us: int | None,
+    chunk: int,
+    progress: Progress | None,
+    started: float,
+) -> MaterializeReport:
     plans: list[tuple[ViewRequest, int, int]] = []
     for req in requests:  # validate every table before the first write
-        bounds = _bounds(offline, req)
+        bounds = _bounds(con, offline, req)
         if bounds is None:
             continue
         stop = bounds[1] if end_us is None else end_us
@@ -124,7 +140,7 @@ def materialize(
         edges = [*list(range(start, stop, chunk))[1:], stop] if stop > start else []
         written, lo = 0, start
         for i, hi in enumerate(edges):
-            batch = _chunk(offline, req, lo, hi)
+            batch = _chunk(con, offline, req, lo, hi)
             written += online.write([batch], watermarks={name: hi})
             lo = hi
             if progress:
