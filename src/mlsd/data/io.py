@@ -178,18 +178,22 @@ def read_transactions(
         and (first is None or name[-18:-8] >= str(first))
         and (last is None or name[-18:-8] <= str(last))
     )
-    frames = []
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
     for name in names:
         path = folder / name
         if not path.is_file():
             raise IntegrityError(f"{path} listed in the manifest is missing")
         if verify and _sha256(path) != manifest["files"][name]:
             raise IntegrityError(f"{path} does not match its sha256 in the manifest")
-        frames.append(pd.read_parquet(path))
-    if not frames:  # an empty range: keep the columns and their types
+        tables.append(pq.read_table(path))
+    if not tables:  # an empty range: keep the columns and their types
         any_day = min(n for n in manifest["files"] if n.startswith(schema.TRANSACTIONS_DIR))
         return pd.read_parquet(folder / any_day).iloc[:0]
-    return pd.concat(frames, ignore_index=True)
+    frame: pd.DataFrame = pa.concat_tables(tables).to_pandas()
+    return frame
 
 
 def read_profiles(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
