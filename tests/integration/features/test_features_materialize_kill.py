@@ -1,0 +1,83 @@
+"""A materialization killed with SIGKILL mid-run, then run again, ends like an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsd.features.online import OnlineStore, SqliteOnlineStore
+from mlsd.features.store import FeatureStore
+from mlsd.features.testing import synthetic_transactions, write_transactions
+from mlsd.settings import Settings
+
+CHILD = """
+import sys
+from mlsd.features.store import FeatureStore
+store = FeatureStore.open(online_prefix=sys.argv[1])
+store.materialize(chunk_days=1.0)
+print("finished", flush=True)
+"""
+
+
+def _state(store: FeatureStore, online: OnlineStore) -> dict[object, object]:
+    lookups = [(r.view.name, r.version, k) for r in store.batch_requests() for k in range(120)]
+    return {
+        lk: (rec.event_us, rec.created_us, tuple(rec.values))
+        for lk, rec in zip(lookups, online.read(lookups), strict=True)
+        if rec is not None
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_killed_materialization_resumes_to_the_same_state(
+    backend: str, home: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    settings = Settings(home=home)
+    prefix = "mlsd:"
+    env = {**os.environ, "MLSD_HOME": str(home), "MLSD_FEATURES_CHUNK_SLEEP": "0.25"}
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        settings = Settings(home=home, online_store=url)
+        env["MLSD_ONLINE_STORE"] = url
+    tx = synthetic_transactions(n_customers=120, n_terminals=120, days=30, seed=3)
+    dataset = write_transactions(tx, tmp_path / "ds")
+    store = FeatureStore.open(settings, online_prefix=prefix)
+    store.apply()
+    store.build(dataset)
+    view = store.batch_requests()[0]
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, prefix], env=env, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while store.online.watermark(view.view.name, view.version) is None:
+        assert child.poll() is None, "materialization ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)  # let a chunk or two more commit, then kill mid-run
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert child.stdout is not None
+    assert "finished" not in child.stdout.read()
+    child.stdout.close()
+    partial = store.online.watermark(view.view.name, view.version)
+    assert partial is not None
+
+    report = store.materialize(chunk_days=1.0)  # resume
+    assert report.chunks[view.view.name] < 30  # it resumed, not restarted
+    reference = SqliteOnlineStore(tmp_path / "reference.sqlite")
+    store.materialize(online=reference)
+    resumed, clean = _state(store, store.online), _state(store, reference)
+    assert len(clean) > 100
+    assert resumed == clean
+    reference.close()
+    store.close()
