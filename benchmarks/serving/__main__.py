@@ -1,0 +1,100 @@
+"""Run every serving benchmark, print a table, write JSON and a PNG to benchmarks/results/.
+
+.venv/bin/python -m benchmarks.serving [--quick] [--seconds 5] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serving.batcher_curve import batcher_curve
+from benchmarks.serving.fixture import prepare_home
+from benchmarks.serving.http import http_batching, http_benchmarks
+from benchmarks.serving.model_only import model_only
+from benchmarks.serving.report import plot, print_tables
+from rich.console import Console
+from rich.progress import Progress
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _cpus() -> tuple[int | None, int | None]:
+    """Server on one core, load generator on another, when there are two."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    os.sched_setaffinity(0, {cores[1]})  # this process (the open-loop client) too
+    return cores[0], cores[1]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs, no HTTP batching curve")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--skip-http", action="store_true", help="in-process parts only")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    seconds = 2.0 if args.quick else args.seconds
+    repeats = 2 if args.quick else args.repeats
+    server_cpu, client_cpu = _cpus()
+    console = Console(width=132)
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="mlsd-bench-") as tmp,
+        Progress(console=console) as progress,
+    ):
+        work = Path(tmp)
+        task = progress.add_task("preparing data folder", total=1)
+        home = work / "home"
+        onnx_path = prepare_home(home)
+        files = {
+            "model.onnx": onnx_path.read_bytes(),
+            "model.lgb.txt": (home / "bench-model.lgb.txt").read_bytes(),
+        }
+        progress.advance(task)
+        task = progress.add_task("model only", total=1)
+        results["model_only"] = [asdict(p) for p in model_only(files, 15, repeats)]
+        progress.advance(task)
+        task = progress.add_task("micro-batcher (in process)", total=1)
+        results["batcher"] = [
+            asdict(p) for p in batcher_curve(files["model.onnx"], 15, repeats=repeats)
+        ]
+        progress.advance(task)
+        if not args.skip_http:
+            common = {"server_cpu": server_cpu, "client_cpu": client_cpu}
+            results["http"] = http_benchmarks(
+                home, onnx_path, work, progress,
+                seconds=seconds, repeats=repeats, connections=args.connections, **common,
+            )  # fmt: skip
+            if not args.quick:
+                results["http_batching"] = http_batching(
+                    home, work, progress, seconds=seconds, connections=64, **common
+                )
+    results["finished"] = datetime.now(UTC).isoformat()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    json_path = args.out / f"serving-{stamp}.json"
+    json_path.write_text(json.dumps(results, indent=2))
+    png_path = plot(results, args.out / f"serving-{stamp}.png")
+    print_tables(results, console)
+    console.print(f"results: {json_path}\nplot: {png_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

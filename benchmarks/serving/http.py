@@ -1,0 +1,111 @@
+"""HTTP benchmarks: max requests/s against the baselines, latency at half load, log cost."""
+
+from __future__ import annotations
+
+import statistics
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serving.fixture import N_CUSTOMERS, N_TERMINALS
+from benchmarks.serving.launch import serve
+from benchmarks.serving.loadgen import open_loop, score_bodies, write_wrk_script, wrk
+from rich.progress import Progress
+
+#: name -> (factory, ready path, extra environment)
+SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "bare": ("bare_app", "/openapi.json", {}),
+    "naive_onnx": ("naive_app", "/openapi.json", {}),
+    "mlsd": ("mlsd_app", "/v2/health/ready", {}),
+    "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
+}
+
+#: (max_batch_size, max_delay_ms) served over HTTP for the batching curve; -1 = off.
+HTTP_BATCHING = ((1, -1.0), (64, 0.0), (64, 1.0), (64, 2.0), (256, 5.0))
+
+
+def _median_run(runs: list[dict[str, float]], key: str) -> dict[str, float]:
+    mid = statistics.median(r[key] for r in runs)
+    return min(runs, key=lambda r: abs(r[key] - mid))
+
+
+def http_benchmarks(
+    home: Path,
+    onnx_path: Path,
+    work: Path,
+    progress: Progress,
+    *,
+    seconds: float,
+    repeats: int,
+    connections: int,
+    server_cpu: int | None,
+    client_cpu: int | None,
+) -> dict[str, Any]:
+    """All four servers up at once; runs interleaved so machine noise hits each alike."""
+    env = {"MLSD_HOME": str(home), "MLSD_BENCH_ONNX": str(onnx_path)}
+    script = write_wrk_script(work, N_CUSTOMERS, N_TERMINALS)
+    bodies = score_bodies(5000, N_CUSTOMERS, N_TERMINALS)
+    max_runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
+    half_runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
+    with ExitStack() as stack:
+        urls: dict[str, str] = {}
+        task = progress.add_task("starting servers", total=len(SERVERS))
+        for name, (factory, ready, extra) in SERVERS.items():
+            base = stack.enter_context(
+                serve(factory, {**env, **extra}, cpu=server_cpu, ready_path=ready)
+            )
+            urls[name] = base + "/v1/score"
+            wrk(urls[name], script, 1, connections, client_cpu)  # warm up
+            progress.advance(task)
+        task = progress.add_task("max rate (wrk)", total=repeats * len(SERVERS))
+        for _ in range(repeats):
+            for name, url in urls.items():
+                max_runs[name].append(asdict(wrk(url, script, seconds, connections, client_cpu)))
+                progress.advance(task)
+        max_rps = {n: statistics.median(r["rps"] for r in runs) for n, runs in max_runs.items()}
+        rates = {n: 0.5 * max_rps[n] for n in SERVERS}
+        rates["mlsd_no_log"] = rates["mlsd"]  # same load as mlsd: the log's cost at equal rate
+        task = progress.add_task("half rate (open loop)", total=repeats * len(SERVERS))
+        for _ in range(repeats):
+            for name, url in urls.items():
+                result = open_loop(url, bodies, rates[name], seconds)
+                half_runs[name].append(asdict(result))
+                progress.advance(task)
+    bare = max_rps["bare"]
+    half = {n: _median_run(runs, "p50_ms") for n, runs in half_runs.items()}
+    return {
+        "connections": connections,
+        "seconds": seconds,
+        "repeats": repeats,
+        "max": {n: _median_run(runs, "rps") for n, runs in max_runs.items()},
+        "ratio_to_bare": {n: max_rps[n] / bare for n in SERVERS},
+        "half_rate": half,
+        "log_overhead_p50": half["mlsd"]["p50_ms"] / half["mlsd_no_log"]["p50_ms"] - 1.0,
+        "log_overhead_rps": 1.0 - max_rps["mlsd"] / max_rps["mlsd_no_log"],
+        "runs": {"max": max_runs, "half_rate": half_runs},
+    }
+
+
+def http_batching(
+    home: Path,
+    work: Path,
+    progress: Progress,
+    *,
+    seconds: float,
+    connections: int,
+    server_cpu: int | None,
+    client_cpu: int | None,
+) -> list[dict[str, float]]:
+    """mlsd's /v1/score under wrk for each micro-batching setting."""
+    script = write_wrk_script(work, N_CUSTOMERS, N_TERMINALS)
+    points: list[dict[str, float]] = []
+    task = progress.add_task("HTTP batching curve", total=len(HTTP_BATCHING))
+    for size, delay in HTTP_BATCHING:
+        env = {"MLSD_HOME": str(home), "MLSD_BENCH_BATCH": f"{size},{delay}"}
+        with serve("mlsd_app", env, cpu=server_cpu, ready_path="/v2/health/ready") as base:
+            wrk(base + "/v1/score", script, 1, connections, client_cpu)
+            result = wrk(base + "/v1/score", script, seconds, connections, client_cpu)
+        points.append({"max_batch_size": size, "max_delay_ms": delay, **asdict(result)})
+        progress.advance(task)
+    return points

@@ -1,0 +1,141 @@
+"""Tables on the console and one PNG with four panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_tables(results: dict[str, Any], console: Console) -> None:
+    """The figures of a run, one table per part."""
+    http = results.get("http")
+    if http:
+        table = Table(title=f"/v1/score over HTTP, one uvicorn worker, wrk -c{http['connections']}")
+        for col in ("server", "req/s", "ratio to bare", "p50 @max", "p99 @max", "half rate",
+                    "p50 @half", "p99 @half", "errors"):  # fmt: skip
+            table.add_column(col, justify="right")
+        for name, run in http["max"].items():
+            half = http["half_rate"][name]
+            table.add_row(
+                name,
+                f"{run['rps']:.0f}",
+                f"{http['ratio_to_bare'][name]:.2f}",
+                f"{run['p50_ms']:.1f} ms",
+                f"{run['p99_ms']:.1f} ms",
+                f"{half['rate']:.0f}/s",
+                f"{half['p50_ms']:.2f} ms",
+                f"{half['p99_ms']:.2f} ms",
+                str(int(run["errors"] + half["errors"])),
+            )
+        console.print(table)
+        console.print(
+            f"prediction log: +{http['log_overhead_p50'] * 100:.1f} % p50 at equal rate, "
+            f"-{http['log_overhead_rps'] * 100:.1f} % max req/s (target < 10 % p50)"
+        )
+    table = Table(title="model only (rows/s, median)")
+    table.add_column("batch", justify="right")
+    runtimes = sorted({p["runtime"] for p in results["model_only"]})
+    for name in runtimes:
+        table.add_column(name, justify="right")
+        table.add_column(f"{name} µs/call", justify="right")
+    for size in sorted({p["batch_size"] for p in results["model_only"]}):
+        row = [str(size)]
+        for name in runtimes:
+            point = next(
+                p for p in results["model_only"] if p["runtime"] == name and p["batch_size"] == size
+            )
+            row += [f"{point['rows_per_s']:,.0f}", f"{point['call_us']:.0f}"]
+        table.add_row(*row)
+    console.print(table)
+    table = Table(title="micro-batcher in process (64 clients, ONNX)")
+    for col in ("max batch", "max delay ms", "rows/s", "p50 ms", "p99 ms", "mean batch"):
+        table.add_column(col, justify="right")
+    for p in results["batcher"]:
+        table.add_row(
+            str(p["max_batch_size"]),
+            "off" if p["max_delay_ms"] < 0 else f"{p['max_delay_ms']:g}",
+            f"{p['rows_per_s']:,.0f}",
+            f"{p['p50_ms']:.2f}",
+            f"{p['p99_ms']:.2f}",
+            f"{p['mean_batch']:.1f}",
+        )
+    console.print(table)
+    if results.get("http_batching"):
+        table = Table(title="micro-batching over HTTP (mlsd /v1/score, wrk -c64)")
+        for col in ("max batch", "max delay ms", "req/s", "p50 ms", "p99 ms"):
+            table.add_column(col, justify="right")
+        for p in results["http_batching"]:
+            table.add_row(
+                str(p["max_batch_size"]),
+                "off" if p["max_delay_ms"] < 0 else f"{p['max_delay_ms']:g}",
+                f"{p['rps']:.0f}",
+                f"{p['p50_ms']:.1f}",
+                f"{p['p99_ms']:.1f}",
+            )
+        console.print(table)
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """Four panels: req/s by server, latency at half rate, model-only, batcher curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    http = results.get("http")
+    ax = axes[0][0]
+    if http:
+        names = list(http["max"])
+        ax.bar(names, [http["max"][n]["rps"] for n in names], color="tab:blue")
+        for i, n in enumerate(names):
+            ax.annotate(f"{http['ratio_to_bare'][n]:.2f}×", (i, http["max"][n]["rps"]),
+                        ha="center", va="bottom")  # fmt: skip
+        ax.set_ylabel("requests/s (one worker)")
+        ax.set_title("max rate, ratio to the bare endpoint")
+        ax = axes[0][1]
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], [http["half_rate"][n]["p50_ms"] for n in names], 0.4,
+               label="p50")  # fmt: skip
+        ax.bar([i + 0.2 for i in x], [http["half_rate"][n]["p99_ms"] for n in names], 0.4,
+               label="p99")  # fmt: skip
+        ax.axhline(10, color="red", linestyle="--", linewidth=1, label="p99 target 10 ms")
+        ax.set_xticks(list(x), names)
+        ax.set_ylabel("latency ms (open loop, half of max rate)")
+        ax.set_title("latency at half the maximum rate")
+        ax.legend()
+    else:
+        axes[0][0].set_axis_off()
+        axes[0][1].set_axis_off()
+    ax = axes[1][0]
+    for name in sorted({p["runtime"] for p in results["model_only"]}):
+        points = [p for p in results["model_only"] if p["runtime"] == name]
+        ax.plot([p["batch_size"] for p in points], [p["rows_per_s"] for p in points], "o-",
+                label=name)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("rows/s")
+    ax.set_title("model only")
+    ax.legend()
+    ax = axes[1][1]
+    series = [("in process", results["batcher"], "rows_per_s")]
+    if results.get("http_batching"):
+        series.append(("HTTP /v1/score", results["http_batching"], "rps"))
+    for label, points, key in series:
+        ax.plot([p[key] for p in points], [p["p99_ms"] for p in points], "o-", label=label)
+        for p in points:
+            tag = "off" if p["max_delay_ms"] < 0 else f"{p['max_batch_size']},{p['max_delay_ms']:g}"
+            ax.annotate(tag, (p[key], p["p99_ms"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("throughput (rows/s or req/s)")
+    ax.set_ylabel("p99 latency ms")
+    ax.set_title("micro-batcher: (max batch, max delay ms)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,85 @@
+"""The three apps the HTTP benchmark compares, each a uvicorn `--factory` target.
+
+- `bare_app`: FastAPI returning a constant (the ceiling of the HTTP stack);
+- `naive_app`: FastAPI parsing the transaction and calling ONNX Runtime on it, no
+  feature lookup, cache, log or metrics (what a first attempt looks like);
+- `mlsd_app`: mlsd's real app from `MLSD_HOME` (features, cache, log, metrics).
+
+Options come from the environment: MLSD_BENCH_ONNX (naive model path),
+MLSD_BENCH_PREDLOG=0 (mlsd without its prediction log), MLSD_BENCH_CACHE=0 (no
+cache), MLSD_BENCH_BATCH="max_batch_size,max_delay_ms" (micro-batching).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+
+def bare_app() -> FastAPI:
+    """A constant answer: what FastAPI + uvicorn cost by themselves."""
+    app = FastAPI()
+
+    @app.post("/v1/score")
+    async def score() -> dict[str, float]:
+        return {"score": 0.5}
+
+    return app
+
+
+class _Tx(BaseModel):
+    transaction_id: int
+    customer_id: int
+    terminal_id: int
+    amount: float
+    timestamp: datetime
+
+
+def naive_app() -> FastAPI:
+    """Parse the body, make a 15-column row from the amount and time, call ONNX Runtime."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(os.environ["MLSD_BENCH_ONNX"], sess_options=options)
+    app = FastAPI()
+
+    @app.post("/v1/score")
+    async def score(tx: _Tx) -> dict[str, Any]:
+        row = np.zeros((1, 15), dtype=np.float32)
+        row[0, 0] = tx.amount
+        row[0, 1] = float(tx.timestamp.weekday() >= 5)
+        row[0, 2] = float(tx.timestamp.hour <= 6)
+        probabilities = session.run(["probabilities"], {"input": row})[0]
+        score = float(probabilities[0, 1])
+        return {"transaction_id": tx.transaction_id, "score": score, "fraud": score >= 0.5}
+
+    return app
+
+
+def mlsd_app() -> FastAPI:
+    """mlsd's serving app on the prepared data folder."""
+    from mlsd.serving.app import build_service, create_app
+    from mlsd.serving.batcher import BatchConfig
+    from mlsd.serving.service import ServeOptions
+    from mlsd.settings import Settings
+
+    settings = Settings()
+    options = ServeOptions(models=("fraud@champion",))
+    batch = os.environ.get("MLSD_BENCH_BATCH")
+    if batch:
+        size, delay = batch.split(",")
+        options.batching = BatchConfig(max_batch_size=int(size), max_delay_ms=float(delay))
+    service = build_service(settings, options)
+    if os.environ.get("MLSD_BENCH_PREDLOG", "1") == "0" and service.prediction_log is not None:
+        service.prediction_log.close()
+        service.prediction_log = None
+    if os.environ.get("MLSD_BENCH_CACHE", "1") == "0" and service.cache is not None:
+        service.cache.close()
+        service.cache = None
+    return create_app(settings, service=service)
