@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlsd.data.events import EVENT_TYPES, ScenarioEvent
+from mlsd.data.events import EVENT_TYPES, CardTesting, ScenarioEvent
 from mlsd.errors import ConfigError
+
+MAX_CUSTOMER_DAYS: Final = 20_000_000  # ~40 M transactions, ~4 GB peak
+MAX_INJECTED_ROWS: Final = 20_000_000
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -72,6 +75,13 @@ class SimulatorConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_events(self) -> SimulatorConfig:
+        if self.n_customers * self.n_days > MAX_CUSTOMER_DAYS:
+            raise ConfigError(
+                f"{self.n_customers:,} customers x {self.n_days:,} days is more than "
+                f"{MAX_CUSTOMER_DAYS:,} customer-days (about {2 * MAX_CUSTOMER_DAYS:,} "
+                "transactions): too large for one process; simulate fewer days at a time",
+                field="n_customers",
+            )
         names: set[str] = set()
         for i, event in enumerate(self.scenarios):
             if event.name in names:
@@ -92,6 +102,15 @@ class SimulatorConfig(BaseModel):
                     f"scenario {event.name!r}: end {event.end} is before start {event.start}",
                     field=f"scenarios[{i}].end",
                 )
+            if isinstance(event, CardTesting):
+                first, last = self.event_days(event)
+                rows = (last - first + 1) * event.bursts_per_day * event.tx_per_burst
+                if rows > MAX_INJECTED_ROWS:
+                    raise ConfigError(
+                        f"scenario {event.name!r} would add {rows:,} transactions "
+                        f"(at most {MAX_INJECTED_ROWS:,})",
+                        field=f"scenarios[{i}].bursts_per_day",
+                    )
         return self
 
     @property

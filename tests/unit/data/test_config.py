@@ -128,3 +128,14 @@ def test_load_scenarios(tmp_path: Path) -> None:
         load_scenarios(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_scenarios(tmp_path / "missing.json")
+
+
+def test_too_large_a_world_is_refused_before_any_work() -> None:
+    with pytest.raises(ConfigError, match="customer-days") as info:
+        SimulatorConfig(n_customers=1_000_000, n_days=365)
+    assert info.value.field == "n_customers"
+    huge = {"type": "card_testing", "name": "ct", "start": "2018-04-02", "bursts_per_day": 100_000,
+            "tx_per_burst": 1000}  # fmt: skip
+    with pytest.raises(ConfigError, match="would add") as info:
+        _with_event(huge)
+    assert info.value.field == "scenarios[0].bursts_per_day"
