@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from mlsd.data import schema
 from mlsd.errors import NotFoundError, ValidationError
 from mlsd.training.config import TrainConfig
 from mlsd.training.dataset import (
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
     from mlsd.registry import ModelVersion, Registry
 
 Progress = Callable[[str], None]
-TEST_COLUMNS = (schema.TRANSACTION_ID, schema.TX_DATETIME, schema.CUSTOMER_ID, schema.TX_FRAUD)
 
 
 @dataclass
@@ -70,6 +68,7 @@ class TrainResult:
     feature_views: dict[str, str]
     dataset_hash: str
     test: pd.DataFrame
+    """The test rows (after removing known cards) with their features, in score order."""
     n_train: int
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -146,7 +145,7 @@ def train(
         training_set_hash=training_set_hash(final.train, config.features),
         feature_views=dict(source.view_versions()),
         dataset_hash=dataset_hash(dataset_dir),
-        test=final.test.loc[:, list(TEST_COLUMNS)].reset_index(drop=True),
+        test=final.test.reset_index(drop=True),
         n_train=len(final.train),
         timings=timings,
     )

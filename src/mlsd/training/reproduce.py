@@ -102,11 +102,13 @@ def reproduce(
 
     flavor = config.models[0]
     params = config.grids[flavor][0]
-    _, scores = fit_and_score(
+    model, _ = fit_and_score(
         flavor, params, fold, config.features, seed=config.seed, num_threads=config.num_threads
     )
     artifacts = {name: registry.load_artifact(mv, name) for name in mv.artifacts}
     X = matrix(fold.test, config.features)
+    # like with like: both models go through their stored (native, non-ONNX) form
+    scores = load_scorer(flavor, model.artifacts(list(config.features)))(X)
     stored = load_scorer(mv.flavor, artifacts)(X)
     diff = float(np.max(np.abs(stored - scores))) if len(scores) else 0.0
     onnx_diff = float("nan")
