@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mlsd.data.events import EVENT_TYPES, CardTesting, ScenarioEvent
 from mlsd.errors import ConfigError
 
-MAX_CUSTOMER_DAYS: Final = 20_000_000  # ~40 M transactions, ~4 GB peak
+MAX_CUSTOMER_DAYS: Final = 8_000_000  # ~16 M transactions, ~4 GB peak (0.5 GB at the default)
 MAX_INJECTED_ROWS: Final = 20_000_000
 
 
