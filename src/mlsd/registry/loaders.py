@@ -53,7 +53,7 @@ def load_lightgbm(registry: Registry, model: str | ModelVersion) -> LoadedModel:
     text = registry.load_artifact(mv, LIGHTGBM_FILE).decode("utf-8")
     try:
         booster = lgb.Booster(model_str=text)
-    except lgb.basic.LightGBMError as exc:
+    except (lgb.basic.LightGBMError, ValueError) as exc:
         raise IntegrityError(
             f"{mv.uri}: unreadable LightGBM model: {exc}", field="artifacts"
         ) from exc

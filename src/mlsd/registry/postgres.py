@@ -43,8 +43,8 @@ class PostgresMetadataStore(SqlMetadataStore):
     serial = "BIGSERIAL PRIMARY KEY"
     for_update = " FOR UPDATE"
 
-    def __init__(self, url: str, schema: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, url: str, schema: str | None = None, cache_size: int = 4096) -> None:
+        super().__init__(cache_size)
         import psycopg
 
         dsn, url_schema = split_schema(url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -83,9 +84,12 @@ class SqlMetadataStore(ABC):
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
     for_update = ""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_size: int = 4096) -> None:
         self._lock = threading.RLock()
         self._envs: dict[str, Environment] = {}
+        self.cache_size = cache_size
+        self._parsed: OrderedDict[tuple[str, int], tuple[tuple[str, str, str], ModelVersion]]
+        self._parsed = OrderedDict()
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Tx]:
@@ -139,7 +143,15 @@ class SqlMetadataStore(ABC):
     def _build(
         self, tx: Tx, name: str, version: int, row: Row, tags: dict[str, str]
     ) -> ModelVersion:
+        """A ModelVersion from its row. The parsed immutable part is cached per version and
+        reused only when the stored row is byte-for-byte the same; tags and status are
+        always taken from the current rows."""
         created_at, status, env_hash, body = row
+        key = (name, version)
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] == (created_at, env_hash, body):
+            self._parsed.move_to_end(key)
+            return cached[1].model_copy(update={"tags": tags, "status": status})
         fields = json.loads(body)
         fields.update(
             name=name,
@@ -149,7 +161,12 @@ class SqlMetadataStore(ABC):
             tags=tags,
             environment=self._environment(tx, env_hash),
         )
-        return ModelVersion.model_validate(fields)
+        mv = ModelVersion.model_validate(fields)
+        if self.cache_size > 0:
+            self._parsed[key] = ((created_at, env_hash, body), mv)
+            if len(self._parsed) > self.cache_size:
+                self._parsed.popitem(last=False)
+        return mv
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._read() as tx:

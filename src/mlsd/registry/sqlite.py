@@ -31,8 +31,8 @@ class _SqliteTx:
 class SqliteMetadataStore(SqlMetadataStore):
     """Registry metadata in one SQLite file (default: `<home>/registry/registry.db`)."""
 
-    def __init__(self, path: Path | str) -> None:
-        super().__init__()
+    def __init__(self, path: Path | str, cache_size: int = 4096) -> None:
+        super().__init__(cache_size)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(

@@ -137,7 +137,9 @@ def test_tags_are_searchable_and_editable(registry: Registry) -> None:
 
 def test_archiving_changes_status_only(registry: Registry) -> None:
     register_sample(registry)
+    assert registry.resolve("fraud/1").status == "ready"  # now in the parsed-version cache
     assert registry.set_status("fraud/1", "archived").status == "archived"
+    assert registry.resolve("fraud/1").status == "archived"
     with pytest.raises(ValidationError):
         registry.set_status("fraud/1", "deleted")
 
