@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlsd.cli.main import app
 from mlsd.data import io, schema
+from mlsd.errors import ConflictError
 
 SMALL = ["--customers", "60", "--terminals", "120", "--days", "5", "--seed", "3"]
 
@@ -96,3 +97,17 @@ def test_folder_with_other_data_exits_4_untouched(tmp_path: Path) -> None:
     assert proc.returncode == 4
     assert "other data" in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    runner = CliRunner()
+    assert runner.invoke(app, ["simulate", *SMALL, "--out", str(out)]).exit_code == 0
+    first = io.read_manifest(out)["created_at"]
+    again = runner.invoke(app, ["simulate", *SMALL, "--out", str(out)])
+    assert isinstance(again.exception, ConflictError)
+    assert io.read_manifest(out)["created_at"] == first
+    args = ["simulate", *SMALL, "--seed", "4", "--out", str(out), "--overwrite"]
+    replaced = runner.invoke(app, args)
+    assert replaced.exit_code == 0, replaced.output
+    assert io.read_manifest(out)["config"]["seed"] == 4
