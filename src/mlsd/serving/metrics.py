@@ -7,6 +7,8 @@ small closed set (routes, model names and versions, statuses).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,6 +26,7 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.request_latency = Histogram(
             "mlsd_request_duration_seconds",
@@ -98,6 +101,14 @@ class ServingMetrics:
             "1 while the online store circuit breaker is open or half-open.",
             registry=r,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, memoised: `labels()` costs tens of microseconds."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -23,7 +23,7 @@ from mlsd.serving.cache import PredictionCache, hash_rows
 from mlsd.serving.endpoint import Endpoint, Prediction
 from mlsd.serving.host import LoadedModel
 from mlsd.serving.metrics import ServingMetrics
-from mlsd.serving.request_features import REQUEST_FEATURES, request_feature_columns
+from mlsd.serving.request_features import REQUEST_FEATURES
 from mlsd.serving.schemas import Transaction
 
 
@@ -53,6 +53,21 @@ class ScoredBatch:
         return ["fraud" if s >= self.model.threshold else "legit" for s in self.scores.tolist()]
 
 
+class _Layout:
+    """Where each feature of a signature comes from, worked out once per signature."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.stored = [n for n in names if n not in REQUEST_FEATURES]
+        self.stored_columns = [j for j, n in enumerate(names) if n not in REQUEST_FEATURES]
+        self.request_columns = [j for j, n in enumerate(names) if n in REQUEST_FEATURES]
+        self.request = [names[j] for j in self.request_columns]
+        self.request_fns = [REQUEST_FEATURES[n] for n in self.request]
+        self.request_status = dict.fromkeys(self.request, "request")
+        self.missing = {**self.request_status, **dict.fromkeys(self.stored, "missing")}
+        self.unavailable = {**self.request_status, **dict.fromkeys(self.stored, "unavailable")}
+
+
 class Scorer:
     """Scores raw transactions with one endpoint."""
 
@@ -74,6 +89,9 @@ class Scorer:
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
         self.on_scored = on_scored
+        self._layouts: dict[tuple[str, ...], _Layout] = {}
+        self._lookup_ok = metrics.feature_latency.labels("ok")
+        self._breaker_was_open = False
 
     def _lookup(
         self, txs: Sequence[Transaction], stored: list[str]
@@ -101,43 +119,52 @@ class Scorer:
             self.metrics.feature_latency.labels("unavailable").observe(
                 time.perf_counter() - started
             )
-            self._breaker_gauge()
+            self._breaker_gauge(failed=True)
             if self.fail_when_degraded:
                 raise
             self.metrics.degraded.labels("online_store").inc()
             return self._missing(n, stored, "unavailable"), [], True
-        self.metrics.feature_latency.labels("ok").observe(time.perf_counter() - started)
-        self._breaker_gauge()
+        self._lookup_ok.observe(time.perf_counter() - started)
+        self._breaker_gauge(failed=False)
         values = np.asarray(found.values, dtype=np.float32).reshape(n, len(stored))
-        return values, [dict(s) for s in found.status], False
+        return values, list(found.status), False
 
     @staticmethod
     def _missing(n: int, stored: list[str], status: str) -> np.ndarray:
         return np.full((n, len(stored)), np.nan, dtype=np.float32)
 
-    def _breaker_gauge(self) -> None:
-        if self.breaker is not None:
-            self.metrics.breaker_open.set(0 if self.breaker.state.value == "closed" else 1)
+    def _breaker_gauge(self, failed: bool) -> None:
+        if self.breaker is None or not (failed or self._breaker_was_open):
+            return  # closed and staying closed: nothing to update (the common case)
+        is_open = self.breaker.state.value != "closed"
+        self._breaker_was_open = is_open
+        self.metrics.breaker_open.set(1 if is_open else 0)
+
+    def _layout(self, names: tuple[str, ...]) -> _Layout:
+        layout = self._layouts.get(names)
+        if layout is None:
+            layout = _Layout(names)
+            self._layouts[names] = layout
+        return layout
 
     def build(
         self, txs: Sequence[Transaction], names: Sequence[str]
     ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
         """The (n, k) feature matrix in `names` order, a status per feature, degraded flag."""
-        stored = [n for n in names if n not in REQUEST_FEATURES]
-        found, found_status, degraded = self._lookup(txs, stored)
-        columns = request_feature_columns(txs, names)
-        values = np.empty((len(txs), len(names)), dtype=np.float32)
-        position = {name: i for i, name in enumerate(stored)}
-        for j, name in enumerate(names):
-            values[:, j] = columns[name] if name in columns else found[:, position[name]]
-        default = "unavailable" if degraded else "missing"
-        statuses = []
-        for i in range(len(txs)):
-            row = found_status[i] if i < len(found_status) else {}
-            statuses.append(
-                {name: "request" if name in columns else row.get(name, default) for name in names}
-            )
-        return values, statuses, degraded
+        layout = self._layout(tuple(names))
+        found, found_status, degraded = self._lookup(txs, layout.stored)
+        values = np.empty((len(txs), len(layout.names)), dtype=np.float32)
+        if layout.stored:
+            values[:, layout.stored_columns] = found
+        if layout.request:
+            values[:, layout.request_columns] = [
+                [fn(tx) for fn in layout.request_fns] for tx in txs
+            ]
+        if degraded or not found_status:
+            template = layout.unavailable if degraded else layout.missing
+            return values, [template] * len(txs), degraded
+        base = layout.request_status
+        return values, [{**base, **row} for row in found_status], degraded
 
     async def _predict(
         self, values: np.ndarray, model: LoadedModel
@@ -151,9 +178,9 @@ class Scorer:
         miss = [i for i, score in enumerate(got) if score is None]
         hits = n - len(miss)
         if hits:
-            self.metrics.cache_hits.labels(model.name).inc(hits)
+            self.metrics.child(self.metrics.cache_hits, model.name).inc(hits)
         if miss:
-            self.metrics.cache_misses.labels(model.name).inc(len(miss))
+            self.metrics.child(self.metrics.cache_misses, model.name).inc(len(miss))
         if not miss:
             scores = np.asarray(got, dtype=np.float64)
             return Prediction(scores, model), ~cached
@@ -182,8 +209,8 @@ class Scorer:
         used = prediction.model
         status = "degraded" if degraded else "ok"
         version = str(used.version)
-        self.metrics.model_requests.labels(used.name, version, status).inc()
-        self.metrics.predictions.labels(used.name, version, status).inc(len(txs))
+        self.metrics.child(self.metrics.model_requests, used.name, version, status).inc()
+        self.metrics.child(self.metrics.predictions, used.name, version, status).inc(len(txs))
         batch = ScoredBatch(
             txs, values, prediction.scores, cached, statuses, used, degraded,
             time.perf_counter() - started,
