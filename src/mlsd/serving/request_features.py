@@ -7,7 +7,7 @@ UTC). Kept here, vectorised over a request, so scoring needs no round trip for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC
 from typing import Final
 
@@ -19,9 +19,3 @@ REQUEST_FEATURES: Final[dict[str, Callable[[Transaction], float]]] = {
     "TX_DURING_NIGHT": lambda tx: float(tx.timestamp.astimezone(UTC).hour <= 6),
 }
 
-
-def request_feature_columns(
-    txs: Sequence[Transaction], names: Sequence[str]
-) -> dict[str, list[float]]:
-    """The request-time columns among `names`, one value per transaction."""
-    return {n: [REQUEST_FEATURES[n](tx) for tx in txs] for n in names if n in REQUEST_FEATURES}
