@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from mlsd.errors import MlsdError, UnavailableError, ValidationError
-from mlsd.serving.predlog.record import PredictionRecord, Row, to_row
+from mlsd.serving.predlog.record import PredictionRecord, to_row
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,29 @@ class BufferedLog(ABC):
             self._wake.set()
 
     def flush(self) -> int:
-        """Write everything queued; on failure the records stay queued and the error is raised."""
+        """Write everything queued; on failure the records stay queued and the error is raised.
+
+        A batch that does not encode is retried without its malformed records (dropped,
+        counted, logged), so one bad record never blocks the log.
+        """
         with self._write_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
             if not batch:
                 return 0
-            batch, rows = self._encode(batch)
             try:
-                if rows:
-                    self._write(rows)
+                try:
+                    self._write(batch)
+                except (ValidationError, ValueError, TypeError):
+                    batch = self._encodable(batch)
+                    try:
+                        if batch:
+                            self._write(batch)
+                    except (ValidationError, ValueError, TypeError) as exc:
+                        log.error("prediction batch of %d dropped: %s", len(batch), exc)
+                        with self._lock:
+                            self._dropped += len(batch)
+                        batch = []
             except MlsdError:
                 with self._lock:
                     self._errors += 1
@@ -123,22 +136,22 @@ class BufferedLog(ABC):
                         del self._buffer[self.max_buffered :]
                 raise
             with self._lock:
-                self._written += len(rows)
-            return len(rows)
+                self._written += len(batch)
+            return len(batch)
 
-    def _encode(self, batch: list[PredictionRecord]) -> tuple[list[PredictionRecord], list[Row]]:
-        """The records that encode and their rows; a malformed one is dropped, counted, logged."""
+    def _encodable(self, batch: list[PredictionRecord]) -> list[PredictionRecord]:
+        """The records that encode; a malformed one is dropped, counted and logged."""
         good: list[PredictionRecord] = []
-        rows: list[Row] = []
         for r in batch:
             try:
-                rows.append(to_row(r))
-                good.append(r)
-            except (MlsdError, ValueError, TypeError) as exc:
+                to_row(r)
+            except (ValidationError, ValueError, TypeError) as exc:
                 log.warning("prediction record %s dropped: %s", r.request_id, exc)
                 with self._lock:
                     self._dropped += 1
-        return good, rows
+                continue
+            good.append(r)
+        return good
 
     def _run(self) -> None:
         while not self._closed:
@@ -148,6 +161,8 @@ class BufferedLog(ABC):
                 self.flush()
             except MlsdError as exc:
                 log.warning("prediction log write failed, will retry: %s", exc)
+            except Exception:  # the flusher must outlive any bug: log it loudly, keep going
+                log.exception("prediction log flush crashed, will retry")
 
     def close(self) -> None:
         """Stop the flusher, write everything left, release the backend."""
@@ -174,8 +189,9 @@ class BufferedLog(ABC):
             return LogStats(len(self._buffer), self._written, self._dropped, self._errors)
 
     @abstractmethod
-    def _write(self, rows: list[Row]) -> None:
-        """Store rows (from `record.to_row`) durably; raise UnavailableError on failure."""
+    def _write(self, records: list[PredictionRecord]) -> None:
+        """Encode and store records: ValidationError, ValueError or TypeError for a record
+        that does not encode, UnavailableError when storage fails."""
 
     @abstractmethod
     def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:

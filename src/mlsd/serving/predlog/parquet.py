@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from mlsd.errors import UnavailableError
 from mlsd.serving.predlog.base import BufferedLog
-from mlsd.serving.predlog.record import SCHEMA, Row, finish_frame, rows_to_table
+from mlsd.serving.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
 
 
 class ParquetPredictionLog(BufferedLog):
@@ -35,8 +35,8 @@ class ParquetPredictionLog(BufferedLog):
         self.root.mkdir(parents=True, exist_ok=True)
         super().__init__(flush_seconds, flush_records, max_buffered)
 
-    def _write(self, rows: list[Row]) -> None:
-        table = rows_to_table(rows)
+    def _write(self, records: list[PredictionRecord]) -> None:
+        table = to_table(records)
         days = pc.strftime(table["ts"], format="%Y-%m-%d")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         try:

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from mlsd.errors import UnavailableError
 from mlsd.serving.predlog.base import BufferedLog
-from mlsd.serving.predlog.record import COLUMNS, SCHEMA, Row, finish_frame
+from mlsd.serving.predlog.record import COLUMNS, SCHEMA, PredictionRecord, finish_frame, to_rows
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -65,7 +65,8 @@ class PostgresPredictionLog(BufferedLog):
         except psycopg.Error as exc:
             raise UnavailableError(f"PostgreSQL prediction log unreachable: {exc}") from exc
 
-    def _write(self, rows: list[Row]) -> None:
+    def _write(self, records: list[PredictionRecord]) -> None:
+        rows = to_rows(records)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._table, sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         )
