@@ -228,14 +228,29 @@ class SqlMetadataStore(ABC):
         if name is not None:
             where.append("v.name = ?")
             params.append(name)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
         sql = f"SELECT v.name, v.version, v.created_at, v.status, v.env_hash, v.body FROM {source}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY v.name, v.version DESC LIMIT ?"
+        sql += f"{clause} ORDER BY v.name, v.version DESC LIMIT ?"
         with self._read() as tx:
             rows = tx.run(sql, (*params, int(limit)))
-            tags = self._tags_of(tx, [(r[0], r[1]) for r in rows])
+            keys = [(r[0], r[1]) for r in rows]
+            if len(rows) < limit:  # every match returned: fetch their tags in one join
+                tags = self._tags_where(tx, source, clause, params)
+            else:
+                tags = self._tags_of(tx, keys)
             return [self._build(tx, r[0], r[1], r[2:], tags.get((r[0], r[1]), {})) for r in rows]
+
+    def _tags_where(
+        self, tx: Tx, source: str, clause: str, params: list[str]
+    ) -> dict[tuple[str, int], dict[str, str]]:
+        out: dict[tuple[str, int], dict[str, str]] = {}
+        for name, version, key, value in tx.run(
+            f"SELECT tt.name, tt.version, tt.key, tt.value FROM {source}"
+            f" JOIN version_tags tt ON tt.name = v.name AND tt.version = v.version{clause}",
+            params,
+        ):
+            out.setdefault((name, version), {})[key] = value
+        return out
 
     def _tags_of(
         self, tx: Tx, keys: list[tuple[str, int]]
