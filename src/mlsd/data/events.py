@@ -4,7 +4,8 @@ Each event has a unique `name` (written into the `INJECTED` column of every row 
 touches) and a date range `start`..`end` (inclusive; `end` empty = to the last day).
 The `type` field picks the kind:
 
-- `amount_shift`: a random `fraction` of customers spend `factor` times more;
+- `amount_shift`: a random `fraction` of customers spend `factor` times more (labels
+  unchanged unless `affects_labels`);
 - `card_testing`: bursts of small fraudulent amounts at terminals the card never uses
   (fraud scenario 4);
 - `compromise_rate`: the number of terminals compromised per day changes (frauds from
@@ -39,11 +40,17 @@ class _Event(BaseModel):
 
 
 class AmountShift(_Event):
-    """A segment of customers changes its spending: amounts times `factor`."""
+    """A segment of customers changes its spending: amounts times `factor`.
+
+    By default a pure covariate shift: the shifted transactions keep their labels (the
+    handbook's amount rule is applied before the shift). With `affects_labels` the shift
+    comes first, so shifted amounts above the threshold become scenario-1 frauds.
+    """
 
     type: Literal["amount_shift"] = "amount_shift"
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     factor: float = Field(gt=0.0, le=100.0)
+    affects_labels: bool = False
 
 
 class CardTesting(_Event):

@@ -44,12 +44,21 @@ def tag_seasonal(config: SimulatorConfig, days: IntArray, tags: IntArray) -> Non
 
 
 def shift_amounts(
-    config: SimulatorConfig, raw: RawTransactions, tags: IntArray, rng_for: RngFor
+    config: SimulatorConfig,
+    raw: RawTransactions,
+    tags: IntArray,
+    rng_for: RngFor,
+    *,
+    before_labels: bool,
 ) -> None:
-    """Multiply the amounts of a random customer segment over each event's range."""
+    """Multiply the amounts of a random customer segment over each event's range.
+
+    Called twice: before the fraud rules for events with `affects_labels` (the amount
+    rule then sees the new amounts), after scenario 1 for the others (pure drift).
+    """
     days = raw.days
     for i, event in enumerate(config.scenarios):
-        if not isinstance(event, AmountShift):
+        if not isinstance(event, AmountShift) or event.affects_labels != before_labels:
             continue
         rng = rng_for(i)
         size = max(1, round(event.fraction * config.n_customers))

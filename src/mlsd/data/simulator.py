@@ -65,7 +65,7 @@ def simulate(config: SimulatorConfig | None = None, progress: Progress | None = 
     )
     tags = np.zeros(len(raw), dtype=np.int64)
     inject.tag_seasonal(config, raw.days, tags)
-    inject.shift_amounts(config, raw, tags, event_rng)
+    inject.shift_amounts(config, raw, tags, event_rng, before_labels=True)
     step("transactions")
 
     fraud, scenario = _handbook_frauds(config, raw, tags, event_rng)
@@ -109,6 +109,7 @@ def _handbook_frauds(
 
     over = raw.amount > config.amount_fraud_threshold
     fraud[over], scenario[over] = 1, frauds.AMOUNT_SCENARIO
+    inject.shift_amounts(config, raw, tags, event_rng, before_labels=False)
 
     # Scenario 2: the baseline draws are always made, then cut to each day's number;
     # extra terminals asked for by a compromise_rate event come from the event's stream.

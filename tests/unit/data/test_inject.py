@@ -35,10 +35,23 @@ def test_amount_shift_changes_only_its_segment(small: Dataset) -> None:
     plain = tagged & (shifted[schema.TX_FRAUD_SCENARIO] != 3).to_numpy()
     expected = np.round(base.loc[plain, schema.TX_AMOUNT].to_numpy() * 3.0, 2)
     assert np.allclose(shifted.loc[plain, schema.TX_AMOUNT].to_numpy(), expected)
+    # a pure covariate shift: every label stays what it was
+    assert (shifted[schema.TX_FRAUD] == base[schema.TX_FRAUD]).all()
+    assert (shifted[schema.TX_FRAUD_SCENARIO] == base[schema.TX_FRAUD_SCENARIO]).all()
+
+
+def test_amount_shift_that_affects_labels(small: Dataset) -> None:
+    event = {"type": "amount_shift", "name": "rich", "start": "2018-04-21", "fraction": 0.25,
+             "factor": 3.0, "affects_labels": True}  # fmt: skip
+    shifted = _with(small.config, event)
+    base = small.transactions
+    tagged = (shifted[schema.INJECTED] == "rich").to_numpy()
+    pd.testing.assert_frame_equal(shifted.loc[~tagged, COLUMNS], base.loc[~tagged, COLUMNS])
     # bigger amounts cross the handbook's threshold: scenario 1 frauds go up
-    assert (shifted[schema.TX_FRAUD_SCENARIO] == 1).sum() > (
-        base[schema.TX_FRAUD_SCENARIO] == 1
-    ).sum()
+    s1 = shifted[schema.TX_FRAUD_SCENARIO] == 1
+    assert s1.sum() > (base[schema.TX_FRAUD_SCENARIO] == 1).sum()
+    genuine = shifted[schema.TX_FRAUD] == 0
+    assert (shifted.loc[genuine, schema.TX_AMOUNT] <= small.config.amount_fraud_threshold).all()
 
 
 def test_card_testing_adds_tagged_small_frauds(small: Dataset) -> None:
