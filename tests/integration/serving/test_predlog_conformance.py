@@ -157,3 +157,26 @@ def test_a_malformed_record_is_dropped_not_retried_forever(make: Factory) -> Non
     assert plog.flush() == 2
     assert plog.stats().dropped == 1
     assert plog.read()["request_id"].tolist() == ["req-1", "req-3"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"features": {"amount": "lots"}},
+        {"score": "high"},
+        {"latency_ms": None},
+    ],
+)
+def test_each_malformed_record_is_dropped_alone(make: Factory, bad: dict[str, object]) -> None:
+    plog = make()
+    plog.append([record(1), record(2, **bad), record(3)])
+    plog.flush()
+    assert plog.read()["request_id"].tolist() == ["req-1", "req-3"]
+    assert plog.stats().dropped == 1
+
+
+def test_ids_and_names_are_stored_as_text(make: Factory) -> None:
+    plog = make()
+    plog.append([record(1, request_id=12345, version=7)])
+    row = plog.read().iloc[0]
+    assert (row["request_id"], row["version"]) == ("12345", "7")

@@ -144,7 +144,7 @@ class BufferedLog(ABC):
         good: list[PredictionRecord] = []
         for r in batch:
             try:
-                to_row(r)
+                self._encode_one(r)
             except (ValidationError, ValueError, TypeError) as exc:
                 log.warning("prediction record %s dropped: %s", r.request_id, exc)
                 with self._lock:
@@ -152,6 +152,10 @@ class BufferedLog(ABC):
                 continue
             good.append(r)
         return good
+
+    def _encode_one(self, record: PredictionRecord) -> object:
+        """Encode one record as the backend would (to find the malformed ones)."""
+        return to_row(record)
 
     def _run(self) -> None:
         while not self._closed:

@@ -54,6 +54,9 @@ class ParquetPredictionLog(BufferedLog):
                 f"cannot write the prediction log under {self.root}: {exc}"
             ) from exc
 
+    def _encode_one(self, record: PredictionRecord) -> object:
+        return to_table([record])
+
     def _files(self, start: datetime | None, end: datetime | None) -> list[Path]:
         first = start.astimezone(UTC).date() if start else date.min
         last = end.astimezone(UTC).date() if end else date.max

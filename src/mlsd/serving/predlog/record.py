@@ -105,9 +105,9 @@ Row = tuple[Any, ...]
 def to_row(r: PredictionRecord) -> Row:
     """A record as a tuple in `COLUMNS` order, features as JSON text."""
     return (
-        r.request_id,
+        str(r.request_id),
         _utc(r.ts),
-        r.model,
+        str(r.model),
         str(r.version),
         json.dumps(r.feature_dict(), separators=(",", ":")),
         float(r.score),
@@ -115,8 +115,8 @@ def to_row(r: PredictionRecord) -> Row:
         float(r.threshold),
         float(r.latency_ms),
         bool(r.degraded),
-        r.endpoint,
-        r.variant,
+        str(r.endpoint),
+        str(r.variant),
     )
 
 
@@ -149,9 +149,9 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         return pa.array([get(r) for r in records], kind)
 
     arrays = [
-        column(lambda r: r.request_id, pa.string()),
+        column(lambda r: str(r.request_id), pa.string()),
         column(lambda r: _utc(r.ts), SCHEMA.field("ts").type),
-        column(lambda r: r.model, pa.string()),
+        column(lambda r: str(r.model), pa.string()),
         column(lambda r: str(r.version), pa.string()),
         features,
         column(lambda r: float(r.score), pa.float64()),
@@ -159,8 +159,8 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         column(lambda r: float(r.threshold), pa.float64()),
         column(lambda r: float(r.latency_ms), pa.float64()),
         column(lambda r: bool(r.degraded), pa.bool_()),
-        column(lambda r: r.endpoint, pa.string()),
-        column(lambda r: r.variant, pa.string()),
+        column(lambda r: str(r.endpoint), pa.string()),
+        column(lambda r: str(r.variant), pa.string()),
     ]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
