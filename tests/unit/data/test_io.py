@@ -100,3 +100,10 @@ def test_integrity_errors(small: Dataset, tmp_path: Path) -> None:
     (out / schema.MANIFEST_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(IntegrityError):
         io.read_manifest(out)
+
+
+def test_same_config_same_bytes(small: Dataset, written: Path, tmp_path: Path) -> None:
+    from mlsd.data.simulator import simulate
+
+    again = io.write_dataset(simulate(small.config), tmp_path / "again")
+    assert io.read_manifest(again)["content_sha256"] == io.read_manifest(written)["content_sha256"]
