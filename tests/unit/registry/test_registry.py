@@ -243,3 +243,16 @@ def test_reopening_sees_the_same_registry(registry: Registry, home: Path) -> Non
     registry.set_alias("fraud", "champion", 1, reason="r", actor="a")
     with Registry.open(Settings(home=home)) as again:
         assert again.resolve("fraud@champion") == registry.resolve("fraud/1")
+
+
+def test_feature_view_versions_must_match_to_serve(registry: Registry) -> None:
+    from mlsd.errors import ConflictError
+    from mlsd.registry.compat import check_feature_views
+
+    mv = register_sample(registry)
+    check_feature_views(mv, {"transaction_features": "1", "other": "7"})
+    with pytest.raises(ConflictError) as info:
+        check_feature_views(mv, {"transaction_features": "2"})
+    assert info.value.field == "feature_views"
+    with pytest.raises(ConflictError, match="no such view"):
+        check_feature_views(mv, {})
