@@ -65,6 +65,7 @@ def train(
     from mlsd.features.store import FeatureStore
     from mlsd.settings import get_settings
     from mlsd.training.config import TrainConfig
+    from mlsd.training.dataset import read_dataset_manifest
     from mlsd.training.demo import QUICK_GRIDS
     from mlsd.training.pipeline import train as run_training
     from mlsd.training.report import metrics_table, write_report
@@ -87,6 +88,7 @@ def train(
         num_threads=threads,
         **extra,
     )
+    read_dataset_manifest(folder)  # a clear NotFoundError before any work
     console = Console()
     steps = sum(len(config.grids.get(m, [])) * config.n_folds + 1 for m in models)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())

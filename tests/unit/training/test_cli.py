@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlsd.cli.main import app, run
+from mlsd.registry import Registry
+from mlsd.settings import Settings
+
+pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
+
+
+def test_train_reports_registers_and_promotes(home: Path, dataset_dir: Path) -> None:
+    args = ["train", "--dataset", str(dataset_dir), "--folds", "1", "--quick", "--threads", "1"]
+    result = CliRunner().invoke(app, [*args, "--promote"])
+    assert result.exit_code == 0, result.output
+    assert "registered models:/fraud/1" in result.output
+    assert "promoted models:/fraud/1 to fraud@champion" in result.output
+    pngs = list((home / "reports").glob("train-*-pr.png"))
+    assert len(pngs) == 1
+    registry = Registry.open(Settings(home=home))
+    try:
+        assert registry.aliases("fraud") == {"champion": 1}
+        assert registry.resolve("fraud@champion").lineage.config["train"]["n_folds"] == 1
+    finally:
+        registry.close()
+    again = CliRunner().invoke(app, [*args, "--model", "logistic", "--no-build", "--no-register"])
+    assert again.exit_code == 0, again.output
+    assert "registered" not in again.output
+
+
+def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run `mlsd` in-process through `run()`, which maps errors to exit codes."""
+    monkeypatch.setattr(sys, "argv", ["mlsd", *argv])
+    with pytest.raises(SystemExit) as info:
+        run()
+    return int(info.value.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--model", "xgboost"], "--model must be one of"),
+        (["--train-start", "2018-13-01"], "is not a date"),
+        (["--train-start", "2030-01-01"], "does not fit"),
+        (["--select-by", "f1"], "--select-by must be one of"),
+    ],
+)
+def test_bad_options_exit_with_a_message(
+    home: Path,
+    dataset_dir: Path,
+    extra: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["train", "--dataset", str(dataset_dir), "--no-register", "--quick", "--folds", "1"]
+    assert _run([*argv, *extra], monkeypatch) == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_missing_dataset_is_not_found(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(["train", "--dataset", str(tmp_path / "no")], monkeypatch) == 3
+    assert "no dataset" in capsys.readouterr().err
+
+
+def test_the_command_runs_as_a_process(home: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "mlsd.cli.main", "train", "--dataset", str(tmp_path / "no")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
