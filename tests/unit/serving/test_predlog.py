@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlsd.errors import ConfigError, UnavailableError, ValidationError
@@ -115,3 +116,27 @@ def test_unreachable_postgres_is_unavailable() -> None:
 
     with pytest.raises(UnavailableError, match="unreachable"):
         PostgresPredictionLog("postgresql://postgres@127.0.0.1:1/test", connect_timeout_s=1)
+
+
+def test_summary_doctest_and_empty() -> None:
+    import doctest
+
+    from mlsd.serving.predlog import summarize, summary
+
+    result = doctest.testmod(summary)
+    assert result.attempted > 0
+    assert result.failed == 0
+    assert summarize(pd.DataFrame()).predictions == 0
+
+
+def test_demo_step_reads_what_was_logged(tmp_path: Path) -> None:
+    from mlsd.serving.predlog.demo import demo_step
+
+    settings = Settings(home=tmp_path)
+    plog = make_prediction_log(settings)
+    plog.append([record(i) for i in range(5)])
+    plog.close()
+    figures = demo_step(settings)
+    assert figures["predictions"] == 5
+    assert figures["by_version"] == {"fraud/1": 5}
+    assert figures["fraud_share"] == 0.0

@@ -8,6 +8,7 @@ from mlsd.errors import ConfigError
 from mlsd.serving.predlog.base import BufferedLog, LogStats, PredictionLog
 from mlsd.serving.predlog.parquet import ParquetPredictionLog
 from mlsd.serving.predlog.record import COLUMNS, PredictionRecord, features_frame
+from mlsd.serving.predlog.summary import PredictionSummary, summarize
 from mlsd.settings import Settings
 
 __all__ = [
@@ -17,9 +18,11 @@ __all__ = [
     "ParquetPredictionLog",
     "PredictionLog",
     "PredictionRecord",
+    "PredictionSummary",
     "features_frame",
     "make_prediction_log",
     "split_schema",
+    "summarize",
 ]
 
 
