@@ -171,7 +171,8 @@ def _frame(
             schema.TX_FRAUD_SCENARIO: scenario[order],
             schema.LABEL_AVAILABLE_AT: when + delay,
             schema.INJECTED: injected,
-        }
+        },
+        copy=False,  # fresh arrays: skip pandas' block consolidation copy
     )
     frame[schema.INJECTED] = frame[schema.INJECTED].astype(str)
     return frame
