@@ -22,7 +22,7 @@ from mlsd.data.transactions import RawTransactions, generate_transactions
 Progress = Callable[[str], None]
 STAGES = ("profiles", "transactions", "frauds", "table")
 
-_PROFILES, _TRANSACTIONS, _TERMINALS, _CUSTOMERS = 0, 1, 2, 3
+_PROFILES, _TRANSACTIONS, _TERMINALS, _CUSTOMERS, _CUSTOMER_DRAWS = 0, 1, 2, 3, 4
 _EVENT_STREAM = 100
 
 
@@ -115,7 +115,9 @@ def _handbook_frauds(
     # extra terminals asked for by a compromise_rate event come from the event's stream.
     default = frauds.spread(config.compromised_terminals_per_day, n_days)
     per_day, owner = inject.compromise_plan(config)
-    drawn = frauds.Compromises.draw(default.tolist(), config.n_terminals, _rng(config.seed, 2))
+    drawn = frauds.Compromises.draw(
+        default.tolist(), config.n_terminals, _rng(config.seed, _TERMINALS)
+    )
     rank = np.arange(len(drawn.days)) - np.searchsorted(drawn.days, drawn.days)
     base = drawn.select(rank < per_day[drawn.days])
     duration = config.terminal_compromise_days
@@ -131,10 +133,15 @@ def _handbook_frauds(
     customers = frauds.Compromises.draw(
         frauds.spread(config.compromised_customers_per_day, n_days).tolist(),
         config.n_customers,
-        _rng(config.seed, 3),
+        _rng(config.seed, _CUSTOMERS),
     )
     draws = frauds.customer_fraud_draws(
-        raw.customer, days, customers, config.customer_compromise_days, n_days, _rng(config.seed, 4)
+        raw.customer,
+        days,
+        customers,
+        config.customer_compromise_days,
+        n_days,
+        _rng(config.seed, _CUSTOMER_DRAWS),
     )
     picked = draws > 0
     raw.amount[picked] = np.round(
