@@ -3,13 +3,15 @@
     python worker.py HOME DB_URL COUNT GO_FILE [hang]
 
 Prints READY once set up, waits for GO_FILE to exist (so several workers
-start together), then registers COUNT tiny models, printing each version. With `hang`, the
+start together), then registers COUNT small versions (no LightGBM import, so workers start
+fast), printing each version. With `hang`, the
 last registration stops inside its metadata transaction (after the version
 row is written, before commit), prints INSIDE and sleeps until killed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,11 +23,10 @@ def main() -> None:
     hang = sys.argv[5:] == ["hang"]
     from mlsd.registry import Registry, postgres, sqlite
     from mlsd.registry.environment import current_environment
-    from mlsd.registry.testing import register_sample, tiny_lightgbm
+    from mlsd.registry.testing import sample_lineage, sample_signature
     from mlsd.settings import Settings
 
     registry = Registry.open(Settings(home=Path(home), registry_db=db_url))
-    tiny_lightgbm(0)
     current_environment()  # warm the per-process cache so workers really overlap
     print("READY", flush=True)
     while not go.exists():
@@ -34,7 +35,16 @@ def main() -> None:
         if hang and i == count - 1:
             for tx_class in (sqlite._SqliteTx, postgres._PgTx):
                 _hang_on_tags(tx_class)
-        mv = register_sample(registry, tags={"worker": str(i)})
+        mv = registry.register(
+            "fraud",
+            {"model.lgb.txt": f"model of process {os.getpid()}, number {i}".encode()},
+            flavor="lightgbm",
+            signature=sample_signature(),
+            lineage=sample_lineage(),
+            params={"i": i},
+            metrics={"auc_roc": 0.5},
+            tags={"worker": str(i)},
+        )
         print(mv.version, flush=True)
 
 
