@@ -3,10 +3,10 @@
     python worker.py HOME DB_URL COUNT GO_FILE [hang]
 
 Prints READY once set up, waits for GO_FILE to exist (so several workers
-start together), then registers COUNT small versions (no LightGBM import, so workers start
-fast), printing each version. With `hang`, the
-last registration stops inside its metadata transaction (after the version
-row is written, before commit), prints INSIDE and sleeps until killed.
+start together), then registers COUNT small versions, printing each version
+number (no LightGBM import, so workers start fast). With `hang`, the last
+registration stops inside its metadata transaction (after the version row is
+written, before commit), prints INSIDE and sleeps until killed.
 """
 
 from __future__ import annotations
