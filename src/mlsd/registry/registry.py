@@ -13,7 +13,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mlsd.errors import ConfigError, GateRejectedError, NotFoundError, ValidationError
+from mlsd.errors import (
+    ConfigError,
+    ConflictError,
+    GateRejectedError,
+    NotFoundError,
+    ValidationError,
+)
 from mlsd.registry import environment as envmod
 from mlsd.registry.artifacts import ArtifactStore, sha256, verified
 from mlsd.registry.gate import GateDecision, PromotionGate
@@ -263,6 +269,8 @@ class Registry:
         unless `force`; the alias only moves if nobody moved it meanwhile.
         """
         candidate = self.get(name, version)
+        if candidate.status != "ready":
+            raise ConflictError(f"{candidate.uri} is {candidate.status}", field="status")
         current = self.aliases(name).get(check_alias(alias))
         champion = None if current is None else self.get(name, current)
         checks = gate.evaluate(candidate, champion)

@@ -89,6 +89,8 @@ def test_errors_are_mlsd_errors(cli: CliRunner) -> None:
         run(cli, "show", "../etc/1")
     with pytest.raises(ValidationError):
         run(cli, "alias", "fraud", "champion")
+    with pytest.raises(NotFoundError):
+        run(cli, "reproduce", "fraud/9")
 
 
 def test_missing_version_exits_with_the_not_found_code(cli: CliRunner, home: Path) -> None:

@@ -140,6 +140,8 @@ def test_archiving_changes_status_only(registry: Registry) -> None:
     assert registry.resolve("fraud/1").status == "ready"  # now in the parsed-version cache
     assert registry.set_status("fraud/1", "archived").status == "archived"
     assert registry.resolve("fraud/1").status == "archived"
+    with pytest.raises(ConflictError):
+        registry.promote("fraud", 1, gate=GATE, actor="ci", reason="archived")
     with pytest.raises(ValidationError):
         registry.set_status("fraud/1", "deleted")
 
