@@ -3,7 +3,8 @@
 `stream(source, speedup)` yields one dict per transaction (the `schema.TX_COLUMNS`, as
 plain Python values) at `speedup` times real time: with `speedup=3600`, one simulated
 hour passes in one wall-clock second. `speedup=math.inf` replays as fast as possible.
-`astream` is the same as an async generator, for servers and the demo.
+`astream` is the same as an async generator, for servers and the demo;
+`stream_with_labels` interleaves each transaction's label when it becomes known.
 
 The source is a `Dataset`, a `SimulatorConfig` (simulated first), or a dataset folder.
 """
@@ -11,12 +12,13 @@ The source is a `Dataset`, a `SimulatorConfig` (simulated first), or a dataset f
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import pandas as pd
 
@@ -27,6 +29,16 @@ from mlsd.errors import ConfigError
 
 Source = Dataset | SimulatorConfig | Path | str
 Event = dict[str, Any]
+T = TypeVar("T")
+LABEL_COLUMNS: Final = (
+    schema.TRANSACTION_ID,
+    schema.CUSTOMER_ID,
+    schema.TERMINAL_ID,
+    schema.TX_DATETIME,
+    schema.TX_FRAUD,
+    schema.TX_FRAUD_SCENARIO,
+    schema.LABEL_AVAILABLE_AT,
+)
 _CHUNK = 4096
 
 
@@ -65,6 +77,24 @@ def _check(speedup: float) -> None:
         raise ConfigError(f"speedup must be > 0 (got {speedup})", field="speedup")
 
 
+def _paced(
+    items: Iterable[tuple[float, T]],
+    speedup: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Iterator[T]:
+    """Yield each item when its simulated time (seconds) comes, `speedup` times faster."""
+    origin: tuple[float, float] | None = None
+    for stamp, item in items:
+        if origin is None:
+            origin = (stamp, clock())
+        if math.isfinite(speedup):
+            wait = origin[1] + (stamp - origin[0]) / speedup - clock()
+            if wait > 0:
+                sleep(wait)
+        yield item
+
+
 def stream(
     source: Source,
     speedup: float = 3600.0,
@@ -75,15 +105,35 @@ def stream(
 ) -> Iterator[Event]:
     """Yield transactions in time order, each when its (sped-up) time comes."""
     _check(speedup)
-    origin: tuple[float, float] | None = None
-    for stamp, event in _events(_transactions(source, start)):
-        if origin is None:
-            origin = (stamp, clock())
-        if math.isfinite(speedup):
-            wait = origin[1] + (stamp - origin[0]) / speedup - clock()
-            if wait > 0:
-                sleep(wait)
-        yield event
+    return _paced(_events(_transactions(source, start)), speedup, clock, sleep)
+
+
+def _with_labels(frame: pd.DataFrame) -> Iterator[tuple[float, tuple[str, Event]]]:
+    delay = 0.0
+    if len(frame):
+        first = frame.iloc[0]
+        delay = (first[schema.LABEL_AVAILABLE_AT] - first[schema.TX_DATETIME]).total_seconds()
+    transactions = ((stamp, 0, event) for stamp, event in _events(frame))
+    labels = (
+        (stamp + delay, 1, {key: event[key] for key in LABEL_COLUMNS})
+        for stamp, event in _events(frame)
+    )
+    for stamp, kind, event in heapq.merge(transactions, labels, key=lambda t: (t[0], t[1])):
+        yield stamp, ("transaction" if kind == 0 else "label", event)
+
+
+def stream_with_labels(
+    source: Source,
+    speedup: float = 3600.0,
+    start: date | datetime | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[tuple[str, Event]]:
+    """Transactions and, `label_delay_days` later, their labels, as one paced stream of
+    `("transaction", event)` and `("label", {LABEL_COLUMNS})` pairs (for feedback loops)."""
+    _check(speedup)
+    return _paced(_with_labels(_transactions(source, start)), speedup, clock, sleep)
 
 
 async def astream(

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from mlsd.data import io, schema
 from mlsd.data.config import SimulatorConfig
-from mlsd.data.live import astream, stream
+from mlsd.data.live import LABEL_COLUMNS, astream, stream, stream_with_labels
 from mlsd.data.simulator import Dataset
 from mlsd.errors import ConfigError
 
@@ -87,3 +87,26 @@ def test_async_stream(small: Dataset) -> None:
 
     events = asyncio.run(take(50))
     assert [e[schema.TRANSACTION_ID] for e in events] == list(range(50))
+
+
+def test_labels_arrive_after_their_delay(small: Dataset) -> None:
+    clock = FakeClock()
+    seen: dict[int, datetime] = {}
+    labels = 0
+    for kind, event in stream_with_labels(small, speedup=86400.0, clock=clock, sleep=clock.sleep):
+        tx_id = event[schema.TRANSACTION_ID]
+        if kind == "transaction":
+            seen[tx_id] = event[schema.TX_DATETIME]
+            continue
+        assert kind == "label"
+        assert set(event) == set(LABEL_COLUMNS)
+        assert tx_id in seen  # a label never comes before its transaction
+        assert event[schema.LABEL_AVAILABLE_AT] - seen[tx_id] == timedelta(days=7)
+        # the stream's clock has reached the label time (1 simulated day = 1 s)
+        labels += 1
+        if labels == 100:
+            break
+    assert labels == 100
+    first = min(seen.values())
+    assert clock.now - 100.0 >= 7.0  # at least 7 simulated days passed before 100 labels
+    assert max(seen.values()) - first >= timedelta(days=7)
