@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,19 +20,12 @@ from mlsd import __version__
 from mlsd.errors import MlsdError
 from mlsd.serving import routes_admin, routes_v1, routes_v2
 from mlsd.serving.metrics import CONTENT_TYPE, ServingMetrics
+from mlsd.serving.schemas import field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-_SKIP = frozenset({"body", "one", "batch", "query", "path", "header"})
-
-
-def field_of(loc: Sequence[Any]) -> str:
-    """The offending field of a pydantic error location, e.g. `transactions.0.amount`."""
-    parts = [str(p) for p in loc if str(p) not in _SKIP and not str(p).startswith("function-")]
-    return ".".join(parts) or "body"
 
 
 async def _mlsd_error(request: Request, exc: Exception) -> Response:
@@ -76,9 +68,10 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_latency.labels(path, scope.get("method", ""), str(status)).observe(
-                time.perf_counter() - started
+            child = self.metrics.child(
+                self.metrics.request_latency, path, scope.get("method", ""), str(status)
             )
+            child.observe(time.perf_counter() - started)
 
 
 def build_service(settings: Settings, options: ServeOptions | None = None) -> Service:

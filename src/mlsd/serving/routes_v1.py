@@ -6,16 +6,20 @@ path); its shape is declared by `ScoreResponse` for the OpenAPI spec.
 
 from __future__ import annotations
 
-import json
+import itertools
+import re
 import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Discriminator, Tag
+from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import to_json
 
-from mlsd.serving.schemas import ErrorBody, ScoreBatch, ScoreResponse, Transaction
+from mlsd.errors import ValidationError
+from mlsd.serving.schemas import ErrorBody, ScoreBatch, ScoreResponse, Transaction, field_of
 from mlsd.serving.service import Service
 
 router = APIRouter(tags=["score"])
@@ -49,12 +53,64 @@ def service_of(request: Request) -> Service:
     return service
 
 
+_PREFIX = uuid.uuid4().hex[:12]
+_COUNTER = itertools.count(1)
+
+
 def request_id_of(request: Request) -> str:
     """The caller's `X-Request-ID` (if sane), else a fresh one."""
     given = request.headers.get("x-request-id", "")
     if 0 < len(given) <= 128 and given.isascii() and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return f"{_PREFIX}-{next(_COUNTER)}"
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` references replaced by their content (for openapi_extra)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema)
+    return out
+
+
+SCORE_BODY: TypeAdapter[Transaction | ScoreBatch] = TypeAdapter(ScoreBody)
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+SCORE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_refs(SCORE_BODY.json_schema())}},
+    },
+    "parameters": [
+        {
+            "name": "model",
+            "in": "query",
+            "required": False,
+            "description": "score with this endpoint instead of the default one",
+            "schema": {"type": "string", "maxLength": 128, "pattern": MODEL_NAME.pattern},
+        }
+    ],
+}
+
+
+def parse_score_body(raw: bytes) -> list[Transaction]:
+    """Validate a `/v1/score` body straight from JSON bytes (one Rust pass, no dict detour)."""
+    try:
+        body = SCORE_BODY.validate_json(raw)
+    except PydanticValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = field_of(first["loc"])
+        raise ValidationError(f"{field}: {first['msg']}", field=field) from None
+    return body.transactions if isinstance(body, ScoreBatch) else [body]
 
 
 @router.post(
@@ -62,18 +118,16 @@ def request_id_of(request: Request) -> str:
     response_model=ScoreResponse,
     responses=ERRORS,
     summary="Score one transaction or a batch of them",
+    openapi_extra=SCORE_OPENAPI,
 )
-async def score(
-    request: Request,
-    body: Annotated[ScoreBody, Body()],
-    model: Annotated[
-        str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    ] = None,
-) -> Response:
+async def score(request: Request) -> Response:
     """Online features + request-time features -> model -> score and decision per transaction."""
     started = time.perf_counter()
     service = service_of(request)
-    txs = body.transactions if isinstance(body, ScoreBatch) else [body]
+    model = request.query_params.get("model")
+    if model is not None and not MODEL_NAME.fullmatch(model):
+        raise ValidationError("model: not a model name", field="model")
+    txs = parse_score_body(await request.body())
     request_id = request_id_of(request)
     batch = await service.scorer(model).score(txs, request_id)
     used = batch.model
@@ -101,7 +155,7 @@ async def score(
         "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
     }
     return Response(
-        json.dumps(payload, separators=(",", ":")).encode(),
+        to_json(payload),
         media_type="application/json",
         headers={"x-request-id": request_id},
     )

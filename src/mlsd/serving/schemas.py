@@ -27,6 +27,15 @@ def _aware(value: datetime) -> datetime:
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 
 
+_SKIP = frozenset({"body", "one", "batch", "query", "path", "header"})
+
+
+def field_of(loc: Sequence[Any]) -> str:
+    """The offending field of a pydantic error location, e.g. `transactions.0.amount`."""
+    parts = [str(p) for p in loc if str(p) not in _SKIP and not str(p).startswith("function-")]
+    return ".".join(parts) or "body"
+
+
 class Transaction(BaseModel):
     """One raw card payment, as the terminal sends it."""
 
