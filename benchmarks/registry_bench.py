@@ -236,7 +236,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "operation" else "right")
     for label, (ours, floor) in results.items():
         p50, floor50 = statistics.median(ours), statistics.median(floor)
-        ratio = f"{p50 / floor50:.1f}x" if floor50 > 0.0005 else "-"
+        ratio = f"{p50 / floor50:.2g}x" if floor50 > 0.0005 else "-"
         table.add_row(label, f"{p50:.3f}", f"{_pct(ours, 0.95):.3f}", f"{floor50:.3f}", ratio)
     console.print(table)
     console.print(
