@@ -32,8 +32,15 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             )
         console.print(table)
         console.print(
-            f"prediction log: +{http['log_overhead_p50'] * 100:.1f} % p50 at equal rate, "
-            f"-{http['log_overhead_rps'] * 100:.1f} % max req/s (target < 10 % p50)"
+            f"prediction log over HTTP: {http['log_overhead_p50'] * 100:+.1f} % p50 at equal rate, "
+            f"{-http['log_overhead_rps'] * 100:+.1f} % max req/s (target < 10 % p50)"
+        )
+    cost = results.get("log_cost")
+    if cost:
+        console.print(
+            f"prediction log in process: p50 {cost['log_p50_us']:.0f} µs with, "
+            f"{cost['no_log_p50_us']:.0f} µs without: {cost['overhead_p50'] * 100:+.1f} % "
+            f"on the scoring call without HTTP (target < 10 % of the request p50)"
         )
     table = Table(title="model only (rows/s, median)")
     table.add_column("batch", justify="right")
@@ -126,7 +133,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     if results.get("http_batching"):
         series.append(("HTTP /v1/score", results["http_batching"], "rps"))
     for label, points, key in series:
-        ax.plot([p[key] for p in points], [p["p99_ms"] for p in points], "o-", label=label)
+        ax.plot([p[key] for p in points], [p["p99_ms"] for p in points], "o", label=label)
         for p in points:
             tag = "off" if p["max_delay_ms"] < 0 else f"{p['max_batch_size']},{p['max_delay_ms']:g}"
             ax.annotate(tag, (p[key], p["p99_ms"]), fontsize=7)

@@ -189,4 +189,11 @@ def test_make_job_queue_picks_by_url(make: Factory, request: pytest.FixtureReque
     backend = request.node.callspec.params["make"]
     url = "" if backend == "memory" else request.getfixturevalue("redis_url")
     queue = make_job_queue(Settings(job_queue=url, redis_prefix="mlsdtest:factory:"))
-    assert type(queue).__name__ == ("MemoryJobQueue" if backend == "memory" else "RedisJobQueue")
+    try:
+        assert type(queue).__name__ == (
+            "MemoryJobQueue" if backend == "memory" else "RedisJobQueue"
+        )
+    finally:
+        close = getattr(queue, "close", None)
+        if close is not None:
+            close()

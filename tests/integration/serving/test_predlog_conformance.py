@@ -180,3 +180,19 @@ def test_ids_and_names_are_stored_as_text(make: Factory) -> None:
     plog.append([record(1, request_id=12345, version=7)])
     row = plog.read().iloc[0]
     assert (row["request_id"], row["version"]) == ("12345", "7")
+
+
+@pytest.mark.postgres
+def test_factory_opens_postgres_in_the_urls_schema(postgres_url: str, postgres_schema: str) -> None:
+    import psycopg
+
+    from mlsd.serving.predlog import make_prediction_log
+    from mlsd.settings import Settings
+
+    url = f"{postgres_url}?schema={postgres_schema}"
+    plog = make_prediction_log(Settings(prediction_log=url))
+    plog.append([record(1)])
+    plog.close()
+    with psycopg.connect(postgres_url) as conn:
+        count = conn.execute(f'SELECT count(*) FROM "{postgres_schema}".predictions').fetchone()
+    assert count == (1,)
