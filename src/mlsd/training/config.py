@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
     )
     top_k: int = Field(default=100, ge=1)
     seed: int = 0
-    num_threads: int = Field(default=2, ge=1)
+    num_threads: int = Field(default=1, ge=1)
     features: list[str] = Field(default_factory=handbook_features, min_length=1)
 
     @classmethod

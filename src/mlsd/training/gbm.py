@@ -29,7 +29,7 @@ class LightGBMModel:
 
     flavor = "lightgbm"
 
-    def __init__(self, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 2) -> None:
+    def __init__(self, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 1) -> None:
         unknown = sorted(set(params) - ALLOWED)
         if unknown:
             raise ValidationError(f"unknown LightGBM parameters: {unknown}", field="params")

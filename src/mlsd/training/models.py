@@ -52,7 +52,7 @@ def as_matrix(X: NDArray[Any]) -> NDArray[np.float32]:
 
 
 def make_model(
-    flavor: str, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 2
+    flavor: str, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 1
 ) -> FraudModel:
     """A fresh, unfitted model of `flavor` with `params`."""
     if flavor == "lightgbm":

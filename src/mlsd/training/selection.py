@@ -112,7 +112,7 @@ def select(
     metric: str = "average_precision",
     top_k: int = 100,
     seed: int = 0,
-    num_threads: int = 2,
+    num_threads: int = 1,
     progress: Progress | None = None,
 ) -> Selection:
     """Score every parameter set of `grid` on every fold; the best mean `metric` wins."""
