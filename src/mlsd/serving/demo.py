@@ -7,15 +7,18 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlsd.errors import UnavailableError
 from mlsd.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass(frozen=True)
@@ -63,19 +66,100 @@ def _dataset_transactions(folder: Path) -> Iterator[dict[str, Any]]:
         }
 
 
+class _Traffic:
+    """Client threads posting transactions to `/v1/score` until told to stop."""
+
+    def __init__(self, url: str, source: Iterator[dict[str, Any]], headers: dict[str, str]):
+        self.url = url
+        self.source = source
+        self.headers = headers
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.verdicts: list[str] = []
+        self.failed = 0
+        self.degraded = 0
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, clients: int) -> None:
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=5.0, headers=self.headers) as http:
+            while not self.stop.is_set():
+                with self.lock:
+                    body = next(self.source, None)
+                if body is None:
+                    return
+                started = time.perf_counter()
+                response = http.post("/v1/score", json=body)
+                took = time.perf_counter() - started
+                with self.lock:
+                    self.latencies.append(took)
+                    if response.is_success:
+                        result = response.json()["results"][0]
+                        self.verdicts.append(result["decision"])
+                        self.degraded += int(result["degraded"])
+                    else:
+                        self.failed += 1
+
+    def figures(self, url: str, elapsed: float, model: str, metrics: str) -> DemoFigures:
+        with self.lock:
+            lat = np.array(self.latencies) * 1000.0 if self.latencies else np.zeros(1)
+            n, verdicts = len(self.latencies), list(self.verdicts)
+            failed, degraded = self.failed, self.degraded
+        hits, misses = _cache_counts(metrics)
+        return DemoFigures(
+            url=url,
+            seconds=round(elapsed, 2),
+            requests=n,
+            failed=failed,
+            requests_per_s=round(n / elapsed, 1) if elapsed else 0.0,
+            p50_ms=round(float(np.percentile(lat, 50)), 2),
+            p99_ms=round(float(np.percentile(lat, 99)), 2),
+            fraud_rate=round(verdicts.count("fraud") / len(verdicts), 4) if verdicts else 0.0,
+            cache_hit_rate=round(hits / (hits + misses), 4) if hits + misses else 0.0,
+            degraded=degraded,
+            model=model,
+        )
+
+
+def _wait_ready(url: str, server: Any) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        ready = httpx.get(f"{url}/v2/health/ready", timeout=5.0)
+        if ready.is_success:
+            return
+        if "error" in ready.json() or time.monotonic() > deadline:
+            server.stop()
+            raise UnavailableError(f"the service did not get ready: {ready.json()}")
+        time.sleep(0.05)
+
+
 def demo_step(
     settings: Settings,
-    seconds: float = 5.0,
+    seconds: float | None = 5.0,
     *,
+    console: Console | None = None,
     dataset: Path | None = None,
     model: str = "fraud@champion",
     clients: int = 4,
-    keep_running: bool = False,
-) -> tuple[DemoFigures, Any]:
-    """Serve `model` on a free port, replay `dataset` (or random transactions) for `seconds`.
+) -> dict[str, Any]:
+    """Serve `model` on a free port and send it traffic for `seconds` (None: until Ctrl-C).
 
-    Returns the figures and the running server when `keep_running` (call `.stop()` on it),
-    else None in its place.
+    Traffic replays `dataset` (a dataset folder) or random valid transactions. With a
+    `console`, prints the URL and live figures every second. Returns the final figures.
     """
     import httpx
 
@@ -85,69 +169,34 @@ def demo_step(
 
     server = BackgroundServer(create_app(settings, options=ServeOptions(models=(model,))))
     server.start()
-    deadline = time.monotonic() + 60
+    _wait_ready(server.url, server)
+    if console is not None:
+        console.print(
+            f"serving [bold]{model}[/] at [link]{server.url}[/] (docs: {server.url}/docs)"
+        )
     headers = {"x-api-key": settings.api_key} if settings.api_key else {}
-    while True:
-        ready = httpx.get(f"{server.url}/v2/health/ready", timeout=5.0)
-        if ready.is_success:
-            break
-        if "error" in ready.json() or time.monotonic() > deadline:
-            server.stop()
-            raise UnavailableError(f"the service did not get ready: {ready.json()}")
-        time.sleep(0.05)
     source = _dataset_transactions(dataset) if dataset else _random_transactions(settings.seed)
-    lock = threading.Lock()
-    latencies: list[float] = []
-    verdicts: list[str] = []
-    failures = [0]
-    degraded = [0]
-    stop_at = time.monotonic() + seconds
-
-    def client() -> None:
-        with httpx.Client(base_url=server.url, timeout=5.0, headers=headers) as http:
-            while time.monotonic() < stop_at:
-                with lock:
-                    body = next(source, None)
-                if body is None:
-                    return
-                started = time.perf_counter()
-                response = http.post("/v1/score", json=body)
-                took = time.perf_counter() - started
-                with lock:
-                    latencies.append(took)
-                    if response.is_success:
-                        result = response.json()["results"][0]
-                        verdicts.append(result["decision"])
-                        degraded[0] += int(result["degraded"])
-                    else:
-                        failures[0] += 1
-
+    traffic = _Traffic(server.url, source, headers)
     began = time.monotonic()
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - began
-    hits, misses = _cache_counts(httpx.get(f"{server.url}/metrics", timeout=5.0).text)
-    lat = np.array(latencies) * 1000.0 if latencies else np.zeros(1)
-    figures = DemoFigures(
-        url=server.url,
-        seconds=round(elapsed, 2),
-        requests=len(latencies),
-        failed=failures[0],
-        requests_per_s=round(len(latencies) / elapsed, 1) if elapsed else 0.0,
-        p50_ms=round(float(np.percentile(lat, 50)), 2),
-        p99_ms=round(float(np.percentile(lat, 99)), 2),
-        fraud_rate=round(verdicts.count("fraud") / len(verdicts), 4) if verdicts else 0.0,
-        cache_hit_rate=round(hits / (hits + misses), 4) if hits + misses else 0.0,
-        degraded=degraded[0],
-        model=model,
-    )
-    if keep_running:
-        return figures, server
-    server.stop()
-    return figures, None
+    traffic.start(clients)
+    try:
+        while seconds is None or time.monotonic() - began < seconds:
+            time.sleep(
+                1.0 if seconds is None else min(1.0, max(0.0, seconds - (time.monotonic() - began)))
+            )
+            if console is not None:
+                live = traffic.figures(server.url, time.monotonic() - began, model, "")
+                console.print(
+                    f"  {live.requests:>7,} requests  {live.requests_per_s:>7,.0f}/s  "
+                    f"p50 {live.p50_ms:.1f} ms  p99 {live.p99_ms:.1f} ms  "
+                    f"fraud {live.fraud_rate:.1%}  failed {live.failed}"
+                )
+    finally:
+        traffic.join()
+        elapsed = time.monotonic() - began
+        metrics = httpx.get(f"{server.url}/metrics", timeout=5.0).text
+        server.stop()
+    return asdict(traffic.figures(server.url, elapsed, model, metrics))
 
 
 def _cache_counts(metrics: str) -> tuple[float, float]:

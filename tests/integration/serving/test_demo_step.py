@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from mlsd.features.store import FeatureStore
 from mlsd.registry import Registry
@@ -23,12 +24,13 @@ def test_demo_step_serves_traffic_and_logs_it(home: Path) -> None:
     with Registry.open(settings) as registry:
         register_tiny_model(registry, tiny_model_artifacts(1), views)
         registry.set_alias("fraud", "champion", 1, reason="demo", actor="test")
-    figures, server = demo_step(settings, seconds=1.5, clients=2)
-    assert server is None
-    assert figures.requests > 20
-    assert figures.failed == 0
-    assert figures.degraded == 0
-    assert 0 < figures.p50_ms <= figures.p99_ms
-    assert figures.url.startswith("http://127.0.0.1:")
+    console = Console(record=True, width=120)
+    figures = demo_step(settings, seconds=2.0, clients=2, console=console)
+    assert figures["requests"] > 20
+    assert figures["failed"] == 0
+    assert figures["degraded"] == 0
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert figures["url"].startswith("http://127.0.0.1:")
+    assert figures["url"] in console.export_text()
     logged = make_prediction_log(settings).read()
-    assert len(logged) == figures.requests  # flushed on a clean stop: nothing lost
+    assert len(logged) == figures["requests"]  # flushed on a clean stop: nothing lost
