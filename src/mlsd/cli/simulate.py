@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from mlsd.data.summary import Summary
 
 _FLAGS = {
@@ -36,6 +38,7 @@ def simulate(
         None, "--scenarios", help="JSON file: a list of injected scenario events."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+    per_day: bool = typer.Option(False, "--per-day", help="Also print a per-day table."),
 ) -> None:
     """Simulate credit-card transactions (Fraud Detection Handbook) into Parquet by day."""
     from datetime import date
@@ -85,7 +88,26 @@ def simulate(
         progress.update(task, description="writing Parquet")
         write_dataset(dataset, out, overwrite=overwrite)
         progress.update(task, advance=1, description="done")
-    _print_summary(console, summarize(dataset.transactions, config.n_days), out)
+    summary = summarize(dataset.transactions, config.n_days)
+    if per_day:
+        _print_per_day(console, summary, config.start_date)
+    _print_summary(console, summary, out)
+
+
+def _print_per_day(console: Console, summary: Summary, start: date) -> None:
+    from datetime import timedelta
+
+    from rich.table import Table
+
+    table = Table(title="Per day")
+    for name in ("day", "transactions", "frauds", "fraud rate"):
+        table.add_column(name, justify="right")
+    for i, (n, f) in enumerate(
+        zip(summary.per_day_transactions, summary.per_day_frauds, strict=True)
+    ):
+        rate = f"{f / n:.2%}" if n else "-"
+        table.add_row(str(start + timedelta(days=i)), f"{n:,}", f"{f:,}", rate)
+    console.print(table)
 
 
 def _print_summary(console: Console, summary: Summary, out: Path) -> None:

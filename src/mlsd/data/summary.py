@@ -37,6 +37,8 @@ class Summary:
     frauds_per_day_mean: float
     per_scenario: dict[int, int] = field(default_factory=dict)
     per_injected: dict[str, int] = field(default_factory=dict)
+    per_day_transactions: list[int] = field(default_factory=list)
+    per_day_frauds: list[int] = field(default_factory=list)
 
     @property
     def scenario_share(self) -> dict[int, float]:
@@ -54,6 +56,7 @@ def summarize(transactions: pd.DataFrame, n_days: int) -> Summary:
     frauds = int(tx[schema.TX_FRAUD].sum())
     per_day = tx[schema.TX_TIME_DAYS].value_counts().reindex(range(n_days), fill_value=0)
     fraud_tx = tx[tx[schema.TX_FRAUD] == 1]
+    frauds_per_day = fraud_tx[schema.TX_TIME_DAYS].value_counts().reindex(range(n_days))
     per_scenario = fraud_tx[schema.TX_FRAUD_SCENARIO].value_counts().sort_index()
     injected = tx.loc[tx[schema.INJECTED] != "", schema.INJECTED].value_counts().sort_index()
     return Summary(
@@ -67,4 +70,6 @@ def summarize(transactions: pd.DataFrame, n_days: int) -> Summary:
         frauds_per_day_mean=frauds / n_days,
         per_scenario={int(str(k)): int(v) for k, v in per_scenario.items()},
         per_injected={str(k): int(v) for k, v in injected.items()},
+        per_day_transactions=[int(v) for v in per_day.tolist()],
+        per_day_frauds=[int(v) for v in frauds_per_day.fillna(0).tolist()],
     )

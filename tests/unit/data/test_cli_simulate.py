@@ -30,9 +30,9 @@ def _mlsd(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_simulate_writes_a_dataset_and_prints_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    result = CliRunner().invoke(app, ["simulate", *SMALL, "--out", str(out)])
+    result = CliRunner().invoke(app, ["simulate", *SMALL, "--out", str(out), "--per-day"])
     assert result.exit_code == 0, result.output
-    for words in ("transactions", "fraud rate", "per day", "scenario"):
+    for words in ("transactions", "fraud rate", "per day", "scenario", "2018-04-05"):
         assert words in result.output
     manifest = io.read_manifest(out)
     assert manifest["config"]["n_customers"] == 60

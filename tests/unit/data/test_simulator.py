@@ -108,3 +108,14 @@ def test_tiny_worlds_work() -> None:
     assert tuple(tx.columns) == schema.TX_COLUMNS
     none = simulate(SimulatorConfig(n_customers=3, n_terminals=2, n_days=3, radius=0.001))
     assert len(none.transactions) == 0  # nobody has a terminal in reach
+
+
+def test_summary_counts(small: Dataset) -> None:
+    tx = small.transactions
+    summary = summarize(tx, small.config.n_days)
+    assert summary.transactions == len(tx)
+    assert summary.frauds == int(tx[schema.TX_FRAUD].sum()) == sum(summary.per_scenario.values())
+    assert sum(summary.per_day_transactions) == len(tx)
+    assert sum(summary.per_day_frauds) == summary.frauds
+    assert len(summary.per_day_transactions) == small.config.n_days
+    assert summary.tx_per_day_min == min(summary.per_day_transactions)
