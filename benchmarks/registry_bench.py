@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/registry_bench.py [--versions 10000] [--db URL]
 
+With `--db 'postgresql://...?schema=NAME'` the schema is created and dropped at the end.
+
 Every operation is timed many times and reported as p50 / p95, next to a floor
 measured in the same run (the raw cost the registry builds on), so the ratio
 shows the registry's own overhead:
@@ -77,6 +79,33 @@ def make_model() -> tuple[bytes, bytes]:
     return model.booster_.model_to_string().encode(), onnx_model.SerializeToString()
 
 
+class RawDb:
+    """A plain connection to the registry's database, for the floors."""
+
+    def __init__(self, url: str, sqlite_path: Path) -> None:
+        self.postgres = url.startswith("postgres")
+        if self.postgres:
+            import psycopg
+
+            from mlsd.registry.postgres import split_schema
+
+            dsn, schema = split_schema(url)
+            self.conn: Any = psycopg.connect(dsn, autocommit=True)
+            if schema:
+                self.conn.execute(f'SET search_path TO "{schema}"')
+        else:
+            self.conn = sqlite3.connect(sqlite_path, isolation_level=None)
+            self.conn.execute("PRAGMA synchronous=FULL")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        sql = sql.replace("?", "%s") if self.postgres else sql
+        return list(self.conn.execute(sql, params).fetchall())
+
+    def update(self, sql: str, params: tuple[Any, ...]) -> None:
+        sql = sql.replace("?", "%s") if self.postgres else sql
+        self.conn.execute(sql, params)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--versions", type=int, default=10_000, help="registry size for search")
@@ -145,14 +174,12 @@ def main() -> None:
         registry.set_alias("bench", "champion", 1, reason="bench", actor="bench")
 
         progress.update(task, description="resolve alias")
-        db_path = tmp / "registry" / "registry.db"
-        raw = sqlite3.connect(db_path) if not args.db else None
+        raw = RawDb(args.db, tmp / "registry" / "registry.db")
 
         def floor_select() -> None:
-            if raw is not None:
-                raw.execute(
-                    "SELECT body FROM model_versions WHERE name = ? AND version = ?", ("bench", 1)
-                ).fetchall()
+            raw.query(
+                "SELECT body FROM model_versions WHERE name = ? AND version = ?", ("bench", 1)
+            )
 
         results["resolve alias"] = (
             timed(lambda: registry.resolve("models:/bench@champion"), reps * 5),
@@ -183,12 +210,9 @@ def main() -> None:
             )
 
         def floor_update() -> None:
-            if raw is not None:
-                with raw:
-                    raw.execute(
-                        "UPDATE aliases SET version = ? WHERE name = 'bench'",
-                        (versions[next(cycle) % 4],),
-                    )
+            raw.update(
+                "UPDATE aliases SET version = ? WHERE name = 'bench'", (versions[next(cycle) % 4],)
+            )
 
         results["move alias"] = (timed(move, reps), timed(floor_update, reps))
         progress.remove_task(task)
@@ -205,9 +229,7 @@ def main() -> None:
 
     total = sum(m.latest_version for m in registry.list_models())
     console.print(f"registry holds {total} versions in {len(registry.list_models())} models")
-    tag_rows: list[tuple[str, int, str, str]] = []
-    if raw is not None:
-        tag_rows = raw.execute("SELECT name, version, key, value FROM version_tags").fetchall()
+    tag_rows = raw.query("SELECT name, version, key, value FROM version_tags")
     cold = Registry(open_metadata(settings), registry.artifacts)
     cold.metadata.cache_size = 0  # type: ignore[attr-defined]
 
@@ -236,7 +258,9 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "operation" else "right")
     for label, (ours, floor) in results.items():
         p50, floor50 = statistics.median(ours), statistics.median(floor)
-        ratio = f"{p50 / floor50:.2g}x" if floor50 > 0.0005 else "-"
+        ratio = "-" if floor50 <= 0.0005 else f"{p50 / floor50:.2g}x"
+        if floor50 > 0.0005 and p50 / floor50 >= 10:
+            ratio = f"{p50 / floor50:.0f}x"
         table.add_row(label, f"{p50:.3f}", f"{_pct(ours, 0.95):.3f}", f"{floor50:.3f}", ratio)
     console.print(table)
     console.print(
@@ -248,6 +272,10 @@ def main() -> None:
         "load = build from bytes in memory; move = one raw UPDATE; search = Python scan"
     )
     registry.close()
+    if raw.postgres and "schema=" in args.db:
+        from mlsd.registry.postgres import split_schema
+
+        raw.conn.execute(f'DROP SCHEMA IF EXISTS "{split_schema(args.db)[1]}" CASCADE')
 
 
 if __name__ == "__main__":
