@@ -39,6 +39,12 @@ def simulate(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
     per_day: bool = typer.Option(False, "--per-day", help="Also print a per-day table."),
+    scale_fraud: bool = typer.Option(
+        False,
+        "--scale-fraud",
+        help="Scale compromises per day with the populations (keeps the handbook's fraud rate "
+        "in a smaller world).",
+    ),
 ) -> None:
     """Simulate credit-card transactions (Fraud Detection Handbook) into Parquet by day."""
     from datetime import date
@@ -59,16 +65,18 @@ def simulate(
             f"{start_date!r} is not a date (YYYY-MM-DD)", field="start_date"
         ) from None
     try:
-        config = SimulatorConfig(
-            n_customers=customers,
-            n_terminals=terminals,
-            n_days=days,
-            seed=seed,
-            start_date=first_day,
-            radius=radius,
-            label_delay_days=label_delay_days,
-            scenarios=load_scenarios(scenarios) if scenarios is not None else [],
-        )
+        fields = {
+            "n_days": days,
+            "seed": seed,
+            "start_date": first_day,
+            "radius": radius,
+            "label_delay_days": label_delay_days,
+            "scenarios": load_scenarios(scenarios) if scenarios is not None else [],
+        }
+        if scale_fraud:
+            config = SimulatorConfig.scaled(customers, terminals, **fields)
+        else:
+            config = SimulatorConfig(n_customers=customers, n_terminals=terminals, **fields)
     except ConfigError as exc:
         flag = _FLAGS.get(exc.field or "")
         raise ConfigError(

@@ -36,6 +36,7 @@ def test_simulate_writes_a_dataset_and_prints_a_summary(tmp_path: Path) -> None:
         assert words in result.output
     manifest = io.read_manifest(out)
     assert manifest["config"]["n_customers"] == 60
+    assert manifest["config"]["compromised_terminals_per_day"] == 2
     assert manifest["config"]["seed"] == 3
     assert len(list((out / schema.TRANSACTIONS_DIR).iterdir())) == 5
 
@@ -111,3 +112,12 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
     replaced = runner.invoke(app, args)
     assert replaced.exit_code == 0, replaced.output
     assert io.read_manifest(out)["config"]["seed"] == 4
+
+
+def test_scale_fraud(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(app, ["simulate", *SMALL, "--out", str(out), "--scale-fraud"])
+    assert result.exit_code == 0, result.output
+    config = io.read_manifest(out)["config"]
+    assert config["compromised_terminals_per_day"] == 2 * 120 / 10_000
+    assert config["compromised_customers_per_day"] == 3 * 60 / 5_000
