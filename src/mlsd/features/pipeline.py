@@ -31,6 +31,7 @@ def connect(memory_limit: str = "1500MB", threads: int | None = None) -> duckdb.
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
@@ -51,11 +52,23 @@ def source_sql(glob: str) -> str:
     return f"SELECT {cols} FROM read_parquet('{glob}')"
 
 
-def view_sql(view: FeatureView, source: str) -> str:
+def has_ties(con: duckdb.DuckDBPyConnection, view: FeatureView, source: str) -> bool:
+    """Whether an entity of the view has two transactions at the same time."""
+    key = view.entity.join_key if view.entity else ""
+    row = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM ({source}) GROUP BY {key}, {schema.TX_DATETIME} "
+        "HAVING count(*) > 1)"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def view_sql(view: FeatureView, source: str, ties: bool = True) -> str:
     """SQL computing one batch view for every transaction of `source`.
 
     Columns: TRANSACTION_ID, the join key, `event_timestamp`, the features (DOUBLE) and
     `_last_at_time` (true for the last transaction of an entity at a given timestamp).
+    With `ties=False` (no entity has two transactions at one time, see `has_ties`) the
+    tie corrections, and the sort they need, are left out.
     """
     if view.entity is None or view.kind == "request":
         raise ValidationError(f"view {view.name!r} is computed at request time", field="view")
@@ -68,7 +81,11 @@ def view_sql(view: FeatureView, source: str) -> str:
     later = (
         "OVER (PARTITION BY k, us ORDER BY tid ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
     )
-    windows: list[str] = [f"count(*) {later} AS later_n", f"sum(amt) {later} AS later_s"]
+    windows: list[str] = (
+        [f"count(*) {later} AS later_n", f"sum(amt) {later} AS later_s"]
+        if ties
+        else ["0 AS later_n", "0.0 AS later_s"]
+    )
     outputs: list[str] = []
     for i, (w, (n_name, v_name)) in enumerate(
         zip(
@@ -102,9 +119,9 @@ def view_sql(view: FeatureView, source: str) -> str:
     )
 
 
-def offline_sql(view: FeatureView, source: str, created_us: int) -> str:
+def offline_sql(view: FeatureView, source: str, created_us: int, ties: bool = True) -> str:
     """SQL of the offline table: one row per (entity, event time), sorted by event time."""
-    per_tx = view_sql(view, source)
+    per_tx = view_sql(view, source, ties)
     key = view.entity.join_key if view.entity else ""
     feats = ", ".join(view.features)
     return (
@@ -125,7 +142,7 @@ def write_offline(
     """Compute one batch view and write its offline Parquet table; the row count."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    sql = offline_sql(view, source, created_us)
+    sql = offline_sql(view, source, created_us, has_ties(con, view, source))
     con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
     tmp.replace(out)
     row = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()

@@ -21,6 +21,8 @@ from mlsd.features.online import EXPIRED, MISSING, PRESENT, Lookup, OnlineStore
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+DAY_US = 86_400_000_000
+HOUR_US = 3_600_000_000
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class VectorPlan:
 
 
 def to_datetime(value: Any, name: str = schema.TX_DATETIME) -> datetime:
-    """A request timestamp (aware datetime or ISO-8601 string) as a UTC datetime."""
+    """A request timestamp (aware datetime or ISO-8601 string) as an aware datetime."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -80,18 +82,16 @@ def to_datetime(value: Any, name: str = schema.TX_DATETIME) -> datetime:
         raise ValidationError(f"{name} must be a datetime, got {type(value).__name__}", field=name)
     if value.tzinfo is None:
         raise ValidationError(f"{name} is naive; give a UTC-aware time", field=name)
-    return value.astimezone(UTC)
+    return value
 
 
-def _request_feature(feat: str, req: Mapping[str, Any], when: datetime) -> float:
-    if feat == schema.TX_AMOUNT:
-        try:
-            return float(req[schema.TX_AMOUNT])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValidationError("request needs a numeric TX_AMOUNT", field="TX_AMOUNT") from exc
-    if feat == "TX_DURING_WEEKEND":
-        return float(when.weekday() >= 5)
-    return float(when.hour <= 6)
+def to_us(value: Any, name: str = schema.TX_DATETIME) -> int:
+    """A request timestamp as µs since the epoch (exact for datetime and pandas Timestamp)."""
+    when = to_datetime(value, name)
+    nanos = getattr(when, "value", None)  # pandas Timestamp: ns since the epoch, UTC
+    if isinstance(nanos, int):
+        return nanos // 1000
+    return (when - _EPOCH) // _US
 
 
 def request_values(
@@ -101,40 +101,66 @@ def request_values(
     fill: float,
 ) -> OnlineVectors:
     """Fill the feature matrix of `requests` with one online read."""
-    n, f = len(requests), len(plan.features)
-    values = np.empty((n, f), dtype=np.float32)
-    status: list[dict[str, str]] = [{} for _ in range(n)]
-    times: list[datetime] = []
+    n, nv = len(requests), len(plan.views)
+    values = np.full((n, len(plan.features)), fill, dtype=np.float32)
+    times: list[int] = []
     lookups: list[Lookup] = []
     for req in requests:
         if schema.TX_DATETIME not in req:
             raise ValidationError("request needs TX_DATETIME", field=schema.TX_DATETIME)
-        times.append(to_datetime(req[schema.TX_DATETIME]))
+        times.append(to_us(req[schema.TX_DATETIME]))
         for slot in plan.views:
             try:
                 lookups.append((slot.name, slot.version, int(req[slot.key])))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValidationError(
-                    f"request needs an integer {slot.key}", field=slot.key
-                ) from exc
+                message = f"request needs an integer {slot.key}"
+                raise ValidationError(message, field=slot.key) from exc
+    status: list[dict[str, str]] = [{} for _ in range(n)]
+    if plan.request:
+        _fill_request(plan, requests, np.array(times, dtype=np.int64), values, status)
     records = online.read(lookups) if lookups else []
-    nv = len(plan.views)
-    for i, req in enumerate(requests):
-        when = times[i]
-        row, st = values[i], status[i]
-        for col, feat in plan.request:
-            row[col] = _request_feature(feat, req, when)
-            st[feat] = PRESENT
-        req_us = (when - _EPOCH) // _US
-        for j, slot in enumerate(plan.views):
-            rec = records[i * nv + j]
+    for j, slot in enumerate(plan.views):
+        outs = [c[0] for c in slot.columns]
+        stored = [c[1] for c in slot.columns]
+        names = [c[2] for c in slot.columns]
+        rows, found = [], []
+        ttl = slot.ttl_us
+        for i, (rec, now) in enumerate(zip(records[j::nv], times, strict=True)):
             if rec is None:
                 state = MISSING
-            elif req_us - rec.event_us > slot.ttl_us:
+            elif now - rec.event_us > ttl:
                 state = EXPIRED
             else:
                 state = PRESENT
-            for col, stored, feat in slot.columns:
-                row[col] = rec.values[stored] if state == PRESENT and rec is not None else fill
-                st[feat] = state
+                rows.append(i)
+                found.append(rec.values)
+            status[i].update(dict.fromkeys(names, state))
+        if rows:
+            values[np.ix_(rows, outs)] = np.stack(found)[:, stored]
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
+
+
+def _fill_request(
+    plan: VectorPlan,
+    requests: Sequence[Mapping[str, Any]],
+    req_us: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
+    status: list[dict[str, str]],
+) -> None:
+    """Request-time features: the amount, and weekend / night from the UTC time."""
+    days = req_us // DAY_US
+    weekend = ((days + 3) % 7 >= 5).astype(np.float32)  # 1970-01-01 was a Thursday (3)
+    night = ((req_us - days * DAY_US) // HOUR_US <= 6).astype(np.float32)
+    for col, feat in plan.request:
+        if feat == schema.TX_AMOUNT:
+            try:
+                values[:, col] = [float(req[schema.TX_AMOUNT]) for req in requests]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValidationError(
+                    "request needs a numeric TX_AMOUNT", field="TX_AMOUNT"
+                ) from exc
+        else:
+            values[:, col] = weekend if feat == "TX_DURING_WEEKEND" else night
+    names = [feat for _, feat in plan.request]
+    for st in status:
+        st.update(dict.fromkeys(names, PRESENT))
