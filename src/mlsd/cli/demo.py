@@ -7,7 +7,10 @@ import typer
 
 def demo(
     seconds: float | None = typer.Option(
-        None, "--for", help="Stop by itself after this many seconds (default: run until Ctrl-C)."
+        None,
+        "--for",
+        min=1,
+        help="Serve traffic for this many seconds after setup, then stop (default: until Ctrl-C).",
     ),
 ) -> None:
     """Run mlsd end to end on embedded defaults: simulate, features, train, register, serve."""
