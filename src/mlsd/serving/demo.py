@@ -133,6 +133,23 @@ class _Traffic:
         )
 
 
+def _servable(settings: Settings, ref: str, console: Console | None) -> str:
+    """`ref`, or the latest version of its model when its alias is not set (yet)."""
+    from mlsd.registry import Registry
+    from mlsd.serving.host import parse_ref
+
+    name, alias, _ = parse_ref(ref)
+    if alias is None:
+        return ref
+    with Registry.open(settings) as registry:
+        if alias in registry.aliases(name):
+            return ref
+        latest = registry.latest(name).version
+    if console is not None:
+        console.print(f"[yellow]{name}@{alias} is not set: serving the latest, {name}/{latest}[/]")
+    return f"{name}/{latest}"
+
+
 def _wait_ready(url: str, server: Any) -> None:
     import httpx
 
@@ -167,6 +184,7 @@ def demo_step(
     from mlsd.serving.server import BackgroundServer
     from mlsd.serving.service import ServeOptions
 
+    model = _servable(settings, model, console)
     server = BackgroundServer(create_app(settings, options=ServeOptions(models=(model,))))
     server.start()
     _wait_ready(server.url, server)

@@ -45,20 +45,22 @@ class Endpoint(Protocol):
 
 
 class HostedEndpoint:
-    """The version `name@alias` points at in the host, behind a micro-batcher."""
+    """The version `name@alias` points at in the host (or a pinned `name/version`), batched."""
 
     def __init__(
         self,
         host: ModelHost,
         name: str,
-        alias: str,
+        alias: str | None,
         batching: BatchConfig | None = None,
         *,
         on_batch: Callable[[LoadedModel, int], None] | None = None,
+        version: int | None = None,
     ) -> None:
         self.host = host
         self._name = name
         self.alias = alias
+        self.version = version
         self._on_batch = on_batch
         self.batcher: MicroBatcher[LoadedModel] = MicroBatcher(self._run, batching)
 
@@ -68,8 +70,8 @@ class HostedEndpoint:
         return self._name
 
     def current(self) -> LoadedModel:
-        """The version the alias points at now."""
-        return self.host.get(self._name, alias=self.alias)
+        """The version the alias points at now (or the pinned version)."""
+        return self.host.get(self._name, alias=self.alias, version=self.version)
 
     def _run(self, values: np.ndarray) -> tuple[np.ndarray, LoadedModel]:
         model = self.current()  # read once per batch: a switch lands between batches

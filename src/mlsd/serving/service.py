@@ -89,12 +89,13 @@ class Service:
             if self.cache is not None:
                 self.cache.clear_model(old.name)
 
-    def add_endpoint(self, name: str, alias: str) -> Endpoint:
-        """Serve `name@alias` as the endpoint `name` (the first one is the default)."""
+    def add_endpoint(self, name: str, alias: str | None, version: int | None = None) -> Endpoint:
+        """Serve `name@alias` (or `name/version`) as the endpoint `name`; the first is default."""
         batching = self.options.batching_per_model.get(name, self.options.batching)
         endpoint = HostedEndpoint(
             self.host, name, alias, batching,
-            on_batch=lambda m, n: self.metrics.batch_size.labels(m.name).observe(n),
+            on_batch=lambda m, n: self.metrics.child(self.metrics.batch_size, m.name).observe(n),
+            version=version,
         )  # fmt: skip
         self.endpoints[name] = endpoint
         self.scorers[name] = Scorer(
@@ -111,11 +112,11 @@ class Service:
         return endpoint
 
     def load(self, ref: str) -> LoadedModel:
-        """Load a model reference; an alias reference also becomes an endpoint."""
-        name, alias, _ = parse_ref(ref)
+        """Load a model reference; the first reference of a name also becomes its endpoint."""
+        name, alias, version = parse_ref(ref)
         model = self.host.load(ref)
-        if alias is not None and name not in self.endpoints:
-            self.add_endpoint(name, alias)
+        if name not in self.endpoints:
+            self.add_endpoint(name, alias, version)
         self.metrics.loaded_models.set(len(self.host.models()))
         return model
 
