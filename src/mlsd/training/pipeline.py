@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ def _skip(_: str) -> None:
     return None
 
 
-def validation_folds(config: TrainConfig, split: Split, first_day: Any) -> list[Split]:
+def validation_folds(config: TrainConfig, split: Split, first_day: date) -> list[Split]:
     """The prequential folds before `split` that fit in the dataset (at most n_folds)."""
     folds = prequential_splits(validation_split(split), config.n_folds)
     kept = [f for f in folds if f.train_start >= first_day]

@@ -76,13 +76,26 @@ def reproduce(
     """
     mv = registry.resolve(uri)
     config = recorded_config(mv)
-    if source is None:
-        from mlsd.features.store import FeatureStore
+    if source is not None:
+        return _replay(registry, mv, config, source, tolerance)
+    from mlsd.features.store import FeatureStore
 
-        store = FeatureStore.open(settings)
+    store = FeatureStore.open(settings)
+    try:
         if build:
             store.build(Path(config.dataset))
-        source = store
+        return _replay(registry, mv, config, store, tolerance)
+    finally:
+        store.close()
+
+
+def _replay(
+    registry: Registry,
+    mv: ModelVersion,
+    config: TrainConfig,
+    source: FeatureSource,
+    tolerance: float,
+) -> ReproduceReport:
     problems: list[str] = []
     data_ok = dataset_hash(Path(config.dataset)) == mv.lineage.dataset_hash
     if not data_ok:

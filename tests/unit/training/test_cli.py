@@ -28,6 +28,10 @@ def test_train_reports_registers_and_promotes(home: Path, dataset_dir: Path) -> 
         assert registry.resolve("fraud@champion").lineage.config["train"]["n_folds"] == 1
     finally:
         registry.close()
+    # the registry's command replays the lineage through mlsd.training.reproduce
+    replay = CliRunner().invoke(app, ["registry", "reproduce", "fraud/1"])
+    assert replay.exit_code == 0, replay.output
+    assert "predictions match" in replay.output
     again = CliRunner().invoke(app, [*args, "--model", "logistic", "--no-build", "--no-register"])
     assert again.exit_code == 0, again.output
     assert "registered" not in again.output
