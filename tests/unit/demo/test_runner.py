@@ -1,0 +1,49 @@
+"""`mlsd demo` end to end on embedded defaults: every stage runs and leaves its files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlsd.cli.main", "demo", "--for", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**_env(), "MLSD_HOME": str(home), "COLUMNS": "120"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for stage in ("simulate transactions", "features", "train, register", "serving"):
+        assert stage in out
+    assert "parity (online vs offline) │ 100.0%" in out
+    for folder in ("datasets", "features", "registry", "predictions", "reports"):
+        assert (home / folder).is_dir(), folder
+    assert list((home / "reports").glob("*.png"))
+    assert list((home / "predictions").rglob("*.parquet")), "the served traffic was not logged"
+
+
+def test_demo_refuses_a_nonsense_duration(home: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlsd.cli.main", "demo", "--for", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**_env(), "MLSD_HOME": str(home)},
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert not (home / "datasets").exists()
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ)
