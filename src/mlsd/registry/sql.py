@@ -1,84 +1,29 @@
 """The SQL both metadata backends share; each backend supplies a connection and a dialect.
 
-Tables: `registered_models` (one row per name, holding the version counter),
-`model_versions` (immutable JSON body + status), `version_tags`, `aliases`,
-`alias_moves` (the history), `environments` (stored once per digest) and
-`gate_decisions`. Timestamps are ISO-8601 UTC text, so both backends sort them
-the same way. SQL is written with `?` placeholders.
+This module holds versions, tags, search and environments; `sql_aliases` holds
+alias moves and gate decisions; `sql_schema` the tables. A parsed-version cache
+makes repeated reads cheap without ever serving stale tags or status.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
 
-from mlsd.errors import ConflictError, NotFoundError, ValidationError
-from mlsd.registry.aliases import rollback_target
-from mlsd.registry.gate import GateDecision
-from mlsd.registry.models import (
-    BODY_FIELDS,
-    AliasMove,
-    Environment,
-    ModelSummary,
-    ModelVersion,
-    MoveKind,
-)
+from mlsd.errors import NotFoundError, ValidationError
+from mlsd.registry.models import BODY_FIELDS, Environment, ModelSummary, ModelVersion
+from mlsd.registry.sql_aliases import SqlAliases
+from mlsd.registry.sql_schema import DDL, Row, Tx, ts
 
-Row = tuple[Any, ...]
-
-DDL = (
-    "CREATE TABLE IF NOT EXISTS registered_models (name TEXT PRIMARY KEY,"
-    " created_at TEXT NOT NULL, last_version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS model_versions (name TEXT NOT NULL, version INTEGER NOT NULL,"
-    " created_at TEXT NOT NULL, status TEXT NOT NULL, env_hash TEXT NOT NULL,"
-    " body TEXT NOT NULL, PRIMARY KEY (name, version))",
-    "CREATE TABLE IF NOT EXISTS version_tags (name TEXT NOT NULL, version INTEGER NOT NULL,"
-    " key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (name, version, key))",
-    "CREATE INDEX IF NOT EXISTS version_tags_kv ON version_tags (key, value)",
-    "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL,"
-    " version INTEGER NOT NULL, PRIMARY KEY (name, alias))",
-    "CREATE TABLE IF NOT EXISTS alias_moves (seq {serial}, name TEXT NOT NULL,"
-    " alias TEXT NOT NULL, from_version INTEGER, to_version INTEGER, at TEXT NOT NULL,"
-    " kind TEXT NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS alias_moves_name ON alias_moves (name, alias, seq)",
-    "CREATE TABLE IF NOT EXISTS environments (hash TEXT PRIMARY KEY, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS gate_decisions (seq {serial}, name TEXT NOT NULL,"
-    " version INTEGER NOT NULL, alias TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL)",
-)
-MOVE_COLUMNS = "name, alias, from_version, to_version, at, kind, reason, actor"
+__all__ = ["Row", "SqlMetadataStore", "Tx"]
 
 
-class Tx(Protocol):
-    """A transaction (or autocommit session) that runs one statement and returns its rows."""
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-
-
-def _ts(value: datetime) -> str:
-    return value.isoformat(timespec="microseconds")
-
-
-def _move(row: Row) -> AliasMove:
-    name, alias, frm, to, at, kind, reason, actor = row
-    return AliasMove(
-        name=name,
-        alias=alias,
-        from_version=frm,
-        to_version=to,
-        at=datetime.fromisoformat(at),
-        kind=kind,
-        reason=reason,
-        actor=actor,
-    )
-
-
-class SqlMetadataStore(ABC):
+class SqlMetadataStore(SqlAliases):
     """`MetadataStore` over any DB-API connection; subclasses give transactions and locks."""
 
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
@@ -113,7 +58,7 @@ class SqlMetadataStore(ABC):
             tx.run(
                 "INSERT INTO registered_models (name, created_at, last_version) VALUES (?, ?, 0)"
                 " ON CONFLICT (name) DO NOTHING",
-                (draft.name, _ts(draft.created_at)),
+                (draft.name, ts(draft.created_at)),
             )
             rows = tx.run(
                 "UPDATE registered_models SET last_version = last_version + 1 WHERE name = ?"
@@ -130,7 +75,7 @@ class SqlMetadataStore(ABC):
             tx.run(
                 "INSERT INTO model_versions (name, version, created_at, status, env_hash, body)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (draft.name, version, _ts(draft.created_at), draft.status, digest, body),
+                (draft.name, version, ts(draft.created_at), draft.status, digest, body),
             )
             for key, value in draft.tags.items():
                 tx.run(
@@ -305,147 +250,6 @@ class SqlMetadataStore(ABC):
             "SELECT 1 FROM model_versions WHERE name = ? AND version = ?", (name, version)
         ):
             raise NotFoundError(f"model {name!r} has no version {version}", field="version")
-
-    # -- aliases ------------------------------------------------------------
-
-    def aliases(self, name: str) -> dict[str, int]:
-        with self._read() as tx:
-            rows = tx.run("SELECT alias, version FROM aliases WHERE name = ?", (name,))
-        return dict(sorted(rows))
-
-    def get_alias(self, name: str, alias: str) -> int:
-        with self._read() as tx:
-            rows = tx.run("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias))
-        if not rows:
-            raise NotFoundError(f"model {name!r} has no alias {alias!r}", field="alias")
-        return int(rows[0][0])
-
-    def _lock_model(self, tx: Tx, name: str) -> None:
-        if not tx.run(
-            f"SELECT last_version FROM registered_models WHERE name = ?{self.for_update}", (name,)
-        ):
-            raise NotFoundError(f"no registered model {name!r}", field="name")
-
-    def _current(self, tx: Tx, name: str, alias: str) -> int | None:
-        rows = tx.run("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias))
-        return int(rows[0][0]) if rows else None
-
-    def move_alias(
-        self,
-        name: str,
-        alias: str,
-        version: int | None,
-        *,
-        kind: MoveKind,
-        reason: str,
-        actor: str,
-        at: datetime,
-        check_from: bool = False,
-        expected_from: int | None = None,
-        decision: GateDecision | None = None,
-    ) -> AliasMove:
-        with self._write() as tx:
-            self._lock_model(tx, name)
-            current = self._current(tx, name, alias)
-            if check_from and current != expected_from:
-                raise ConflictError(
-                    f"{name}@{alias} moved to {current} meanwhile (expected {expected_from})",
-                    field="alias",
-                )
-            if version is None and current is None:
-                raise NotFoundError(f"model {name!r} has no alias {alias!r}", field="alias")
-            if version is not None:
-                self._require_version(tx, name, version)
-            move = AliasMove(
-                name=name,
-                alias=alias,
-                from_version=current,
-                to_version=version,
-                at=at,
-                kind=kind,
-                reason=reason,
-                actor=actor,
-            )
-            self._apply(tx, move)
-            if decision is not None:
-                self._insert_decision(tx, decision)
-            return move
-
-    def rollback_alias(
-        self, name: str, alias: str, *, reason: str, actor: str, at: datetime
-    ) -> AliasMove:
-        with self._write() as tx:
-            self._lock_model(tx, name)
-            history = [_move(r) for r in tx.run(self._history_sql(True), (name, alias))]
-            target = rollback_target(history)
-            move = AliasMove(
-                name=name,
-                alias=alias,
-                from_version=self._current(tx, name, alias),
-                to_version=target,
-                at=at,
-                kind="rollback",
-                reason=reason,
-                actor=actor,
-            )
-            self._apply(tx, move)
-            return move
-
-    def _apply(self, tx: Tx, move: AliasMove) -> None:
-        if move.to_version is None:
-            tx.run("DELETE FROM aliases WHERE name = ? AND alias = ?", (move.name, move.alias))
-        else:
-            tx.run(
-                "INSERT INTO aliases (name, alias, version) VALUES (?, ?, ?)"
-                " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                (move.name, move.alias, move.to_version),
-            )
-        tx.run(
-            f"INSERT INTO alias_moves ({MOVE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                move.name,
-                move.alias,
-                move.from_version,
-                move.to_version,
-                _ts(move.at),
-                move.kind,
-                move.reason,
-                move.actor,
-            ),
-        )
-
-    @staticmethod
-    def _history_sql(with_alias: bool) -> str:
-        where = "name = ? AND alias = ?" if with_alias else "name = ?"
-        return f"SELECT {MOVE_COLUMNS} FROM alias_moves WHERE {where} ORDER BY seq"
-
-    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
-        params = (name,) if alias is None else (name, alias)
-        with self._read() as tx:
-            return [_move(r) for r in tx.run(self._history_sql(alias is not None), params)]
-
-    # -- gate decisions and environments ------------------------------------
-
-    def _insert_decision(self, tx: Tx, decision: GateDecision) -> None:
-        tx.run(
-            "INSERT INTO gate_decisions (name, version, alias, at, body) VALUES (?, ?, ?, ?, ?)",
-            (
-                decision.name,
-                decision.version,
-                decision.alias,
-                _ts(decision.at),
-                decision.model_dump_json(),
-            ),
-        )
-
-    def record_decision(self, decision: GateDecision) -> None:
-        with self._write() as tx:
-            self._insert_decision(tx, decision)
-
-    def decisions(self, name: str) -> list[GateDecision]:
-        with self._read() as tx:
-            rows = tx.run("SELECT body FROM gate_decisions WHERE name = ? ORDER BY seq", (name,))
-        return [GateDecision.model_validate_json(r[0]) for r in rows]
 
     def _environment(self, tx: Tx, digest: str) -> Environment:
         env = self._envs.get(digest)
