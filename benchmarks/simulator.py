@@ -1,6 +1,6 @@
 """Benchmark the vectorised simulator on the handbook's full configuration.
 
-Run: `.venv/bin/python benchmarks/simulator.py [--runs 3] [--skip-loop]`
+Run: `.venv/bin/python benchmarks/simulator.py [--runs 3] [--skip-loop] [--full-loop]`
 
 Each run is a fresh subprocess (so peak RSS is that run's own): simulate 5,000
 customers x 10,000 terminals x 183 days, then write the Parquet dataset. Prints the
@@ -77,12 +77,17 @@ def small_vectorised() -> float:
     return time.perf_counter() - t
 
 
-def small_loop() -> float:
+def small_loop(n_customers: int = 0, n_terminals: int = 0, n_days: int = 0) -> float:
+    """Seconds the loop reference takes (default: the SMALL configuration)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from simulator_loop import simulate_loop
 
     t = time.perf_counter()
-    simulate_loop(SMALL["n_customers"], SMALL["n_terminals"], SMALL["n_days"])
+    simulate_loop(
+        n_customers or SMALL["n_customers"],
+        n_terminals or SMALL["n_terminals"],
+        n_days or SMALL["n_days"],
+    )
     return time.perf_counter() - t
 
 
@@ -90,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-loop", action="store_true", help="skip the loop reference")
+    parser.add_argument(
+        "--full-loop", action="store_true", help="also time the loop reference once at full size"
+    )
     args = parser.parse_args()
     console = Console()
     load = os.getloadavg()[0]
@@ -136,6 +144,10 @@ def main() -> None:
             f"{small_ratio:.0f}x",
             f"{statistics.median(loop):.2f} s / {statistics.median(vec):.3f} s",
         )
+    if args.full_loop:
+        with console.status("loop reference at the full handbook size (a minute or two)"):
+            full = small_loop(5000, 10000, 183)
+        table.add_row("in-run loop ref, full size (s), 1 run", f"{full:.1f}", f"{full / sim:.0f}x")
     console.print(table)
 
     from mlsd.data.summary import HANDBOOK
