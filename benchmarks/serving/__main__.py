@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.serving.batcher_curve import batcher_curve
+from benchmarks.serving.components import components
 from benchmarks.serving.fixture import prepare_home
 from benchmarks.serving.http import http_batching, http_benchmarks
 from benchmarks.serving.log_cost import log_cost
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["batcher"] = [
             asdict(p) for p in batcher_curve(files["model.onnx"], 15, repeats=repeats)
         ]
+        progress.advance(task)
+        task = progress.add_task("components (cache, log, breaker)", total=1)
+        results["components"] = components()
         progress.advance(task)
         task = progress.add_task("prediction log cost (in process)", total=1)
         results["log_cost"] = log_cost(home, calls=2000 if args.quick else 6000)

@@ -42,6 +42,18 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             f"{cost['no_log_p50_us']:.0f} µs without: {cost['overhead_p50'] * 100:+.1f} % "
             f"on the scoring call without HTTP (target < 10 % of the request p50)"
         )
+    parts = results.get("components")
+    if parts:
+        table = Table(title="components")
+        for col in ("component", "backend", "figure"):
+            table.add_column(col)
+        for c in parts["cache"]:
+            figure = f"{c['us_per_request']:.0f} µs / request of {c['rows']} rows"
+            table.add_row("cache get+put", c["backend"], figure)
+        for c in parts["log"]:
+            table.add_row("prediction log", c["backend"], f"{c['records_per_s']:,.0f} records/s")
+        table.add_row("breaker", "-", f"+{parts['breaker']['added_us']:.2f} µs per call")
+        console.print(table)
     table = Table(title="model only (rows/s, median)")
     table.add_column("batch", justify="right")
     runtimes = sorted({p["runtime"] for p in results["model_only"]})

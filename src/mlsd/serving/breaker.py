@@ -125,6 +125,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go now; in half-open, only one trial call is let through."""
+        if self._opened_at is None:  # closed: no lock on the hot path (a racing open lets
+            return True  # one more call through, which the breaker counts like any other)
         with self._lock:
             state = self._state_locked()
             if state is BreakerState.CLOSED:
@@ -142,6 +144,9 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """A call worked: close the breaker."""
+        if self._consecutive == 0 and self._opened_at is None and self._trial_started is None:
+            self._calls += 1  # closed and healthy: nothing to reset, skip the lock
+            return
         with self._lock:
             self._calls += 1
             self._consecutive = 0
