@@ -151,3 +151,33 @@ def test_reset_closes() -> None:
 def test_bad_configuration(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+
+
+def test_threads_hammering_a_dying_backend_open_it_once() -> None:
+    import threading
+
+    breaker = CircuitBreaker(5, reset_timeout_s=60.0, call_timeout_s=1.0)
+    refused = 0
+    lock = threading.Lock()
+
+    def worker() -> None:
+        nonlocal refused
+        for _ in range(200):
+            try:
+                breaker.call(fail)
+            except UnavailableError as exc:
+                if "circuit open" in exc.message:
+                    with lock:
+                        refused += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = breaker.stats()
+    assert stats.state is BreakerState.OPEN
+    assert stats.opened == 1
+    assert stats.rejected == refused
+    assert stats.failures + stats.rejected == 1600
+    assert stats.failures < 100  # once open, calls stop reaching the backend
