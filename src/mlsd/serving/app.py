@@ -100,6 +100,7 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
         metrics=metrics,
     )
     service.jobs = open_jobs(settings, service)
+    service.owned = [host.registry, features]
     return service
 
 

@@ -323,7 +323,10 @@ class ModelHost:
             try:
                 self.refresh()
                 self.last_error = None
-            except MlsdError as exc:  # keep serving the old version; say why on /v2/health
-                if exc.message != self.last_error:
-                    log.warning("model watcher: %s", exc.message)
-                self.last_error = exc.message
+            except Exception as exc:
+                message = exc.message if isinstance(exc, MlsdError) else repr(exc)
+                if message != self.last_error:  # keep serving the old version, say why once
+                    log.warning(
+                        "model watcher: %s", message, exc_info=not isinstance(exc, MlsdError)
+                    )
+                self.last_error = message

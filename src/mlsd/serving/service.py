@@ -77,6 +77,7 @@ class Service:
         self.loaded = False
         self.load_error: str | None = None
         self.started_at = datetime.now(UTC)
+        self.owned: list[Any] = []  # backends opened for this service, closed with it
         host.on_swap(self._swapped)
 
     # -- wiring -------------------------------------------------------------------------------
@@ -142,6 +143,9 @@ class Service:
             self.prediction_log.close()
         if self.cache is not None:
             self.cache.close()
+        for resource in self.owned:
+            resource.close()
+        self.owned.clear()
 
     # -- lookups for handlers ------------------------------------------------------------------
 

@@ -64,3 +64,38 @@ def test_refresh_follows_a_moved_alias_and_drops_the_old_version(registry: Regis
         host.get("fraud", version=1)
     host.unload("fraud", alias="champion")
     assert not host.ready
+
+
+class _Flaky:
+    """The real registry, but the first polls of `aliases` fail."""
+
+    def __init__(self, registry: Registry, failures: int) -> None:
+        self._registry = registry
+        self.failures = failures
+        self.resolve = registry.resolve
+        self.load_artifact = registry.load_artifact
+
+    def aliases(self, name: str) -> dict[str, int]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("registry unreachable")
+        return self._registry.aliases(name)
+
+
+def test_watcher_survives_failing_polls_and_follows_the_alias(registry: Registry) -> None:
+    import time
+
+    flaky = _Flaky(registry, failures=3)
+    host = ModelHost(flaky, poll_interval_s=0.02)
+    host.load("fraud@champion")
+    host.start()
+    try:
+        registry.set_alias("fraud", "champion", 2, reason="test", actor="test")
+        deadline = time.monotonic() + 5
+        while host.get("fraud", alias="champion").version != 2:
+            assert time.monotonic() < deadline, "the watcher never switched"
+            time.sleep(0.02)
+    finally:
+        host.stop()
+    assert flaky.failures == 0
+    assert host.last_error is None
