@@ -108,7 +108,7 @@ def point_in_time_join(
     timestamp_column: str,
     memory_limit: str = "2500MB",
 ) -> pd.DataFrame:
-    """The requested features for every entity row, in entity order (one DuckDB query)."""
+    """The requested features for every entity row, in entity order (one ASOF join per view)."""
     keys = list(dict.fromkeys(r.view.entity.join_key for r in requests if r.view.entity))
     ts = check_entity_frame(entity_df, timestamp_column, keys)
     if not requests:
@@ -118,22 +118,28 @@ def point_in_time_join(
         ent[key] = entity_df[key].to_numpy(dtype=np.int64)
     con = connect(memory_limit=memory_limit)
     con.register("ent", ent)
-    selects, joins = [f"e.{ROW}"], []
-    for i, req in enumerate(requests):
-        key = req.view.entity.join_key if req.view.entity else ""
-        alias = f"f{i}"
-        joins.append(
-            f"ASOF LEFT JOIN ({store.table_sql(req.view, req.version)}) {alias} "
-            f"ON e.{key} = {alias}.{key} AND e.{TS} >= {alias}.{EVENT_TS}"
-        )
-        fresh = f"epoch_us(e.{TS}) - epoch_us({alias}.{EVENT_TS}) <= {req.view.ttl_us}"
-        for feat in req.features:
-            selects.append(f'CASE WHEN {fresh} THEN {alias}."{feat}" END AS "{feat}"')
-    sql = f"SELECT {', '.join(selects)} FROM ent e {' '.join(joins)} ORDER BY e.{ROW}"
-    out = con.execute(sql).df()
-    con.close()
-    out.index = entity_df.index
-    return out.drop(columns=[ROW]).astype("float64")
+    n = len(entity_df)
+    out: dict[str, np.ndarray] = {}
+    try:
+        for req in requests:  # one ASOF join per view; rows scattered back by position
+            key = req.view.entity.join_key if req.view.entity else ""
+            fresh = f"epoch_us(e.{TS}) - epoch_us(f.{EVENT_TS}) <= {req.view.ttl_us}"
+            cols = ", ".join(
+                f'CASE WHEN {fresh} THEN f."{feat}" END AS "{feat}"' for feat in req.features
+            )
+            got = con.execute(
+                f"SELECT e.{ROW}, {cols} FROM (SELECT {ROW}, {TS}, {key} FROM ent) e "
+                f"ASOF LEFT JOIN ({store.table_sql(req.view, req.version)}) f "
+                f"ON e.{key} = f.{key} AND e.{TS} >= f.{EVENT_TS}"
+            ).fetchnumpy()
+            rows = np.asarray(got[ROW], dtype=np.int64)
+            for feat in req.features:
+                column = np.full(n, np.nan)
+                column[rows] = np.ma.filled(np.ma.asarray(got[feat], dtype=np.float64), np.nan)
+                out[feat] = column
+    finally:
+        con.close()
+    return pd.DataFrame(out, index=entity_df.index)
 
 
 def as_of(store: OfflineStore, req: ViewRequest, when: datetime) -> pd.DataFrame:
