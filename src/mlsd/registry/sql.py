@@ -11,7 +11,7 @@ import json
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 
@@ -33,7 +33,7 @@ class SqlMetadataStore(SqlAliases):
         self._lock = threading.RLock()
         self._envs: dict[str, Environment] = {}
         self.cache_size = cache_size
-        self._parsed: OrderedDict[tuple[str, int], tuple[tuple[str, str, str], ModelVersion]]
+        self._parsed: OrderedDict[tuple[str, int], tuple[tuple[str, str], ModelVersion]]
         self._parsed = OrderedDict()
 
     @abstractmethod
@@ -86,17 +86,21 @@ class SqlMetadataStore(SqlAliases):
         return draft.model_copy(update={"version": version})
 
     def _build(
-        self, tx: Tx, name: str, version: int, row: Row, tags: dict[str, str]
+        self, tx: Tx, name: str, version: int, head: Row, tags: dict[str, str], body: str = ""
     ) -> ModelVersion:
-        """A ModelVersion from its row. The parsed immutable part is cached per version and
-        reused only when the stored row is byte-for-byte the same; tags and status are
-        always taken from the current rows."""
-        created_at, status, env_hash, body = row
+        """A ModelVersion from its row head `(created_at, status, env_hash)`.
+
+        Versions are immutable but for tags and status, so the parsed rest is cached per
+        (name, version, created_at, env_hash) and the body is read only on a miss; tags
+        and status always come from the current rows."""
+        created_at, status, env_hash = head
         key = (name, version)
         cached = self._parsed.get(key)
-        if cached is not None and cached[0] == (created_at, env_hash, body):
+        if cached is not None and cached[0] == (created_at, env_hash):
             self._parsed.move_to_end(key)
             return cached[1].model_copy(update={"tags": tags, "status": status})
+        if not body:
+            body = self._bodies(tx, [key])[key]
         fields = json.loads(body)
         fields.update(
             name=name,
@@ -108,15 +112,46 @@ class SqlMetadataStore(SqlAliases):
         )
         mv = ModelVersion.model_validate(fields)
         if self.cache_size > 0:
-            self._parsed[key] = ((created_at, env_hash, body), mv)
+            self._parsed[key] = ((created_at, env_hash), mv)
             if len(self._parsed) > self.cache_size:
                 self._parsed.popitem(last=False)
         return mv
 
+    def _misses(self, rows: list[Row]) -> list[tuple[str, int]]:
+        """Keys of `(name, version, created_at, status, env_hash)` rows not in the cache."""
+        out = []
+        for name, version, created_at, _, env_hash in rows:
+            cached = self._parsed.get((name, version))
+            if cached is None or cached[0] != (created_at, env_hash):
+                out.append((name, version))
+        return out
+
+    @staticmethod
+    def _by_name(
+        tx: Tx, table: str, columns: str, keys: list[tuple[str, int]]
+    ) -> Iterator[tuple[str, Row]]:
+        """`columns` of `table` for the given versions, in chunked `IN` queries per name."""
+        by_name: dict[str, list[int]] = {}
+        for name, version in keys:
+            by_name.setdefault(name, []).append(version)
+        for name, versions in by_name.items():
+            for start in range(0, len(versions), 500):
+                chunk = versions[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT {columns} FROM {table} WHERE name = ? AND version IN ({marks})"
+                for row in tx.run(sql, (name, *chunk)):
+                    yield name, row
+
+    def _bodies(self, tx: Tx, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        return {
+            (name, r[0]): r[1]
+            for name, r in self._by_name(tx, "model_versions", "version, body", keys)
+        }
+
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._read() as tx:
             rows = tx.run(
-                "SELECT created_at, status, env_hash, body FROM model_versions"
+                "SELECT created_at, status, env_hash FROM model_versions"
                 " WHERE name = ? AND version = ?",
                 (name, version),
             )
@@ -174,7 +209,7 @@ class SqlMetadataStore(SqlAliases):
             where.append("v.name = ?")
             params.append(name)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        sql = f"SELECT v.name, v.version, v.created_at, v.status, v.env_hash, v.body FROM {source}"
+        sql = f"SELECT v.name, v.version, v.created_at, v.status, v.env_hash FROM {source}"
         sql += f"{clause} ORDER BY v.name, v.version DESC LIMIT ?"
         with self._read() as tx:
             rows = tx.run(sql, (*params, int(limit)))
@@ -183,7 +218,12 @@ class SqlMetadataStore(SqlAliases):
                 tags = self._tags_where(tx, source, clause, params)
             else:
                 tags = self._tags_of(tx, keys)
-            return [self._build(tx, r[0], r[1], r[2:], tags.get((r[0], r[1]), {})) for r in rows]
+            bodies = self._bodies(tx, self._misses(rows))
+            return [
+                self._build(tx, n, v, r[2:], tags.get((n, v), {}), bodies.get((n, v), ""))
+                for r in rows
+                for n, v in [(r[0], r[1])]
+            ]
 
     def _tags_where(
         self, tx: Tx, source: str, clause: str, params: list[str]
@@ -201,19 +241,10 @@ class SqlMetadataStore(SqlAliases):
         self, tx: Tx, keys: list[tuple[str, int]]
     ) -> dict[tuple[str, int], dict[str, str]]:
         out: dict[tuple[str, int], dict[str, str]] = {}
-        by_name: dict[str, list[int]] = {}
-        for name, version in keys:
-            by_name.setdefault(name, []).append(version)
-        for name, versions in by_name.items():
-            for start in range(0, len(versions), 500):
-                chunk = versions[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                for version, key, value in tx.run(
-                    "SELECT version, key, value FROM version_tags"
-                    f" WHERE name = ? AND version IN ({marks})",
-                    (name, *chunk),
-                ):
-                    out.setdefault((name, version), {})[key] = value
+        for name, (version, key, value) in self._by_name(
+            tx, "version_tags", "version, key, value", keys
+        ):
+            out.setdefault((name, version), {})[key] = value
         return out
 
     def set_tags(
