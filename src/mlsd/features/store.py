@@ -193,13 +193,13 @@ class FeatureStore:
             ts = entity_df[timestamp_column].dt.tz_convert("UTC")
             for feat in req_feats:
                 if feat == schema.TX_AMOUNT:
-                    out[feat] = entity_df[schema.TX_AMOUNT].astype("float64")
+                    out[feat] = entity_df[schema.TX_AMOUNT].to_numpy(dtype="float64")
                 elif feat == "TX_DURING_WEEKEND":
-                    out[feat] = (ts.dt.day_of_week >= 5).astype("float64")
+                    out[feat] = (ts.dt.day_of_week >= 5).to_numpy(dtype="float64")
                 else:
-                    out[feat] = (ts.dt.hour <= 6).astype("float64")
+                    out[feat] = (ts.dt.hour <= 6).to_numpy(dtype="float64")
         for col in joined.columns:
-            out[col] = joined[col]
+            out[col] = joined[col].to_numpy()  # by position: the index may repeat
         return out
 
     def get_features_as_of(

@@ -68,6 +68,14 @@ def test_ttl_both_ends_inclusive_and_rows_kept(probe: FeatureStore) -> None:
     np.testing.assert_array_equal(out["F2"].to_numpy()[:2], [10.0, 20.0])
 
 
+def test_repeated_index_keeps_rows_in_place(probe: FeatureStore) -> None:
+    ents = _entities((1, T0), (2, T0), (9, T0))
+    ents.index = pd.Index([5, 5, 5])
+    out = probe.get_training_set(ents, ["F1"])
+    np.testing.assert_array_equal(out["F1"].to_numpy(), [1.0, 4.0, np.nan])
+    assert list(out.index) == [5, 5, 5]
+
+
 def test_ties_on_event_time_go_to_later_created(probe: FeatureStore) -> None:
     for _ in range(3):  # deterministic
         out = probe.get_training_set(_entities((2, T0), (2, T0 + TTL)), ["F1"])
