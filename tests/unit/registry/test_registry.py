@@ -258,3 +258,30 @@ def test_feature_view_versions_must_match_to_serve(registry: Registry) -> None:
     assert info.value.field == "feature_views"
     with pytest.raises(ConflictError, match="no such view"):
         check_feature_views(mv, {})
+
+
+def test_threads_can_resolve_while_another_registers(registry: Registry) -> None:
+    import threading
+
+    register_sample(registry)
+    registry.set_alias("fraud", "champion", 1, reason="r", actor="a")
+    errors: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            for _ in range(200):
+                assert registry.resolve("fraud@champion").version >= 1
+                registry.aliases("fraud")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=poll) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for version in range(2, 12):
+        register_sample(registry)
+        registry.set_alias("fraud", "champion", version, reason="r", actor="a")
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert registry.resolve("fraud@champion").version == 11
