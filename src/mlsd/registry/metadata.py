@@ -27,6 +27,10 @@ class MetadataStore(Protocol):
         """One version (NotFoundError when absent)."""
         ...
 
+    def get_by_alias(self, name: str, alias: str) -> ModelVersion:
+        """The version an alias points to (NotFoundError when unset), in one read."""
+        ...
+
     def latest_version(self, name: str) -> int | None:
         """The highest version number of `name`, None when it has none."""
         ...

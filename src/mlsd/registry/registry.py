@@ -146,10 +146,9 @@ class Registry:
     def resolve(self, uri: str) -> ModelVersion:
         """`models:/fraud@champion`, `models:/fraud/3`, `fraud@champion` or `fraud/3`."""
         ref = parse_uri(uri)
-        version = ref.version
-        if version is None:
-            version = self.metadata.get_alias(ref.name, ref.alias or "")
-        return self.metadata.get_version(ref.name, version)
+        if ref.version is None:
+            return self.metadata.get_by_alias(ref.name, ref.alias or "")
+        return self.metadata.get_version(ref.name, ref.version)
 
     def latest(self, name: str) -> ModelVersion:
         """The highest version of `name`."""

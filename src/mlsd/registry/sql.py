@@ -149,19 +149,35 @@ class SqlMetadataStore(SqlAliases):
         }
 
     def get_version(self, name: str, version: int) -> ModelVersion:
+        return self._one(
+            "FROM model_versions v LEFT JOIN version_tags t"
+            " ON t.name = v.name AND t.version = v.version WHERE v.name = ? AND v.version = ?",
+            (name, version),
+            f"model {name!r} has no version {version}",
+            "version",
+        )
+
+    def get_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self._one(
+            "FROM aliases a JOIN model_versions v ON v.name = a.name AND v.version = a.version"
+            " LEFT JOIN version_tags t ON t.name = v.name AND t.version = v.version"
+            " WHERE a.name = ? AND a.alias = ?",
+            (name, alias),
+            f"model {name!r} has no alias {alias!r}",
+            "alias",
+        )
+
+    def _one(
+        self, source: str, params: tuple[str, int | str], missing: str, field: str
+    ) -> ModelVersion:
+        """One version with its tags in a single round trip (one row per tag)."""
+        columns = "SELECT v.name, v.version, v.created_at, v.status, v.env_hash, t.key, t.value "
         with self._read() as tx:
-            rows = tx.run(
-                "SELECT created_at, status, env_hash FROM model_versions"
-                " WHERE name = ? AND version = ?",
-                (name, version),
-            )
+            rows = tx.run(columns + source, params)
             if not rows:
-                raise NotFoundError(f"model {name!r} has no version {version}", field="version")
-            tags = tx.run(
-                "SELECT key, value FROM version_tags WHERE name = ? AND version = ?",
-                (name, version),
-            )
-            return self._build(tx, name, version, rows[0], dict(tags))
+                raise NotFoundError(missing, field=field)
+            tags = {r[5]: r[6] for r in rows if r[5] is not None}
+            return self._build(tx, rows[0][0], rows[0][1], rows[0][2:5], tags)
 
     def latest_version(self, name: str) -> int | None:
         with self._read() as tx:

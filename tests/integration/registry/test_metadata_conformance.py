@@ -29,6 +29,10 @@ def test_register_and_read_back(registry: Registry) -> None:
     assert registry.latest("fraud") == second
     assert registry.resolve("models:/fraud/2").environment == second.environment
     assert registry.list_models()[0].latest_version == 2
+    registry.set_alias("fraud", "champion", 1, reason="", actor="a")
+    assert registry.resolve("fraud@champion") == first
+    assert registry.resolve("fraud@champion").tags == {"release": "v1"}
+    assert registry.resolve("fraud/2").tags == {}
 
 
 def test_alias_moves_history_and_rollback(registry: Registry) -> None:
@@ -60,6 +64,8 @@ def test_aliases_of_unknown_models_are_not_found(metadata: MetadataStore) -> Non
         metadata.rollback_alias("fraud", "champion", reason="", actor="a", at=now)
     with pytest.raises(NotFoundError):
         metadata.get_alias("fraud", "champion")
+    with pytest.raises(NotFoundError):
+        metadata.get_by_alias("fraud", "champion")
 
 
 def test_stale_promotion_is_a_conflict(registry: Registry) -> None:
