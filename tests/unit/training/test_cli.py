@@ -11,8 +11,6 @@ from mlsd.cli.main import app, run
 from mlsd.registry import Registry
 from mlsd.settings import Settings
 
-pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
-
 
 def test_train_reports_registers_and_promotes(home: Path, dataset_dir: Path) -> None:
     args = ["train", "--dataset", str(dataset_dir), "--folds", "1", "--quick", "--threads", "1"]

@@ -2,13 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from mlsd.registry import Registry
 from mlsd.settings import Settings
 from mlsd.training.demo import demo_step
-
-pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
 
 
 def test_demo_step_trains_registers_and_promotes(tmp_path: Path, dataset_dir: Path) -> None:

@@ -19,9 +19,6 @@ from mlsd.training.dataset import (
 from mlsd.training.pipeline import TrainResult, train
 from mlsd.training.protocol import split_frame
 
-# The feature store still calls Series.dt.weekday, deprecated in pandas 3.1 (its owner's fix).
-pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
-
 
 def test_trains_both_flavors_on_the_latest_block(trained: TrainResult, dataset_dir: Path) -> None:
     first, end = dataset_period(dataset_dir)

@@ -16,8 +16,6 @@ from mlsd.training.models import onnx_scorer
 from mlsd.training.pipeline import TrainResult, register_result
 from mlsd.training.reproduce import reproduce
 
-pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
-
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
