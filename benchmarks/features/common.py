@@ -12,10 +12,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child would report its
+# parent's peak when that is higher.
 PEAK = """
-import json as _json, resource as _resource
-print("__RESULT__" + _json.dumps({**RESULT, "peak_mb": _resource.getrusage(
-    _resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+import json as _json
+_hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print("__RESULT__" + _json.dumps({**RESULT, "peak_mb": int(_hwm.split()[1]) / 1024}), flush=True)
 """
 
 
