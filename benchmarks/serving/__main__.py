@@ -39,8 +39,8 @@ def _cpus() -> tuple[int | None, int | None]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, no HTTP batching curve")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each load run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--skip-http", action="store_true", help="in-process parts only")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )  # fmt: skip
             if not args.quick:
                 results["http_batching"] = http_batching(
-                    home, work, progress, seconds=seconds, connections=64, **common
-                )
+                    home, work, progress,
+                    seconds=seconds, repeats=repeats, connections=64, **common,
+                )  # fmt: skip
     results["finished"] = datetime.now(UTC).isoformat()
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
