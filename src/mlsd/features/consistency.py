@@ -143,13 +143,13 @@ def skew_report(
     logged: pd.DataFrame,
     features: Sequence[str],
     timestamp_column: str = "TX_DATETIME",
-    fill: float | None = 0.0,
+    fill: float | None = None,
     tolerance: float = 1e-6,
 ) -> SkewReport:
     """Compare served feature values with the offline as-of values at the same timestamps.
 
-    `fill` is the value serving uses for missing/expired features (offline NaN becomes it
-    before comparing); `tolerance` is relative, because serving logs float32.
+    `fill` is the value serving used for missing/expired features if not NaN (offline NaN
+    becomes it before comparing); `tolerance` is relative, because serving logs float32.
     """
     missing = [f for f in features if f not in logged.columns]
     if missing:

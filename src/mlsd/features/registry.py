@@ -105,7 +105,7 @@ class SqliteDefinitionRegistry:
                 "VALUES (?, ?, ?, ?)",
                 [(*c, now) for c in changes],
             )
-        except sqlite3.Error:
+        except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")

@@ -6,6 +6,7 @@ under `settings.home / "features"`; Redis and PostgreSQL are chosen by URL in se
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,15 +245,15 @@ class FeatureStore:
         requests: Sequence[Mapping[str, Any]],
         features: Sequence[str],
         versions: Mapping[str, str] | None = None,
-        fill: float = 0.0,
+        fill: float = math.nan,
         online: OnlineStore | None = None,
     ) -> OnlineVectors:
         """Feature vectors for scoring requests, in one round trip to the online store.
 
-        Missing and expired values are `fill` (0.0: no transaction in the window means a
-        count, mean and risk of 0); `status` tells which ones they were.
+        Missing and expired values are `fill`: NaN by default, like the offline training
+        set (so a model sees the same input both ways); `status` tells which they were.
         """
-        key = (tuple(features), tuple(sorted((versions or {}).items())), fill)
+        key = (tuple(features), tuple(sorted((versions or {}).items())))
         plan = self._plans.get(key)
         if plan is None:
             plan = VectorPlan.make(self.resolve(features, versions), list(features))

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.features import HANDBOOK_FEATURES
+from mlsd.features.handbook import CUSTOMER_VIEW
 from mlsd.features.store import FeatureStore
 
 
@@ -41,7 +42,8 @@ def test_parity_detects_a_store_materialized_past_the_checkpoint(
 
 def test_skew_report(built: FeatureStore, transactions: pd.DataFrame) -> None:
     logged = built.get_training_set(transactions.tail(200), list(HANDBOOK_FEATURES))
-    logged = logged.fillna(0.0)
+    logged.loc[logged.index[0], "CUSTOMER_ID"] = 10_000_000  # unknown: NaN on both sides
+    logged.loc[logged.index[0], list(CUSTOMER_VIEW.features)] = np.nan
     for col in HANDBOOK_FEATURES:
         logged[col] = logged[col].astype(np.float32)  # serving logs float32
     report = built.skew(logged, list(HANDBOOK_FEATURES))

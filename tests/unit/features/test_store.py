@@ -38,7 +38,7 @@ def test_online_vectors_match_the_training_set(
     assert vec.view_versions == built.view_versions()
     ents = sample.assign(TX_DATETIME=pd.Timestamp(later).as_unit("us"))
     offline = built.get_training_set(ents, list(HANDBOOK_FEATURES))
-    expected = offline[list(HANDBOOK_FEATURES)].fillna(0.0).to_numpy(dtype=np.float32)
+    expected = offline[list(HANDBOOK_FEATURES)].to_numpy(dtype=np.float32)
     np.testing.assert_array_equal(vec.values, expected)
     statuses = {s for row in vec.status for s in row.values()}
     assert statuses <= {"present", "expired"}
