@@ -133,6 +133,9 @@ def create_app(
         version=__version__,
         description="Fraud scoring: REST v1 and the Open Inference Protocol (V2).",
         lifespan=lifespan,
+        # mlsd exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would
+        # otherwise look up providers and environment variables on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = svc
     app.add_exception_handler(MlsdError, _mlsd_error)
