@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from mlsd.errors import ConfigError
 from mlsd.serving.host import LoadedModel, parse_ref
 from mlsd.serving.routes_v1 import ERRORS, service_of
-from mlsd.serving.schemas import AliasMove, LoadedModelInfo, ModelRef
+from mlsd.serving.schemas import AliasMoveRequest, LoadedModelInfo, ModelRef
 from mlsd.serving.service import Service
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -50,7 +50,7 @@ def unload_model(request: Request, body: ModelRef) -> list[LoadedModelInfo]:
 
 
 @router.post("/aliases", responses=ERRORS, summary="Move an alias in the registry")
-def move_alias(request: Request, body: AliasMove) -> dict[str, Any]:
+def move_alias(request: Request, body: AliasMoveRequest) -> dict[str, Any]:
     """Point `name@alias` at `version` in the registry, then switch the host at once."""
     service = service_of(request)
     set_alias = getattr(service.host.registry, "set_alias", None)

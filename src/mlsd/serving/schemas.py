@@ -228,7 +228,7 @@ class ModelRef(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\-]+[@/].+$")]
 
 
-class AliasMove(BaseModel):
+class AliasMoveRequest(BaseModel):
     """Point an alias of a model at a version."""
 
     model_config = ConfigDict(extra="forbid")
