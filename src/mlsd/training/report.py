@@ -21,6 +21,22 @@ HANDBOOK_BASELINES: dict[str, tuple[float, float, float]] = {
 """AUC ROC / AP / CP@100 of the handbook's baselines (train 2018-07-25..31, test 08-08..14)."""
 
 
+_SHORT = {
+    "n_estimators": "trees",
+    "learning_rate": "lr",
+    "num_leaves": "leaves",
+    "max_depth": "depth",
+    "min_child_samples": "min_child",
+    "colsample_bytree": "colsample",
+    "reg_lambda": "l2",
+}
+
+
+def short_params(params: dict[str, Any]) -> str:
+    """Parameters as a compact `name=value` list for narrow terminals."""
+    return " ".join(f"{_SHORT.get(k, k)}={v}" for k, v in sorted(params.items()))
+
+
 def summary(result: TrainResult) -> dict[str, Any]:
     """The run as JSON-able data: periods, per-flavor metrics, parameters and timings."""
     return {
@@ -70,7 +86,7 @@ def metrics_table(result: TrainResult) -> Table:
             f"{m.metrics['average_precision']:.3f}",
             f"{m.metrics[f'card_precision_at_{k}']:.3f}",
             f"{valid['average_precision']:.3f} ± {valid['average_precision_std']:.3f}",
-            json.dumps(m.params, sort_keys=True),
+            short_params(m.params),
         )
     for name, (auc, ap, cp) in HANDBOOK_BASELINES.items():
         table.add_row(f"[dim]{name}[/]", f"{auc:.3f}", f"{ap:.3f}", f"{cp:.3f}", "", "")
