@@ -45,6 +45,18 @@ def _floats(items: list[str], field: str) -> dict[str, float]:
     return out
 
 
+def _uri(positional: str | None, option: str | None) -> str:
+    uri = positional or option
+    if not uri:
+        raise ValidationError(
+            "give a model URI, e.g. fraud/3 or --uri models:/fraud@champion", field="uri"
+        )
+    return uri
+
+
+URI_OPTION = typer.Option(None, "--uri", help="The same URI as an option.")
+
+
 @contextmanager
 def _registry() -> Iterator[Registry]:
     from mlsd.registry import Registry
@@ -85,7 +97,8 @@ def list_(
 
 @app.command()
 def show(
-    uri: str = typer.Argument(..., help="models:/fraud/3, fraud/3 or fraud@champion."),
+    uri: str | None = typer.Argument(None, help="models:/fraud/3, fraud/3 or fraud@champion."),
+    uri_option: str | None = URI_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the full record as JSON."),
     requirements: bool = typer.Option(
         False, "--requirements", help="Print the pinned requirements file of its environment."
@@ -96,7 +109,7 @@ def show(
     from mlsd.registry.render import version_table
 
     with _registry() as registry:
-        mv = registry.resolve(uri)
+        mv = registry.resolve(_uri(uri, uri_option))
         if verify:
             registry.verify(mv)
         if requirements:
@@ -161,7 +174,8 @@ def history(
 
 @app.command()
 def promote(
-    uri: str = typer.Argument(..., help="The candidate, e.g. fraud/4."),
+    uri: str | None = typer.Argument(None, help="The candidate, e.g. fraud/4."),
+    uri_option: str | None = URI_OPTION,
     alias_name: str = typer.Option("champion", "--alias", help="Alias to move."),
     minimum: list[str] = typer.Option([], "--min", help="Floor METRIC=VALUE (repeatable)."),
     max_regression: list[str] = typer.Option(
@@ -183,7 +197,7 @@ def promote(
     floors, drops = _floats(minimum, "min"), _floats(max_regression, "max_regression")
     gate = PromotionGate(min_metrics=floors, max_regression=drops) if floors or drops else None
     with _registry() as registry:
-        mv = registry.resolve(uri)
+        mv = registry.resolve(_uri(uri, uri_option))
         decision = registry.promote(
             mv.name,
             mv.version,
@@ -228,7 +242,10 @@ def diff(
 
 
 @app.command()
-def reproduce(uri: str = typer.Argument(..., help="e.g. fraud/3.")) -> None:
+def reproduce(
+    uri: str | None = typer.Argument(None, help="e.g. fraud/3."),
+    uri_option: str | None = URI_OPTION,
+) -> None:
     """Retrain from the recorded lineage and report whether the predictions match."""
     from rich.table import Table
 
@@ -239,7 +256,7 @@ def reproduce(uri: str = typer.Argument(..., help="e.g. fraud/3.")) -> None:
             raise
         raise UnavailableError("reproduce needs mlsd.training.reproduce, not installed") from exc
     with _registry() as registry:
-        report = run_reproduce(registry, uri)
+        report = run_reproduce(registry, _uri(uri, uri_option))
     verdict = "[green]predictions match[/]" if report.matches else "[red]predictions differ[/]"
     table = Table(title=f"reproduce {report.uri}: {verdict}", show_header=False)
     table.add_column("field", style="bold")

@@ -43,6 +43,9 @@ def test_list_show_and_json(cli: CliRunner) -> None:
     shown = run(cli, "show", "models:/fraud/2")
     assert "transaction_features@1" in shown
     assert "matches this environment" in shown
+    assert "models:/fraud/2" in run(cli, "show", "--uri", "models:/fraud/2")
+    with pytest.raises(ValidationError):
+        run(cli, "show")
     record = json.loads(run(cli, "show", "fraud/2", "--json"))
     assert record["version"] == 2
     assert "numpy==" in run(cli, "show", "fraud/2", "--requirements")
