@@ -139,6 +139,13 @@ def decision_table(decision: GateDecision) -> Table:
         table.add_column(column)
     for c in decision.checks:
         table.add_row(c.metric, c.kind, "[green]yes[/]" if c.passed else "[red]no[/]", c.detail)
+    if not decision.checks:
+        held = decision.champion_version
+        table.caption = "no thresholds apply" + (
+            " (no current holder to compare with)" if held is None else ""
+        )
+    if decision.reason:
+        table.caption = f"{table.caption or ''} reason: {decision.reason}".strip()
     return table
 
 
