@@ -89,17 +89,8 @@ class Signature:
         if extra:
             raise ValidationError(f"unexpected feature {extra[0]!r}", field=extra[0])
         for name in self.feature_names:
-            kind = np.dtype(frame[name].dtype).kind if _is_numpy(frame[name].dtype) else "O"
-            if kind not in "fiub":
-                raise ValidationError(
-                    f"feature {name!r} must be numeric, got {frame[name].dtype}", field=name
-                )
-        return self.validate(frame[self.feature_names].to_numpy())
-
-
-def _is_numpy(dtype: Any) -> bool:
-    try:
-        np.dtype(dtype)
-    except TypeError:
-        return False
-    return True
+            dtype = frame[name].dtype
+            if getattr(dtype, "kind", "O") not in "fiub":  # numpy and pandas nullable dtypes
+                raise ValidationError(f"feature {name!r} must be numeric, got {dtype}", field=name)
+        values = frame[self.feature_names].to_numpy(dtype=np.float64, na_value=np.nan)
+        return self.validate(values)

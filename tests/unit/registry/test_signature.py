@@ -59,3 +59,14 @@ def test_from_frame_reads_names_and_dtypes() -> None:
     assert Signature.from_frame(frame) == Signature(
         feature_names=["x", "y"], dtypes=["float32", "int64"]
     )
+
+
+def test_pandas_nullable_columns_work_and_missing_values_name_the_feature() -> None:
+    frame = pd.DataFrame(
+        {"a": pd.array([1.0], dtype="Float64"), "b": [2.0], "c": pd.array([3], dtype="Int64")}
+    )
+    assert SIG.validate(frame).tolist() == [[1.0, 2.0, 3.0]]
+    frame["c"] = pd.array([None], dtype="Int64")
+    with pytest.raises(ValidationError) as info:
+        SIG.validate(frame)
+    assert info.value.field == "c"
