@@ -21,10 +21,12 @@ from mlsd.serving.runtimes import check_matrix
 
 @dataclass(frozen=True)
 class Prediction:
-    """Scores of a batch of rows and the model version that produced them."""
+    """Scores of a batch of rows, the model version that produced them, and (for rollout
+    layers such as A/B or canary) the name of the variant that answered."""
 
     scores: np.ndarray
     model: LoadedModel
+    variant: str = ""
 
 
 class Endpoint(Protocol):

@@ -47,6 +47,7 @@ class ScoredBatch:
     model: LoadedModel
     degraded: bool
     latency_s: float
+    variant: str = ""
 
     def decisions(self) -> list[str]:
         """`fraud` where the score reaches the model's threshold, else `legit`."""
@@ -194,7 +195,7 @@ class Scorer:
         scores[miss] = fresh.scores
         cached[:] = True
         cached[miss] = False
-        return Prediction(scores, model), cached
+        return Prediction(scores, model, fresh.variant), cached
 
     async def score(self, txs: Sequence[Transaction], request_id: str) -> ScoredBatch:
         """Score transactions; raises UnavailableError only in fail-when-degraded mode."""
@@ -213,7 +214,7 @@ class Scorer:
         self.metrics.child(self.metrics.predictions, used.name, version, status).inc(len(txs))
         batch = ScoredBatch(
             txs, values, prediction.scores, cached, statuses, used, degraded,
-            time.perf_counter() - started,
+            time.perf_counter() - started, prediction.variant,
         )  # fmt: skip
         if self.on_scored is not None:
             self.on_scored(batch, request_id)

@@ -216,6 +216,7 @@ class Service:
                 threshold=batch.model.threshold,
                 latency_ms=latency_ms,
                 degraded=batch.degraded,
+                variant=batch.variant,
             )
             for tx, row, score, decision in zip(
                 batch.transactions, batch.values.tolist(), batch.scores.tolist(), decisions,
