@@ -150,6 +150,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
             tag = "off" if p["max_delay_ms"] < 0 else f"{p['max_batch_size']},{p['max_delay_ms']:g}"
             ax.annotate(tag, (p[key], p["p99_ms"]), fontsize=7)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel("throughput (rows/s or req/s)")
     ax.set_ylabel("p99 latency ms")
     ax.set_title("micro-batcher: (max batch, max delay ms)")
