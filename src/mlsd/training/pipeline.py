@@ -91,7 +91,7 @@ def validation_folds(config: TrainConfig, split: Split, first_day: date) -> list
     return kept
 
 
-def load_frame(config: TrainConfig, source: FeatureSource, start: Any, end: Any) -> pd.DataFrame:
+def load_frame(config: TrainConfig, source: FeatureSource, start: date, end: date) -> pd.DataFrame:
     """Transactions of [start, end) with their point-in-time features."""
     transactions = load_transactions(Path(config.dataset), start, end)
     return training_frame(source, transactions, config.features)
