@@ -80,7 +80,8 @@ def _chunk(
     frame = con.execute(
         f"SELECT {key}, epoch_us({EVENT_TS}) AS e, epoch_us({CREATED_TS}) AS c, {cols} "
         f"FROM ({offline.table_sql(req.view, req.version)}) "
-        f"WHERE epoch_us({EVENT_TS}) > {lo} AND epoch_us({EVENT_TS}) <= {hi} "
+        # a bare column comparison, so Parquet row groups outside the chunk are skipped
+        f"WHERE {EVENT_TS} > make_timestamptz({lo}) AND {EVENT_TS} <= make_timestamptz({hi}) "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY e DESC, c DESC) = 1"
     ).df()
     return WriteBatch(
