@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,8 @@ def _utc(ts: datetime) -> datetime:
 
 
 Row = tuple[Any, ...]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def to_row(r: PredictionRecord) -> Row:
@@ -131,17 +133,24 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
     Raises ValidationError / ValueError / TypeError when a record does not encode.
     """
     offsets = [0]
-    names: list[str] = []
+    names: list[Any] = []
     values: list[float | None] = []
     for r in records:
         keys, vals = r.feature_items()
-        names.extend(k if type(k) is str else str(k) for k in keys)
+        names.extend(keys)
         values.extend(vals)
         offsets.append(len(names))
-    flat = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    try:  # fast path: every name a str, every value a number
+        keys_array = pa.array(names, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        keys_array = pa.array([str(k) for k in names], pa.string())
+    try:
+        flat = np.array(values, dtype=np.float64)
+    except TypeError:  # None among the values
+        flat = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     features = pa.MapArray.from_arrays(
         pa.array(offsets, pa.int32()),
-        pa.array(names, pa.string()),
+        keys_array,
         pa.array(flat, pa.float64(), mask=~np.isfinite(flat)),
     )
 
@@ -150,7 +159,9 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
 
     arrays = [
         column(lambda r: str(r.request_id), pa.string()),
-        column(lambda r: _utc(r.ts), SCHEMA.field("ts").type),
+        column(lambda r: (_utc(r.ts) - _EPOCH) // _MICROSECOND, pa.int64()).cast(
+            SCHEMA.field("ts").type
+        ),
         column(lambda r: str(r.model), pa.string()),
         column(lambda r: str(r.version), pa.string()),
         features,
