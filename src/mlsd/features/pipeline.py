@@ -16,7 +16,7 @@ from typing import Final
 import duckdb
 
 from mlsd.data import schema
-from mlsd.errors import NotFoundError, ValidationError
+from mlsd.errors import IntegrityError, NotFoundError, ValidationError
 from mlsd.features.definitions import FeatureView
 
 DAY_US: Final = 86_400_000_000
@@ -142,8 +142,14 @@ def write_offline(
     """Compute one batch view and write its offline Parquet table; the row count."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    sql = offline_sql(view, source, created_us, has_ties(con, view, source))
-    con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+    try:
+        sql = offline_sql(view, source, created_us, has_ties(con, view, source))
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+    except duckdb.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise IntegrityError(
+            f"cannot compute view {view.name!r} from the dataset: {exc}", field="dataset_dir"
+        ) from exc
     tmp.replace(out)
     row = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()
     return int(row[0]) if row else 0

@@ -165,12 +165,12 @@ class FeatureStore:
             if view.kind == "request":
                 continue
             folder = self.offline.folder(view.name, view.version)
-            for old in folder.glob("part-*.parquet"):  # a build replaces the batch table
-                if "push" not in old.name:
-                    old.unlink()
+            old = [p for p in folder.glob("part-*.parquet") if "push" not in p.name]
             out = folder / f"part-{created_us}.parquet"
             report.rows[view.name] = write_offline(con, view, source, created_us, out)
             report.versions[view.name] = view.version
+            for part in old:  # the new table replaces the old one only once it is written
+                part.unlink()
         con.close()
         report.seconds = time.perf_counter() - started
         return report

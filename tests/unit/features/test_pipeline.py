@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlsd.data import schema
-from mlsd.errors import NotFoundError
+from mlsd.errors import IntegrityError, NotFoundError
 from mlsd.features import HANDBOOK_FEATURES
 from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
 from mlsd.features.pipeline import compute_view_frame
@@ -68,3 +68,21 @@ def test_missing_dataset_is_a_clear_error(store: FeatureStore, tmp_path: Path) -
     with pytest.raises(NotFoundError) as info:
         store.build(tmp_path / "nowhere")
     assert info.value.field == "dataset_dir"
+
+
+def test_rebuild_replaces_the_table_and_a_failed_build_keeps_it(
+    built: FeatureStore, dataset: Path, tmp_path: Path
+) -> None:
+    req = next(r for r in built.batch_requests() if r.view.name == "terminal_risk")
+    first = built.offline.parts("terminal_risk", req.version)
+    built.build(dataset)
+    second = built.offline.parts("terminal_risk", req.version)
+    assert len(second) == 1
+    assert second != first
+    broken = tmp_path / "broken"
+    (broken / "transactions").mkdir(parents=True)
+    (broken / "transactions" / "2018-04-01.parquet").write_bytes(b"not parquet")
+    with pytest.raises(IntegrityError, match=r"cannot compute view") as info:
+        built.build(broken)
+    assert info.value.field == "dataset_dir"
+    assert built.offline.parts("terminal_risk", req.version) == second
