@@ -20,6 +20,7 @@ from mlsd.data import schema
 from mlsd.errors import UnavailableError
 from mlsd.serving.breaker import CircuitBreaker
 from mlsd.serving.cache import PredictionCache, hash_rows
+from mlsd.serving.coalescer import Coalescer
 from mlsd.serving.endpoint import Endpoint, Prediction
 from mlsd.serving.host import LoadedModel
 from mlsd.serving.metrics import ServingMetrics
@@ -91,18 +92,28 @@ class Scorer:
         self.fail_when_degraded = fail_when_degraded
         self.on_scored = on_scored
         self._layouts: dict[tuple[str, ...], _Layout] = {}
+        self._coalescers: dict[
+            tuple[str, ...], Coalescer[dict[str, Any], tuple[np.ndarray, dict[str, str]]]
+        ] = {}
         self._lookup_ok = metrics.feature_latency.labels("ok")
         self._breaker_was_open = False
 
-    def _lookup(
-        self, txs: Sequence[Transaction], stored: list[str]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
-        n = len(txs)
-        if not stored:
-            return np.empty((n, 0), dtype=np.float32), [{} for _ in txs], False
-        if self.features is None:
-            return self._missing(n, stored, "missing"), [], False
-        requests = [
+    def _fetch(
+        self, requests: list[dict[str, Any]], stored: list[str]
+    ) -> list[tuple[np.ndarray, dict[str, str]]]:
+        """One store round trip (through the breaker): (row, status) per request."""
+        if self.features is None:  # pragma: no cover - callers check first
+            raise UnavailableError("no feature store")
+        if self.breaker is not None:
+            found = self.breaker.call(self.features.online_vectors, requests, stored)
+        else:
+            found = self.features.online_vectors(requests, stored)
+        values = np.asarray(found.values, dtype=np.float32).reshape(len(requests), len(stored))
+        return list(zip(values, found.status, strict=True))
+
+    @staticmethod
+    def _requests(txs: Sequence[Transaction]) -> list[dict[str, Any]]:
+        return [
             {
                 schema.CUSTOMER_ID: tx.customer_id,
                 schema.TERMINAL_ID: tx.terminal_id,
@@ -110,28 +121,60 @@ class Scorer:
             }
             for tx in txs
         ]
+
+    def _lookup(
+        self, txs: Sequence[Transaction], stored: list[str]
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+        """Stored features now, in the calling thread (async jobs)."""
+        n = len(txs)
+        if not stored or self.features is None:
+            return self._missing(n, stored), [], False
         started = time.perf_counter()
         try:
-            if self.breaker is not None:
-                found = self.breaker.call(self.features.online_vectors, requests, stored)
-            else:
-                found = self.features.online_vectors(requests, stored)
+            rows = self._fetch(self._requests(txs), stored)
         except UnavailableError:
-            self.metrics.feature_latency.labels("unavailable").observe(
-                time.perf_counter() - started
-            )
-            self._breaker_gauge(failed=True)
-            if self.fail_when_degraded:
-                raise
-            self.metrics.degraded.labels("online_store").inc()
-            return self._missing(n, stored, "unavailable"), [], True
+            return self._degrade(n, stored, started)
+        return self._found(rows, stored, started)
+
+    async def _lookup_async(
+        self, txs: Sequence[Transaction], stored: list[str]
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+        """Stored features, in one store call shared with concurrent requests."""
+        n = len(txs)
+        if not stored or self.features is None:
+            return self._missing(n, stored), [], False
+        key = tuple(stored)
+        coalescer = self._coalescers.get(key)
+        if coalescer is None:
+            coalescer = Coalescer(lambda reqs: self._fetch(reqs, stored))
+            self._coalescers[key] = coalescer
+        started = time.perf_counter()
+        try:
+            rows = await coalescer.submit(self._requests(txs))
+        except UnavailableError:
+            return self._degrade(n, stored, started)
+        return self._found(rows, stored, started)
+
+    def _found(
+        self, rows: list[tuple[np.ndarray, dict[str, str]]], stored: list[str], started: float
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
         self._lookup_ok.observe(time.perf_counter() - started)
         self._breaker_gauge(failed=False)
-        values = np.asarray(found.values, dtype=np.float32).reshape(n, len(stored))
-        return values, list(found.status), False
+        values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
+        return values, [status for _, status in rows], False
+
+    def _degrade(
+        self, n: int, stored: list[str], started: float
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+        self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)
+        self._breaker_gauge(failed=True)
+        if self.fail_when_degraded:
+            raise UnavailableError("the online feature store is unavailable", field="features")
+        self.metrics.degraded.labels("online_store").inc()
+        return self._missing(n, stored), [], True
 
     @staticmethod
-    def _missing(n: int, stored: list[str], status: str) -> np.ndarray:
+    def _missing(n: int, stored: list[str]) -> np.ndarray:
         return np.full((n, len(stored)), np.nan, dtype=np.float32)
 
     def _breaker_gauge(self, failed: bool) -> None:
@@ -153,7 +196,23 @@ class Scorer:
     ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
         """The (n, k) feature matrix in `names` order, a status per feature, degraded flag."""
         layout = self._layout(tuple(names))
-        found, found_status, degraded = self._lookup(txs, layout.stored)
+        return self._assemble(txs, layout, *self._lookup(txs, layout.stored))
+
+    async def build_async(
+        self, txs: Sequence[Transaction], names: Sequence[str]
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+        """`build`, the store call shared with concurrent requests."""
+        layout = self._layout(tuple(names))
+        return self._assemble(txs, layout, *await self._lookup_async(txs, layout.stored))
+
+    @staticmethod
+    def _assemble(
+        txs: Sequence[Transaction],
+        layout: _Layout,
+        found: np.ndarray,
+        found_status: list[dict[str, str]],
+        degraded: bool,
+    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
         values = np.empty((len(txs), len(layout.names)), dtype=np.float32)
         if layout.stored:
             values[:, layout.stored_columns] = found
@@ -201,10 +260,10 @@ class Scorer:
         """Score transactions; raises UnavailableError only in fail-when-degraded mode."""
         started = time.perf_counter()
         model = self.endpoint.current()
-        values, statuses, degraded = self.build(txs, model.feature_names)
+        values, statuses, degraded = await self.build_async(txs, model.feature_names)
         prediction, cached = await self._predict(values, model)
         if prediction.model.feature_names != model.feature_names:  # new version, new features
-            values, statuses, degraded = self.build(txs, prediction.model.feature_names)
+            values, statuses, degraded = await self.build_async(txs, prediction.model.feature_names)
             prediction = await self.endpoint.predict(values)
             cached = np.zeros(len(txs), dtype=bool)
         used = prediction.model
