@@ -53,7 +53,13 @@ def source_sql(glob: str) -> str:
 
 
 def has_ties(con: duckdb.DuckDBPyConnection, view: FeatureView, source: str) -> bool:
-    """Whether an entity of the view has two transactions at the same time."""
+    """Whether the tie correction is needed: an entity with two transactions at one time.
+
+    Never for delayed (terminal) views: their windows end before t, so transactions
+    sharing a time get identical values and need no correction (nor deduplication).
+    """
+    if view.kind == "terminal_risk":
+        return False
     key = view.entity.join_key if view.entity else ""
     row = con.execute(
         f"SELECT EXISTS (SELECT 1 FROM ({source}) GROUP BY {key}, {schema.TX_DATETIME} "
