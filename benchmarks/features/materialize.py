@@ -52,7 +52,7 @@ def main() -> None:
     from mlsd.features.store import FeatureStore
     from mlsd.settings import Settings
 
-    console = Console()
+    console = Console(width=120)
     results = []
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console) as bar:
         tmp = Path(tmp_name)

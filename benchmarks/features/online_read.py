@@ -73,7 +73,7 @@ def main() -> None:
     from mlsd.features.store import FeatureStore
     from mlsd.settings import Settings
 
-    console = Console()
+    console = Console(width=120)
     rows: list[tuple[str, int, float, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console) as bar:
         tmp = Path(tmp_name)

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--subset-terminals", type=int, default=1000)
     parser.add_argument("--dataset", type=Path, default=None, help="reuse a dataset folder")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console) as bar:
         tmp = Path(tmp_name)
         task = bar.add_task("simulating the handbook dataset", total=None)

@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1 M x 10 M")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=120)
     with tempfile.TemporaryDirectory() as tmp_name, Progress(console=console) as bar:
         tmp = Path(tmp_name)
         task = bar.add_task("writing 10 M feature rows", total=None)
