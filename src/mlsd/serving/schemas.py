@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -18,10 +18,21 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 EntityId = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _aware(value: datetime) -> datetime:
+    """A timezone-aware time between 1970 and 2200, as UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp needs a timezone (e.g. a trailing Z)")
-    return value
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = EARLIEST - timedelta(days=1) if value.year < 2000 else LATEST
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("timestamp must be between 1970 and 2200")
+    return utc
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
