@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from contextlib import ExitStack
 from dataclasses import asdict
@@ -26,6 +27,7 @@ HTTP_BATCHING = ((1, -1.0), (64, 0.0), (64, 1.0), (64, 2.0), (256, 5.0))
 
 
 def _median_run(runs: list[dict[str, float]], key: str) -> dict[str, float]:
+    runs = [r for r in runs if not math.isnan(r[key])] or runs  # a run that completed nothing
     mid = statistics.median(r[key] for r in runs)
     return min(runs, key=lambda r: abs(r[key] - mid))
 
@@ -56,7 +58,7 @@ def http_benchmarks(
                 serve(factory, {**env, **extra}, cpu=server_cpu, ready_path=ready)
             )
             urls[name] = base + "/v1/score"
-            wrk(urls[name], script, 1, connections, client_cpu)  # warm up
+            wrk(urls[name], script, 2, connections, client_cpu)  # warm up
             progress.advance(task)
         task = progress.add_task("max rate (wrk)", total=repeats * len(SERVERS))
         for _ in range(repeats):
@@ -110,7 +112,7 @@ def http_batching(
             ready = "/v2/health/ready"
             base = stack.enter_context(serve("mlsd_app", env, cpu=server_cpu, ready_path=ready))
             urls[(size, delay)] = base + "/v1/score"
-            wrk(urls[(size, delay)], script, 1, connections, client_cpu)
+            wrk(urls[(size, delay)], script, 2, connections, client_cpu)  # warm up
             progress.advance(task)
         task = progress.add_task("HTTP batching curve", total=repeats * len(HTTP_BATCHING))
         for _ in range(repeats):

@@ -8,6 +8,7 @@ latency (no coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import shutil
 import subprocess
@@ -45,8 +46,15 @@ class WrkResult:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if match is None:
+        return math.nan
+    return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+
+
+def _find(pattern: str, out: str) -> str | None:
+    match = re.search(pattern, out)
+    return match.group(1) if match else None
 
 
 def write_wrk_script(folder: Path, customers: int, terminals: int, path: str = "/v1/score") -> Path:
@@ -76,14 +84,13 @@ def wrk(url: str, script: Path, seconds: float, connections: int, cpu: int | Non
     if cpu is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
-    errors = (int(bad.group(1)) if bad else 0) + (
-        int(socket_errors.group(1)) if socket_errors else 0
-    )
+    # a run that completed nothing prints no latency lines: NaN, not a crash
+    rps = float(_find(r"Requests/sec:\s+([\d.]+)", out) or "nan")
+    p50 = _ms(_find(r"50%\s+(\S+)", out) or "")
+    p99 = _ms(_find(r"99%\s+(\S+)", out) or "")
+    bad = _find(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    timeouts = _find(r"Socket errors:.*?timeout (\d+)", out)
+    errors = int(bad or 0) + int(timeouts or 0)
     return WrkResult(rps, p50, p99, errors)
 
 
