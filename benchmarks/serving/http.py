@@ -65,7 +65,7 @@ def http_benchmarks(
             for name, url in urls.items():
                 max_runs[name].append(asdict(wrk(url, script, seconds, connections, client_cpu)))
                 progress.advance(task)
-        max_rps = {n: statistics.median(r["rps"] for r in runs) for n, runs in max_runs.items()}
+        max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in SERVERS}
         rates["mlsd_no_log"] = rates["mlsd"]  # same load as mlsd: the log's cost at equal rate
         task = progress.add_task("half rate (open loop)", total=repeats * len(SERVERS))
