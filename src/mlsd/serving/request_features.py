@@ -8,14 +8,12 @@ UTC). Kept here, vectorised over a request, so scoring needs no round trip for t
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
 from typing import Final
 
 from mlsd.serving.schemas import Transaction
 
 REQUEST_FEATURES: Final[dict[str, Callable[[Transaction], float]]] = {
     "TX_AMOUNT": lambda tx: float(tx.amount),
-    "TX_DURING_WEEKEND": lambda tx: float(tx.timestamp.astimezone(UTC).weekday() >= 5),
-    "TX_DURING_NIGHT": lambda tx: float(tx.timestamp.astimezone(UTC).hour <= 6),
+    "TX_DURING_WEEKEND": lambda tx: float(tx.timestamp.weekday() >= 5),  # already UTC
+    "TX_DURING_NIGHT": lambda tx: float(tx.timestamp.hour <= 6),
 }
-
