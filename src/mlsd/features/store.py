@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from mlsd.data import schema
-from mlsd.errors import ConfigError, NotFoundError, ValidationError
+from mlsd.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from mlsd.features import materialize as mat
 from mlsd.features.consistency import ParityReport, SkewReport, replay_parity, skew_report
 from mlsd.features.definitions import FeatureView
@@ -140,12 +140,24 @@ class FeatureStore:
         """Group feature names by the view (and version) that defines them."""
         if not self._views:
             raise NotFoundError("no feature views applied yet; run `features apply`", field="view")
+        for name in versions or {}:
+            if name not in self._views:
+                raise NotFoundError(f"unknown feature view {name!r}", field="versions")
         views = [self._view(n, (versions or {}).get(n)) for n in self._views]
-        owner = {f: v for v in views for f in v.features}
+        owners: dict[str, list[FeatureView]] = {}
+        for view in views:
+            for feat in view.features:
+                owners.setdefault(feat, []).append(view)
+        owner = {f: vs[0] for f, vs in owners.items()}
         grouped: dict[str, list[str]] = {}
         for feat in features:
             if feat not in owner:
                 raise NotFoundError(f"unknown feature {feat!r}", field="features")
+            if len(owners[feat]) > 1:
+                names = ", ".join(v.name for v in owners[feat])
+                raise ConflictError(
+                    f"feature {feat!r} is defined by views {names}", field="features"
+                )
             grouped.setdefault(owner[feat].name, []).append(feat)
         by_name = {v.name: v for v in views}
         return [ViewRequest(by_name[n], by_name[n].version, tuple(fs)) for n, fs in grouped.items()]

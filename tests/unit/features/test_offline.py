@@ -114,3 +114,17 @@ def test_entity_frame_errors_name_the_problem(probe: FeatureStore) -> None:
 def test_unbuilt_view_is_not_found(store: FeatureStore) -> None:
     with pytest.raises(NotFoundError, match="features build"):
         store.get_training_set(_entities((1, T0)), ["CUSTOMER_ID_NB_TX_1DAY_WINDOW"])
+
+
+def test_ambiguous_feature_and_unknown_pinned_view(probe: FeatureStore) -> None:
+    from dataclasses import replace
+
+    from mlsd.errors import ConflictError
+
+    probe.apply([replace(VIEW, name="probe_twin")])
+    with pytest.raises(ConflictError, match="probe, probe_twin") as info:
+        probe.get_training_set(_entities((1, T0)), ["F1"])
+    assert info.value.field == "features"
+    with pytest.raises(NotFoundError) as info:
+        probe.online_vectors([], ["TX_AMOUNT"], versions={"nope": "x"})
+    assert info.value.field == "versions"
