@@ -123,6 +123,11 @@ class FeatureStore:
         self._refresh()
         return out
 
+    def refresh(self) -> dict[str, str]:
+        """Re-read the current versions from the registry (another process applied)."""
+        self._refresh()
+        return self.view_versions()
+
     def view_versions(self) -> dict[str, str]:
         """The versions currently served, by view name."""
         return {name: view.version for name, view in self._views.items()}

@@ -133,3 +133,12 @@ def test_old_version_stays_servable(built: FeatureStore, transactions: pd.DataFr
     ents = transactions.tail(5)
     train = built.get_training_set(ents, feats, versions={"customer_spending": v1})
     assert train[feats[0]].notna().all()
+
+
+def test_another_process_apply_is_seen_after_refresh(store: FeatureStore) -> None:
+    other = FeatureStore.open(store.settings, online_prefix=store.online_prefix)
+    v2 = replace(CUSTOMER_VIEW, ttl=timedelta(days=2))
+    other.apply([v2])
+    other.close()
+    assert store.view_versions()["customer_spending"] == CUSTOMER_VIEW.version
+    assert store.refresh()["customer_spending"] == v2.version
