@@ -68,3 +68,24 @@ def test_unknown_names_and_versions(registry: DefinitionRegistry) -> None:
     with pytest.raises(NotFoundError) as info:
         registry.get("customer_spending", "deadbeef")
     assert info.value.field == "version"
+
+
+def test_sqlite_registry_is_usable_and_closable_from_another_thread(tmp_path: Path) -> None:
+    """A server opens the registry on one thread and closes it on another."""
+    import threading
+
+    registry = SqliteDefinitionRegistry(tmp_path / "defs.db")
+    registry.apply([CUSTOMER_VIEW])
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            assert registry.current() == {CUSTOMER_VIEW.name: CUSTOMER_VIEW.version}
+            registry.close()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assert below
+            errors.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert errors == []
