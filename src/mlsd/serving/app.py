@@ -88,7 +88,6 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
     host = ModelHost(
         Registry.open(settings),
         served_views=served,
-        on_load=lambda m, s: metrics.model_load_seconds.labels(m.name).observe(s),
     )
     service = Service(
         settings,

@@ -135,7 +135,9 @@ class ModelHost:
         self._served_views = served_views
         self.poll_interval_s = poll_interval_s
         self._warmup_batches = warmup_batches
-        self._on_load = on_load
+        self._load_listeners: list[Callable[[LoadedModel, float], None]] = (
+            [on_load] if on_load is not None else []
+        )
         self._swap_listeners: list[Callable[[LoadedModel | None, LoadedModel], None]] = []
         self._versions: dict[tuple[str, int], LoadedModel] = {}
         self._aliases: dict[tuple[str, str], LoadedModel] = {}
@@ -173,8 +175,8 @@ class ModelHost:
             )
         model = LoadedModel(name, version, names, runtime, _threshold(mv), views)
         self._warm(model)
-        if self._on_load is not None:
-            self._on_load(model, time.perf_counter() - started)
+        for listener in self._load_listeners:
+            listener(model, time.perf_counter() - started)
         return model
 
     def _lightgbm(self, mv: Any, n_features: int) -> LightGBMRuntime:
@@ -280,6 +282,10 @@ class ModelHost:
         return bool(self._versions)
 
     # -- alias following ----------------------------------------------------------------------
+
+    def on_load(self, listener: Callable[[LoadedModel, float], None]) -> None:
+        """Call `listener(model, seconds)` after each version is loaded and warmed."""
+        self._load_listeners.append(listener)
 
     def on_swap(self, listener: Callable[[LoadedModel | None, LoadedModel], None]) -> None:
         """Call `listener(old, new)` whenever an alias switches version."""

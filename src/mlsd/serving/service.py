@@ -79,11 +79,15 @@ class Service:
         self.started_at = datetime.now(UTC)
         self.owned: list[Any] = []  # backends opened for this service, closed with it
         host.on_swap(self._swapped)
+        host.on_load(self._loaded)
 
     # -- wiring -------------------------------------------------------------------------------
 
+    def _loaded(self, model: LoadedModel, seconds: float) -> None:
+        self.metrics.model_loads.labels(model.name, str(model.version)).inc()
+        self.metrics.model_load_seconds.labels(model.name).observe(seconds)
+
     def _swapped(self, old: LoadedModel | None, new: LoadedModel) -> None:
-        self.metrics.model_loads.labels(new.name, str(new.version)).inc()
         self.metrics.loaded_models.set(len(self.host.models()))
         if old is not None:
             self.metrics.model_switches.labels(new.name).inc()

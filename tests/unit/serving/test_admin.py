@@ -25,6 +25,7 @@ def test_load_a_pinned_version_then_unload_it(admin: Any) -> None:
     assert loaded.status_code == 200, loaded.text
     assert (loaded.json()["version"], loaded.json()["aliases"]) == (2, [])
     assert admin.get("/v2/models/fraud/versions/2/ready").status_code == 200
+    assert 'mlsd_model_loads_total{model="fraud",version="2"} 1.0' in admin.get("/metrics").text
     left = admin.post("/admin/models/unload", json={"model": "fraud/2"}, headers=ADMIN).json()
     assert [m["version"] for m in left] == [1]
     assert admin.get("/v2/models/fraud/versions/2/ready").status_code == 404
