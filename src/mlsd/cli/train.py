@@ -124,7 +124,7 @@ def train(
 def _register(result: TrainResult, name: str, promote: bool, console: Console) -> None:
     from mlsd.errors import GateRejectedError
     from mlsd.registry import Registry
-    from mlsd.training.demo import default_gate
+    from mlsd.registry.gate import default_gate
     from mlsd.training.pipeline import register_result
 
     registry = Registry.open()

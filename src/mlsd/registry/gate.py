@@ -141,12 +141,13 @@ class GateDecision(BaseModel):
 
 
 def default_gate() -> PromotionGate:
-    """The gate `mlsd registry promote` uses unless told otherwise.
+    """The one champion gate of mlsd (`mlsd registry promote`, `mlsd train --promote`, the demo).
 
-    The candidate may not fall below the champion by more than 0.005 AUC ROC,
-    0.01 average precision or 0.01 Card Precision@100 (the training package's
-    metric names); there is no absolute floor.
+    The candidate must beat chance (AUC ROC >= 0.5) and may not fall below the champion
+    by more than 0.005 AUC ROC, 0.01 average precision or 0.01 Card Precision@100 (the
+    training package's metric names).
     """
     return PromotionGate(
-        max_regression={"auc_roc": 0.005, "average_precision": 0.01, "card_precision_at_100": 0.01}
+        min_metrics={"auc_roc": 0.5},
+        max_regression={"auc_roc": 0.005, "average_precision": 0.01, "card_precision_at_100": 0.01},
     )

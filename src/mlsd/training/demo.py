@@ -30,24 +30,11 @@ QUICK_GRIDS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-MAX_REGRESSION = {"auc_roc": 0.02, "average_precision": 0.05}
-
-
 def default_gate() -> PromotionGate:
-    """The champion gate of `mlsd train --promote`: better than chance, small regressions."""
-    from mlsd.registry import PromotionGate
+    """The champion gate: mlsd has one, `mlsd.registry.gate.default_gate`."""
+    from mlsd.registry.gate import default_gate as registry_gate
 
-    return PromotionGate(min_metrics={"auc_roc": 0.5}, max_regression=MAX_REGRESSION)
-
-
-def demo_gate() -> PromotionGate:
-    """The demo's gate: regressions only, so the first model always becomes champion.
-
-    A small demo dataset has a few dozen test frauds, so its test metrics are noisy.
-    """
-    from mlsd.registry import PromotionGate
-
-    return PromotionGate(max_regression=MAX_REGRESSION)
+    return registry_gate()
 
 
 def quick_train(
@@ -99,7 +86,7 @@ def demo_step(
             registry.promote(
                 "fraud",
                 mv.version,
-                gate=demo_gate(),
+                gate=default_gate(),
                 actor="mlsd-demo",
                 reason="demo: best validation score",
             )
