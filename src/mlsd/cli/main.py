@@ -41,18 +41,12 @@ def _root(
 
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
-    from mlsd.cli import demo, simulate
+    from mlsd.cli import demo, features, registry, serve, simulate, train
 
     app.command("simulate")(simulate.simulate)
-    app.command("demo")(demo.demo)
-    for name in ("features", "train", "registry", "serve"):
-        try:
-            module = __import__(f"mlsd.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mlsd.cli.{name}":
-                raise
-            continue
+    for module in (features, train, registry, serve):
         module.register(app)
+    app.command("demo")(demo.demo)
 
 
 _register()
