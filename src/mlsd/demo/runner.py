@@ -22,7 +22,7 @@ DATASET = "datasets/demo"
 # Big enough for steady test metrics (about 290,000 transactions and 2,300 frauds; at 500
 # customers and 60 days the test block holds 16-42 frauds and AUC swings 0.43-0.94 by seed),
 # small enough that simulate + features + train take about 20 s on 2 cores.
-DEMO_WORLD = {"n_customers": 1500, "n_terminals": 3000, "n_days": 100}
+DEMO_CUSTOMERS, DEMO_TERMINALS, DEMO_DAYS = 1500, 3000, 100
 
 
 def _stage(title: str, step: Callable[[], Any]) -> Any:
@@ -51,7 +51,12 @@ def _simulate(settings: Settings) -> Path:
     from mlsd.data.demo import demo_step
 
     out = settings.path(DATASET)
-    summary = _stage("simulate transactions", lambda: demo_step(out, **DEMO_WORLD))
+    summary = _stage(
+        "simulate transactions",
+        lambda: demo_step(
+            out, n_customers=DEMO_CUSTOMERS, n_terminals=DEMO_TERMINALS, n_days=DEMO_DAYS
+        ),
+    )
     console.print(
         _table(
             "simulated data",
