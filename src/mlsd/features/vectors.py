@@ -6,6 +6,7 @@ online read for all rows and fills a float32 matrix in the order asked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,12 @@ def to_us(value: Any, name: str = schema.TX_DATETIME) -> int:
     return (when - _EPOCH) // _US
 
 
+#: Up to this many rows, `request_values` fills plain Python rows (no numpy fancy indexing):
+#: a scoring request is one row (or a few coalesced ones), and numpy's per-call overhead
+#: (fancy indexing, stacking) costs more than the work itself below a few dozen rows.
+SMALL_BATCH = 32
+
+
 def request_values(
     plan: VectorPlan,
     online: OnlineStore,
@@ -101,20 +108,21 @@ def request_values(
     fill: float,
 ) -> OnlineVectors:
     """Fill the feature matrix of `requests` with one online read."""
+    if len(requests) <= SMALL_BATCH:
+        return small_values(plan, online, requests, fill)
+    return dense_values(plan, online, requests, fill)
+
+
+def dense_values(
+    plan: VectorPlan,
+    online: OnlineStore,
+    requests: Sequence[Mapping[str, Any]],
+    fill: float,
+) -> OnlineVectors:
+    """`request_values` vectorised with numpy: the path for batches."""
+    times, lookups = _lookups(plan, requests)
     n, nv = len(requests), len(plan.views)
     values = np.full((n, len(plan.features)), fill, dtype=np.float32)
-    times: list[int] = []
-    lookups: list[Lookup] = []
-    for req in requests:
-        if schema.TX_DATETIME not in req:
-            raise ValidationError("request needs TX_DATETIME", field=schema.TX_DATETIME)
-        times.append(to_us(req[schema.TX_DATETIME]))
-        for slot in plan.views:
-            try:
-                lookups.append((slot.name, slot.version, int(req[slot.key])))
-            except (KeyError, TypeError, ValueError) as exc:
-                message = f"request needs an integer {slot.key}"
-                raise ValidationError(message, field=slot.key) from exc
     status: list[dict[str, str]] = [{} for _ in range(n)]
     if plan.request:
         _fill_request(plan, requests, np.array(times, dtype=np.int64), values, status)
@@ -138,6 +146,79 @@ def request_values(
         if rows:
             values[np.ix_(rows, outs)] = np.stack(found)[:, stored]
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
+
+
+def _lookups(
+    plan: VectorPlan, requests: Sequence[Mapping[str, Any]]
+) -> tuple[list[int], list[Lookup]]:
+    """Validated request times (µs) and the online lookups, view by view within a row."""
+    times: list[int] = []
+    lookups: list[Lookup] = []
+    for req in requests:
+        if schema.TX_DATETIME not in req:
+            raise ValidationError("request needs TX_DATETIME", field=schema.TX_DATETIME)
+        times.append(to_us(req[schema.TX_DATETIME]))
+        for slot in plan.views:
+            try:
+                lookups.append((slot.name, slot.version, int(req[slot.key])))
+            except (KeyError, TypeError, ValueError) as exc:
+                message = f"request needs an integer {slot.key}"
+                raise ValidationError(message, field=slot.key) from exc
+    return times, lookups
+
+
+def small_values(
+    plan: VectorPlan,
+    online: OnlineStore,
+    requests: Sequence[Mapping[str, Any]],
+    fill: float,
+) -> OnlineVectors:
+    """`request_values` for a few rows: the same values and statuses, in plain Python."""
+    times, lookups = _lookups(plan, requests)
+    width = len(plan.features)
+    rows = [[fill] * width for _ in requests]
+    status: list[dict[str, str]] = [{} for _ in requests]
+    if plan.request:
+        amounts = _amounts(plan, requests)
+        names = [feat for _, feat in plan.request]
+        for row, st, now, amount in zip(rows, status, times, amounts, strict=True):
+            days = now // DAY_US
+            weekend = 1.0 if (days + 3) % 7 >= 5 else 0.0
+            night = 1.0 if (now - days * DAY_US) // HOUR_US <= 6 else 0.0
+            for col, feat in plan.request:
+                if feat == schema.TX_AMOUNT:
+                    row[col] = amount
+                else:
+                    row[col] = weekend if feat == "TX_DURING_WEEKEND" else night
+            st.update(dict.fromkeys(names, PRESENT))
+    records = online.read(lookups) if lookups else []
+    nv = len(plan.views)
+    for j, slot in enumerate(plan.views):
+        names = [c[2] for c in slot.columns]
+        for i, now in enumerate(times):
+            rec = records[i * nv + j]
+            if rec is None:
+                state = MISSING
+            elif now - rec.event_us > slot.ttl_us:
+                state = EXPIRED
+            else:
+                state = PRESENT
+                got, row = rec.values.tolist(), rows[i]
+                for out, stored, _ in slot.columns:
+                    row[out] = got[stored]
+            status[i].update(dict.fromkeys(names, state))
+    values = np.array(rows, dtype=np.float32).reshape(len(rows), width)
+    return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
+
+
+def _amounts(plan: VectorPlan, requests: Sequence[Mapping[str, Any]]) -> list[float]:
+    """TX_AMOUNT of every request as a float (NaN placeholders when the plan has none)."""
+    if not any(feat == schema.TX_AMOUNT for _, feat in plan.request):
+        return [math.nan] * len(requests)
+    try:
+        return [float(req[schema.TX_AMOUNT]) for req in requests]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValidationError("request needs a numeric TX_AMOUNT", field="TX_AMOUNT") from exc
 
 
 def _fill_request(

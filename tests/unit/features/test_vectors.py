@@ -1,0 +1,119 @@
+"""The small-batch fast path of online vectors agrees exactly with the vectorised path."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.errors import ValidationError
+from mlsd.features import HANDBOOK_FEATURES
+from mlsd.features.store import FeatureStore
+from mlsd.features.vectors import (
+    SMALL_BATCH,
+    OnlineVectors,
+    VectorPlan,
+    dense_values,
+    request_values,
+    small_values,
+)
+
+
+def _same(a: OnlineVectors, b: OnlineVectors) -> None:
+    assert a.features == b.features
+    assert a.values.dtype == b.values.dtype == np.float32
+    assert a.values.shape == b.values.shape
+    # bit for bit, NaN included
+    assert a.values.tobytes() == b.values.tobytes()
+    assert a.status == b.status
+    assert [list(s) for s in a.status] == [list(s) for s in b.status]  # same key order
+    assert a.view_versions == b.view_versions
+
+
+def test_fast_path_agrees_with_vectorised_path_on_random_requests(
+    built: FeatureStore, transactions: pd.DataFrame
+) -> None:
+    end = transactions["TX_DATETIME"].iloc[-1].to_pydatetime()
+    built.materialize(end=end)
+    rng = np.random.default_rng(11)
+    customers = transactions["CUSTOMER_ID"].unique()
+    terminals = transactions["TERMINAL_ID"].unique()
+    every = list(HANDBOOK_FEATURES)
+    statuses: set[str] = set()
+    for trial in range(60):
+        k = int(rng.integers(1, len(every) + 1))
+        features = [every[i] for i in rng.permutation(len(every))[:k]]
+        plan = VectorPlan.make(built.resolve(features), features)
+        n = int(rng.integers(0, SMALL_BATCH + 1))
+        reqs = []
+        for _ in range(n):
+            known = rng.random() < 0.7  # else an entity the store has never seen: missing
+            hours = float(rng.choice([-30.0, 0.5, 20.0, 24.0 * 40, 24.0 * 400]))  # expired
+            reqs.append(
+                {
+                    "CUSTOMER_ID": int(rng.choice(customers)) if known else 10_000_000,
+                    "TERMINAL_ID": int(rng.choice(terminals)) if rng.random() < 0.8 else -5,
+                    "TX_AMOUNT": float(rng.gamma(2.0, 40.0)),
+                    "TX_DATETIME": end + timedelta(hours=hours, seconds=int(rng.integers(0, 1e5))),
+                }
+            )
+        fill = math.nan if trial % 3 else -1.0
+        fast = small_values(plan, built.online, reqs, fill)
+        slow = dense_values(plan, built.online, reqs, fill)
+        _same(fast, slow)
+        _same(request_values(plan, built.online, reqs, fill), slow)
+        statuses |= {s for row in fast.status for s in row.values()}
+    assert statuses == {"present", "missing", "expired"}  # every case was exercised
+
+
+def test_store_uses_either_path_with_the_same_result(
+    built: FeatureStore, transactions: pd.DataFrame
+) -> None:
+    end = transactions["TX_DATETIME"].iloc[-1].to_pydatetime()
+    built.materialize(end=end)
+    sample = transactions.drop_duplicates("CUSTOMER_ID").head(SMALL_BATCH + 3)
+    reqs = [
+        {
+            "CUSTOMER_ID": int(tx["CUSTOMER_ID"]),
+            "TERMINAL_ID": int(tx["TERMINAL_ID"]),
+            "TX_AMOUNT": float(tx["TX_AMOUNT"]),
+            "TX_DATETIME": end + timedelta(hours=1),
+        }
+        for _, tx in sample.iterrows()
+    ]
+    feats = list(HANDBOOK_FEATURES)
+    batch = built.online_vectors(reqs, feats)  # above SMALL_BATCH: vectorised
+    for i, req in enumerate(reqs):
+        one = built.online_vectors([req], feats)  # fast path
+        assert one.values.tobytes() == batch.values[i : i + 1].tobytes()
+        assert one.status == [batch.status[i]]
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"TX_DATETIME": "2018-05-01T00:00:00"}, "TX_DATETIME"),
+        ({"TX_DATETIME": "yesterday"}, "TX_DATETIME"),
+        ({"CUSTOMER_ID": None}, "CUSTOMER_ID"),
+        ({"TERMINAL_ID": "x"}, "TERMINAL_ID"),
+        ({"TX_AMOUNT": "lots"}, "TX_AMOUNT"),
+    ],
+)
+def test_both_paths_reject_bad_requests_alike(
+    built: FeatureStore, bad: dict[str, object], field: str
+) -> None:
+    ok = {
+        "CUSTOMER_ID": 1,
+        "TERMINAL_ID": 2,
+        "TX_AMOUNT": 10.0,
+        "TX_DATETIME": "2018-05-01T00:00:00+00:00",
+    }
+    feats = list(HANDBOOK_FEATURES)
+    plan = VectorPlan.make(built.resolve(feats), feats)
+    for fn in (small_values, dense_values):
+        with pytest.raises(ValidationError) as err:
+            fn(plan, built.online, [ok, {**ok, **bad}], math.nan)
+        assert err.value.field == field
