@@ -86,8 +86,9 @@ def wrk(url: str, script: Path, seconds: float, connections: int, cpu: int | Non
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     # a run that completed nothing prints no latency lines: NaN, not a crash
     rps = float(_find(r"Requests/sec:\s+([\d.]+)", out) or "nan")
-    p50 = _ms(_find(r"50%\s+(\S+)", out) or "")
-    p99 = _ms(_find(r"99%\s+(\S+)", out) or "")
+    # the distribution lines only ("Latency ... 75.50%" in the stats line must not match)
+    p50 = _ms(_find(r"(?m)^\s+50%\s+(\S+)", out) or "")
+    p99 = _ms(_find(r"(?m)^\s+99%\s+(\S+)", out) or "")
     bad = _find(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     timeouts = _find(r"Socket errors:.*?timeout (\d+)", out)
     errors = int(bad or 0) + int(timeouts or 0)
