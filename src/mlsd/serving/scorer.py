@@ -69,6 +69,23 @@ class _Layout:
         self.missing = {**self.request_status, **dict.fromkeys(self.stored, "missing")}
         self.unavailable = {**self.request_status, **dict.fromkeys(self.stored, "unavailable")}
 
+    def fill(self, values: np.ndarray, txs: Sequence[Transaction], found: np.ndarray) -> None:
+        """Write stored (`found`, in `stored` order) and request-time features into `values`."""
+        if self.stored:
+            values[:, self.stored_columns] = found
+        if self.request:
+            values[:, self.request_columns] = [[fn(tx) for fn in self.request_fns] for tx in txs]
+
+    def one_row(self, tx: Transaction, found: np.ndarray) -> np.ndarray:
+        """`fill` for a single transaction, as (1, k) float32: the same values, bit for bit."""
+        row = [0.0] * len(self.names)
+        if self.stored:
+            for j, value in zip(self.stored_columns, found[0].tolist(), strict=True):
+                row[j] = value
+        for j, fn in zip(self.request_columns, self.request_fns, strict=True):
+            row[j] = fn(tx)
+        return np.array([row], dtype=np.float32)
+
 
 class Scorer:
     """Scores raw transactions with one endpoint."""
@@ -213,13 +230,11 @@ class Scorer:
         found_status: list[dict[str, str]],
         degraded: bool,
     ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
-        values = np.empty((len(txs), len(layout.names)), dtype=np.float32)
-        if layout.stored:
-            values[:, layout.stored_columns] = found
-        if layout.request:
-            values[:, layout.request_columns] = [
-                [fn(tx) for fn in layout.request_fns] for tx in txs
-            ]
+        if len(txs) == 1:  # the common request: one plain row, no numpy fancy indexing
+            values = layout.one_row(txs[0], found)
+        else:
+            values = np.empty((len(txs), len(layout.names)), dtype=np.float32)
+            layout.fill(values, txs, found)
         if degraded or not found_status:
             template = layout.unavailable if degraded else layout.missing
             return values, [template] * len(txs), degraded
