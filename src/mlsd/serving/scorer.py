@@ -18,6 +18,7 @@ import numpy as np
 
 from mlsd.data import schema
 from mlsd.errors import UnavailableError
+from mlsd.features import MISSING_VALUE
 from mlsd.serving.breaker import CircuitBreaker
 from mlsd.serving.cache import PredictionCache, hash_rows
 from mlsd.serving.coalescer import Coalescer
@@ -126,6 +127,8 @@ class Scorer:
         else:
             found = self.features.online_vectors(requests, stored)
         values = np.asarray(found.values, dtype=np.float32).reshape(len(requests), len(stored))
+        # Missing or expired stored values: what training filled them with, never NaN.
+        values = np.nan_to_num(values, nan=MISSING_VALUE)
         return list(zip(values, found.status, strict=True))
 
     @staticmethod
@@ -192,7 +195,7 @@ class Scorer:
 
     @staticmethod
     def _missing(n: int, stored: list[str]) -> np.ndarray:
-        return np.full((n, len(stored)), np.nan, dtype=np.float32)
+        return np.full((n, len(stored)), MISSING_VALUE, dtype=np.float32)
 
     def _breaker_gauge(self, failed: bool) -> None:
         if self.breaker is None or not (failed or self._breaker_was_open):

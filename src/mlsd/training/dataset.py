@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from mlsd.data import schema
 from mlsd.errors import NotFoundError, ValidationError
+from mlsd.features import MISSING_VALUE
 from mlsd.training.protocol import day_start
 
 ENTITY_COLUMNS = (
@@ -115,7 +116,7 @@ def training_frame(
     if len(frame) != len(entities):
         raise ValidationError("the feature store changed the number of rows", field="entity_df")
     frame = frame.sort_values(schema.TRANSACTION_ID, kind="stable").reset_index(drop=True)
-    frame[list(features)] = frame[list(features)].astype(np.float64).fillna(0.0)
+    frame[list(features)] = frame[list(features)].astype(np.float64).fillna(MISSING_VALUE)
     return frame
 
 
