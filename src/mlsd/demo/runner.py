@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,20 @@ def _train(settings: Settings, dataset: Path) -> None:
     console.print(_table("training (handbook protocol)", rows))
 
 
+def _registry(settings: Settings) -> None:
+    from mlsd.registry.demo import demo_step
+
+    console.print("[bold]model registry[/]: versions, champion lineage, alias history")
+    demo_step(settings, name="fraud", console=console)
+
+
+def _prediction_log(settings: Settings, since: datetime) -> None:
+    from mlsd.serving.predlog.demo import demo_step
+
+    report = demo_step(settings, since=since)
+    console.print(_table("prediction log (read back from storage)", report))
+
+
 def _serve(settings: Settings, seconds: float | None) -> None:
     from mlsd.serving.demo import demo_step
 
@@ -127,10 +142,13 @@ def run_demo(seconds: float | None = None, settings: Settings | None = None) -> 
     dataset = _simulate(settings)
     _features(settings, dataset)
     _train(settings, dataset)
+    _registry(settings)
+    serving_started = datetime.now(UTC)
     try:
         _serve(settings, seconds)
     except KeyboardInterrupt:
         console.print("stopped")
+    _prediction_log(settings, serving_started)
     console.print(f"\nEverything the demo wrote is under [bold]{settings.home.resolve()}[/]:")
     for child in sorted(settings.home.iterdir()):
         console.print(f"  {child.name}/" if child.is_dir() else f"  {child.name}")

@@ -22,7 +22,15 @@ def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    for stage in ("simulate transactions", "features", "train, register", "serving"):
+    stages = (
+        "simulate",
+        "features",
+        "train, register",
+        "alias history",
+        "serving",
+        "prediction log",
+    )
+    for stage in stages:
         assert stage in out
     assert "parity (online vs offline) │ 100.0%" in out
     for folder in ("datasets", "features", "registry", "predictions", "reports"):
