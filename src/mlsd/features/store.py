@@ -270,7 +270,7 @@ class FeatureStore:
         Missing and expired values are `fill`: NaN by default, like the offline training
         set (so a model sees the same input both ways); `status` tells which they were.
         """
-        key = (tuple(features), tuple(sorted((versions or {}).items())))
+        key = (tuple(features), tuple(sorted(versions.items())) if versions else ())
         plan = self._plans.get(key)
         if plan is None:
             plan = VectorPlan.make(self.resolve(features, versions), list(features))
