@@ -128,7 +128,9 @@ class Scorer:
             found = self.features.online_vectors(requests, stored)
         values = np.asarray(found.values, dtype=np.float32).reshape(len(requests), len(stored))
         # Missing or expired stored values: what training filled them with, never NaN.
-        values = np.nan_to_num(values, nan=MISSING_VALUE)
+        # (nan_to_num costs ~20 µs on one row, the finiteness check ~2 µs: the common case.)
+        if not np.isfinite(values).all():
+            values = np.nan_to_num(values, nan=MISSING_VALUE)
         return list(zip(values, found.status, strict=True))
 
     @staticmethod

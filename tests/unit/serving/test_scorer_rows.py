@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 
-from mlsd.features import HANDBOOK_FEATURES
+from mlsd.features import HANDBOOK_FEATURES, MISSING_VALUE
+from mlsd.serving.endpoint import Endpoint
+from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.schemas import Transaction
-from mlsd.serving.scorer import _Layout
+from mlsd.serving.scorer import Scorer, _Layout
 
 
 def test_one_row_equals_the_batched_fill_on_random_rows() -> None:
@@ -33,3 +38,29 @@ def test_one_row_equals_the_batched_fill_on_random_rows() -> None:
         assert one.dtype == np.float32
         assert one.shape == batched.shape
         assert one.tobytes() == batched.tobytes()
+
+
+class _Rows:
+    """A feature source answering fixed rows (the store's NaN for missing values)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def online_vectors(self, requests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> Any:
+        return SimpleNamespace(
+            values=self.values.copy(), status=[dict.fromkeys(features, "x") for _ in requests]
+        )
+
+
+def test_fetched_rows_fill_non_finite_values_like_nan_to_num() -> None:
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        values = rng.normal(size=(2, 4)).astype(np.float32)
+        if trial % 2:  # half the trials all finite (the fast path), half with holes
+            values[rng.random(values.shape) < 0.3] = rng.choice([np.nan, np.inf, -np.inf])
+        scorer = Scorer(cast(Endpoint, None), _Rows(values), ServingMetrics())
+        rows = scorer._fetch([{}, {}], ["a", "b", "c", "d"])
+        got = np.stack([row for row, _ in rows])
+        expected = np.nan_to_num(values, nan=MISSING_VALUE)
+        assert got.dtype == np.float32
+        assert got.tobytes() == expected.tobytes()
