@@ -1,12 +1,16 @@
 """The prediction log as Parquet files: `{root}/date=YYYY-MM-DD/part-*.parquet`.
 
 Each flush writes one file per UTC day it holds, to a hidden temporary name first
-and then renamed, so a reader never sees half a file.
+and then renamed, so a reader never sees half a file. A background thread merges
+the files of past days into one (`compact.py` explains how that stays crash-safe):
+at open, then every `compact_every_s`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +22,16 @@ import pyarrow.parquet as pq
 
 from mlsd.errors import UnavailableError
 from mlsd.serving.predlog.base import BufferedLog
+from mlsd.serving.predlog.compact import (
+    CompactionResult,
+    compact_before,
+    compact_day,
+    live_files,
+    read_live,
+)
 from mlsd.serving.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
+
+log = logging.getLogger(__name__)
 
 
 class ParquetPredictionLog(BufferedLog):
@@ -30,10 +43,45 @@ class ParquetPredictionLog(BufferedLog):
         flush_seconds: float = 1.0,
         flush_records: int = 5_000,
         max_buffered: int = 1_000_000,
+        compact_every_s: float | None = 3600.0,
     ) -> None:
+        if compact_every_s is not None and compact_every_s <= 0:
+            raise ValueError("compact_every_s must be > 0 (or None to turn compaction off)")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         super().__init__(flush_seconds, flush_records, max_buffered)
+        self.compact_every_s = compact_every_s
+        self._stop_compactor = threading.Event()
+        self._compactor: threading.Thread | None = None
+        if compact_every_s is not None:
+            self._compactor = threading.Thread(
+                target=self._compact_loop, name="ParquetPredictionLog-compactor", daemon=True
+            )
+            self._compactor.start()
+
+    def compact(self, day: date) -> CompactionResult:
+        """Merge the files of one UTC day into one file now (safe while writing and reading)."""
+        return compact_day(self.root, day)
+
+    def compact_past_days(self, today: date | None = None) -> list[CompactionResult]:
+        """Compact every day before `today` (UTC today by default)."""
+        return compact_before(self.root, today, stop=self._stop_compactor.is_set)
+
+    def files(self, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
+        """The live Parquet files holding the days of start..end: give these (not a glob of
+        the folder) to DuckDB or any outside reader."""
+        return live_files(self.root, *self._days(start, end))
+
+    def _compact_loop(self) -> None:
+        assert self.compact_every_s is not None
+        while not self._stop_compactor.is_set():
+            try:
+                self.compact_past_days()
+            except OSError as exc:
+                log.warning("prediction log compaction failed, will retry: %s", exc)
+            except Exception:  # the compactor must outlive any bug: log it loudly, keep going
+                log.exception("prediction log compaction crashed, will retry")
+            self._stop_compactor.wait(self.compact_every_s)
 
     def _write(self, records: list[PredictionRecord]) -> None:
         table = to_table(records)
@@ -57,24 +105,21 @@ class ParquetPredictionLog(BufferedLog):
     def _encode_one(self, record: PredictionRecord) -> object:
         return to_table([record])
 
-    def _files(self, start: datetime | None, end: datetime | None) -> list[Path]:
+    @staticmethod
+    def _days(start: datetime | None, end: datetime | None) -> tuple[date, date]:
         first = start.astimezone(UTC).date() if start else date.min
         last = end.astimezone(UTC).date() if end else date.max
-        files: list[Path] = []
-        for folder in sorted(self.root.glob("date=*")):
-            try:
-                day = date.fromisoformat(folder.name.removeprefix("date="))
-            except ValueError:
-                continue
-            if first <= day <= last:
-                files.extend(sorted(folder.glob("part-*.parquet")))
-        return files
+        return first, last
 
     def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        files = self._files(start, end)
-        if not files:
+        try:
+            table = read_live(self.root, *self._days(start, end))
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot read the prediction log under {self.root}: {exc}"
+            ) from exc
+        if table is None:
             return finish_frame(SCHEMA.empty_table().to_pandas())
-        table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
         if start is not None:
             table = table.filter(
                 pc.greater_equal(table["ts"], pa.scalar(start, SCHEMA.field("ts").type))
@@ -84,4 +129,7 @@ class ParquetPredictionLog(BufferedLog):
         return finish_frame(table.to_pandas())
 
     def _release(self) -> None:
-        return None
+        self._stop_compactor.set()
+        if self._compactor is not None:
+            self._compactor.join()
+            self._compactor = None
