@@ -4,10 +4,15 @@ Inputs: either one tensor `input` of shape [n, k] (or [k] for one row), or one
 tensor per feature, named by the signature, of shape [n] or [n, 1]. Output:
 `probabilities` FP32 [n, 2] (column 1 is the fraud probability), as the ONNX
 model itself returns.
+
+Every row scored is appended to the prediction log with `endpoint="v2"`, the
+input tensor's values as features, and request id `X-Request-ID` (else the body's
+`id`, else a fresh one), suffixed `:{row}` when the request has several rows.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import numpy as np
@@ -18,7 +23,7 @@ from mlsd import __version__
 from mlsd.errors import UnavailableError, ValidationError
 from mlsd.serving.endpoint import Endpoint, VersionEndpoint
 from mlsd.serving.host import LoadedModel
-from mlsd.serving.routes_v1 import ERRORS, service_of
+from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
 from mlsd.serving.runtimes import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.schemas import (
     InferenceRequest,
@@ -154,9 +159,18 @@ async def version_ready(request: Request, name: ModelName, version: Version) -> 
     return _ready(service_of(request), name, version)
 
 
+def _request_id(request: Request, body: InferenceRequest) -> str:
+    """The caller's `X-Request-ID`, else the body's V2 `id`, else a fresh id."""
+    if body.id and "x-request-id" not in request.headers:
+        return body.id
+    return request_id_of(request)
+
+
 async def _infer(
-    service: Service, name: str, version: str | None, body: InferenceRequest
+    request: Request, name: str, version: str | None, body: InferenceRequest
 ) -> InferenceResponse:
+    started = time.perf_counter()
+    service = service_of(request)
     endpoint = _endpoint(service, name, version)
     wanted = [o.name for o in body.outputs or []]
     for out in wanted:
@@ -171,6 +185,13 @@ async def _infer(
     model = prediction.model
     service.metrics.model_requests.labels(model.name, str(model.version), "ok").inc()
     service.metrics.predictions.labels(model.name, str(model.version), "ok").inc(len(values))
+    if service.prediction_log is not None:
+        rid = _request_id(request, body)
+        service.log_rows(
+            model, values, prediction.scores,
+            request_ids=[rid] if len(values) == 1 else [f"{rid}:{i}" for i in range(len(values))],
+            latency_s=time.perf_counter() - started, endpoint="v2", variant=prediction.variant,
+        )  # fmt: skip
     return InferenceResponse(
         model_name=model.name,
         model_version=str(model.version),
@@ -189,7 +210,7 @@ async def _infer(
 @router.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS)
 async def infer(request: Request, name: ModelName, body: InferenceRequest) -> InferenceResponse:
     """Score tensors with the version the model's endpoint serves."""
-    return await _infer(service_of(request), name, None, body)
+    return await _infer(request, name, None, body)
 
 
 @router.post(
@@ -199,4 +220,4 @@ async def infer_version(
     request: Request, name: ModelName, version: Version, body: InferenceRequest
 ) -> InferenceResponse:
     """Score tensors with one loaded version."""
-    return await _infer(service_of(request), name, version, body)
+    return await _infer(request, name, version, body)

@@ -7,7 +7,9 @@ or chooses a backend.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,7 @@ from mlsd.serving.scorer import FeatureSource, ScoredBatch, Scorer
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -174,17 +177,29 @@ class Service:
     # -- async jobs ---------------------------------------------------------------------------
 
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Score one chunk of a job (worker thread): raw transactions -> verdicts."""
+        """Score one chunk of a job (worker thread): raw transactions -> verdicts, logged.
+
+        Logged rows have `endpoint="job"` and request id `{job id}:{transaction id}`; the
+        job id is `frame.attrs["job_id"]` when the runner sets it, else one made up per chunk.
+        """
         import numpy as np
         import pandas as pd
 
         from mlsd.serving.schemas import transactions_from_records
 
+        started = time.perf_counter()
         scorer = self.scorer(frame.attrs.get("model"))
         txs = transactions_from_records(frame.to_dict(orient="records"))
         model = scorer.endpoint.current()
         values, _, degraded = scorer.build(txs, model.feature_names)
         scores = model.predict(values)
+        if self.prediction_log is not None:
+            job = str(frame.attrs.get("job_id") or f"job-{uuid.uuid4().hex[:12]}")
+            self.log_rows(
+                model, values, scores,
+                request_ids=[f"{job}:{t.transaction_id}" for t in txs],
+                latency_s=time.perf_counter() - started, endpoint="job", degraded=degraded,
+            )  # fmt: skip
         return pd.DataFrame(
             {
                 "transaction_id": np.array([t.transaction_id for t in txs], dtype=np.int64),
@@ -197,6 +212,43 @@ class Service:
         )
 
     # -- prediction log -----------------------------------------------------------------------
+
+    def log_rows(
+        self,
+        model: LoadedModel,
+        values: np.ndarray,
+        scores: np.ndarray,
+        *,
+        request_ids: Sequence[str],
+        latency_s: float,
+        endpoint: str,
+        degraded: bool = False,
+        variant: str = "",
+    ) -> None:
+        """Log rows scored outside `/v1/score` (V2 tensors, jobs): one record per row."""
+        if self.prediction_log is None:
+            return
+        from mlsd.serving.predlog.record import PredictionRecord
+
+        now = datetime.now(UTC)
+        names = list(model.feature_names)
+        version = str(model.version)
+        threshold = model.threshold
+        latency_ms = latency_s * 1000.0
+        self.prediction_log.append(
+            [
+                PredictionRecord(
+                    request_id=rid, ts=now, model=model.name, version=version,
+                    features=row, feature_names=names, score=score,
+                    decision="fraud" if score >= threshold else "legit",
+                    threshold=threshold, latency_ms=latency_ms, degraded=degraded,
+                    endpoint=endpoint, variant=variant,
+                )
+                for rid, row, score in zip(
+                    request_ids, values.tolist(), scores.tolist(), strict=True
+                )
+            ]
+        )  # fmt: skip
 
     def _log_batch(self, batch: ScoredBatch, request_id: str) -> None:
         from mlsd.serving.predlog.record import PredictionRecord
