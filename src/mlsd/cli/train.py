@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mlsd.training.pipeline import TrainResult
 
 MODEL_CHOICES = ("lightgbm", "logistic", "both")
-METRIC_CHOICES = ("average_precision", "auc_roc", "card_precision")
+METRIC_CHOICES = ("average_precision", "auc_roc", "card_precision", "mean_rank")
 
 
 def _date(value: str | None) -> date | None:
@@ -44,7 +44,10 @@ def train(
     model: str = typer.Option("both", "--model", help="lightgbm, logistic or both."),
     folds: int = typer.Option(4, "--folds", help="Prequential validation folds."),
     select_by: str = typer.Option(
-        "average_precision", "--select-by", help="average_precision, auc_roc or card_precision."
+        "mean_rank",
+        "--select-by",
+        help="mean_rank (of validation AUC, AP and CP@100), average_precision, auc_roc or "
+        "card_precision.",
     ),
     quick: bool = typer.Option(False, "--quick", help="One parameter set per model, no grid."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),

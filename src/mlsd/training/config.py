@@ -36,8 +36,8 @@ class TrainConfig(BaseModel):
     grids: dict[str, list[dict[str, Any]]] = Field(
         default_factory=lambda: copy.deepcopy(DEFAULT_GRIDS)
     )
-    selection_metric: Literal["auc_roc", "average_precision", "card_precision"] = (
-        "average_precision"
+    selection_metric: Literal["auc_roc", "average_precision", "card_precision", "mean_rank"] = (
+        "mean_rank"
     )
     top_k: int = Field(default=100, ge=1)
     seed: int = 0
@@ -56,7 +56,7 @@ class TrainConfig(BaseModel):
 
     @property
     def metric_name(self) -> str:
-        """The metric key the selection compares (Card Precision carries its k)."""
+        """The selection rule for `selection.choose` (Card Precision carries its k)."""
         if self.selection_metric == "card_precision":
             return f"card_precision_at_{self.top_k}"
         return self.selection_metric

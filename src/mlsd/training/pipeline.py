@@ -4,7 +4,7 @@
 2. Join their features point-in-time from the feature store.
 3. For each flavor, choose parameters by prequential validation (folds before the test
    block), then train on the test block's training days and score its test days.
-4. The flavor with the best validation score is the primary result; `register_result`
+4. The flavor whose best candidate wins the same rule is the primary result; `register_result`
    stores it with its lineage, signature and metrics.
 """
 
@@ -35,7 +35,7 @@ from mlsd.training.dataset import (
 from mlsd.training.metrics import evaluate
 from mlsd.training.models import FraudModel
 from mlsd.training.protocol import Split, day_start, prequential_splits, validation_split
-from mlsd.training.selection import Fold, Selection, fit_and_score, make_folds, select
+from mlsd.training.selection import Fold, Selection, choose, fit_and_score, make_folds, select
 
 if TYPE_CHECKING:
     from mlsd.registry import ModelVersion, Registry
@@ -134,9 +134,8 @@ def train(
         timings[f"{flavor}_selection"] = time.perf_counter() - clock
         results[flavor] = fit_final(config, flavor, selection, final)
         step(f"{flavor}: tested")
-    primary = max(
-        config.models, key=lambda f: results[f].selection.best.metrics[config.metric_name]
-    )
+    bests = [results[f].selection.best.metrics for f in config.models]
+    primary = config.models[choose(bests, config.metric_name, top_k=config.top_k)]
     return TrainResult(
         config=config,
         split=split,

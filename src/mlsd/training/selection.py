@@ -1,9 +1,10 @@
 """Model selection by prequential validation (handbook section 5.2-5.3).
 
-Each candidate (a flavor and its parameters) is trained and scored on every fold;
-the candidate with the best mean of the selection metric over the folds wins. The
-folds end before the test block's training days begin, so the test days are never
-used to choose.
+Each candidate (a flavor and its parameters) is trained and scored on every fold and
+its metrics are averaged over the folds. The winner is chosen by a rule over those
+means (`choose`): the best mean of one metric, or `mean_rank` -- the best mean rank
+over AUC ROC, AP and CP@k, so that no one metric decides alone. The folds end before
+the test block's training days begin, so the test days are never used to choose.
 """
 
 from __future__ import annotations
@@ -25,30 +26,29 @@ from mlsd.training.protocol import Split, split_frame
 
 Progress = Callable[[str], None]
 
-_REGULARISED = {"min_child_samples": 100, "subsample": 0.8, "colsample_bytree": 0.8}
+MEAN_RANK = "mean_rank"
+"""The rule ranking candidates on each of AUC ROC, AP and CP@k and taking the best mean rank."""
+
+_SLOW = {"learning_rate": 0.01, "subsample": 0.7, "colsample_bytree": 0.7}
 DEFAULT_GRIDS: dict[str, list[dict[str, Any]]] = {
-    # shallow, regularised boosting: 7 days hold only ~500 frauds
+    # shallow, regularised, slow boosting: 7 days hold only ~500 frauds. The six best by
+    # validation mean rank of 22 tried on the handbook configuration (docs/training.md).
     "lightgbm": [
-        {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 3, "num_leaves": 8}
-        | _REGULARISED,
-        {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "reg_lambda": 5.0}
-        | _REGULARISED,
+        {"n_estimators": 1200, "max_depth": 4, "num_leaves": 15, "min_child_samples": 200} | _SLOW,
+        {"n_estimators": 1200, "max_depth": 3, "num_leaves": 8, "min_child_samples": 200} | _SLOW,
+        {"n_estimators": 2000, "max_depth": 3, "num_leaves": 8, "min_child_samples": 200} | _SLOW,
+        {"n_estimators": 1200, "max_depth": 4, "num_leaves": 15, "min_child_samples": 400} | _SLOW,
+        {"n_estimators": 1200, "max_depth": 4, "num_leaves": 15, "min_child_samples": 200}
+        | _SLOW
+        | {"colsample_bytree": 0.5},
         {
             "n_estimators": 600,
             "learning_rate": 0.02,
             "max_depth": 3,
             "num_leaves": 8,
-            "min_child_samples": 200,
+            "min_child_samples": 100,
             "subsample": 0.7,
             "colsample_bytree": 0.7,
-        },
-        {
-            "n_estimators": 200,
-            "learning_rate": 0.05,
-            "num_leaves": 31,
-            "min_child_samples": 50,
-            "subsample": 0.8,
-            "colsample_bytree": 0.6,
         },
     ],
     "logistic": [{"C": 0.1}, {"C": 1.0}, {"C": 10.0}],
@@ -84,11 +84,46 @@ class Selection:
     flavor: str
     metric: str
     candidates: list[Candidate]
+    top_k: int = 100
 
     @property
     def best(self) -> Candidate:
-        """The candidate with the highest mean selection metric (first on ties)."""
-        return max(self.candidates, key=lambda c: c.metrics[self.metric])
+        """The candidate `choose` picks by the selection rule `metric`."""
+        index = choose([c.metrics for c in self.candidates], self.metric, top_k=self.top_k)
+        return self.candidates[index]
+
+
+def rank_metrics(top_k: int = 100) -> tuple[str, ...]:
+    """The metrics `mean_rank` ranks on."""
+    return ("auc_roc", "average_precision", f"card_precision_at_{top_k}")
+
+
+def mean_ranks(metrics: Sequence[Mapping[str, float]], keys: Sequence[str]) -> list[float]:
+    """Each entry's mean over `keys` of its rank (1 = highest value, ties share the mean rank)."""
+    total = np.zeros(len(metrics), dtype=np.float64)
+    for key in keys:
+        values = np.array([m[key] for m in metrics], dtype=np.float64)
+        above = (values[None, :] > values[:, None]).sum(axis=1)
+        equal = (values[None, :] == values[:, None]).sum(axis=1)
+        total += 1.0 + above + (equal - 1) / 2.0
+    return [float(v) for v in total / len(keys)]
+
+
+def choose(metrics: Sequence[Mapping[str, float]], rule: str, *, top_k: int = 100) -> int:
+    """Index of the winner among mean validation metrics by `rule`.
+
+    `rule` is a metric name (highest mean wins, first on ties) or `MEAN_RANK` (lowest
+    mean rank over `rank_metrics(top_k)` wins; ties go to the higher AP, then the first).
+    """
+    if not metrics:
+        raise ValidationError("there is no candidate to choose from", field="grid")
+    order = range(len(metrics))
+    if rule != MEAN_RANK:
+        if rule not in metrics[0]:
+            raise ValidationError(f"unknown selection metric {rule!r}", field="selection_metric")
+        return max(order, key=lambda i: metrics[i][rule])
+    ranks = mean_ranks(metrics, rank_metrics(top_k))
+    return min(order, key=lambda i: (ranks[i], -metrics[i]["average_precision"]))
 
 
 def make_folds(frame: pd.DataFrame, splits: Sequence[Split]) -> list[Fold]:
@@ -134,7 +169,7 @@ def select(
     num_threads: int = 1,
     progress: Progress | None = None,
 ) -> Selection:
-    """Score every parameter set of `grid` on every fold; the best mean `metric` wins."""
+    """Score every parameter set of `grid` on every fold; `choose` by `metric` picks the best."""
     if not grid:
         raise ValidationError(f"the grid of {flavor} is empty", field="grid")
     if not folds:
@@ -150,6 +185,5 @@ def select(
             if progress is not None:
                 progress(f"{flavor} {params} fold {fold.split.train_start}")
         candidates.append(candidate)
-    if metric not in candidates[0].folds[0]:
-        raise ValidationError(f"unknown selection metric {metric!r}", field="selection_metric")
-    return Selection(flavor=flavor, metric=metric, candidates=candidates)
+    choose([c.metrics for c in candidates], metric, top_k=top_k)  # an unknown rule fails here
+    return Selection(flavor=flavor, metric=metric, candidates=candidates, top_k=top_k)

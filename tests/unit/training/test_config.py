@@ -31,7 +31,7 @@ def test_an_explicit_start_is_kept_or_refused() -> None:
 
 
 def test_selection_metric_names() -> None:
-    assert TrainConfig.make(dataset="x").metric_name == "average_precision"
+    assert TrainConfig.make(dataset="x").metric_name == "mean_rank"
     config = TrainConfig.make(dataset="x", selection_metric="card_precision", top_k=50)
     assert config.metric_name == "card_precision_at_50"
     with pytest.raises(ValidationError) as info:

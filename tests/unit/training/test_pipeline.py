@@ -18,6 +18,7 @@ from mlsd.training.dataset import (
 )
 from mlsd.training.pipeline import TrainResult, train
 from mlsd.training.protocol import split_frame
+from mlsd.training.selection import MEAN_RANK, choose
 
 
 def test_trains_both_flavors_on_the_latest_block(trained: TrainResult, dataset_dir: Path) -> None:
@@ -38,8 +39,10 @@ def test_trains_both_flavors_on_the_latest_block(trained: TrainResult, dataset_d
     assert len(lightgbm.selection.candidates) == 2
     assert all(len(c.folds) == 2 for c in lightgbm.selection.candidates)
     assert lightgbm.params == lightgbm.selection.best.params
-    best = max(trained.models.values(), key=lambda m: m.selection.best.metrics["average_precision"])
-    assert trained.primary == best.flavor
+    assert trained.config.selection_metric == MEAN_RANK  # the default rule
+    flavors = list(trained.models)
+    bests = [trained.models[f].selection.best.metrics for f in flavors]
+    assert trained.primary == flavors[choose(bests, MEAN_RANK)]
     assert len(trained.feature_views) == 3
 
 
