@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from mlsd.serving.schemas import Transaction
+
 log = logging.getLogger(__name__)
 
 
@@ -199,6 +201,7 @@ class Service:
                 model, values, scores,
                 request_ids=[f"{job}:{t.transaction_id}" for t in txs],
                 latency_s=time.perf_counter() - started, endpoint="job", degraded=degraded,
+                transactions=txs,
             )  # fmt: skip
         return pd.DataFrame(
             {
@@ -224,8 +227,13 @@ class Service:
         endpoint: str,
         degraded: bool = False,
         variant: str = "",
+        transactions: Sequence[Transaction] | None = None,
     ) -> None:
-        """Log rows scored outside `/v1/score` (V2 tensors, jobs): one record per row."""
+        """Log rows scored outside `/v1/score` (V2 tensors, jobs): one record per row.
+
+        `transactions`, when the rows came from raw transactions (jobs), fills in the
+        transaction and entity keys; V2 tensors have none.
+        """
         if self.prediction_log is None:
             return
         from mlsd.serving.predlog.record import PredictionRecord
@@ -236,18 +244,20 @@ class Service:
         version = str(model.version)
         threshold = model.threshold
         latency_ms = latency_s * 1000.0
-        self.prediction_log.append(
-            [
-                PredictionRecord(  # positional: 5x cheaper than keywords for a slots class
-                    rid, now, name, version, row, score,
-                    "fraud" if score >= threshold else "legit",
-                    threshold, latency_ms, degraded, names, endpoint, variant,
-                )
-                for rid, row, score in zip(
-                    request_ids, values.tolist(), scores.tolist(), strict=True
-                )
-            ]
-        )  # fmt: skip
+        records = [
+            PredictionRecord(  # positional: 5x cheaper than keywords for a slots class
+                rid, now, name, version, row, score,
+                "fraud" if score >= threshold else "legit",
+                threshold, latency_ms, degraded, names, endpoint, variant,
+            )
+            for rid, row, score in zip(request_ids, values.tolist(), scores.tolist(), strict=True)
+        ]  # fmt: skip
+        for record, tx in zip(records, transactions or (), strict=False):
+            record.transaction_id = tx.transaction_id
+            record.customer_id = tx.customer_id
+            record.terminal_id = tx.terminal_id
+            record.tx_time = tx.timestamp
+        self.prediction_log.append(records)
 
     def _log_batch(self, batch: ScoredBatch, request_id: str) -> None:
         from mlsd.serving.predlog.record import PredictionRecord
@@ -272,6 +282,10 @@ class Service:
                 latency_ms=latency_ms,
                 degraded=batch.degraded,
                 variant=batch.variant,
+                transaction_id=tx.transaction_id,
+                customer_id=tx.customer_id,
+                terminal_id=tx.terminal_id,
+                tx_time=tx.timestamp,
             )
             for tx, row, score, decision in zip(
                 batch.transactions, batch.values.tolist(), batch.scores.tolist(), decisions,

@@ -34,3 +34,5 @@ def test_demo_step_serves_traffic_and_logs_it(home: Path) -> None:
     assert figures["url"] in console.export_text()
     logged = make_prediction_log(settings).read()
     assert len(logged) == figures["requests"]  # flushed on a clean stop: nothing lost
+    assert logged["transaction_id"].notna().all(), "every /v1/score row names its transaction"
+    assert logged["tx_time"].notna().all()

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlsd.errors import UnavailableError, ValidationError
@@ -94,6 +95,17 @@ def test_round_trip_of_every_field(make: Factory) -> None:
     assert not row["degraded"]
     assert (row["endpoint"], row["variant"]) == ("v2-infer", "canary")
     assert row["features"] == {"amount": 7.0, "tx_count_1d": 2.0, "risk_7d": None}
+    assert pd.isna(row["transaction_id"])
+    assert pd.isna(row["tx_time"])
+
+
+def test_round_trip_of_the_transaction_keys(make: Factory) -> None:
+    plog = make()
+    when = T0 - timedelta(seconds=3)
+    plog.append([record(1, transaction_id=11, customer_id=22, terminal_id=33, tx_time=when)])
+    row = plog.read().iloc[0]
+    assert (row["transaction_id"], row["customer_id"], row["terminal_id"]) == (11, 22, 33)
+    assert row["tx_time"] == when
 
 
 def test_sequence_features_with_names_and_non_finite_values(make: Factory) -> None:

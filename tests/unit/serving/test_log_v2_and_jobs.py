@@ -70,6 +70,7 @@ def test_v2_rows_are_logged_with_tensor_features(
         assert list(logged_features) == list(FEATURES)
         np.testing.assert_allclose(list(logged_features.values()), rows[i], rtol=1e-6)
     assert (frame["latency_ms"] > 0).all()
+    assert frame["transaction_id"].isna().all(), "bare tensors carry no transaction"
 
 
 def test_a_refused_v2_request_logs_nothing(app_client: Any, plog: ParquetPredictionLog) -> None:
@@ -97,7 +98,11 @@ def test_job_rows_are_logged(app_client: Any, plog: ParquetPredictionLog) -> Non
     assert len(frame) == 4
     assert set(frame["endpoint"]) == {"job"}
     prefixes = {rid.rsplit(":", 1)[0] for rid in frame["request_id"]}
-    assert len(prefixes) == 1, "one job, one id"
+    assert prefixes == {job_id}, "the job's own id"
+    assert sorted(frame["transaction_id"].tolist()) == [1, 2, 3, 4]
+    assert set(frame["customer_id"]) == {rows[0]["customer_id"]}
+    assert set(frame["terminal_id"]) == {rows[0]["terminal_id"]}
+    assert set(frame["tx_time"]) == {pd.Timestamp(rows[0]["timestamp"])}
     assert sorted(int(rid.rsplit(":", 1)[1]) for rid in frame["request_id"]) == [1, 2, 3, 4]
     by_tx = {int(r.rsplit(":", 1)[1]): i for i, r in enumerate(frame["request_id"])}
     for result in done["results"]:

@@ -50,6 +50,7 @@ def run_job(
     for start in range(0, len(frame), chunk_rows):
         chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
         chunk.attrs["model"] = spec.model
+        chunk.attrs["job_id"] = job_id
         out = score_fn(chunk)
         if not isinstance(out, pd.DataFrame) or len(out) != len(chunk):
             raise ValidationError(

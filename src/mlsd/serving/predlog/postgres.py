@@ -26,7 +26,11 @@ CREATE TABLE IF NOT EXISTS {table} (
     latency_ms DOUBLE PRECISION NOT NULL,
     degraded BOOLEAN NOT NULL,
     endpoint TEXT NOT NULL,
-    variant TEXT NOT NULL
+    variant TEXT NOT NULL,
+    transaction_id BIGINT,
+    customer_id BIGINT,
+    terminal_id BIGINT,
+    tx_time TIMESTAMPTZ
 )
 """
 

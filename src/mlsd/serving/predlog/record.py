@@ -36,6 +36,12 @@ SCHEMA = pa.schema(
         ("degraded", pa.bool_()),
         ("endpoint", pa.string()),
         ("variant", pa.string()),
+        # The scored transaction (null where the caller sent bare tensors, as V2 does), so that
+        # skew, drift and audit queries can join back to the transaction and its entities.
+        ("transaction_id", pa.int64()),
+        ("customer_id", pa.int64()),
+        ("terminal_id", pa.int64()),
+        ("tx_time", pa.timestamp("us", tz="UTC")),
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
@@ -65,6 +71,10 @@ class PredictionRecord:
     feature_names: Sequence[str] | None = field(default=None)
     endpoint: str = "score"
     variant: str = ""
+    transaction_id: int | None = None
+    customer_id: int | None = None
+    terminal_id: int | None = None
+    tx_time: datetime | None = None
 
     def feature_items(self) -> tuple[Sequence[str], Sequence[float | None]]:
         """Feature names and values, as given (no copy for the sequence form)."""
@@ -119,6 +129,10 @@ def to_row(r: PredictionRecord) -> Row:
         bool(r.degraded),
         str(r.endpoint),
         str(r.variant),
+        r.transaction_id,
+        r.customer_id,
+        r.terminal_id,
+        None if r.tx_time is None else _utc(r.tx_time),
     )
 
 
@@ -172,6 +186,12 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         column(lambda r: bool(r.degraded), pa.bool_()),
         column(lambda r: str(r.endpoint), pa.string()),
         column(lambda r: str(r.variant), pa.string()),
+        column(lambda r: r.transaction_id, pa.int64()),
+        column(lambda r: r.customer_id, pa.int64()),
+        column(lambda r: r.terminal_id, pa.int64()),
+        column(
+            lambda r: None if r.tx_time is None else _utc(r.tx_time), SCHEMA.field("tx_time").type
+        ),
     ]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
@@ -183,6 +203,9 @@ def finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
         return empty
     frame = frame.loc[:, list(COLUMNS)].sort_values("ts", kind="stable").reset_index(drop=True)
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["tx_time"] = pd.to_datetime(frame["tx_time"], utc=True)
+    for key in ("transaction_id", "customer_id", "terminal_id"):
+        frame[key] = frame[key].astype("Int64")
     parsed = [_as_dict(f) for f in frame["features"]]
     frame["features"] = pd.Series(parsed, index=frame.index, dtype=object)
     return frame
