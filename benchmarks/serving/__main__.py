@@ -39,14 +39,19 @@ def _cpus() -> tuple[int | None, int | None]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, no HTTP batching curve")
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of each load run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="length of each load run (3; 2 with --quick)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs per measurement, median (5; 2 with --quick)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--skip-http", action="store_true", help="in-process parts only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    seconds = 2.0 if args.quick else args.seconds
-    repeats = 2 if args.quick else args.repeats
+    # Explicit --seconds/--repeats win; --quick only changes the defaults.
+    seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 3.0)
+    repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
     server_cpu, client_cpu = _cpus()
     console = Console(width=132)
     results: dict[str, Any] = {
