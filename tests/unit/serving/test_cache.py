@@ -92,3 +92,18 @@ def test_dead_redis_misses_instead_of_failing() -> None:
         assert stats.errors == 4
     finally:
         cache.close()
+
+
+def test_hash_of_one_row_matches_the_batch_path() -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(50, 12)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.1] = -0.0
+    rows[rng.random(rows.shape) < 0.05] = np.nan
+    rows[rng.random(rows.shape) < 0.05] = np.inf
+    digests = hash_rows(rows)
+    for i in range(len(rows)):
+        assert hash_rows(rows[i : i + 1]) == digests[i : i + 1]
+        assert hash_rows(rows[i : i + 1].astype(np.float64)) == digests[i : i + 1]
+        assert hash_rows(np.asfortranarray(rows[i : i + 1])) == digests[i : i + 1]
+    assert hash_rows(rows[:1, ::2]) == hash_rows(rows[:, ::2])[:1]  # strided one-row view
+    assert hash_rows(np.array([[-0.0, 1.0]])) == hash_rows(np.array([[0.0, 1.0]]))
