@@ -12,14 +12,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlsd.cli.main", "demo", "--for", "2"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        env={**_env(), "MLSD_HOME": str(home), "COLUMNS": "120"},
-    )
+    proc = _demo(home, "--for", "2", timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     stages = (
@@ -40,18 +33,19 @@ def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
 
 
 def test_demo_refuses_a_nonsense_duration(home: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlsd.cli.main", "demo", "--for", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**_env(), "MLSD_HOME": str(home)},
-    )
+    proc = _demo(home, "--for", "0", timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert not (home / "datasets").exists()
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ)
+def _demo(home: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`mlsd demo ARGS` in a fresh process on the data folder `home`."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlsd.cli.main", "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "MLSD_HOME": str(home), "COLUMNS": "120"},
+    )

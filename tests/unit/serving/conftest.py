@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,14 @@ def build_service(settings: Settings, registry: Registry) -> Iterator[Any]:
     yield build
     for svc in made:
         svc.close()
+
+
+def wait_for_job(client: Any, job_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    """Poll `GET /v1/jobs/{id}` until the job is done or failed; its last body."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if body["state"] in ("done", "failed"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError("job did not finish")

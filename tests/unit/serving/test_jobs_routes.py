@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,22 +10,14 @@ import pandas as pd
 
 from mlsd.serving.testing import sample_transaction
 
-
-def _wait(client: Any, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if body["state"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("job did not finish")
+from .conftest import wait_for_job
 
 
 def test_rows_job_matches_online_scores(client: Any) -> None:
     rows = [sample_transaction(transaction_id=i, amount=5.0 * i) for i in range(1, 4)]
     submitted = client.post("/v1/jobs", json={"rows": rows})
     assert submitted.status_code == 202, submitted.text
-    done = _wait(client, submitted.json()["job_id"])
+    done = wait_for_job(client, submitted.json()["job_id"])
     assert done["state"] == "done", done
     online = client.post("/v1/score", json={"transactions": rows}).json()["results"]
     for job_row, live in zip(done["results"], online, strict=True):
@@ -49,7 +40,7 @@ def test_parquet_job_with_dataset_column_names(client: Any, home: Path) -> None:
     )
     frame.to_parquet(home / "batch.parquet")
     job_id = client.post("/v1/jobs", json={"path": "batch.parquet"}).json()["job_id"]
-    done = _wait(client, job_id)
+    done = wait_for_job(client, job_id)
     assert done["state"] == "done", done
     assert [r["transaction_id"] for r in done["results"]] == [1, 2]
 

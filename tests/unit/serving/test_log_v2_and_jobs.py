@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from mlsd.serving.app import create_app
 from mlsd.serving.predlog import ParquetPredictionLog
 from mlsd.serving.service import Service
 from mlsd.serving.testing import FEATURES, sample_transaction
+
+from .conftest import wait_for_job
 
 
 @pytest.fixture
@@ -79,20 +80,10 @@ def test_a_refused_v2_request_logs_nothing(app_client: Any, plog: ParquetPredict
     assert plog.read().empty
 
 
-def _wait(client: Any, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
-        if body["state"] in ("done", "failed"):
-            return body
-        time.sleep(0.02)
-    raise AssertionError("job did not finish")
-
-
 def test_job_rows_are_logged(app_client: Any, plog: ParquetPredictionLog) -> None:
     rows = [sample_transaction(transaction_id=i, amount=7.0 * i) for i in range(1, 5)]
     job_id = app_client.post("/v1/jobs", json={"rows": rows}).json()["job_id"]
-    done = _wait(app_client, job_id)
+    done = wait_for_job(app_client, job_id)
     assert done["state"] == "done", done
     frame = plog.read()
     assert len(frame) == 4
