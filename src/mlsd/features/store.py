@@ -268,7 +268,8 @@ class FeatureStore:
         """Feature vectors for scoring requests, in one round trip to the online store.
 
         Missing and expired values are `fill`: NaN by default, like the offline training
-        set (so a model sees the same input both ways); `status` tells which they were.
+        set; `status` tells which they were. A model's input replaces them with
+        `mlsd.features.MISSING_VALUE`, in training and serving alike.
         """
         key = (tuple(features), tuple(sorted(versions.items())) if versions else ())
         plan = self._plans.get(key)
