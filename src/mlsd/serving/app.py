@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
-from mlsd.serving import routes_admin, routes_v1, routes_v2
+from mlsd.serving import gctune, routes_admin, routes_v1, routes_v2
+from mlsd.serving.hotpath import HotPaths, score_handler
 from mlsd.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving.schemas import field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
@@ -108,8 +109,13 @@ def create_app(
     *,
     service: Service | None = None,
     options: ServeOptions | None = None,
+    hot_path: bool = True,
 ) -> FastAPI:
-    """The serving app. Models load in the background after start; ready says when done."""
+    """The serving app. Models load in the background after start; ready says when done.
+
+    `hot_path=False` leaves `POST /v1/score` to its FastAPI route (same answers, slower):
+    for comparing the two.
+    """
     settings = settings or get_settings()
     svc = service or build_service(settings, options)
 
@@ -118,6 +124,8 @@ def create_app(
         loader: asyncio.Future[None] | None = None
         if not svc.loaded:
             loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
+        elif svc.options.tune_gc:
+            gctune.tune()
         if svc.jobs is not None:
             svc.jobs.start(svc.score_frame)
         try:
@@ -153,6 +161,10 @@ def create_app(
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
+    if hot_path:
+        app.add_middleware(
+            HotPaths, handlers={("POST", "/v1/score"): score_handler(svc)}, metrics=svc.metrics
+        )
     app.add_middleware(
         SecurityMiddleware,
         api_key=settings.api_key,
@@ -167,3 +179,5 @@ def _load_quietly(service: Service) -> None:
         service.load_all()
     except MlsdError:
         return  # kept in service.load_error and shown by /v2/health/ready
+    if service.options.tune_gc:
+        gctune.tune()  # after the models: they are alive for good too

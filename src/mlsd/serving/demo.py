@@ -185,7 +185,8 @@ def demo_step(
     from mlsd.serving.service import ServeOptions
 
     model = _servable(settings, model, console)
-    server = BackgroundServer(create_app(settings, options=ServeOptions(models=(model,))))
+    options = ServeOptions(models=(model,), tune_gc=True)  # as `mlsd serve`
+    server = BackgroundServer(create_app(settings, options=options))
     server.start()
     _wait_ready(server.url, server)
     if console is not None:

@@ -80,7 +80,11 @@ _COUNTER = itertools.count(1)
 
 def request_id_of(request: Request) -> str:
     """The caller's `X-Request-ID` (if sane), else a fresh one."""
-    given = request.headers.get("x-request-id", "")
+    return request_id_from(request.headers.get("x-request-id", ""))
+
+
+def request_id_from(given: str) -> str:
+    """`given` if it is a sane request id (1-128 printable ASCII), else a fresh one."""
     if 0 < len(given) <= 128 and given.isascii() and given.isprintable():
         return given
     return f"{_PREFIX}-{next(_COUNTER)}"
@@ -134,22 +138,17 @@ def parse_score_body(raw: bytes) -> list[Transaction]:
     return body.transactions if isinstance(body, ScoreBatch) else [body]
 
 
-@router.post(
-    "/v1/score",
-    response_model=ScoreResponse,
-    responses=ERRORS,
-    summary="Score one transaction or a batch of them",
-    openapi_extra=SCORE_OPENAPI,
-)
-async def score(request: Request) -> Response:
-    """Online features + request-time features -> model -> score and decision per transaction."""
-    started = time.perf_counter()
-    service = service_of(request)
-    model = request.query_params.get("model")
+async def score_payload(
+    service: Service, raw: bytes, model: str | None, request_id: str, started: float
+) -> bytes:
+    """The whole of `POST /v1/score` between the HTTP layers: body bytes in, JSON bytes out.
+
+    Shared by the FastAPI route below and the plain-ASGI hot path (`mlsd.serving.hotpath`),
+    so both answer the same bytes and raise the same `MlsdError`s.
+    """
     if model is not None and not MODEL_NAME.fullmatch(model):
         raise ValidationError("model: not a model name", field="model")
-    txs = parse_score_body(await request.body())
-    request_id = request_id_of(request)
+    txs = parse_score_body(raw)
     batch = await service.scorer(model).score(txs, request_id)
     used = batch.model
     results = [
@@ -175,8 +174,29 @@ async def score(request: Request) -> Response:
         "degraded": batch.degraded,
         "latency_ms": round((time.perf_counter() - started) * 1000.0, 3),
     }
-    return Response(
-        to_json(payload),
-        media_type="application/json",
-        headers={"x-request-id": request_id},
+    return to_json(payload)
+
+
+@router.post(
+    "/v1/score",
+    response_model=ScoreResponse,
+    responses=ERRORS,
+    summary="Score one transaction or a batch of them",
+    openapi_extra=SCORE_OPENAPI,
+)
+async def score(request: Request) -> Response:
+    """Online features + request-time features -> model -> score and decision per transaction.
+
+    The app answers this route on its hot path (`mlsd.serving.hotpath`); this FastAPI form
+    documents it and serves apps that include the router without the hot path.
+    """
+    started = time.perf_counter()
+    request_id = request_id_of(request)
+    body = await score_payload(
+        service_of(request),
+        await request.body(),
+        request.query_params.get("model"),
+        request_id,
+        started,
     )
+    return Response(body, media_type="application/json", headers={"x-request-id": request_id})
