@@ -20,6 +20,8 @@ from mlsd.errors import ValidationError
 from mlsd.features.offline import ViewRequest
 from mlsd.features.online import EXPIRED, MISSING, PRESENT, Lookup, OnlineStore
 
+STATES = (PRESENT, MISSING, EXPIRED)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 DAY_US = 86_400_000_000
@@ -43,6 +45,8 @@ class _ViewSlot:
     ttl_us: int
     key: str
     columns: list[tuple[int, int, str]]  # (output column, stored column, feature)
+    #: state -> {feature: state} for this view's features, made once (merged into each row's)
+    statuses: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,9 @@ class VectorPlan:
                 continue
             stored = {f: i for i, f in enumerate(r.view.features)}
             cols = [(pos[f], stored[f], f) for f in r.features]
-            views.append(
-                _ViewSlot(r.view.name, r.version, r.view.ttl_us, r.view.entity.join_key, cols)
-            )
+            statuses = {state: dict.fromkeys(r.features, state) for state in STATES}
+            key = r.view.entity.join_key
+            views.append(_ViewSlot(r.view.name, r.version, r.view.ttl_us, key, cols, statuses))
         return cls(features, request, views, {r.view.name: r.version for r in reqs})
 
 
@@ -130,7 +134,6 @@ def dense_values(
     for j, slot in enumerate(plan.views):
         outs = [c[0] for c in slot.columns]
         stored = [c[1] for c in slot.columns]
-        names = [c[2] for c in slot.columns]
         rows, found = [], []
         ttl = slot.ttl_us
         for i, (rec, now) in enumerate(zip(records[j::nv], times, strict=True)):
@@ -142,7 +145,7 @@ def dense_values(
                 state = PRESENT
                 rows.append(i)
                 found.append(rec.values)
-            status[i].update(dict.fromkeys(names, state))
+            status[i].update(slot.statuses[state])
         if rows:
             values[np.ix_(rows, outs)] = np.stack(found)[:, stored]
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
@@ -194,7 +197,6 @@ def small_values(
     records = online.read(lookups) if lookups else []
     nv = len(plan.views)
     for j, slot in enumerate(plan.views):
-        names = [c[2] for c in slot.columns]
         for i, now in enumerate(times):
             rec = records[i * nv + j]
             if rec is None:
@@ -206,7 +208,7 @@ def small_values(
                 got, row = rec.values.tolist(), rows[i]
                 for out, stored, _ in slot.columns:
                     row[out] = got[stored]
-            status[i].update(dict.fromkeys(names, state))
+            status[i].update(slot.statuses[state])
     values = np.array(rows, dtype=np.float32).reshape(len(rows), width)
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
 

@@ -69,7 +69,7 @@ class ServingMetrics:
         )
         self.feature_latency = Histogram(
             "mlsd_feature_lookup_duration_seconds",
-            "Time of one online feature lookup (one round trip for the whole request).",
+            "Time of one online store round trip (shared by the requests coalesced into it).",
             ["status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
