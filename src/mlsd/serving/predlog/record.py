@@ -144,56 +144,80 @@ def to_rows(records: Sequence[PredictionRecord]) -> list[Row]:
 def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
     """Records as an Arrow table with `SCHEMA`, built column by column.
 
+    It runs on the flusher thread, which shares the GIL (and, on a pinned server, the core)
+    with the event loop, so per-record Python is kept to one list per column and Arrow does
+    the conversions: 7,000 records took 16 ms with a Python conversion per value, ~5 ms so.
+
     Raises ValidationError / ValueError / TypeError when a record does not encode.
     """
-    offsets = [0]
+    arrays = [
+        pa.array([str(r.request_id) for r in records], pa.string()),
+        # aware datetimes (checked by `append`): Arrow converts them to UTC itself
+        pa.array([r.ts for r in records], SCHEMA.field("ts").type),
+        pa.array([str(r.model) for r in records], pa.string()),
+        pa.array([str(r.version) for r in records], pa.string()),
+        _features(records),
+        pa.array([float(r.score) for r in records], pa.float64()),
+        pa.array([str(r.decision) for r in records], pa.string()),
+        pa.array([float(r.threshold) for r in records], pa.float64()),
+        pa.array([float(r.latency_ms) for r in records], pa.float64()),
+        pa.array([bool(r.degraded) for r in records], pa.bool_()),
+        pa.array([str(r.endpoint) for r in records], pa.string()),
+        pa.array([str(r.variant) for r in records], pa.string()),
+        pa.array([r.transaction_id for r in records], pa.int64()),
+        pa.array([r.customer_id for r in records], pa.int64()),
+        pa.array([r.terminal_id for r in records], pa.int64()),
+        pa.array(
+            [None if r.tx_time is None else _utc(r.tx_time) for r in records],
+            SCHEMA.field("tx_time").type,
+        ),
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _features(records: Sequence[PredictionRecord]) -> pa.MapArray:
+    """The `features` map column; one numpy matrix when every record shares its names."""
+    first = records[0].feature_names if records else None
+    shared = (
+        first is not None
+        and not isinstance(records[0].features, Mapping)
+        and all(r.feature_names is first and not isinstance(r.features, Mapping) for r in records)
+    )
+    if shared and first is not None:  # the common case: one model's rows, names given once
+        k = len(first)
+        try:
+            matrix = np.array([r.features for r in records], dtype=np.float64)
+        except (TypeError, ValueError):  # None among the values, or a ragged row
+            matrix = None
+        if matrix is not None and matrix.shape == (len(records), k):
+            flat = matrix.reshape(-1)
+            keys = pa.array([str(n) for n in first], pa.string()).take(
+                pa.array(np.tile(np.arange(k, dtype=np.int32), len(records)))
+            )
+            offsets = pa.array(np.arange(0, k * len(records) + 1, k, dtype=np.int32))
+            values = pa.array(flat, pa.float64(), mask=~np.isfinite(flat))
+            return pa.MapArray.from_arrays(offsets, keys, values)
+    offsets_list = [0]
     names: list[Any] = []
-    values: list[float | None] = []
+    found: list[float | None] = []
     for r in records:
-        keys, vals = r.feature_items()
-        names.extend(keys)
-        values.extend(vals)
-        offsets.append(len(names))
-    try:  # fast path: every name a str, every value a number
+        keys_of, vals = r.feature_items()
+        names.extend(keys_of)
+        found.extend(vals)
+        offsets_list.append(len(names))
+    try:  # every name a str, every value a number
         keys_array = pa.array(names, pa.string())
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         keys_array = pa.array([str(k) for k in names], pa.string())
     try:
-        flat = np.array(values, dtype=np.float64)
+        flat = np.array(found, dtype=np.float64)
     except TypeError:  # None among the values
-        flat = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    features = pa.MapArray.from_arrays(
-        pa.array(offsets, pa.int32()),
+        flat = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
+    return pa.MapArray.from_arrays(
+        pa.array(offsets_list, pa.int32()),
         keys_array,
         pa.array(flat, pa.float64(), mask=~np.isfinite(flat)),
     )
-
-    def column(get: Any, kind: pa.DataType) -> pa.Array:
-        return pa.array([get(r) for r in records], kind)
-
-    arrays = [
-        column(lambda r: str(r.request_id), pa.string()),
-        column(lambda r: (_utc(r.ts) - _EPOCH) // _MICROSECOND, pa.int64()).cast(
-            SCHEMA.field("ts").type
-        ),
-        column(lambda r: str(r.model), pa.string()),
-        column(lambda r: str(r.version), pa.string()),
-        features,
-        column(lambda r: float(r.score), pa.float64()),
-        column(lambda r: str(r.decision), pa.string()),
-        column(lambda r: float(r.threshold), pa.float64()),
-        column(lambda r: float(r.latency_ms), pa.float64()),
-        column(lambda r: bool(r.degraded), pa.bool_()),
-        column(lambda r: str(r.endpoint), pa.string()),
-        column(lambda r: str(r.variant), pa.string()),
-        column(lambda r: r.transaction_id, pa.int64()),
-        column(lambda r: r.customer_id, pa.int64()),
-        column(lambda r: r.terminal_id, pa.int64()),
-        column(
-            lambda r: None if r.tx_time is None else _utc(r.tx_time), SCHEMA.field("tx_time").type
-        ),
-    ]
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
