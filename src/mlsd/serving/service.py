@@ -242,7 +242,7 @@ class Service:
             return
         now = datetime.now(UTC)
         name = model.name
-        names = list(model.feature_names)
+        names = model.feature_names  # one shared tuple: the log encodes it once per flush
         version = str(model.version)
         threshold = model.threshold
         latency_ms = latency_s * 1000.0
@@ -268,7 +268,7 @@ class Service:
         now = datetime.now(UTC)
         model = batch.model
         name, threshold = model.name, model.threshold
-        names = list(model.feature_names)
+        names = model.feature_names  # one shared tuple: the log encodes it once per flush
         latency_ms = batch.latency_s * 1000.0
         version = str(model.version)
         degraded, variant = batch.degraded, batch.variant

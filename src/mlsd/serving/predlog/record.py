@@ -181,7 +181,11 @@ def _features(records: Sequence[PredictionRecord]) -> pa.MapArray:
     shared = (
         first is not None
         and not isinstance(records[0].features, Mapping)
-        and all(r.feature_names is first and not isinstance(r.features, Mapping) for r in records)
+        and all(
+            (r.feature_names is first or r.feature_names == first)
+            and not isinstance(r.features, Mapping)
+            for r in records
+        )
     )
     if shared and first is not None:  # the common case: one model's rows, names given once
         k = len(first)
