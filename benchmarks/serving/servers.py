@@ -70,7 +70,7 @@ def mlsd_app() -> FastAPI:
     from mlsd.settings import Settings
 
     settings = Settings()
-    options = ServeOptions(models=("fraud@champion",), tune_gc=True)  # as `mlsd serve`
+    options = ServeOptions(models=("fraud@champion",), tune_process=True)  # as `mlsd serve`
     batch = os.environ.get("MLSD_BENCH_BATCH")
     if batch:
         size, delay = batch.split(",")

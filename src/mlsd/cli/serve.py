@@ -18,8 +18,10 @@ def serve(
     fail_degraded: bool = typer.Option(
         False, "--fail-when-degraded", help="Answer 503 instead of scoring without stored features."
     ),
-    tune_gc: bool = typer.Option(
-        True, "--tune-gc/--no-tune-gc", help="Freeze the loaded heap, collect garbage less often."
+    tune_process: bool = typer.Option(
+        True,
+        "--tune/--no-tune",
+        help="GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms.",
     ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
@@ -38,7 +40,7 @@ def serve(
         models=tuple(model),
         batching=BatchConfig(max_batch_size, max_delay_ms),
         fail_when_degraded=fail_degraded,
-        tune_gc=tune_gc,
+        tune_process=tune_process,
     )
     app = create_app(get_settings(), options=options)
     typer.echo(f"mlsd serving {', '.join(model)} on http://{host}:{port} (docs at /docs)")

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
-from mlsd.serving import gctune, routes_admin, routes_v1, routes_v2
+from mlsd.serving import routes_admin, routes_v1, routes_v2, tuning
 from mlsd.serving.hotpath import HotPaths, score_handler
 from mlsd.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving.schemas import field_of
@@ -124,8 +124,8 @@ def create_app(
         loader: asyncio.Future[None] | None = None
         if not svc.loaded:
             loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
-        elif svc.options.tune_gc:
-            gctune.tune()
+        elif svc.options.tune_process:
+            tuning.tune()
         if svc.jobs is not None:
             svc.jobs.start(svc.score_frame)
         try:
@@ -179,5 +179,5 @@ def _load_quietly(service: Service) -> None:
         service.load_all()
     except MlsdError:
         return  # kept in service.load_error and shown by /v2/health/ready
-    if service.options.tune_gc:
-        gctune.tune()  # after the models: they are alive for good too
+    if service.options.tune_process:
+        tuning.tune()  # after the models: they are alive for good too

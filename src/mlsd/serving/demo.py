@@ -185,7 +185,7 @@ def demo_step(
     from mlsd.serving.service import ServeOptions
 
     model = _servable(settings, model, console)
-    options = ServeOptions(models=(model,), tune_gc=True)  # as `mlsd serve`
+    options = ServeOptions(models=(model,), tune_process=True)  # as `mlsd serve`
     server = BackgroundServer(create_app(settings, options=options))
     server.start()
     _wait_ready(server.url, server)

@@ -46,9 +46,9 @@ class ServeOptions:
     breaker_failures: int = 5
     breaker_reset_s: float = 5.0
     watch_aliases: bool = True
-    #: Freeze the loaded heap and collect garbage less often (`mlsd.serving.gctune`):
-    #: process-wide, so off for an embedded app; `mlsd serve` and the demo turn it on.
-    tune_gc: bool = False
+    #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
+    #: so off for an embedded app; `mlsd serve` and the demo turn them on.
+    tune_process: bool = False
 
 
 class Service:
