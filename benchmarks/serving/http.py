@@ -20,6 +20,10 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "naive_onnx": ("naive_app", "/openapi.json", {}),
     "mlsd": ("mlsd_app", "/v2/health/ready", {}),
     "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
+    # what each serving lesson is worth: the FastAPI route instead of the hot path, and
+    # no GC / GIL tuning
+    "mlsd_fastapi_route": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_HOT_PATH": "0"}),
+    "mlsd_untuned": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_TUNE": "0"}),
 }
 
 #: (max_batch_size, max_delay_ms) served over HTTP for the batching curve; -1 = off.

@@ -113,6 +113,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         for i, n in enumerate(names):
             ax.annotate(f"{http['ratio_to_bare'][n]:.2f}×", (i, http["max"][n]["rps"]),
                         ha="center", va="bottom")  # fmt: skip
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         ax.set_ylabel("requests/s (one worker)")
         ax.set_title("max rate, ratio to the bare endpoint")
         ax = axes[0][1]
@@ -122,7 +123,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
         ax.bar([i + 0.2 for i in x], [http["half_rate"][n]["p99_ms"] for n in names], 0.4,
                label="p99")  # fmt: skip
         ax.axhline(10, color="red", linestyle="--", linewidth=1, label="p99 target 10 ms")
-        ax.set_xticks(list(x), names)
+        ax.set_xticks(list(x), names, rotation=20, fontsize=8)
         ax.set_ylabel("latency ms (open loop, half of max rate)")
         ax.set_title("latency at half the maximum rate")
         ax.legend()

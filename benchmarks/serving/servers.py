@@ -7,7 +7,9 @@
 
 Options come from the environment: MLSD_BENCH_ONNX (naive model path),
 MLSD_BENCH_PREDLOG=0 (mlsd without its prediction log), MLSD_BENCH_CACHE=0 (no
-cache), MLSD_BENCH_BATCH="max_batch_size,max_delay_ms" (micro-batching).
+cache), MLSD_BENCH_BATCH="max_batch_size,max_delay_ms" (micro-batching),
+MLSD_BENCH_HOT_PATH=0 (/v1/score through its FastAPI route, not the hot path),
+MLSD_BENCH_TUNE=0 (no GC / GIL process tuning).
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def mlsd_app() -> FastAPI:
     from mlsd.settings import Settings
 
     settings = Settings()
-    options = ServeOptions(models=("fraud@champion",), tune_process=True)  # as `mlsd serve`
+    tune = os.environ.get("MLSD_BENCH_TUNE", "1") != "0"
+    options = ServeOptions(models=("fraud@champion",), tune_process=tune)  # as `mlsd serve`
     batch = os.environ.get("MLSD_BENCH_BATCH")
     if batch:
         size, delay = batch.split(",")
@@ -82,4 +85,5 @@ def mlsd_app() -> FastAPI:
     if os.environ.get("MLSD_BENCH_CACHE", "1") == "0" and service.cache is not None:
         service.cache.close()
         service.cache = None
-    return create_app(settings, service=service)
+    hot_path = os.environ.get("MLSD_BENCH_HOT_PATH", "1") != "0"
+    return create_app(settings, service=service, hot_path=hot_path)
