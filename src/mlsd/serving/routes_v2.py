@@ -8,6 +8,10 @@ model itself returns.
 Every row scored is appended to the prediction log with `endpoint="v2"`, the
 input tensor's values as features, and request id `X-Request-ID` (else the body's
 `id`, else a fresh one), suffixed `:{row}` when the request has several rows.
+
+With a prediction cache, rows already scored by the same model version (the
+pinned one for `/versions/{v}/infer`) come from the cache, counted as hits in
+the metrics; the response's `parameters.cached_rows` says how many.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import UnavailableError, ValidationError
+from mlsd.serving.cached import predict_cached
 from mlsd.serving.endpoint import Endpoint, VersionEndpoint
 from mlsd.serving.host import LoadedModel
 from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
@@ -178,8 +183,11 @@ async def _infer(
             raise ValidationError(
                 f"unknown output {out!r}: this model has {ONNX_OUTPUT!r}", field="outputs"
             )
-    values = _matrix(body.inputs, endpoint.current().feature_names)
-    prediction = await endpoint.predict(values)
+    current = endpoint.current()  # the version the rows are built for and looked up under
+    values = _matrix(body.inputs, current.feature_names)
+    prediction, cached = await predict_cached(
+        endpoint, service.cache, service.metrics, values, current
+    )
     fraud = prediction.scores.astype(np.float32)
     probabilities = np.stack([1.0 - fraud, fraud], axis=1)
     model = prediction.model
@@ -196,6 +204,7 @@ async def _infer(
         model_name=model.name,
         model_version=str(model.version),
         id=body.id,
+        parameters=None if service.cache is None else {"cached_rows": int(cached.sum())},
         outputs=[
             ResponseOutput(
                 name=ONNX_OUTPUT,

@@ -10,7 +10,7 @@ alone and flagged degraded (or refused with 503 if so configured).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,7 +20,8 @@ from mlsd.data import schema
 from mlsd.errors import UnavailableError
 from mlsd.features import MISSING_VALUE
 from mlsd.serving.breaker import CircuitBreaker
-from mlsd.serving.cache import PredictionCache, hash_rows
+from mlsd.serving.cache import PredictionCache
+from mlsd.serving.cached import predict_cached
 from mlsd.serving.coalescer import Coalescer
 from mlsd.serving.endpoint import Endpoint, Prediction
 from mlsd.serving.host import LoadedModel
@@ -247,35 +248,15 @@ class Scorer:
         base = layout.request_status
         return values, [{**base, **row} for row in found_status], degraded
 
-    async def _predict(
+    def _predict(
         self, values: np.ndarray, model: LoadedModel
-    ) -> tuple[Prediction, np.ndarray]:
-        n = len(values)
-        cached = np.zeros(n, dtype=bool)
-        if self.cache is None:
-            return await self.endpoint.predict(values), cached
-        hashes = hash_rows(values)
-        got = self.cache.get_many(model.key, hashes)
-        miss = [i for i, score in enumerate(got) if score is None]
-        hits = n - len(miss)
-        if hits:
-            self.metrics.child(self.metrics.cache_hits, model.name).inc(hits)
-        if miss:
-            self.metrics.child(self.metrics.cache_misses, model.name).inc(len(miss))
-        if not miss:
-            scores = np.asarray(got, dtype=np.float64)
-            return Prediction(scores, model), ~cached
-        fresh = await self.endpoint.predict(values[miss] if hits else values)
-        if fresh.model.key != model.key:  # the alias moved meanwhile: score all rows anew
-            return await self.endpoint.predict(values), cached
-        self.cache.put_many(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
-        if not hits:
-            return fresh, cached
-        scores = np.array([np.nan if s is None else s for s in got], dtype=np.float64)
-        scores[miss] = fresh.scores
-        cached[:] = True
-        cached[miss] = False
-        return Prediction(scores, model, fresh.variant), cached
+    ) -> Coroutine[Any, Any, tuple[Prediction, np.ndarray]]:
+        """`predict_cached` with this scorer's endpoint, cache and metrics.
+
+        A plain method handing back the coroutine, which `score` awaits: no extra
+        coroutine or await on the hot path compared with scoring inline.
+        """
+        return predict_cached(self.endpoint, self.cache, self.metrics, values, model)
 
     async def score(self, txs: Sequence[Transaction], request_id: str) -> ScoredBatch:
         """Score transactions; raises UnavailableError only in fail-when-degraded mode."""
