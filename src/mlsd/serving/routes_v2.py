@@ -191,8 +191,9 @@ async def _infer(
     fraud = prediction.scores.astype(np.float32)
     probabilities = np.stack([1.0 - fraud, fraud], axis=1)
     model = prediction.model
-    service.metrics.model_requests.labels(model.name, str(model.version), "ok").inc()
-    service.metrics.predictions.labels(model.name, str(model.version), "ok").inc(len(values))
+    metrics, version = service.metrics, str(model.version)
+    metrics.child(metrics.model_requests, model.name, version, "ok").inc()
+    metrics.child(metrics.predictions, model.name, version, "ok").inc(len(values))
     if service.prediction_log is not None:
         rid = _request_id(request, body)
         service.log_rows(
