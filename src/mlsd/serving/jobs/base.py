@@ -79,7 +79,11 @@ def resolve_in_home(home: Path, path: str) -> Path:
 
 @dataclass(frozen=True)
 class JobStatus:
-    """A job as a client sees it: `results` inline when small, `result_path` once done."""
+    """A job as a client sees it: `results` inline when small, `result_path` once done.
+
+    `attempts` counts the runs started (2 or more: a restart re-ran the job from the
+    start); None where the backend does not count them (the Redis queue).
+    """
 
     job_id: str
     state: JobState
@@ -92,6 +96,7 @@ class JobStatus:
     results: list[dict[str, Any]] | None = None
     result_path: str | None = None
     error: str | None = None
+    attempts: int | None = None
 
     @property
     def progress(self) -> float:

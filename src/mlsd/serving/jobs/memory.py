@@ -1,7 +1,14 @@
-"""The in-process job queue: a `queue.Queue` of ids and one worker thread.
+"""The in-process job queue: a `queue.Queue` of ids and one worker thread, kept on disk.
 
-Jobs live in memory: a restart forgets them (their result files stay in the
-data folder). Use the Redis queue for jobs that must survive a restart.
+Each job's status is saved in `home/jobs/` (see `store.py`) whenever its state
+changes, and its progress at most every `progress_every_s`; an unfinished job's
+input is saved beside it. A new queue on the same folder (a restarted server)
+answers for finished jobs as before, queues unfinished ones again in submission
+order, and re-runs from the start a job that was running when the process died
+(its `attempts` goes up; at `max_attempts` it is failed instead, so a job that
+kills the server cannot do so forever). `keep_jobs` bounds what is kept: a
+forgotten job's files go, its result file too (only its status named that file).
+One server process per data folder; the Redis queue shares jobs between processes.
 """
 
 from __future__ import annotations
@@ -9,21 +16,23 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from mlsd.errors import NotFoundError
+from mlsd.errors import NotFoundError, UnavailableError
 from mlsd.serving.jobs.base import JobSpec, JobState, JobStatus, ScoreFn, describe
 from mlsd.serving.jobs.runner import parse_results, run_job
+from mlsd.serving.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
 
 class MemoryJobQueue:
-    """Jobs in a dict, ids in a FIFO queue, results under `home/jobs/`."""
+    """Jobs in a dict, ids in a FIFO queue, statuses and results under `home/jobs/`."""
 
     def __init__(
         self,
@@ -33,6 +42,9 @@ class MemoryJobQueue:
         chunk_rows: int = 1024,
         inline_rows: int = 1000,
         keep_jobs: int = 1000,
+        progress_every_s: float = 1.0,
+        max_attempts: int = 3,
+        fsync: bool = True,
     ) -> None:
         self.home = Path(home)
         self.results_dir = self.home / "jobs"
@@ -40,22 +52,42 @@ class MemoryJobQueue:
         self.chunk_rows = chunk_rows
         self.inline_rows = inline_rows
         self.keep_jobs = keep_jobs
+        self.progress_every_s = progress_every_s
+        self.max_attempts = max_attempts
+        self._store = JobStore(self.results_dir, fsync=fsync)
         self._jobs: dict[str, JobStatus] = {}
         self._specs: dict[str, JobSpec] = {}
-        self._lock = threading.Lock()
+        self._seqs: dict[str, int] = {}
+        self._next_seq = 0
+        self._last_saved = 0.0
+        self._lock = threading.Lock()  # the dicts; never held during disk I/O
+        self._disk = threading.Lock()  # a status change and its file write, as one step
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._restore()
 
     def submit(self, spec: JobSpec) -> str:
-        """Validate and enqueue; the id is a random hex string."""
+        """Validate, save to disk and enqueue; the id is a random hex string."""
         checked = spec.checked(self.home, self.max_rows)
         job_id = uuid.uuid4().hex
-        status = JobStatus(job_id, JobState.QUEUED, datetime.now(UTC), model=spec.model)
+        status = JobStatus(job_id, JobState.QUEUED, datetime.now(UTC), model=spec.model, attempts=0)
+        with self._lock:
+            seq = self._next_seq
+            self._next_seq += 1
+        self._store.save_spec(job_id, checked)
+        try:
+            with self._disk:
+                self._store.save_status(status, seq)
+        except OSError as exc:
+            self._store.drop_spec(job_id)
+            raise UnavailableError(f"cannot save the job in {self.results_dir}: {exc}") from exc
         with self._lock:
             self._jobs[job_id] = status
             self._specs[job_id] = checked
-            self._forget_old()
+            self._seqs[job_id] = seq
+            forgotten = self._forget_old()
         self._queue.put(job_id)
+        self._delete(forgotten)
         return job_id
 
     def get(self, job_id: str) -> JobStatus:
@@ -78,22 +110,90 @@ class MemoryJobQueue:
         self._worker.start()
 
     def stop(self) -> None:
-        """Stop the worker after its current job; queued jobs stay queued."""
+        """Stop the worker after its current job; queued jobs stay queued (and on disk)."""
         if self._worker is None:
             return
         self._queue.put(None)
         self._worker.join()
         self._worker = None
 
-    def _update(self, job_id: str, **changes: object) -> None:
-        with self._lock:
-            self._jobs[job_id] = replace(self._jobs[job_id], **changes)  # type: ignore[arg-type]
+    # -- restart ------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Read the folder back: finished jobs as they were, unfinished ones queued again."""
+        requeued = 0
+        for stored in self._store.load():
+            job_id, status = stored.status.job_id, stored.status
+            self._next_seq = max(self._next_seq, stored.seq + 1)
+            self._seqs[job_id] = stored.seq
+            if status.state.finished:
+                self._jobs[job_id] = status
+                self._store.drop_spec(job_id)  # left by a kill between the job's last writes
+                continue
+            status = self._after_restart(status, stored.spec)
+            self._jobs[job_id] = status
+            if status != stored.status:
+                self._save(status, stored.seq)
+            if stored.spec is not None and status.state is JobState.QUEUED:
+                self._specs[job_id] = stored.spec
+                self._queue.put(job_id)
+                requeued += 1
+        forgotten = self._forget_old()
+        self._delete(forgotten)
+        if self._jobs:
+            log.info(
+                "%d jobs read back from %s, %d queued again", len(self._jobs), self.results_dir,
+                requeued,
+            )  # fmt: skip
+
+    def _after_restart(self, status: JobStatus, spec: JobSpec | None) -> JobStatus:
+        """An unfinished job's status once the process that had it is gone."""
+        now = datetime.now(UTC)
+        if spec is None:
+            return replace(
+                status, state=JobState.FAILED, finished_at=now,
+                error="the job's input file was lost across a server restart",
+            )  # fmt: skip
+        if status.state is not JobState.RUNNING:
+            return status
+        attempts = status.attempts or 1
+        if attempts >= self.max_attempts:
+            log.error("job %s: the server stopped %d times running it", status.job_id, attempts)
+            return replace(
+                status, state=JobState.FAILED, finished_at=now,
+                error=f"the server stopped {attempts} times while running this job: not run again",
+            )  # fmt: skip
+        log.warning(
+            "job %s was running when the server stopped: it runs again from the start (attempt %d)",
+            status.job_id, attempts + 1,
+        )  # fmt: skip
+        return replace(status, state=JobState.QUEUED, started_at=None, total=None, done=0)
+
+    # -- worker -------------------------------------------------------------------------------
+
+    def _save(self, status: JobStatus, seq: int) -> None:
+        """Write the status file; a disk error is logged, the job goes on in memory."""
+        try:
+            self._store.save_status(status, seq)
+        except OSError as exc:
+            log.warning("job %s: cannot save its status: %s", status.job_id, exc)
+        self._last_saved = time.monotonic()
+
+    def _update(self, job_id: str, *, save: bool = True, **changes: object) -> None:
+        with self._disk:
+            with self._lock:
+                status = replace(self._jobs[job_id], **changes)  # type: ignore[arg-type]
+                self._jobs[job_id] = status
+                seq = self._seqs[job_id]
+            if save:
+                self._save(status, seq)
 
     def _set_total(self, job_id: str, total: int) -> None:
         self._update(job_id, total=total)
 
     def _set_done(self, job_id: str, done: int) -> None:
-        self._update(job_id, done=done)
+        due = time.monotonic() - self._last_saved >= self.progress_every_s
+        self._update(job_id, save=due, done=done)
 
     def _work(self, score_fn: ScoreFn) -> None:
         while True:
@@ -102,9 +202,13 @@ class MemoryJobQueue:
                 return
             with self._lock:
                 spec = self._specs.pop(job_id, None)
-            if spec is None:
+                status = self._jobs.get(job_id)
+            if spec is None or status is None:
                 continue
-            self._update(job_id, state=JobState.RUNNING, started_at=datetime.now(UTC))
+            attempts = (status.attempts or 0) + 1
+            self._update(
+                job_id, state=JobState.RUNNING, started_at=datetime.now(UTC), attempts=attempts
+            )
             try:
                 outcome = run_job(
                     job_id,
@@ -124,17 +228,32 @@ class MemoryJobQueue:
                     finished_at=datetime.now(UTC),
                     error=describe(exc),
                 )
-                continue
-            self._update(
-                job_id,
-                state=JobState.DONE,
-                finished_at=datetime.now(UTC),
-                done=outcome.rows,
-                results=parse_results(outcome.results_json),
-                result_path=outcome.result_path,
-            )
+            else:
+                self._update(
+                    job_id,
+                    state=JobState.DONE,
+                    finished_at=datetime.now(UTC),
+                    done=outcome.rows,
+                    results=parse_results(outcome.results_json),
+                    result_path=outcome.result_path,
+                )
+            self._store.drop_spec(job_id)
 
-    def _forget_old(self) -> None:
+    # -- keep_jobs ----------------------------------------------------------------------------
+
+    def _forget_old(self) -> list[str]:
+        """Drop the oldest finished jobs beyond `keep_jobs` from memory (lock held); their ids."""
         finished = [j for j, s in self._jobs.items() if s.state.finished]
-        for job_id in finished[: max(0, len(self._jobs) - self.keep_jobs)]:
+        forgotten = finished[: max(0, len(self._jobs) - self.keep_jobs)]
+        for job_id in forgotten:
             del self._jobs[job_id]
+            self._seqs.pop(job_id, None)
+        return forgotten
+
+    def _delete(self, job_ids: list[str]) -> None:
+        """Delete forgotten jobs' files, after any status write in flight."""
+        if not job_ids:
+            return
+        with self._disk:
+            for job_id in job_ids:
+                self._store.forget(job_id)
