@@ -43,6 +43,9 @@ class JobBody(BaseModel):
     results: list[dict[str, Any]] | None = None
     result_path: str | None = None
     error: str | None = None
+    #: Runs started: 1 after a normal run, more when a restart re-ran it (in-process queue);
+    #: None where the queue does not count (Redis).
+    attempts: int | None = None
 
 
 @router.post("", status_code=202, response_model=JobBody, responses=ERRORS)
