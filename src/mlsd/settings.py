@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     redis_prefix: str = Field(default="mlsd:", description="key prefix of serving keys on Redis")
     cache_ttl_seconds: float = Field(default=300.0, gt=0, description="prediction cache TTL")
-    cache_max_entries: int = Field(default=100_000, ge=1, description="in-process cache size")
+    cache_max_entries: int = Field(
+        default=100_000, ge=1, description="prediction cache size (entries), in process or on Redis"
+    )
     prediction_log_flush_seconds: float = Field(default=1.0, gt=0, description="flush timer")
     prediction_log_flush_records: int = Field(default=5_000, ge=1, description="flush at size")
     seed: int = 42

@@ -25,5 +25,10 @@ def make_cache(settings: Settings) -> PredictionCache:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from mlsd.serving.cache.redis import RedisCache
 
-        return RedisCache(url, settings.cache_ttl_seconds, prefix=settings.redis_prefix)
+        return RedisCache(
+            url,
+            settings.cache_ttl_seconds,
+            max_entries=settings.cache_max_entries,
+            prefix=settings.redis_prefix,
+        )
     raise ConfigError(f"unsupported cache URL {url!r}: use '' or redis://", field="cache")
