@@ -7,6 +7,7 @@ where they fail: CI must never pass by skipping.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -18,6 +19,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_restored() -> Iterator[None]:
+    """Undo process-wide tuning (`mlsd.serving.tuning`, turned on by the demo) after each test."""
+    threshold = gc.get_threshold()
+    interval = sys.getswitchinterval()
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    gc.set_threshold(*threshold)
+    sys.setswitchinterval(interval)
+
 
 REDIS_URL = os.environ.get("MLSD_TEST_REDIS", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("MLSD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

@@ -45,6 +45,7 @@ def test_the_app_tunes_the_process_only_when_asked(
     settings: Settings, store: Any, build_service: Any, make_client: Any, tune: bool
 ) -> None:
     gc.unfreeze()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults, whatever ran before
     before = gc.get_threshold()[0]
     client = make_client(create_app(settings, service=build_service(store, tune_process=tune)))
     assert client.get("/v2/health/ready").status_code == 200
