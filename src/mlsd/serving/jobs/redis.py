@@ -1,16 +1,30 @@
-"""The job queue on Redis: a list of ids moved with BLMOVE to a processing list, a hash per job.
+"""The job queue on Redis: lists of ids, a hash per job, claims and requeues as Lua scripts.
 
 Keys: `{prefix}jobs:queue` (waiting ids, pushed left, taken right),
-`{prefix}jobs:processing` (ids being run), `{prefix}job:{id}` (the job's fields).
-A worker beats a heartbeat into the job hash after every chunk; a job whose
-heartbeat is older than `stale_after_s` (its worker died) goes back to the queue.
-Jobs survive a server restart; result files go to the data folder.
+`{prefix}jobs:processing` (ids being run), `{prefix}job:{id}` (the job's fields),
+`{prefix}jobs:finished` (finished ids by finish time), `{prefix}jobs:forgotten`
+(ids forgotten lately, by when). A worker takes a job and counts the run
+(`attempts`) in one script, then beats a heartbeat into the hash after every
+chunk. A job whose heartbeat is older than `stale_after_s` (its worker died) is
+queued again, or failed once it was interrupted `max_attempts` times: a job that
+kills its worker must not do so forever. Jobs survive a server restart.
+
+Bounds: the newest `keep_jobs` finished jobs are kept, none longer than `job_ttl_s`
+(their keys' TTL). A TTL alone would bound neither the count (a burst of jobs all
+stays for a day) nor the files (Redis expires keys silently, so no one would
+delete the result file): finished ids are listed, and forgetting one deletes its
+keys. Each server writes result files to its own `home/jobs/`, so a forgotten id
+is listed under `jobs:forgotten` for `7 * job_ttl_s` and every server's sweep
+deletes `<id>.parquet` (and its temporary file) from its own folder, and nothing
+else: ids are random, so a file named after a forgotten id is that job's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import threading
 import time
 import uuid
@@ -27,6 +41,74 @@ from mlsd.serving.jobs.runner import parse_results, run_job
 log = logging.getLogger(__name__)
 
 Fields = dict[Any, Any]  # a job hash's fields (redis-py's stubs want invariant key types)
+
+#: Forgotten ids kept at most (~100 bytes each), however many jobs a day brings.
+FORGOTTEN_CAP = 100_000
+#: Ids a script forgets, or a sweep looks up, per call (keeps each script short).
+BATCH = 1000
+_RESULT_FILE = re.compile(r"\.?([0-9a-f]{32})\.parquet(?:\.tmp)?")
+
+# Take the oldest waiting id and count the run, in one step: no run goes uncounted.
+# KEYS: queue, processing. ARGV: job key prefix, started_at, heartbeat.
+_CLAIM = """
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+if not id then return false end
+local key = ARGV[1] .. id
+if redis.call('EXISTS', key) == 0 then return {id, 0} end
+local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[2], 'heartbeat', ARGV[3])
+return {id, attempts}
+"""
+
+# A job whose heartbeat is stale: queued again (runs next), or failed at max_attempts.
+# Returns 0 (left alone: fresh, or another server took it), 1 (requeued), 2 (failed).
+# KEYS: processing, queue, finished, the job's key.
+# ARGV: id, now, stale_after_s, max_attempts, finished_at, ttl.
+_REQUEUE = """
+local beat = redis.call('HGET', KEYS[4], 'heartbeat')
+if beat and tonumber(ARGV[2]) - tonumber(beat) < tonumber(ARGV[3]) then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+local attempts = tonumber(redis.call('HGET', KEYS[4], 'attempts') or '0')
+if attempts >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[4], 'state', 'failed', 'finished_at', ARGV[5], 'error',
+    'interrupted ' .. attempts .. ' times (its worker stopped while running it; max_attempts '
+    .. ARGV[4] .. '): not run again')
+  redis.call('HDEL', KEYS[4], 'spec')
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  return 2
+end
+redis.call('HSET', KEYS[4], 'state', 'queued', 'done', 0)
+redis.call('HDEL', KEYS[4], 'started_at', 'total', 'heartbeat')
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
+# Forget finished jobs older than max_age, then the oldest beyond keep; list them as forgotten.
+# KEYS: finished, forgotten. ARGV: now, keep, max_age, job key prefix, forgotten_age,
+# forgotten_cap, batch. Returns the ids forgotten.
+_FORGET = """
+local now = tonumber(ARGV[1])
+local batch = tonumber(ARGV[7])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[3])),
+  'LIMIT', 0, batch)
+local extra = math.min(redis.call('ZCARD', KEYS[1]) - #ids - tonumber(ARGV[2]), batch)
+if extra > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], #ids, #ids + extra - 1)) do
+    table.insert(ids, id)
+  end
+end
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('DEL', ARGV[4] .. id)
+  redis.call('ZADD', KEYS[2], now, id)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[5])))
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1) end
+return ids
+"""
 
 
 def _text(value: bytes | str) -> str:
@@ -64,6 +146,8 @@ class RedisJobQueue:
         job_ttl_s: int = 86_400,
         stale_after_s: float = 60.0,
         poll_s: int = 1,
+        max_attempts: int = 3,
+        keep_jobs: int = 1000,
     ) -> None:
         self.home = Path(home)
         self.results_dir = self.home / "jobs"
@@ -74,14 +158,21 @@ class RedisJobQueue:
         self.job_ttl_s = job_ttl_s
         self.stale_after_s = stale_after_s
         self.poll_s = poll_s
+        self.max_attempts = max_attempts
+        self.keep_jobs = keep_jobs
         self._queue_key = f"{prefix}jobs:queue"
         self._processing_key = f"{prefix}jobs:processing"
+        self._finished_key = f"{prefix}jobs:finished"
+        self._forgotten_key = f"{prefix}jobs:forgotten"
         self._client = redis.Redis.from_url(
             url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
         )
         self._blocking = redis.Redis.from_url(
             url, socket_timeout=poll_s + 5.0, socket_connect_timeout=2.0, decode_responses=True
         )
+        self._claim_script = self._client.register_script(_CLAIM)
+        self._requeue_script = self._client.register_script(_REQUEUE)
+        self._forget_script = self._client.register_script(_FORGET)
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
 
@@ -103,6 +194,7 @@ class RedisJobQueue:
             "submitted_at": _now(),
             "model": checked.model or "",
             "done": 0,
+            "attempts": 0,
         }
         try:
             pipe = self._client.pipeline(transaction=True)
@@ -135,6 +227,7 @@ class RedisJobQueue:
             results=parse_results(h.get("results")),
             result_path=h.get("result_path"),
             error=h.get("error"),
+            attempts=int(h.get("attempts", 0)),
         )
 
     def start(self, score_fn: ScoreFn) -> None:
@@ -162,36 +255,124 @@ class RedisJobQueue:
         self._client.close()
         self._blocking.close()
 
+    # -- dead workers -------------------------------------------------------------------------
+
     def requeue_stale(self) -> int:
-        """Put back in the queue the running jobs whose heartbeat is older than `stale_after_s`."""
-        moved = 0
-        now = time.time()
+        """Take back the running jobs whose heartbeat is older than `stale_after_s`.
+
+        Each is queued again (it runs next), or failed once it was interrupted
+        `max_attempts` times. Returns how many were taken back, either way.
+        """
+        taken = 0
+        failed = False
         for raw_id in self._client.lrange(self._processing_key, 0, -1):
             job_id = _text(raw_id)
-            beat = self._client.hget(self._job_key(job_id), "heartbeat")
-            if beat is not None and now - float(beat) < self.stale_after_s:
-                continue
-            if self._client.lrem(self._processing_key, 1, job_id):  # only one server wins
-                pipe = self._client.pipeline(transaction=True)
-                pipe.hset(self._job_key(job_id), mapping={"state": JobState.QUEUED.value})
-                pipe.rpush(self._queue_key, job_id)  # the taking end: runs next
-                pipe.execute()
-                moved += 1
+            keys = [self._processing_key, self._queue_key, self._finished_key]
+            outcome = self._requeue_script(
+                keys=[*keys, self._job_key(job_id)],
+                args=[job_id, time.time(), self.stale_after_s, self.max_attempts, _now(),
+                      self.job_ttl_s],
+            )  # fmt: skip
+            if outcome == 1:
                 log.warning("job %s requeued: its worker stopped beating", job_id)
-        return moved
+            elif outcome == 2:
+                log.error(
+                    "job %s failed: interrupted max_attempts=%d times", job_id, self.max_attempts
+                )
+                failed = True
+            taken += outcome != 0
+        if failed:
+            self.forget_old()
+        return taken
+
+    def _claim(self) -> tuple[str, int] | None:
+        """Take the oldest waiting job, marked running, its run counted: `(id, attempts)`."""
+        claimed = self._claim_script(
+            keys=[self._queue_key, self._processing_key],
+            args=[self._job_key(""), _now(), time.time()],
+        )
+        if not claimed:
+            return None
+        return _text(claimed[0]), int(claimed[1])
+
+    # -- forgetting ---------------------------------------------------------------------------
+
+    def forget_old(self) -> list[str]:
+        """Forget finished jobs beyond `keep_jobs` or `job_ttl_s` (keys, then this server's files).
+
+        Several servers may call it at once: each id is forgotten by one of them.
+        """
+        forgotten: list[str] = []
+        while True:
+            ids = self._forget_script(
+                keys=[self._finished_key, self._forgotten_key],
+                args=[time.time(), self.keep_jobs, self.job_ttl_s, self._job_key(""),
+                      7 * self.job_ttl_s, FORGOTTEN_CAP, BATCH],
+            )  # fmt: skip
+            batch = [_text(i) for i in ids]
+            for job_id in batch:
+                self._delete_files(job_id)
+            forgotten += batch
+            if len(batch) < BATCH:
+                return forgotten
+
+    def delete_forgotten_files(self) -> int:
+        """Delete the result files in this server's `home/jobs/` of jobs any server forgot."""
+        try:
+            names = [entry.name for entry in os.scandir(self.results_dir) if entry.is_file()]
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.warning("cannot list %s: %s", self.results_dir, exc)
+            return 0
+        ids = sorted({m.group(1) for m in map(_RESULT_FILE.fullmatch, names) if m is not None})
+        deleted = 0
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            scores = self._client.zmscore(self._forgotten_key, chunk)
+            for job_id, score in zip(chunk, scores, strict=True):
+                if score is not None:
+                    deleted += self._delete_files(job_id)
+        return deleted
+
+    def _delete_files(self, job_id: str) -> int:
+        """Delete the job's result file and temporary file from this server's folder."""
+        deleted = 0
+        for name in (f"{job_id}.parquet", f".{job_id}.parquet.tmp"):
+            path = self.results_dir / name
+            try:
+                path.unlink()
+                deleted += 1
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot delete %s: %s", path, exc)
+        return deleted
+
+    def sweep(self) -> None:
+        """The worker's periodic chores: dead workers' jobs, old jobs, forgotten files."""
+        self.requeue_stale()
+        self.forget_old()
+        self.delete_forgotten_files()
+
+    # -- worker -------------------------------------------------------------------------------
 
     def _work(self, score_fn: ScoreFn) -> None:
         last_sweep = 0.0
         while not self._stop.is_set():
             try:
                 if time.monotonic() - last_sweep > self.stale_after_s / 2:
-                    self.requeue_stale()
+                    self.sweep()
                     last_sweep = time.monotonic()
-                job_id = self._blocking.blmove(
-                    self._queue_key, self._processing_key, self.poll_s, "RIGHT", "LEFT"
-                )
-                if job_id is not None:
-                    self._run(_text(job_id), score_fn)
+                claimed = self._claim()
+                if claimed is None:
+                    # wait for a job without taking it (a no-op rotation): the claim script
+                    # takes it, so the take and the count are one step
+                    self._blocking.blmove(
+                        self._queue_key, self._queue_key, self.poll_s, "RIGHT", "RIGHT"
+                    )
+                    continue
+                self._run(claimed[0], score_fn)
             except redis.RedisError as exc:
                 log.warning("job worker cannot reach Redis, retrying: %s", exc)
                 self._stop.wait(1.0)
@@ -208,7 +389,6 @@ class RedisJobQueue:
             return
         payload = json.loads(raw_spec)
         spec = JobSpec(rows=payload["rows"], path=payload["path"], model=payload["model"])
-        self._beat(job_id, state=JobState.RUNNING.value, started_at=_now())
         result: Fields
         try:
             outcome = run_job(
@@ -240,4 +420,6 @@ class RedisJobQueue:
         pipe.hdel(key, "spec")
         pipe.expire(key, self.job_ttl_s)
         pipe.lrem(self._processing_key, 1, job_id)
+        pipe.zadd(self._finished_key, {job_id: time.time()})
         pipe.execute()
+        self.forget_old()
