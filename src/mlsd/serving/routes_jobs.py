@@ -43,8 +43,8 @@ class JobBody(BaseModel):
     results: list[dict[str, Any]] | None = None
     result_path: str | None = None
     error: str | None = None
-    #: Runs started: 1 after a normal run, more when a restart re-ran it (in-process queue);
-    #: None where the queue does not count (Redis).
+    #: Runs started: 1 after a normal run, more when a restart or a dead worker made it run
+    #: again (both queues count; 0 while queued).
     attempts: int | None = None
 
 

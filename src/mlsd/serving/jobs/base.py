@@ -81,8 +81,8 @@ def resolve_in_home(home: Path, path: str) -> Path:
 class JobStatus:
     """A job as a client sees it: `results` inline when small, `result_path` once done.
 
-    `attempts` counts the runs started (2 or more: a restart re-ran the job from the
-    start); None where the backend does not count them (the Redis queue).
+    `attempts` counts the runs started (2 or more: a restart, or a dead worker on the
+    Redis queue, made the job run again from the start); None where a queue does not count.
     """
 
     job_id: str
