@@ -97,8 +97,12 @@ class ParquetPredictionLog(BufferedLog):
                 log.exception("prediction log compaction crashed, will retry")
             self._stop_compactor.wait(self.compact_every_s)
 
-    def _write(self, records: list[PredictionRecord]) -> None:
-        table = to_table(records)
+    def _encode(self, records: list[PredictionRecord]) -> pa.Table:
+        return to_table(records)
+
+    def _store(self, chunks: list[object]) -> None:
+        tables = [c for c in chunks if isinstance(c, pa.Table)]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         days = pc.strftime(table["ts"], format="%Y-%m-%d")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         try:
@@ -115,9 +119,6 @@ class ParquetPredictionLog(BufferedLog):
             raise UnavailableError(
                 f"cannot write the prediction log under {self.root}: {exc}"
             ) from exc
-
-    def _encode_one(self, record: PredictionRecord) -> object:
-        return to_table([record])
 
     @staticmethod
     def _days(start: datetime | None, end: datetime | None) -> tuple[date, date]:

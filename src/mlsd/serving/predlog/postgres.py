@@ -11,7 +11,14 @@ from psycopg import sql
 
 from mlsd.errors import UnavailableError
 from mlsd.serving.predlog.base import BufferedLog
-from mlsd.serving.predlog.record import COLUMNS, SCHEMA, PredictionRecord, finish_frame, to_rows
+from mlsd.serving.predlog.record import (
+    COLUMNS,
+    SCHEMA,
+    PredictionRecord,
+    Row,
+    finish_frame,
+    to_rows,
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -69,8 +76,11 @@ class PostgresPredictionLog(BufferedLog):
         except psycopg.Error as exc:
             raise UnavailableError(f"PostgreSQL prediction log unreachable: {exc}") from exc
 
-    def _write(self, records: list[PredictionRecord]) -> None:
-        rows = to_rows(records)
+    def _encode(self, records: list[PredictionRecord]) -> list[Row]:
+        return to_rows(records)
+
+    def _store(self, chunks: list[object]) -> None:
+        rows = [row for chunk in chunks if isinstance(chunk, list) for row in chunk]
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._table, sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         )
