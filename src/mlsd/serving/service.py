@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlsd.errors import MlsdError, NotFoundError
+from mlsd.errors import MlsdError, NotFoundError, UnavailableError
 from mlsd.serving.batcher import BatchConfig
 from mlsd.serving.breaker import CircuitBreaker
 from mlsd.serving.cache import PredictionCache
@@ -168,9 +168,16 @@ class Service:
         return self.loaded and self.host.ready
 
     def scorer(self, name: str | None = None) -> Scorer:
-        """The scorer of a model name (the default model when None)."""
+        """The scorer of a model name (the default model when None).
+
+        Before the models are loaded (or when loading failed) that is 503, not 404: the
+        client should retry, not conclude the model does not exist.
+        """
         key = name or self.default_model
         if key is None or key not in self.scorers:
+            if not self.loaded:
+                reason = self.load_error or "models are still loading"
+                raise UnavailableError(f"not ready: {reason}", field="model")
             raise NotFoundError(f"no endpoint serves model {key!r}", field="model")
         return self.scorers[key]
 

@@ -128,3 +128,21 @@ def test_query_and_header_values() -> None:
     scope = {"headers": [(b"x-request-id", b"abc"), (b"host", b"h")]}
     assert header_value(scope, b"x-request-id") == "abc"
     assert header_value(scope, b"authorization") == ""
+
+
+def test_score_before_the_models_are_loaded_is_503_not_404(
+    settings: Settings, store: Any, build_service: Any, make_client: Any
+) -> None:
+    service = build_service(store, load=False)
+    service.loaded = True  # the lifespan must not load the models: we ask before they are
+    client = make_client(create_app(settings, service=service))
+    service.loaded = False
+    response = client.post("/v1/score", json=tx())
+    assert response.status_code == 503, response.text
+    assert response.json()["field"] == "model"
+    assert "still loading" in response.json()["message"]
+    service.load_error = "registry unreachable"
+    assert "registry unreachable" in client.post("/v1/score", json=tx()).json()["message"]
+    service.load_all()
+    assert client.post("/v1/score", json=tx()).status_code == 200
+    assert client.post("/v1/score", json=tx(), params={"model": "nope"}).status_code == 404
