@@ -10,7 +10,7 @@ alone and flagged degraded (or refused with 503 if so configured).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from mlsd.serving.breaker import CircuitBreaker
 from mlsd.serving.cache import PredictionCache
 from mlsd.serving.cached import predict_cached
 from mlsd.serving.coalescer import Coalescer
-from mlsd.serving.endpoint import Endpoint, Prediction
+from mlsd.serving.endpoint import Endpoint
 from mlsd.serving.host import LoadedModel
 from mlsd.serving.metrics import ServingMetrics
 from mlsd.serving.request_features import REQUEST_FEATURES
@@ -248,22 +248,14 @@ class Scorer:
         base = layout.request_status
         return values, [{**base, **row} for row in found_status], degraded
 
-    def _predict(
-        self, values: np.ndarray, model: LoadedModel
-    ) -> Coroutine[Any, Any, tuple[Prediction, np.ndarray]]:
-        """`predict_cached` with this scorer's endpoint, cache and metrics.
-
-        A plain method handing back the coroutine, which `score` awaits: no extra
-        coroutine or await on the hot path compared with scoring inline.
-        """
-        return predict_cached(self.endpoint, self.cache, self.metrics, values, model)
-
     async def score(self, txs: Sequence[Transaction], request_id: str) -> ScoredBatch:
         """Score transactions; raises UnavailableError only in fail-when-degraded mode."""
         started = time.perf_counter()
         model = self.endpoint.current()
         values, statuses, degraded = await self.build_async(txs, model.feature_names)
-        prediction, cached = await self._predict(values, model)
+        prediction, cached = await predict_cached(
+            self.endpoint, self.cache, self.metrics, values, model
+        )
         if prediction.model.feature_names != model.feature_names:  # new version, new features
             values, statuses, degraded = await self.build_async(txs, prediction.model.feature_names)
             prediction = await self.endpoint.predict(values)
