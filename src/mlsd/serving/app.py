@@ -69,10 +69,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            child = self.metrics.child(
-                self.metrics.request_latency, path, scope.get("method", ""), str(status)
-            )
-            child.observe(time.perf_counter() - started)
+            method = scope.get("method", "")
+            self.metrics.observe_request(path, method, status, time.perf_counter() - started)
 
 
 def build_service(settings: Settings, options: ServeOptions | None = None) -> Service:

@@ -55,23 +55,14 @@ class HotPaths:
             if handler is not None:
                 started = time.perf_counter()
                 status = await handler(scope, receive, send)
-                latency = self.metrics.request_latency
-                self.metrics.child(latency, key[1], key[0], str(status)).observe(
-                    time.perf_counter() - started
-                )
+                self.metrics.observe_request(key[1], key[0], status, time.perf_counter() - started)
                 return
         await self.app(scope, receive, send)
 
 
 async def read_body(receive: Receive) -> bytes:
     """The whole request body (its size was already bounded by `SecurityMiddleware`)."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

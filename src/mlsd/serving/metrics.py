@@ -110,6 +110,10 @@ class ServingMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One answered HTTP request, into `mlsd_request_duration_seconds`."""
+        self.child(self.request_latency, route, method, str(status)).observe(seconds)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
