@@ -20,7 +20,7 @@ def record(i: int, score: object = 0.5) -> PredictionRecord:
     )  # fmt: skip
 
 
-class ListLog(BufferedLog):
+class ListLog(BufferedLog[list[str]]):
     """A BufferedLog storing into a list; `down` makes every store fail."""
 
     def __init__(self, **kwargs: object) -> None:
@@ -34,12 +34,11 @@ class ListLog(BufferedLog):
         self.encodes += 1
         return [f"{r.request_id}:{float(r.score)}" for r in records]
 
-    def _store(self, chunks: list[object]) -> None:
+    def _store(self, chunks: list[list[str]]) -> None:
         if self.down:
             raise UnavailableError("storage down")
         self.stores += 1
         for chunk in chunks:
-            assert isinstance(chunk, list)
             self.stored.extend(chunk)
 
     def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:

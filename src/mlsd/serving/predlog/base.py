@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
 
@@ -65,7 +65,11 @@ class PredictionLog(Protocol):
         ...
 
 
-class BufferedLog(ABC):
+#: A backend's encoded chunk (an Arrow table, a list of COPY rows).
+Chunk = TypeVar("Chunk")
+
+
+class BufferedLog(ABC, Generic[Chunk]):
     """Buffer + background flusher; a backend supplies `_encode`, `_store`, `_read` and
     `_release`."""
 
@@ -86,7 +90,7 @@ class BufferedLog(ABC):
         self._buffer: list[PredictionRecord] = []
         # Chunks taken from the buffer and encoded ahead of the write, oldest first, with
         # their record counts; kept (and counted as buffered) until a write succeeds.
-        self._encoded: list[tuple[int, object]] = []
+        self._encoded: list[tuple[int, Chunk]] = []
         self._encoded_rows = 0
         self._lock = threading.Lock()  # guards the buffer, the encoded chunks' count, counters
         self._write_lock = threading.Lock()  # one encoding or write at a time, in order
@@ -160,7 +164,7 @@ class BufferedLog(ABC):
             self._encoded.append((kept, encoded))
             self._encoded_rows += kept
 
-    def _encode_dropping_bad(self, batch: list[PredictionRecord]) -> tuple[int, object] | None:
+    def _encode_dropping_bad(self, batch: list[PredictionRecord]) -> tuple[int, Chunk] | None:
         """(records kept, chunk); malformed records are dropped, counted and logged."""
         try:
             return len(batch), self._encode(batch)
@@ -231,12 +235,12 @@ class BufferedLog(ABC):
             return LogStats(buffered, self._written, self._dropped, self._errors)
 
     @abstractmethod
-    def _encode(self, records: list[PredictionRecord]) -> object:
+    def _encode(self, records: list[PredictionRecord]) -> Chunk:
         """Records in the backend's form (an Arrow table, COPY rows): ValidationError,
         ValueError or TypeError when a record does not encode."""
 
     @abstractmethod
-    def _store(self, chunks: list[object]) -> None:
+    def _store(self, chunks: list[Chunk]) -> None:
         """Store encoded chunks, oldest first, all or nothing; UnavailableError when the
         storage fails."""
 

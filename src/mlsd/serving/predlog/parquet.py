@@ -48,7 +48,7 @@ PART_OPTIONS: dict[str, object] = {
 }  # fmt: skip
 
 
-class ParquetPredictionLog(BufferedLog):
+class ParquetPredictionLog(BufferedLog[pa.Table]):
     """Predictions in day partitions under `root` (by default `home/predictions`)."""
 
     def __init__(
@@ -100,9 +100,8 @@ class ParquetPredictionLog(BufferedLog):
     def _encode(self, records: list[PredictionRecord]) -> pa.Table:
         return to_table(records)
 
-    def _store(self, chunks: list[object]) -> None:
-        tables = [c for c in chunks if isinstance(c, pa.Table)]
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    def _store(self, chunks: list[pa.Table]) -> None:
+        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
         days = pc.strftime(table["ts"], format="%Y-%m-%d")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         try:

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 
 
-class PostgresPredictionLog(BufferedLog):
+class PostgresPredictionLog(BufferedLog[list[Row]]):
     """Predictions in `{schema}.{table}`, indexed by time and model."""
 
     def __init__(
@@ -79,8 +79,8 @@ class PostgresPredictionLog(BufferedLog):
     def _encode(self, records: list[PredictionRecord]) -> list[Row]:
         return to_rows(records)
 
-    def _store(self, chunks: list[object]) -> None:
-        rows = [row for chunk in chunks if isinstance(chunk, list) for row in chunk]
+    def _store(self, chunks: list[list[Row]]) -> None:
+        rows = [row for chunk in chunks for row in chunk]
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._table, sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         )
