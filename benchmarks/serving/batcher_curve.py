@@ -42,7 +42,7 @@ class BatchPoint:
 async def _point(
     predict: object, size: int, delay: float, clients: int, seconds: float
 ) -> BatchPoint:
-    from mlsd.serving.batcher import BatchConfig, MicroBatcher
+    from mlsd.inference.batcher import BatchConfig, MicroBatcher
 
     fn = predict  # (n, k) -> scores
 
@@ -84,7 +84,7 @@ def batcher_curve(
     model_onnx: bytes, n_features: int, clients: int = 64, seconds: float = 0.5, repeats: int = 3
 ) -> list[BatchPoint]:
     """Every setting in SETTINGS, the median run (by rows/s) of `repeats`."""
-    from mlsd.serving.runtimes import OnnxRuntime
+    from mlsd.inference.runtimes import OnnxRuntime
 
     predict = OnnxRuntime(model_onnx, n_features).predict
     points: list[BatchPoint] = []

@@ -45,14 +45,14 @@ def _median_us(fn: Callable[[], object], n: int, repeats: int = 3) -> float:
 
 def cache_costs(n: int = 2000) -> list[dict[str, Any]]:
     """µs per lookup + store, by backend and rows per request."""
-    from mlsd.serving.cache import MemoryCache, PredictionCache
+    from mlsd.inference.cache import MemoryCache, PredictionCache
 
     backends: dict[str, Callable[[], PredictionCache]] = {
         "memory": lambda: MemoryCache(100_000, 300)
     }
     prefix = f"mlsdbench:{uuid.uuid4().hex[:8]}:"
     if _answers(REDIS_URL):
-        from mlsd.serving.cache.redis import RedisCache
+        from mlsd.inference.cache.redis import RedisCache
 
         # a generous timeout: measure Redis, not the 50 ms serving timeout on a busy machine
         backends["redis"] = lambda: RedisCache(REDIS_URL, 300, prefix=prefix, socket_timeout_s=1.0)
@@ -72,7 +72,7 @@ def cache_costs(n: int = 2000) -> list[dict[str, Any]]:
 
 def _cache_request_us(cache: Any, rows: int, n: int) -> float:
     """µs for one request's lookup + store of `rows` fresh rows (all misses, as in scoring)."""
-    from mlsd.serving.cache import hash_rows
+    from mlsd.inference.cache import hash_rows
 
     values = np.random.default_rng(rows).random((rows * n, 15))
     hashes = hash_rows(values)
@@ -91,7 +91,7 @@ def _cache_request_us(cache: Any, rows: int, n: int) -> float:
 
 def log_throughput(n: int = 20_000) -> list[dict[str, Any]]:
     """Records/s through append + flush (one flush per 5 000), by backend."""
-    from mlsd.serving.predlog import BufferedLog, ParquetPredictionLog, PredictionRecord
+    from mlsd.predlog import BufferedLog, ParquetPredictionLog, PredictionRecord
 
     names = [f"F{i}" for i in range(15)]
     now = datetime.now(UTC)
@@ -109,7 +109,7 @@ def log_throughput(n: int = 20_000) -> list[dict[str, Any]]:
         if _answers(POSTGRES_URL):
             import psycopg
 
-            from mlsd.serving.predlog.postgres import PostgresPredictionLog
+            from mlsd.predlog.postgres import PostgresPredictionLog
 
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -135,7 +135,7 @@ def log_throughput(n: int = 20_000) -> list[dict[str, Any]]:
 
 def breaker_cost(n: int = 100_000) -> dict[str, float]:
     """µs added by `CircuitBreaker.call` around a no-op."""
-    from mlsd.serving.breaker import CircuitBreaker
+    from mlsd.inference.breaker import CircuitBreaker
 
     breaker = CircuitBreaker()
 

@@ -18,7 +18,7 @@ from benchmarks.serving.fixture import N_CUSTOMERS, N_TERMINALS
 
 
 def _transactions(n: int) -> list[Any]:
-    from mlsd.serving.schemas import Transaction
+    from mlsd.data.transaction import Transaction
     from mlsd.serving.testing import NOW
 
     rng = np.random.default_rng(5)
@@ -36,8 +36,8 @@ def _transactions(n: int) -> list[Any]:
 
 def log_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float]:
     """p50/p99 (µs) of one-transaction scoring calls with and without the log."""
+    from mlsd.inference.batcher import BatchConfig
     from mlsd.serving.app import build_service
-    from mlsd.serving.batcher import BatchConfig
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import Settings
 

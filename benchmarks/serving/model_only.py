@@ -37,7 +37,7 @@ def model_only(
     files: dict[str, bytes], n_features: int, repeats: int = 3, seconds: float = 0.25
 ) -> list[ModelPoint]:
     """Each runtime at each batch size, median of `repeats` timed loops."""
-    from mlsd.serving.runtimes import LightGBMRuntime, OnnxRuntime
+    from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
 
     runtimes = {
         "onnxruntime": OnnxRuntime(files["model.onnx"], n_features).predict,

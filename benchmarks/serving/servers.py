@@ -66,8 +66,8 @@ def naive_app() -> FastAPI:
 
 def mlsd_app() -> FastAPI:
     """mlsd's serving app on the prepared data folder."""
+    from mlsd.inference.batcher import BatchConfig
     from mlsd.serving.app import build_service, create_app
-    from mlsd.serving.batcher import BatchConfig
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import Settings
 

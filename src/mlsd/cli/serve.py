@@ -28,9 +28,9 @@ def serve(
     """Serve fraud scores over HTTP with one uvicorn worker."""
     import uvicorn
 
+    from mlsd.inference.batcher import BatchConfig
+    from mlsd.inference.host import parse_ref
     from mlsd.serving.app import create_app
-    from mlsd.serving.batcher import BatchConfig
-    from mlsd.serving.host import parse_ref
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import get_settings
 

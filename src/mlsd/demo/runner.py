@@ -116,7 +116,7 @@ def _registry(settings: Settings) -> None:
 
 
 def _prediction_log(settings: Settings, since: datetime) -> None:
-    from mlsd.serving.predlog.demo import demo_step
+    from mlsd.predlog.demo import demo_step
 
     report = demo_step(settings, since=since)
     console.print(_table("prediction log (read back from storage)", report))

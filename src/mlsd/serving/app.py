@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
+from mlsd.inference.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving import routes_admin, routes_v1, routes_v2, tuning
 from mlsd.serving.hotpath import HotPaths, score_handler
-from mlsd.serving.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving.schemas import field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
 from mlsd.serving.service import ServeOptions, Service
@@ -75,9 +75,9 @@ class MetricsMiddleware:
 
 def build_service(settings: Settings, options: ServeOptions | None = None) -> Service:
     """Every backend settings name: registry, feature store, cache, prediction log, jobs."""
+    from mlsd.inference.cache import make_cache
+    from mlsd.inference.host import ModelHost
     from mlsd.registry import Registry
-    from mlsd.serving.cache import make_cache
-    from mlsd.serving.host import ModelHost
     from mlsd.serving.wiring import open_features, open_jobs, open_prediction_log
 
     options = options or ServeOptions()

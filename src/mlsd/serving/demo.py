@@ -135,8 +135,8 @@ class _Traffic:
 
 def _servable(settings: Settings, ref: str, console: Console | None) -> str:
     """`ref`, or the latest version of its model when its alias is not set (yet)."""
+    from mlsd.inference.host import parse_ref
     from mlsd.registry import Registry
-    from mlsd.serving.host import parse_ref
 
     name, alias, _ = parse_ref(ref)
     if alias is None:

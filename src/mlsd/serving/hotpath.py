@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from mlsd.errors import MlsdError
-from mlsd.serving.metrics import ServingMetrics
+from mlsd.inference.metrics import ServingMetrics
 from mlsd.serving.routes_v1 import request_id_from, score_payload
 from mlsd.serving.security import ASGIApp, Receive, Scope, Send, send_error
 from mlsd.serving.service import Service

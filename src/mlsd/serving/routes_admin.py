@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from mlsd.errors import ConfigError
-from mlsd.serving.host import LoadedModel, parse_ref
+from mlsd.inference.host import LoadedModel, parse_ref
 from mlsd.serving.routes_v1 import ERRORS, service_of
 from mlsd.serving.schemas import AliasMoveRequest, LoadedModelInfo, ModelRef
 from mlsd.serving.service import Service

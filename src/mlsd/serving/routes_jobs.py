@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlsd.errors import UnavailableError
 from mlsd.serving.routes_v1 import ERRORS, service_of
-from mlsd.serving.schemas import Transaction
+from mlsd.serving.schemas import TransactionBody
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
@@ -21,7 +21,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rows: Annotated[list[Transaction], Field(min_length=1, max_length=100_000)] | None = None
+    rows: Annotated[list[TransactionBody], Field(min_length=1, max_length=100_000)] | None = None
     path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     model: (
         Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")] | None

@@ -20,8 +20,9 @@ from pydantic import Discriminator, Tag, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import to_json
 
+from mlsd.data.transaction import Transaction
 from mlsd.errors import ValidationError
-from mlsd.serving.schemas import ErrorBody, ScoreBatch, ScoreResponse, Transaction, field_of
+from mlsd.serving.schemas import ErrorBody, ScoreBatch, ScoreResponse, TransactionBody, field_of
 from mlsd.serving.service import Service
 
 
@@ -63,7 +64,7 @@ def _kind(value: Any) -> str:
 
 
 ScoreBody = Annotated[
-    Annotated[Transaction, Tag("one")] | Annotated[ScoreBatch, Tag("batch")],
+    Annotated[TransactionBody, Tag("one")] | Annotated[ScoreBatch, Tag("batch")],
     Discriminator(_kind),
 ]
 
@@ -108,7 +109,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-SCORE_BODY: TypeAdapter[Transaction | ScoreBatch] = TypeAdapter(ScoreBody)
+SCORE_BODY: TypeAdapter[TransactionBody | ScoreBatch] = TypeAdapter(ScoreBody)
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 SCORE_OPENAPI: dict[str, Any] = {
     "requestBody": {
@@ -135,7 +136,9 @@ def parse_score_body(raw: bytes) -> list[Transaction]:
         first = exc.errors(include_url=False)[0]
         field = field_of(first["loc"])
         raise ValidationError(f"{field}: {first['msg']}", field=field) from None
-    return body.transactions if isinstance(body, ScoreBatch) else [body]
+    if isinstance(body, ScoreBatch):
+        return [tx.to_domain() for tx in body.transactions]
+    return [body.to_domain()]
 
 
 async def score_payload(

@@ -25,11 +25,11 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import UnavailableError, ValidationError
-from mlsd.serving.cached import predict_cached
-from mlsd.serving.endpoint import Endpoint, VersionEndpoint
-from mlsd.serving.host import LoadedModel
+from mlsd.inference.cached import predict_cached
+from mlsd.inference.endpoint import Endpoint, VersionEndpoint
+from mlsd.inference.host import LoadedModel
+from mlsd.inference.runtimes import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
-from mlsd.serving.runtimes import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.schemas import (
     InferenceRequest,
     InferenceResponse,

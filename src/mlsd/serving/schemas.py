@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from mlsd.data.transaction import Transaction
+
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 EntityId = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
 
@@ -47,8 +49,8 @@ def field_of(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-class Transaction(BaseModel):
-    """One raw card payment, as the terminal sends it."""
+class TransactionBody(BaseModel):
+    """One raw card payment, as the terminal sends it (validated; `to_domain()` for scoring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,16 +60,22 @@ class Transaction(BaseModel):
     amount: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False, strict=True)]
     timestamp: AwareDatetime
 
+    def to_domain(self) -> Transaction:
+        """The domain record scoring takes."""
+        return Transaction(
+            self.transaction_id, self.customer_id, self.terminal_id, self.amount, self.timestamp
+        )
+
 
 class ScoreBatch(BaseModel):
     """Several transactions scored in one call."""
 
     model_config = ConfigDict(extra="forbid")
 
-    transactions: Annotated[list[Transaction], Field(min_length=1, max_length=1024)]
+    transactions: Annotated[list[TransactionBody], Field(min_length=1, max_length=1024)]
 
 
-ScoreRequest = Transaction | ScoreBatch
+ScoreRequest = TransactionBody | ScoreBatch
 
 
 class ScoreResult(BaseModel):
@@ -279,7 +287,7 @@ def transactions_from_records(records: Sequence[Mapping[Any, Any]]) -> list[Tran
     out = []
     for i, record in enumerate(records):
         row = {DATASET_NAMES.get(str(k), str(k)): v for k, v in record.items()}
-        row = {k: row[k] for k in Transaction.model_fields if k in row}
+        row = {k: row[k] for k in TransactionBody.model_fields if k in row}
         if hasattr(row.get("timestamp"), "to_pydatetime"):
             row["timestamp"] = row["timestamp"].to_pydatetime()
         for key in ("transaction_id", "customer_id", "terminal_id"):
@@ -288,7 +296,7 @@ def transactions_from_records(records: Sequence[Mapping[Any, Any]]) -> list[Tran
         if hasattr(row.get("amount"), "item"):
             row["amount"] = float(row["amount"].item())
         try:
-            out.append(Transaction.model_validate(row))
+            out.append(TransactionBody.model_validate(row).to_domain())
         except PydanticError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

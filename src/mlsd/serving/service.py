@@ -15,21 +15,21 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
-from mlsd.serving.batcher import BatchConfig
-from mlsd.serving.breaker import CircuitBreaker
-from mlsd.serving.cache import PredictionCache
-from mlsd.serving.endpoint import Endpoint, HostedEndpoint
-from mlsd.serving.host import LoadedModel, ModelHost, parse_ref
-from mlsd.serving.metrics import ServingMetrics
-from mlsd.serving.predlog.record import PredictionRecord
-from mlsd.serving.scorer import FeatureSource, ScoredBatch, Scorer
+from mlsd.inference.batcher import BatchConfig
+from mlsd.inference.breaker import CircuitBreaker
+from mlsd.inference.cache import PredictionCache
+from mlsd.inference.endpoint import Endpoint, HostedEndpoint
+from mlsd.inference.host import LoadedModel, ModelHost, parse_ref
+from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.scorer import FeatureSource, ScoredBatch, Scorer
+from mlsd.predlog.record import PredictionRecord
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from mlsd.serving.schemas import Transaction
+    from mlsd.data.transaction import Transaction
 
 log = logging.getLogger(__name__)
 

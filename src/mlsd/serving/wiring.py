@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
-    from mlsd.serving.predlog import PredictionLog
-    from mlsd.serving.scorer import FeatureSource
+    from mlsd.inference.scorer import FeatureSource
+    from mlsd.predlog import PredictionLog
     from mlsd.serving.service import Service
 
 
@@ -24,7 +24,7 @@ def open_features(settings: Settings, read_timeout_s: float = 0.05) -> FeatureSo
 
 def open_prediction_log(settings: Settings) -> PredictionLog:
     """The prediction log (Parquet in home, or PostgreSQL)."""
-    from mlsd.serving.predlog import make_prediction_log
+    from mlsd.predlog import make_prediction_log
 
     return make_prediction_log(settings)
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from mlsd.features.store import FeatureStore
+from mlsd.inference.cache import MemoryCache
+from mlsd.inference.host import ModelHost
 from mlsd.registry import Registry
 from mlsd.serving.app import create_app
-from mlsd.serving.cache import MemoryCache
-from mlsd.serving.host import ModelHost
 from mlsd.serving.server import BackgroundServer
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.serving.testing import (

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 
 from mlsd.features.store import FeatureStore
+from mlsd.predlog import make_prediction_log
 from mlsd.registry import Registry
 from mlsd.serving.demo import demo_step
-from mlsd.serving.predlog import make_prediction_log
 from mlsd.serving.testing import register_tiny_model, seed_feature_store, tiny_model_artifacts
 from mlsd.settings import Settings
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from mlsd.features.store import FeatureStore
+from mlsd.inference.batcher import BatchConfig
+from mlsd.inference.cache import MemoryCache
+from mlsd.inference.host import ModelHost
 from mlsd.registry import Registry
 from mlsd.serving.app import create_app
-from mlsd.serving.batcher import BatchConfig
-from mlsd.serving.cache import MemoryCache
-from mlsd.serving.host import ModelHost
 from mlsd.serving.jobs import MemoryJobQueue
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.serving.testing import register_tiny_model, seed_feature_store, tiny_model_artifacts

@@ -321,9 +321,9 @@ def test_http_job_status_survives_a_restart_and_queued_jobs_score_the_same(
     before = wait_for_job(client, job_id)
     assert before["state"] == "done", before
     # rows as the route hands them over (datetimes), queued but not run before the restart
-    from mlsd.serving.schemas import Transaction
+    from mlsd.serving.schemas import TransactionBody
 
-    dumped = [Transaction.model_validate(r).model_dump() for r in rows]
+    dumped = [TransactionBody.model_validate(r).model_dump() for r in rows]
     queued = MemoryJobQueue(settings.home).submit(JobSpec(rows=dumped))
 
     restarted = make_client(create_app(settings, service=build_service(store)))

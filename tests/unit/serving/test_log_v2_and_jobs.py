@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsd.predlog import ParquetPredictionLog
 from mlsd.serving.app import create_app
-from mlsd.serving.predlog import ParquetPredictionLog
 from mlsd.serving.service import Service
 from mlsd.serving.testing import FEATURES, sample_transaction
 

@@ -36,8 +36,8 @@ def test_metrics_after_traffic(client: Any) -> None:
 def test_prediction_log_gets_every_scored_row(
     settings: Any, store: Any, build_service: Any, make_client: Any
 ) -> None:
+    from mlsd.predlog import make_prediction_log
     from mlsd.serving.app import create_app
-    from mlsd.serving.predlog import make_prediction_log
 
     log = make_prediction_log(settings)
     svc = build_service(store, prediction_log=log)

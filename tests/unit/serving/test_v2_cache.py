@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.inference.cache import hash_rows
+from mlsd.inference.cached import predict_cached
 from mlsd.registry import Registry
 from mlsd.serving.app import create_app
-from mlsd.serving.cache import hash_rows
-from mlsd.serving.cached import predict_cached
 from mlsd.serving.service import Service
 from mlsd.serving.testing import FEATURES
 

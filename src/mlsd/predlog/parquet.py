@@ -1,0 +1,149 @@
+"""The prediction log as Parquet files: `{root}/date=YYYY-MM-DD/part-*.parquet`.
+
+Each flush writes one file per UTC day it holds, to a hidden temporary name first
+and then renamed, so a reader never sees half a file. A background thread merges
+the files of past days into one (`compact.py` explains how that stays crash-safe):
+at open, then every `compact_every_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mlsd.errors import UnavailableError
+from mlsd.predlog.base import BufferedLog
+from mlsd.predlog.compact import (
+    CompactionResult,
+    compact_before,
+    compact_day,
+    live_files,
+    read_live,
+)
+from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
+
+log = logging.getLogger(__name__)
+
+
+#: Writer options for the one-second part files. Dictionary encoding only where values repeat
+#: (model, version, decision, endpoint, variant, feature names): tried on every column, it
+#: spends most of the write on high-cardinality floats and ids and then falls back to plain.
+#: 7,000 records: 24 ms -> 3.4 ms (random features), 6.7 -> 5.0 ms (count-like features).
+#: Statistics only on the time columns that reads filter on. Compaction rewrites the parts
+#: of a past day with the defaults (smaller files, off the hot path).
+PART_OPTIONS: dict[str, object] = {
+    "use_dictionary": [
+        "model", "version", "decision", "endpoint", "variant", "features.key_value.key",
+    ],
+    "write_statistics": ["ts", "tx_time"],
+}  # fmt: skip
+
+
+class ParquetPredictionLog(BufferedLog[pa.Table]):
+    """Predictions in day partitions under `root` (by default `home/predictions`)."""
+
+    def __init__(
+        self,
+        root: Path,
+        flush_seconds: float = 1.0,
+        flush_records: int = 5_000,
+        max_buffered: int = 1_000_000,
+        compact_every_s: float | None = 3600.0,
+    ) -> None:
+        if compact_every_s is not None and compact_every_s <= 0:
+            raise ValueError("compact_every_s must be > 0 (or None to turn compaction off)")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(flush_seconds, flush_records, max_buffered)
+        self.compact_every_s = compact_every_s
+        self._stop_compactor = threading.Event()
+        self._compactor: threading.Thread | None = None
+        if compact_every_s is not None:
+            self._compactor = threading.Thread(
+                target=self._compact_loop, name="ParquetPredictionLog-compactor", daemon=True
+            )
+            self._compactor.start()
+
+    def compact(self, day: date) -> CompactionResult:
+        """Merge the files of one UTC day into one file now (safe while writing and reading)."""
+        return compact_day(self.root, day)
+
+    def compact_past_days(self, today: date | None = None) -> list[CompactionResult]:
+        """Compact every day before `today` (UTC today by default)."""
+        return compact_before(self.root, today, stop=self._stop_compactor.is_set)
+
+    def files(self, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
+        """The live Parquet files holding the days of start..end: give these (not a glob of
+        the folder) to DuckDB or any outside reader."""
+        return live_files(self.root, *self._days(start, end))
+
+    def _compact_loop(self) -> None:
+        assert self.compact_every_s is not None
+        while not self._stop_compactor.is_set():
+            try:
+                self.compact_past_days()
+            except OSError as exc:
+                log.warning("prediction log compaction failed, will retry: %s", exc)
+            except Exception:  # the compactor must outlive any bug: log it loudly, keep going
+                log.exception("prediction log compaction crashed, will retry")
+            self._stop_compactor.wait(self.compact_every_s)
+
+    def _encode(self, records: list[PredictionRecord]) -> pa.Table:
+        return to_table(records)
+
+    def _store(self, chunks: list[pa.Table]) -> None:
+        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
+        days = pc.strftime(table["ts"], format="%Y-%m-%d")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        try:
+            distinct = sorted(set(days.to_pylist()))
+            for day in distinct:
+                part = table if len(distinct) == 1 else table.filter(pc.equal(days, day))
+                folder = self.root / f"date={day}"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+                tmp = folder / f".{name}.tmp"
+                pq.write_table(part, tmp, **PART_OPTIONS)
+                os.replace(tmp, folder / name)
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot write the prediction log under {self.root}: {exc}"
+            ) from exc
+
+    @staticmethod
+    def _days(start: datetime | None, end: datetime | None) -> tuple[date, date]:
+        first = start.astimezone(UTC).date() if start else date.min
+        last = end.astimezone(UTC).date() if end else date.max
+        return first, last
+
+    def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        try:
+            table = read_live(self.root, *self._days(start, end))
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot read the prediction log under {self.root}: {exc}"
+            ) from exc
+        if table is None:
+            return finish_frame(SCHEMA.empty_table().to_pandas())
+        if start is not None:
+            table = table.filter(
+                pc.greater_equal(table["ts"], pa.scalar(start, SCHEMA.field("ts").type))
+            )
+        if end is not None:
+            table = table.filter(pc.less(table["ts"], pa.scalar(end, SCHEMA.field("ts").type)))
+        return finish_frame(table.to_pandas())
+
+    def _release(self) -> None:
+        self._stop_compactor.set()
+        if self._compactor is not None:
+            self._compactor.join()
+            self._compactor = None
