@@ -37,6 +37,8 @@ def _transactions(n: int) -> list[Any]:
 def log_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float]:
     """p50/p99 (µs) of one-transaction scoring calls with and without the log."""
     from mlsd.inference.batcher import BatchConfig
+    from mlsd.inference.log_observer import PredictionLogObserver
+    from mlsd.inference.observers import ScoringRequest
     from mlsd.serving.app import build_service
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import Settings
@@ -49,8 +51,11 @@ def log_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float
     for name, service in services.items():
         if service.cache is not None:  # every call must reach the model and the log
             service.cache.close()
-            service.cache = None
+            service.cache = service.pipeline.cache = None
         if name == "no_log" and service.prediction_log is not None:
+            for observer in service.pipeline.observers:
+                if isinstance(observer, PredictionLogObserver):
+                    service.pipeline.remove_observer(observer)
             service.prediction_log.close()
             service.prediction_log = None
         service.load_all()
@@ -58,15 +63,14 @@ def log_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float
     timings: dict[str, list[float]] = {name: [] for name in services}
 
     async def run() -> None:
-        scorers = {name: s.scorer() for name, s in services.items()}
-        for scorer in scorers.values():  # warm up
+        for service in services.values():  # warm up
             for tx in txs[:50]:
-                await scorer.score([tx], "warm")
+                await service.score(ScoringRequest("warm", "score", [tx]))
         for start in range(0, calls, block):
-            for name, scorer in scorers.items():
+            for name, service in services.items():
                 for tx in txs[start : start + block]:
                     began = time.perf_counter()
-                    await scorer.score([tx], f"r{tx.transaction_id}")
+                    await service.score(ScoringRequest(f"r{tx.transaction_id}", "score", [tx]))
                     timings[name].append(time.perf_counter() - began)
 
     try:

@@ -1,11 +1,10 @@
-"""Scoring through the prediction cache, shared by `POST /v1/score` and V2 infer.
+"""Scoring through the prediction cache, for every variant of the pipeline.
 
-Rows are looked up by the model version's key and the hash of their features;
-only the misses go to the endpoint, and their fresh scores are stored. Hits and
-misses are counted per model name (`mlsd_cache_hits_total`, `..._misses_total`).
-If the endpoint answers with another version than the one looked up (the alias
-moved meanwhile), every row is scored anew by the endpoint and nothing is
-stored, so a score is never filed under a version that did not produce it.
+Rows are looked up by the model version's key and the hash of their features; only the
+misses go to the model, and their fresh scores are stored. Hits and misses are counted per
+model name (`mlsd_cache_hits_total`, `..._misses_total`). If the endpoint answers with
+another version than the one looked up (the alias moved meanwhile), every row is scored anew
+and nothing is stored, so a score is never filed under a version that did not produce it.
 """
 
 from __future__ import annotations
@@ -16,6 +15,34 @@ from mlsd.inference.cache import PredictionCache, hash_rows
 from mlsd.inference.endpoint import Endpoint, Prediction
 from mlsd.inference.host import LoadedModel
 from mlsd.inference.metrics import ServingMetrics
+
+#: (row hashes, cached score or None per row, indexes of the misses)
+Lookup = tuple[list[str], list[float | None], list[int]]
+
+
+def _lookup(
+    cache: PredictionCache, metrics: ServingMetrics, values: np.ndarray, model: LoadedModel
+) -> Lookup:
+    hashes = hash_rows(values)
+    got = cache.get_many(model.key, hashes)
+    miss = [i for i, score in enumerate(got) if score is None]
+    hits = len(values) - len(miss)
+    if hits:
+        metrics.child(metrics.cache_hits, model.name).inc(hits)
+    if miss:
+        metrics.child(metrics.cache_misses, model.name).inc(len(miss))
+    return hashes, got, miss
+
+
+def _merge(
+    got: list[float | None], miss: list[int], fresh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cached and fresh scores in row order, and the cached flag of each row."""
+    scores = np.array([np.nan if s is None else s for s in got], dtype=np.float64)
+    scores[miss] = fresh
+    cached = np.ones(len(got), dtype=bool)
+    cached[miss] = False
+    return scores, cached
 
 
 async def predict_cached(
@@ -31,28 +58,37 @@ async def predict_cached(
     without a cache every row is scored by the endpoint and none is flagged cached.
     """
     n = len(values)
-    cached = np.zeros(n, dtype=bool)
     if cache is None:
-        return await endpoint.predict(values), cached
-    hashes = hash_rows(values)
-    got = cache.get_many(model.key, hashes)
-    miss = [i for i, score in enumerate(got) if score is None]
-    hits = n - len(miss)
-    if hits:
-        metrics.child(metrics.cache_hits, model.name).inc(hits)
-    if miss:
-        metrics.child(metrics.cache_misses, model.name).inc(len(miss))
+        return await endpoint.predict(values), np.zeros(n, dtype=bool)
+    hashes, got, miss = _lookup(cache, metrics, values, model)
     if not miss:
-        scores = np.asarray(got, dtype=np.float64)
-        return Prediction(scores, model), ~cached
+        return Prediction(np.asarray(got, dtype=np.float64), model), np.ones(n, dtype=bool)
+    hits = n - len(miss)
     fresh = await endpoint.predict(values[miss] if hits else values)
     if fresh.model.key != model.key:  # the alias moved meanwhile: score all rows anew
-        return await endpoint.predict(values), cached
+        return await endpoint.predict(values), np.zeros(n, dtype=bool)
     cache.put_many(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
     if not hits:
-        return fresh, cached
-    scores = np.array([np.nan if s is None else s for s in got], dtype=np.float64)
-    scores[miss] = fresh.scores
-    cached[:] = True
-    cached[miss] = False
+        return fresh, np.zeros(n, dtype=bool)
+    scores, cached = _merge(got, miss, fresh.scores)
     return Prediction(scores, model, fresh.variant), cached
+
+
+def predict_cached_sync(
+    cache: PredictionCache | None,
+    metrics: ServingMetrics,
+    values: np.ndarray,
+    model: LoadedModel,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`predict_cached` in the calling thread with one fixed version (jobs, streams)."""
+    n = len(values)
+    if cache is None:
+        return model.predict(values), np.zeros(n, dtype=bool)
+    hashes, got, miss = _lookup(cache, metrics, values, model)
+    if not miss:
+        return np.asarray(got, dtype=np.float64), np.ones(n, dtype=bool)
+    fresh = model.predict(values[miss] if len(miss) < n else values)
+    cache.put_many(model.key, [hashes[i] for i in miss], fresh.tolist())
+    if len(miss) == n:
+        return fresh, np.zeros(n, dtype=bool)
+    return _merge(got, miss, fresh)

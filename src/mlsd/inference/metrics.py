@@ -7,7 +7,7 @@ small closed set (routes, model names and versions, statuses).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -19,6 +19,9 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from mlsd.inference.observers import ScoredBatch
 
 
 class ServingMetrics:
@@ -37,14 +40,14 @@ class ServingMetrics:
         )
         self.predictions = Counter(
             "mlsd_predictions_total",
-            "Rows scored, by model, version and outcome (ok, degraded, error).",
-            ["model", "version", "status"],
+            "Rows scored, by model, version, variant, role (primary, shadow) and outcome.",
+            ["model", "version", "variant", "role", "status"],
             registry=r,
         )
         self.model_requests = Counter(
             "mlsd_model_requests_total",
-            "Scoring requests, by model, version and status (ok, degraded, error).",
-            ["model", "version", "status"],
+            "Scoring requests, by model, version, variant, role (primary, shadow) and outcome.",
+            ["model", "version", "variant", "role", "status"],
             registry=r,
         )
         self.batch_size = Histogram(
@@ -117,3 +120,21 @@ class ServingMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class MetricsObserver:
+    """Counts every scored batch by model, version, variant, role and outcome."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+
+    def observe(self, batch: ScoredBatch) -> None:
+        """One request and its rows into `mlsd_model_requests_total` / `mlsd_predictions_total`."""
+        m = self.metrics
+        model = batch.model
+        labels = (
+            model.name, str(model.version), batch.variant, batch.role,
+            "degraded" if batch.degraded else "ok",
+        )  # fmt: skip
+        m.child(m.model_requests, *labels).inc()
+        m.child(m.predictions, *labels).inc(len(batch.scores))

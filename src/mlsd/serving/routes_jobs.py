@@ -57,7 +57,7 @@ def submit(request: Request, body: JobRequest) -> dict[str, Any]:
     if service.jobs is None:
         raise UnavailableError("the job queue is not configured")
     if body.model is not None:
-        service.scorer(body.model)  # 404 now rather than a failed job later
+        service.check(body.model)  # 404 now rather than a failed job later
     rows = None if body.rows is None else [t.model_dump() for t in body.rows]
     job_id = service.jobs.submit(JobSpec(rows=rows, path=body.path, model=body.model))
     status: dict[str, Any] = service.jobs.get(job_id).to_dict()

@@ -22,6 +22,7 @@ from pydantic_core import to_json
 
 from mlsd.data.transaction import Transaction
 from mlsd.errors import ValidationError
+from mlsd.inference.observers import ScoringRequest
 from mlsd.serving.schemas import ErrorBody, ScoreBatch, ScoreResponse, TransactionBody, field_of
 from mlsd.serving.service import Service
 
@@ -152,8 +153,9 @@ async def score_payload(
     if model is not None and not MODEL_NAME.fullmatch(model):
         raise ValidationError("model: not a model name", field="model")
     txs = parse_score_body(raw)
-    batch = await service.scorer(model).score(txs, request_id)
+    batch = await service.score(ScoringRequest(request_id, "score", txs, model=model))
     used = batch.model
+    variant = batch.variant
     results = [
         {
             "transaction_id": tx.transaction_id,
@@ -162,12 +164,13 @@ async def score_payload(
             "threshold": used.threshold,
             "model": used.name,
             "version": used.version,
+            "variant": variant,
             "features": status,
             "degraded": batch.degraded,
             "cached": cached,
         }
         for tx, score, decision, status, cached in zip(
-            txs, batch.scores.tolist(), batch.decisions(), batch.statuses, batch.cached.tolist(),
+            txs, batch.scores.tolist(), batch.decisions, batch.statuses, batch.cached.tolist(),
             strict=True,
         )
     ]  # fmt: skip

@@ -16,7 +16,6 @@ the metrics; the response's `parameters.cached_rows` says how many.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,9 +24,9 @@ from fastapi.responses import JSONResponse, Response
 
 from mlsd import __version__
 from mlsd.errors import UnavailableError, ValidationError
-from mlsd.inference.cached import predict_cached
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.host import LoadedModel
+from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.runtimes import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
 from mlsd.serving.schemas import (
@@ -174,7 +173,6 @@ def _request_id(request: Request, body: InferenceRequest) -> str:
 async def _infer(
     request: Request, name: str, version: str | None, body: InferenceRequest
 ) -> InferenceResponse:
-    started = time.perf_counter()
     service = service_of(request)
     endpoint = _endpoint(service, name, version)
     wanted = [o.name for o in body.outputs or []]
@@ -183,24 +181,18 @@ async def _infer(
             raise ValidationError(
                 f"unknown output {out!r}: this model has {ONNX_OUTPUT!r}", field="outputs"
             )
-    current = endpoint.current()  # the version the rows are built for and looked up under
+    current = endpoint.current()  # the version the tensor rows are built for
     values = _matrix(body.inputs, current.feature_names)
-    prediction, cached = await predict_cached(
-        endpoint, service.cache, service.metrics, values, current
-    )
-    fraud = prediction.scores.astype(np.float32)
+    batch = await service.score(
+        ScoringRequest(
+            _request_id(request, body), "v2", values=values, model=name,
+            version=None if version is None else int(version),
+        )
+    )  # fmt: skip
+    fraud = batch.scores.astype(np.float32)
     probabilities = np.stack([1.0 - fraud, fraud], axis=1)
-    model = prediction.model
-    metrics, version = service.metrics, str(model.version)
-    metrics.child(metrics.model_requests, model.name, version, "ok").inc()
-    metrics.child(metrics.predictions, model.name, version, "ok").inc(len(values))
-    if service.prediction_log is not None:
-        rid = _request_id(request, body)
-        service.log_rows(
-            model, values, prediction.scores,
-            request_ids=[rid] if len(values) == 1 else [f"{rid}:{i}" for i in range(len(values))],
-            latency_s=time.perf_counter() - started, endpoint="v2", variant=prediction.variant,
-        )  # fmt: skip
+    model = batch.model
+    cached = batch.cached
     return InferenceResponse(
         model_name=model.name,
         model_version=str(model.version),

@@ -87,6 +87,8 @@ class ScoreResult(BaseModel):
     threshold: float
     model: str
     version: int
+    #: The variant that answered (the alias it follows, e.g. `champion`, or a rollout arm).
+    variant: str
     features: dict[str, Literal["present", "missing", "expired", "unavailable", "request"]]
     degraded: bool
     cached: bool

@@ -1,35 +1,36 @@
-"""The serving state of one app: host, endpoints, scorers, cache, log, metrics, wired once.
+"""The serving state of one app: host, endpoints, the scoring pipeline, cache, log, metrics.
 
-Handlers reach it as `request.app.state.service`; nothing in a handler builds
-or chooses a backend.
+Handlers reach it as `request.app.state.service`; nothing in a handler builds or chooses a
+backend, and every handler scores through `service.pipeline` (`mlsd.inference.pipeline`):
+install routing layers with `service.pipeline.install(...)`, observers with
+`service.pipeline.add_observer(...)`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
+from mlsd.inference.assemble import FeatureAssembler, FeatureSource
 from mlsd.inference.batcher import BatchConfig
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.cache import PredictionCache
-from mlsd.inference.endpoint import Endpoint, HostedEndpoint
+from mlsd.inference.endpoint import Endpoint, HostedEndpoint, VersionEndpoint
 from mlsd.inference.host import LoadedModel, ModelHost, parse_ref
-from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.scorer import FeatureSource, ScoredBatch, Scorer
-from mlsd.predlog.record import PredictionRecord
+from mlsd.inference.log_observer import PredictionLogObserver
+from mlsd.inference.metrics import MetricsObserver, ServingMetrics
+from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.pipeline import ScoringPipeline, default_variant
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
-    from mlsd.data.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,20 @@ class Service:
             name="online store",
         )
         self.endpoints: dict[str, Endpoint] = {}
-        self.scorers: dict[str, Scorer] = {}
+        self.pipeline = ScoringPipeline(
+            FeatureAssembler(
+                features,
+                self.metrics,
+                breaker=self.breaker if features is not None else None,
+                fail_when_degraded=self.options.fail_when_degraded,
+            ),
+            self.metrics,
+            cache=cache,
+            pinned=self._pinned,
+        )
+        self.pipeline.add_observer(MetricsObserver(self.metrics))
+        if prediction_log is not None:
+            self.pipeline.add_observer(PredictionLogObserver(prediction_log), critical=True)
         self.default_model: str | None = None
         self.loaded = False
         self.load_error: str | None = None
@@ -112,15 +126,7 @@ class Service:
             version=version,
         )  # fmt: skip
         self.endpoints[name] = endpoint
-        self.scorers[name] = Scorer(
-            endpoint,
-            self.features,
-            self.metrics,
-            cache=self.cache,
-            breaker=self.breaker if self.features is not None else None,
-            fail_when_degraded=self.options.fail_when_degraded,
-            on_scored=self._log_batch if self.prediction_log is not None else None,
-        )
+        self.pipeline.add_endpoint(name, default_variant(endpoint, alias, version))
         if self.default_model is None:
             self.default_model = name
         return endpoint
@@ -167,19 +173,28 @@ class Service:
         """Models loaded and warmed."""
         return self.loaded and self.host.ready
 
-    def scorer(self, name: str | None = None) -> Scorer:
-        """The scorer of a model name (the default model when None).
+    def check(self, name: str | None = None) -> str:
+        """The endpoint name a request for `name` goes to (the default when None).
 
         Before the models are loaded (or when loading failed) that is 503, not 404: the
         client should retry, not conclude the model does not exist.
         """
         key = name or self.default_model
-        if key is None or key not in self.scorers:
+        if key is None or key not in self.endpoints:
             if not self.loaded:
                 reason = self.load_error or "models are still loading"
                 raise UnavailableError(f"not ready: {reason}", field="model")
             raise NotFoundError(f"no endpoint serves model {key!r}", field="model")
-        return self.scorers[key]
+        return key
+
+    async def score(self, request: ScoringRequest) -> ScoredBatch:
+        """Score through the pipeline, once the named endpoint exists (503 while loading)."""
+        self.check(request.model)
+        return await self.pipeline.score(request)
+
+    def _pinned(self, name: str, version: int) -> Endpoint:
+        self.check(name)
+        return VersionEndpoint(self.host.get(name, version=version))
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint of a model name."""
@@ -200,96 +215,23 @@ class Service:
 
         from mlsd.serving.schemas import transactions_from_records
 
-        started = time.perf_counter()
-        scorer = self.scorer(frame.attrs.get("model"))
         txs = transactions_from_records(frame.to_dict(orient="records"))
-        model = scorer.endpoint.current()
-        values, _, degraded = scorer.build(txs, model.feature_names)
-        scores = model.predict(values)
-        if self.prediction_log is not None:
-            job = str(frame.attrs.get("job_id") or f"job-{uuid.uuid4().hex[:12]}")
-            self.log_rows(
-                model, values, scores,
-                request_ids=[f"{job}:{t.transaction_id}" for t in txs],
-                latency_s=time.perf_counter() - started, endpoint="job", degraded=degraded,
-                transactions=txs,
-            )  # fmt: skip
+        job = str(frame.attrs.get("job_id") or f"job-{uuid.uuid4().hex[:12]}")
+        name = self.check(frame.attrs.get("model"))
+        batch = self.pipeline.score_sync(
+            ScoringRequest(
+                job, "job", txs, model=name, row_ids=[f"{job}:{t.transaction_id}" for t in txs]
+            )
+        )
+        model = batch.model
         return pd.DataFrame(
             {
                 "transaction_id": np.array([t.transaction_id for t in txs], dtype=np.int64),
-                "score": scores,
-                "decision": np.where(scores >= model.threshold, "fraud", "legit"),
+                "score": batch.scores,
+                "decision": batch.decisions,
                 "model": model.name,
                 "version": model.version,
-                "degraded": degraded,
+                "variant": batch.variant,
+                "degraded": batch.degraded,
             }
         )
-
-    # -- prediction log -----------------------------------------------------------------------
-
-    def log_rows(
-        self,
-        model: LoadedModel,
-        values: np.ndarray,
-        scores: np.ndarray,
-        *,
-        request_ids: Sequence[str],
-        latency_s: float,
-        endpoint: str,
-        degraded: bool = False,
-        variant: str = "",
-        transactions: Sequence[Transaction] | None = None,
-    ) -> None:
-        """Log rows scored outside `/v1/score` (V2 tensors, jobs): one record per row.
-
-        `transactions`, when the rows came from raw transactions (jobs), fills in the
-        transaction and entity keys; V2 tensors have none.
-        """
-        if self.prediction_log is None:
-            return
-        now = datetime.now(UTC)
-        name = model.name
-        names = model.feature_names  # one shared tuple: the log encodes it once per flush
-        version = str(model.version)
-        threshold = model.threshold
-        latency_ms = latency_s * 1000.0
-        records = [
-            PredictionRecord(  # positional: 5x cheaper than keywords for a slots class
-                rid, now, name, version, row, score,
-                "fraud" if score >= threshold else "legit",
-                threshold, latency_ms, degraded, names, endpoint, variant,
-            )
-            for rid, row, score in zip(request_ids, values.tolist(), scores.tolist(), strict=True)
-        ]  # fmt: skip
-        for record, tx in zip(records, transactions or (), strict=False):
-            record.transaction_id = tx.transaction_id
-            record.customer_id = tx.customer_id
-            record.terminal_id = tx.terminal_id
-            record.tx_time = tx.timestamp
-        self.prediction_log.append(records)
-
-    def _log_batch(self, batch: ScoredBatch, request_id: str) -> None:
-        plog = self.prediction_log
-        if plog is None:
-            return
-        now = datetime.now(UTC)
-        model = batch.model
-        name, threshold = model.name, model.threshold
-        names = model.feature_names  # one shared tuple: the log encodes it once per flush
-        latency_ms = batch.latency_s * 1000.0
-        version = str(model.version)
-        degraded, variant = batch.degraded, batch.variant
-        many = len(batch.transactions) > 1
-        records = [
-            PredictionRecord(  # positional: 5x cheaper than keywords for a slots class
-                f"{request_id}:{tx.transaction_id}" if many else request_id,
-                now, name, version, row, score,
-                "fraud" if score >= threshold else "legit",  # = ScoredBatch.decisions()
-                threshold, latency_ms, degraded, names, "score", variant,
-                tx.transaction_id, tx.customer_id, tx.terminal_id, tx.timestamp,
-            )
-            for tx, row, score in zip(
-                batch.transactions, batch.values.tolist(), batch.scores.tolist(), strict=True
-            )
-        ]  # fmt: skip
-        plog.append(records)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
-    from mlsd.inference.scorer import FeatureSource
+    from mlsd.inference.assemble import FeatureSource
     from mlsd.predlog import PredictionLog
     from mlsd.serving.service import Service
 

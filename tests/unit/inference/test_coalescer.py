@@ -12,6 +12,7 @@ import pytest
 from mlsd.errors import UnavailableError
 from mlsd.features.store import FeatureStore
 from mlsd.inference.coalescer import Coalescer
+from mlsd.inference.observers import ScoringRequest
 from mlsd.serving.schemas import TransactionBody
 from mlsd.serving.testing import sample_transaction
 
@@ -31,7 +32,7 @@ class Counting:
 
 def test_concurrent_scores_share_one_lookup(store: FeatureStore, build_service: Any) -> None:
     counting = Counting(store)
-    scorer = build_service(counting, cache=False).scorer()
+    service = build_service(counting, cache=False)
     txs = [
         TransactionBody.model_validate(
             sample_transaction(transaction_id=i, customer_id=i % 3)
@@ -40,13 +41,15 @@ def test_concurrent_scores_share_one_lookup(store: FeatureStore, build_service: 
     ]
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(scorer.score([tx], f"r{i}") for i, tx in enumerate(txs)))
+        return await asyncio.gather(
+            *(service.score(ScoringRequest(f"r{i}", "score", [tx])) for i, tx in enumerate(txs))
+        )
 
     together = asyncio.run(main())
     assert counting.calls == [12]
 
     async def alone() -> list[Any]:
-        return [await scorer.score([tx], "r") for tx in txs]
+        return [await service.score(ScoringRequest("r", "score", [tx])) for tx in txs]
 
     one_by_one = asyncio.run(alone())
     assert counting.calls == [12] + [1] * 12

@@ -8,6 +8,8 @@ import numpy as np
 
 from mlsd.inference.endpoint import Endpoint, Prediction
 from mlsd.inference.host import LoadedModel
+from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.routing import Route, Variant
 from mlsd.serving.app import create_app
 from mlsd.serving.testing import sample_transaction
 
@@ -33,6 +35,18 @@ class Tagged:
         return Prediction(found.scores, found.model, self.variant)
 
 
+class ToVariant:
+    """A routing layer sending every request to one variant."""
+
+    name = "to-variant"
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+
+    def route(self, request: ScoringRequest, route: Route) -> Route:
+        return Route(self.variant, route.shadows)
+
+
 def test_a_wrapping_layer_serves_and_is_logged(
     settings: Any, store: Any, build_service: Any, make_client: Any
 ) -> None:
@@ -41,10 +55,11 @@ def test_a_wrapping_layer_serves_and_is_logged(
     log = make_prediction_log(settings)
     svc = build_service(store, prediction_log=log, cache=False)
     layer = Tagged(svc.endpoints["fraud"], "blue")
-    svc.scorers["fraud"].endpoint = layer
+    svc.pipeline.install(ToVariant(Variant("blue", layer)))
     client = make_client(create_app(settings, service=svc))
     response = client.post("/v1/score", json=sample_transaction())
     assert response.status_code == 200
+    assert response.json()["results"][0]["variant"] == "blue"
     assert layer.calls == 1
     log.flush()
     assert list(log.read()["variant"]) == ["blue"]

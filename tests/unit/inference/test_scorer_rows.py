@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from mlsd.data.transaction import Transaction
 from mlsd.features import HANDBOOK_FEATURES, MISSING_VALUE
-from mlsd.inference.endpoint import Endpoint
+from mlsd.inference.assemble import FeatureAssembler, _Layout
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.scorer import Scorer, _Layout
 
 
 def test_one_row_equals_the_batched_fill_on_random_rows() -> None:
@@ -58,7 +57,7 @@ def test_fetched_rows_fill_non_finite_values_like_nan_to_num() -> None:
         values = rng.normal(size=(2, 4)).astype(np.float32)
         if trial % 2:  # half the trials all finite (the fast path), half with holes
             values[rng.random(values.shape) < 0.3] = rng.choice([np.nan, np.inf, -np.inf])
-        scorer = Scorer(cast(Endpoint, None), _Rows(values), ServingMetrics())
+        scorer = FeatureAssembler(_Rows(values), ServingMetrics())
         rows = scorer._fetch([{}, {}], ["a", "b", "c", "d"])
         got = np.stack([row for row, _ in rows])
         expected = np.nan_to_num(values, nan=MISSING_VALUE)

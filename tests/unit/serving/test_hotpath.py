@@ -90,7 +90,7 @@ def test_unexpected_failure_is_a_json_500_and_logged(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("model runtime exploded")
 
-    monkeypatch.setattr(service.scorer(), "score", broken)
+    monkeypatch.setattr(service.pipeline, "score", broken)
     with caplog.at_level(logging.ERROR, logger="mlsd.serving.hotpath"):
         response = client.post("/v1/score", json=tx(), headers={"x-request-id": "r-500"})
     assert response.status_code == 500

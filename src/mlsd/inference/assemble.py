@@ -1,17 +1,16 @@
-"""The scoring pipeline behind `POST /v1/score`: features -> cache -> model -> verdicts.
+"""Feature rows for a model signature: stored features from the online store, request-time
+features from the transaction itself.
 
-One online-store round trip per request for the stored features, request-time
-features computed in process, cached scores reused, the rest scored by the
-endpoint (micro-batched), each verdict logged. When the online store fails or
-its circuit breaker is open, the request is scored on request-time features
-alone and flagged degraded (or refused with 503 if so configured).
+One online-store round trip per request (shared with concurrent requests by a coalescer),
+request-time features computed in process. When the online store fails or its circuit breaker
+is open, rows are built on request-time features alone and flagged degraded (or refused with
+503 if so configured). Missing or expired stored values get what training filled them with.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,13 +20,12 @@ from mlsd.data.transaction import Transaction
 from mlsd.errors import UnavailableError
 from mlsd.features import MISSING_VALUE
 from mlsd.inference.breaker import CircuitBreaker
-from mlsd.inference.cache import PredictionCache
-from mlsd.inference.cached import predict_cached
 from mlsd.inference.coalescer import Coalescer
-from mlsd.inference.endpoint import Endpoint
-from mlsd.inference.host import LoadedModel
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.request_features import REQUEST_FEATURES
+
+#: (rows (n, k) float32 in signature order, a status per feature per row, degraded)
+Built = tuple[np.ndarray, list[dict[str, str]], bool]
 
 
 class FeatureSource(Protocol):
@@ -36,25 +34,6 @@ class FeatureSource(Protocol):
     def online_vectors(self, requests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> Any:
         """`.values` (n, k) float32 (NaN where missing) and `.status` [{feature: status}]."""
         ...
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    """Everything known about one scoring request, for the response and the log."""
-
-    transactions: Sequence[Transaction]
-    values: np.ndarray
-    scores: np.ndarray
-    cached: np.ndarray
-    statuses: list[dict[str, str]]
-    model: LoadedModel
-    degraded: bool
-    latency_s: float
-    variant: str = ""
-
-    def decisions(self) -> list[str]:
-        """`fraud` where the score reaches the model's threshold, else `legit`."""
-        return ["fraud" if s >= self.model.threshold else "legit" for s in self.scores.tolist()]
 
 
 class _Layout:
@@ -89,27 +68,25 @@ class _Layout:
         return np.array([row], dtype=np.float32)
 
 
-class Scorer:
-    """Scores raw transactions with one endpoint."""
+class FeatureAssembler:
+    """Builds the feature rows of any model signature from raw transactions.
+
+    One per pipeline, shared by every variant: a challenger with other features gets its
+    own layout (worked out once per signature) and its own coalescer, the same store.
+    """
 
     def __init__(
         self,
-        endpoint: Endpoint,
         features: FeatureSource | None,
         metrics: ServingMetrics,
         *,
-        cache: PredictionCache | None = None,
         breaker: CircuitBreaker | None = None,
         fail_when_degraded: bool = False,
-        on_scored: Callable[[ScoredBatch, str], None] | None = None,
     ) -> None:
-        self.endpoint = endpoint
         self.features = features
         self.metrics = metrics
-        self.cache = cache
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
-        self.on_scored = on_scored
         self._layouts: dict[tuple[str, ...], _Layout] = {}
         self._coalescers: dict[
             tuple[str, ...], Coalescer[dict[str, Any], tuple[np.ndarray, dict[str, str]]]
@@ -147,9 +124,7 @@ class Scorer:
             for tx in txs
         ]
 
-    def _lookup(
-        self, txs: Sequence[Transaction], stored: list[str]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    def _lookup(self, txs: Sequence[Transaction], stored: list[str]) -> Built:
         """Stored features now, in the calling thread (async jobs)."""
         n = len(txs)
         if not stored or self.features is None:
@@ -161,9 +136,7 @@ class Scorer:
             return self._degrade(n, stored, started)
         return self._found(rows)
 
-    async def _lookup_async(
-        self, txs: Sequence[Transaction], stored: list[str]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    async def _lookup_async(self, txs: Sequence[Transaction], stored: list[str]) -> Built:
         """Stored features, in one store call shared with concurrent requests."""
         n = len(txs)
         if not stored or self.features is None:
@@ -180,16 +153,12 @@ class Scorer:
             return self._degrade(n, stored, started)
         return self._found(rows)
 
-    def _found(
-        self, rows: list[tuple[np.ndarray, dict[str, str]]]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    def _found(self, rows: list[tuple[np.ndarray, dict[str, str]]]) -> Built:
         self._breaker_gauge(failed=False)
         values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
         return values, [status for _, status in rows], False
 
-    def _degrade(
-        self, n: int, stored: list[str], started: float
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    def _degrade(self, n: int, stored: list[str], started: float) -> Built:
         self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)
         self._breaker_gauge(failed=True)
         if self.fail_when_degraded:
@@ -215,16 +184,12 @@ class Scorer:
             self._layouts[names] = layout
         return layout
 
-    def build(
-        self, txs: Sequence[Transaction], names: Sequence[str]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    def build(self, txs: Sequence[Transaction], names: Sequence[str]) -> Built:
         """The (n, k) feature matrix in `names` order, a status per feature, degraded flag."""
         layout = self._layout(tuple(names))
         return self._assemble(txs, layout, *self._lookup(txs, layout.stored))
 
-    async def build_async(
-        self, txs: Sequence[Transaction], names: Sequence[str]
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    async def build_async(self, txs: Sequence[Transaction], names: Sequence[str]) -> Built:
         """`build`, the store call shared with concurrent requests."""
         layout = self._layout(tuple(names))
         return self._assemble(txs, layout, *await self._lookup_async(txs, layout.stored))
@@ -236,7 +201,7 @@ class Scorer:
         found: np.ndarray,
         found_status: list[dict[str, str]],
         degraded: bool,
-    ) -> tuple[np.ndarray, list[dict[str, str]], bool]:
+    ) -> Built:
         if len(txs) == 1:  # the common request: one plain row, no numpy fancy indexing
             values = layout.one_row(txs[0], found)
         else:
@@ -247,28 +212,3 @@ class Scorer:
             return values, [template] * len(txs), degraded
         base = layout.request_status
         return values, [{**base, **row} for row in found_status], degraded
-
-    async def score(self, txs: Sequence[Transaction], request_id: str) -> ScoredBatch:
-        """Score transactions; raises UnavailableError only in fail-when-degraded mode."""
-        started = time.perf_counter()
-        model = self.endpoint.current()
-        values, statuses, degraded = await self.build_async(txs, model.feature_names)
-        prediction, cached = await predict_cached(
-            self.endpoint, self.cache, self.metrics, values, model
-        )
-        if prediction.model.feature_names != model.feature_names:  # new version, new features
-            values, statuses, degraded = await self.build_async(txs, prediction.model.feature_names)
-            prediction = await self.endpoint.predict(values)
-            cached = np.zeros(len(txs), dtype=bool)
-        used = prediction.model
-        status = "degraded" if degraded else "ok"
-        version = str(used.version)
-        self.metrics.child(self.metrics.model_requests, used.name, version, status).inc()
-        self.metrics.child(self.metrics.predictions, used.name, version, status).inc(len(txs))
-        batch = ScoredBatch(
-            txs, values, prediction.scores, cached, statuses, used, degraded,
-            time.perf_counter() - started, prediction.variant,
-        )  # fmt: skip
-        if self.on_scored is not None:
-            self.on_scored(batch, request_id)
-        return batch

@@ -1,0 +1,253 @@
+"""THE scoring pipeline: every entry point scores through it.
+
+`POST /v1/score`, V2 infer, async jobs and the stream processor all hand a
+`ScoringRequest` to one `ScoringPipeline`, which does, in this order:
+
+    route (default variant, then each routing layer: primary + shadows)
+      -> the variant's features (online store + request-time transforms, or V2 rows)
+      -> the variant's cache -> its model -> decisions at its threshold
+      -> observers (prediction log, metrics, later shadow comparison, drift, audit ...)
+
+The primary's batch answers the caller; shadows are scored after it (on the event loop,
+once the caller's answer is on its way) and only observers see them. Routing layers and
+observers are installed through `install` and `add_observer`, never by mutating a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from mlsd.errors import NotFoundError
+from mlsd.inference.assemble import Built, FeatureAssembler
+from mlsd.inference.cache import PredictionCache
+from mlsd.inference.cached import predict_cached, predict_cached_sync
+from mlsd.inference.endpoint import Endpoint, VersionEndpoint
+from mlsd.inference.host import LoadedModel
+from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.observers import Role, ScoredBatch, ScoringObserver, ScoringRequest, decide
+from mlsd.inference.routing import Route, RoutingLayer, Variant
+from mlsd.inference.runtimes import check_matrix
+
+log = logging.getLogger(__name__)
+
+#: The endpoint a pinned request names: (model name, version) -> endpoint of that version.
+PinnedEndpoints = Callable[[str, int], Endpoint]
+
+
+class ScoringPipeline:
+    """Routes, builds features, caches, scores, decides and tells the observers."""
+
+    def __init__(
+        self,
+        assembler: FeatureAssembler,
+        metrics: ServingMetrics,
+        *,
+        cache: PredictionCache | None = None,
+        pinned: PinnedEndpoints | None = None,
+    ) -> None:
+        self.assembler = assembler
+        self.metrics = metrics
+        self.cache = cache
+        self._pinned = pinned
+        self._routes: dict[str | None, Route] = {}
+        self._layers: list[RoutingLayer] = []
+        self._observers: list[tuple[ScoringObserver, bool]] = []
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    # -- registration -------------------------------------------------------------------------
+
+    def add_endpoint(self, name: str, variant: Variant) -> None:
+        """Serve endpoint `name` by `variant` by default; the first endpoint is the default."""
+        route = Route(variant)
+        self._routes[name] = route
+        self._routes.setdefault(None, route)
+
+    def endpoint_names(self) -> list[str]:
+        """The endpoint names served, default first."""
+        default = self._routes.get(None)
+        names = [n for n in self._routes if n is not None]
+        return sorted(names, key=lambda n: (self._routes[n] is not default, n))
+
+    def install(self, layer: RoutingLayer) -> None:
+        """Add a routing layer on top of those installed (it sees their route)."""
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"a routing layer named {layer.name!r} is already installed")
+        self._layers.append(layer)
+
+    def uninstall(self, name: str) -> None:
+        """Remove the routing layer called `name`."""
+        before = len(self._layers)
+        self._layers = [layer for layer in self._layers if layer.name != name]
+        if len(self._layers) == before:
+            raise NotFoundError(f"no routing layer named {name!r}", field="layer")
+
+    @property
+    def layers(self) -> tuple[RoutingLayer, ...]:
+        """The routing layers, bottom first."""
+        return tuple(self._layers)
+
+    def add_observer(self, observer: ScoringObserver, *, critical: bool = False) -> None:
+        """Show every scored batch to `observer`.
+
+        A critical observer's error fails the request (the prediction log: no answer without
+        its record); any other observer's error is logged and the request goes on.
+        """
+        self._observers.append((observer, critical))
+
+    @property
+    def observers(self) -> tuple[ScoringObserver, ...]:
+        """The observers, in the order they are told."""
+        return tuple(o for o, _ in self._observers)
+
+    def remove_observer(self, observer: ScoringObserver) -> None:
+        """Stop showing batches to `observer`."""
+        self._observers = [(o, c) for o, c in self._observers if o is not observer]
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def route(self, request: ScoringRequest) -> Route:
+        """The route of one request: its endpoint's default (or pinned version), then layers."""
+        if request.version is not None:
+            route = Route(self._pinned_variant(request))
+        else:
+            found = self._routes.get(request.model)
+            if found is None:
+                raise NotFoundError(f"no endpoint serves model {request.model!r}", field="model")
+            route = found
+        for layer in self._layers:
+            route = layer.route(request, route)
+        return route
+
+    def _pinned_variant(self, request: ScoringRequest) -> Variant:
+        names = self.endpoint_names()
+        name = request.model or (names[0] if names else None)
+        if self._pinned is None or name is None or request.version is None:
+            raise NotFoundError("this pipeline serves no pinned versions", field="version")
+        return Variant(f"v{request.version}", self._pinned(name, request.version))
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    async def score(self, request: ScoringRequest) -> ScoredBatch:
+        """Score a request on the event loop; shadows follow without delaying the answer."""
+        started = time.perf_counter()
+        route = self.route(request)
+        batch = await self._score_async(route.primary, "primary", request, started)
+        self._notify(batch)
+        if route.shadows:
+            task = asyncio.get_running_loop().create_task(self._shadows(route.shadows, request))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+        return batch
+
+    def score_sync(self, request: ScoringRequest) -> ScoredBatch:
+        """Score a request in the calling thread (jobs, stream processors); shadows inline."""
+        started = time.perf_counter()
+        route = self.route(request)
+        batch = self._score_sync(route.primary, "primary", request, started)
+        self._notify(batch)
+        for variant in route.shadows:
+            try:
+                self._notify(self._score_sync(variant, "shadow", request, time.perf_counter()))
+            except Exception:
+                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+        return batch
+
+    async def drain(self) -> None:
+        """Wait for the shadows still being scored (tests, shutdown)."""
+        while self._shadow_tasks:
+            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+
+    async def _shadows(self, variants: tuple[Variant, ...], request: ScoringRequest) -> None:
+        await asyncio.sleep(0)  # let the caller's answer go out first
+        for variant in variants:
+            try:
+                batch = await self._score_async(variant, "shadow", request, time.perf_counter())
+                self._notify(batch)
+            except Exception:
+                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+
+    async def _score_async(
+        self, variant: Variant, role: Role, request: ScoringRequest, started: float
+    ) -> ScoredBatch:
+        endpoint = variant.endpoint
+        model = endpoint.current()
+        values, statuses, degraded = await self._rows_async(request, model)
+        prediction, cached = await predict_cached(endpoint, self.cache, self.metrics, values, model)
+        if prediction.model.feature_names != model.feature_names:  # new version, new features
+            values, statuses, degraded = await self._rows_async(request, prediction.model)
+            prediction = await endpoint.predict(values)
+            cached = np.zeros(len(values), dtype=bool)
+        return self._batch(
+            request, variant, role, prediction.model, values, prediction.scores, cached,
+            statuses, degraded, started,
+        )  # fmt: skip
+
+    def _score_sync(
+        self, variant: Variant, role: Role, request: ScoringRequest, started: float
+    ) -> ScoredBatch:
+        model = variant.endpoint.current()  # one version for the whole call
+        values, statuses, degraded = self._rows_sync(request, model)
+        scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+        return self._batch(
+            request, variant, role, model, values, scores, cached, statuses, degraded, started
+        )
+
+    async def _rows_async(self, request: ScoringRequest, model: LoadedModel) -> Built:
+        if request.values is not None:
+            return self._given_rows(request.values, model)
+        return await self.assembler.build_async(request.transactions, model.feature_names)
+
+    def _rows_sync(self, request: ScoringRequest, model: LoadedModel) -> Built:
+        if request.values is not None:
+            return self._given_rows(request.values, model)
+        return self.assembler.build(request.transactions, model.feature_names)
+
+    @staticmethod
+    def _given_rows(values: np.ndarray, model: LoadedModel) -> Built:
+        return check_matrix(values, len(model.feature_names)), [], False
+
+    @staticmethod
+    def _batch(
+        request: ScoringRequest,
+        variant: Variant,
+        role: Role,
+        model: LoadedModel,
+        values: np.ndarray,
+        scores: np.ndarray,
+        cached: np.ndarray,
+        statuses: list[dict[str, str]],
+        degraded: bool,
+        started: float,
+    ) -> ScoredBatch:
+        decisions = decide(scores.tolist(), model.threshold)
+        return ScoredBatch(
+            request, variant.name, role, model, values, scores, decisions, cached, statuses,
+            degraded, time.perf_counter() - started,
+        )  # fmt: skip
+
+    def _notify(self, batch: ScoredBatch) -> None:
+        for observer, critical in self._observers:
+            if critical:
+                observer.observe(batch)
+                continue
+            try:
+                observer.observe(batch)
+            except Exception:
+                log.exception(
+                    "observer %r failed on request %s", observer, batch.request.request_id
+                )
+
+
+def default_variant(endpoint: Endpoint, alias: str | None, version: int | None) -> Variant:
+    """The default variant of an endpoint: named after its alias, or `v{version}` if pinned."""
+    if alias:
+        return Variant(alias, endpoint)
+    return Variant(f"v{version}" if version is not None else endpoint.name, endpoint)
+
+
+__all__ = ["PinnedEndpoints", "ScoringPipeline", "VersionEndpoint", "default_variant"]
