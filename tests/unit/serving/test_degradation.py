@@ -44,8 +44,8 @@ def test_scores_degraded_and_opens_the_breaker(
     assert 'mlsd_degraded_total{reason="online_store"} 10.0' in metrics
     assert "mlsd_feature_breaker_open 1.0" in metrics
     assert (
-        'mlsd_model_requests_total{model="fraud",role="primary",status="degraded",variant="champion",version="1"} 10.0'
-        in metrics
+        'mlsd_model_requests_total{model="fraud",role="primary",status="degraded",'
+        'variant="champion",version="1"} 10.0' in metrics
     )
 
 

@@ -21,7 +21,8 @@ def test_metrics_after_traffic(client: Any) -> None:
         'mlsd_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/score",'
         'status="200"}',
         'mlsd_request_duration_seconds_count{method="POST",route="/v1/score",status="422"} 1.0',
-        'mlsd_model_requests_total{model="fraud",role="primary",status="ok",variant="champion",version="1"} 3.0',
+        'mlsd_model_requests_total{model="fraud",role="primary",status="ok",'
+        'variant="champion",version="1"} 3.0',
         'mlsd_cache_hits_total{model="fraud"} 2.0',
         'mlsd_cache_misses_total{model="fraud"} 1.0',
         'mlsd_batch_size_count{model="fraud"} 1.0',
