@@ -13,8 +13,8 @@ import numpy as np
 
 from mlsd.inference.cache import PredictionCache, hash_rows
 from mlsd.inference.endpoint import Endpoint, Prediction
-from mlsd.inference.host import LoadedModel
 from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.spec import LoadedModel
 
 #: (row hashes, cached score or None per row, indexes of the misses)
 Lookup = tuple[list[str], list[float | None], list[int]]

@@ -15,8 +15,9 @@ from typing import Protocol
 import numpy as np
 
 from mlsd.inference.batcher import BatchConfig, MicroBatcher
-from mlsd.inference.host import LoadedModel, ModelHost
+from mlsd.inference.host import ModelHost
 from mlsd.inference.runtimes import check_matrix
+from mlsd.inference.spec import LoadedModel
 
 
 @dataclass(frozen=True)

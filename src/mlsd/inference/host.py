@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +23,8 @@ from mlsd.inference.runtimes import (
     OnnxRuntime,
     Runtime,
 )
+from mlsd.inference.spec import UNCHOSEN, LoadedModel, ServingSpec
+from mlsd.registry.models import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +32,17 @@ log = logging.getLogger(__name__)
 class ModelSource(Protocol):
     """What the host needs from the registry (`mlsd.registry.Registry` has it)."""
 
-    def resolve(self, uri: str) -> Any:
+    def resolve(self, uri: str) -> ModelVersion:
         """The model version a `models:/name@alias` or `models:/name/3` URI points at."""
         ...
 
-    def load_artifact(self, mv: Any, name: str) -> bytes:
+    def load_artifact(self, mv: ModelVersion, name: str) -> bytes:
         """The bytes of one artifact, sha256-checked."""
         ...
 
     def aliases(self, name: str) -> dict[str, int]:
         """Every alias of a model and the version it points at."""
         ...
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """One model version, loaded and warmed, ready to score."""
-
-    name: str
-    version: int
-    feature_names: tuple[str, ...]
-    runtime: Runtime
-    threshold: float = 0.5
-    feature_views: Mapping[str, str] = field(default_factory=dict)
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    @property
-    def key(self) -> str:
-        """`name/version`, the cache and metrics key of this version."""
-        return f"{self.name}/{self.version}"
-
-    def predict(self, values: np.ndarray) -> np.ndarray:
-        """Fraud probability of each row."""
-        return self.runtime.predict(values)
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
@@ -83,31 +61,7 @@ def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
     )
 
 
-def _feature_views(mv: Any) -> dict[str, str]:
-    """The feature view versions a model was trained on, as {view: version}."""
-    lineage = getattr(mv, "lineage", None)
-    raw = getattr(mv, "feature_views", None) or getattr(lineage, "feature_views", None)
-    if raw is None and isinstance(lineage, Mapping):
-        raw = lineage.get("feature_views")
-    return normalize_views(raw or {})
-
-
-def normalize_views(raw: Any) -> dict[str, str]:
-    """{view: version} from a mapping, or a list of `view:version` strings or pairs."""
-    if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
-    out: dict[str, str] = {}
-    for item in raw:
-        if isinstance(item, str):
-            name, _, version = item.partition(":")
-            out[name] = version
-        else:
-            name, version = item
-            out[str(name)] = str(version)
-    return out
-
-
-def _threshold(mv: Any) -> float:
+def _threshold(mv: ModelVersion) -> float:
     for holder in (mv, getattr(mv, "metrics", None), getattr(mv, "tags", None)):
         if holder is None:
             continue
@@ -117,6 +71,10 @@ def _threshold(mv: Any) -> float:
         if value is not None:
             return float(value)
     return 0.5
+
+
+def _policy(mv: ModelVersion) -> str:
+    return UNCHOSEN
 
 
 class ModelHost:
@@ -149,15 +107,15 @@ class ModelHost:
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _build(self, mv: Any) -> LoadedModel:
+    def _build(self, mv: ModelVersion) -> LoadedModel:
         import time
 
         started = time.perf_counter()
-        name, version = str(mv.name), int(mv.version)
-        names = tuple(str(f) for f in mv.signature.feature_names)
-        views = _feature_views(mv)
+        name, version = mv.name, mv.version
+        names = tuple(mv.signature.feature_names)
+        views = dict(mv.lineage.feature_views)
         self._check_views(name, version, views)
-        artifacts = set(getattr(mv, "artifacts", None) or ())
+        artifacts = set(mv.artifacts)
         runtime: Runtime
         if not artifacts or ONNX_ARTIFACT in artifacts:
             try:
@@ -173,13 +131,14 @@ class ModelHost:
             raise IntegrityError(
                 f"model {name}/{version} has neither {ONNX_ARTIFACT} nor {LIGHTGBM_ARTIFACT}"
             )
-        model = LoadedModel(name, version, names, runtime, _threshold(mv), views)
+        spec = ServingSpec(mv.flavor, names, views, _threshold(mv), _policy(mv))
+        model = LoadedModel(name, version, spec, runtime)
         self._warm(model)
         for listener in self._load_listeners:
             listener(model, time.perf_counter() - started)
         return model
 
-    def _lightgbm(self, mv: Any, n_features: int) -> LightGBMRuntime:
+    def _lightgbm(self, mv: ModelVersion, n_features: int) -> LightGBMRuntime:
         return LightGBMRuntime(self.registry.load_artifact(mv, LIGHTGBM_ARTIFACT), n_features)
 
     def _check_views(self, name: str, version: int, needed: Mapping[str, str]) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlsd.data.transaction import Transaction
 from mlsd.errors import IntegrityError
-from mlsd.inference.host import LoadedModel
+from mlsd.inference.spec import LoadedModel
 
 #: The entry points that score: REST v1, Open Inference Protocol V2, async jobs, streams.
 Entry = Literal["score", "v2", "job", "stream"]

@@ -27,11 +27,11 @@ from mlsd.inference.assemble import Built, FeatureAssembler
 from mlsd.inference.cache import PredictionCache
 from mlsd.inference.cached import predict_cached, predict_cached_sync
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
-from mlsd.inference.host import LoadedModel
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.observers import Role, ScoredBatch, ScoringObserver, ScoringRequest, decide
 from mlsd.inference.routing import Route, RoutingLayer, Variant
 from mlsd.inference.runtimes import check_matrix
+from mlsd.inference.spec import LoadedModel
 
 log = logging.getLogger(__name__)
 

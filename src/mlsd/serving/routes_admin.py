@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from mlsd.errors import ConfigError
-from mlsd.inference.host import LoadedModel, parse_ref
+from mlsd.inference.host import parse_ref
+from mlsd.inference.spec import LoadedModel
 from mlsd.serving.routes_v1 import ERRORS, service_of
 from mlsd.serving.schemas import AliasMoveRequest, LoadedModelInfo, ModelRef
 from mlsd.serving.service import Service

@@ -21,11 +21,12 @@ from mlsd.inference.batcher import BatchConfig
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.cache import PredictionCache
 from mlsd.inference.endpoint import Endpoint, HostedEndpoint, VersionEndpoint
-from mlsd.inference.host import LoadedModel, ModelHost, parse_ref
+from mlsd.inference.host import ModelHost, parse_ref
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
+from mlsd.inference.spec import LoadedModel
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:

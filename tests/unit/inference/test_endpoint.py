@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from mlsd.inference.endpoint import Endpoint, Prediction
-from mlsd.inference.host import LoadedModel
 from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.routing import Route, Variant
+from mlsd.inference.spec import LoadedModel
 from mlsd.serving.app import create_app
 from mlsd.serving.testing import sample_transaction
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mlsd.inference.endpoint import VersionEndpoint
-from mlsd.inference.host import LoadedModel
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.routing import Route, Variant
+from mlsd.inference.spec import LoadedModel, ServingSpec
 from mlsd.serving.app import create_app
 from mlsd.serving.service import Service
 from mlsd.serving.testing import FEATURES, sample_transaction
@@ -141,7 +141,8 @@ class FixedRuntime:
 
 
 def _variant(names: tuple[str, ...], score: float, version: int = 9) -> Variant:
-    model = LoadedModel("fraud", version, names, FixedRuntime(len(names), score), threshold=0.5)
+    spec = ServingSpec("fixed", names, threshold=0.5)
+    model = LoadedModel("fraud", version, spec, FixedRuntime(len(names), score))
     return Variant("challenger", VersionEndpoint(model))
 
 
