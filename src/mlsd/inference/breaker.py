@@ -3,8 +3,14 @@
 Closed: calls go through; `failure_threshold` failures in a row (an
 `UnavailableError`, a timeout, a refused connection, or a call slower than
 `call_timeout_s`) open it. Open: calls are refused at once with
-`UnavailableError` until `reset_timeout_s` has passed. Half-open: one trial call
+`UnavailableError` until the probe delay has passed. Half-open: one trial call
 goes through; success closes the breaker, failure opens it again.
+
+The probe delay adapts: the first trial comes `first_probe_s` after opening, and
+each failed trial doubles the delay up to `reset_timeout_s`. A short stall is
+thus over for the callers a few tens of milliseconds after the backend is back,
+while a long outage costs one trial call per `reset_timeout_s`. With
+`first_probe_s` left out, the delay is a fixed `reset_timeout_s`.
 
 The breaker spawns no thread: the callee enforces its own timeout (a Redis socket
 timeout, a SQLite busy timeout); the breaker only counts and refuses.
@@ -24,6 +30,17 @@ False
 42
 >>> breaker.state
 <BreakerState.CLOSED: 'closed'>
+
+Adaptive probing: 0.1 s, then 0.2 s after a failed trial, capped at 1 s.
+
+>>> breaker = CircuitBreaker(1, reset_timeout_s=1.0, first_probe_s=0.1, clock=clock)
+>>> breaker.record_failure()
+>>> clock.advance(0.1)
+>>> breaker.allow()
+True
+>>> breaker.record_failure()
+>>> breaker.probe_delay_s
+0.2
 """
 
 from __future__ import annotations
@@ -87,6 +104,7 @@ class CircuitBreaker:
         reset_timeout_s: float = 5.0,
         call_timeout_s: float = 0.05,
         *,
+        first_probe_s: float | None = None,
         name: str = "backend",
         failures: tuple[type[BaseException], ...] = FAILURES,
         clock: Callable[[], float] = time.monotonic,
@@ -95,8 +113,13 @@ class CircuitBreaker:
             raise ValueError("failure_threshold must be >= 1")
         if reset_timeout_s <= 0 or call_timeout_s <= 0:
             raise ValueError("reset_timeout_s and call_timeout_s must be > 0")
+        first = reset_timeout_s if first_probe_s is None else first_probe_s
+        if not 0 < first <= reset_timeout_s:
+            raise ValueError("first_probe_s must be > 0 and at most reset_timeout_s")
         self.failure_threshold = failure_threshold
         self.reset_timeout_s = reset_timeout_s
+        self.first_probe_s = first
+        self._failed_trials = 0
         self.call_timeout_s = call_timeout_s
         self.name = name
         self._failure_types = failures
@@ -116,10 +139,15 @@ class CircuitBreaker:
         with self._lock:
             return self._state_locked()
 
+    @property
+    def probe_delay_s(self) -> float:
+        """How long after opening (or a failed trial) the next trial call may go."""
+        return min(self.reset_timeout_s, self.first_probe_s * 2.0**self._failed_trials)
+
     def _state_locked(self) -> BreakerState:
         if self._opened_at is None:
             return BreakerState.CLOSED
-        if self._clock() - self._opened_at >= self.reset_timeout_s:
+        if self._clock() - self._opened_at >= self.probe_delay_s:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
@@ -152,6 +180,7 @@ class CircuitBreaker:
             self._consecutive = 0
             self._opened_at = None
             self._trial_started = None
+            self._failed_trials = 0
 
     def record_failure(self) -> None:
         """A call failed: open the breaker after enough failures in a row (or a failed trial)."""
@@ -164,6 +193,8 @@ class CircuitBreaker:
             if was_trial or self._consecutive >= self.failure_threshold:
                 if self._opened_at is None or was_trial:
                     self._opened += 1
+                if was_trial:
+                    self._failed_trials += 1
                 self._opened_at = self._clock()
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -211,3 +242,4 @@ class CircuitBreaker:
             self._opened_at = None
             self._trial_started = None
             self._consecutive = 0
+            self._failed_trials = 0

@@ -46,7 +46,10 @@ class ServeOptions:
     fail_when_degraded: bool = False
     feature_timeout_s: float = 0.05
     breaker_failures: int = 5
-    breaker_reset_s: float = 5.0
+    #: The online store's breaker probes `breaker_first_probe_s` after opening, doubling
+    #: after each failed probe up to `breaker_reset_s`: a 2 s stall is over ~0.1 s after it.
+    breaker_first_probe_s: float = 0.05
+    breaker_reset_s: float = 1.0
     watch_aliases: bool = True
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
@@ -80,6 +83,7 @@ class Service:
             self.options.breaker_failures,
             self.options.breaker_reset_s,
             self.options.feature_timeout_s,
+            first_probe_s=min(self.options.breaker_first_probe_s, self.options.breaker_reset_s),
             name="online store",
         )
         self.endpoints: dict[str, Endpoint] = {}

@@ -181,3 +181,30 @@ def test_threads_hammering_a_dying_backend_open_it_once() -> None:
     assert stats.rejected == refused
     assert stats.failures + stats.rejected == 1600
     assert stats.failures < 100  # once open, calls stop reaching the backend
+
+
+def test_probing_adapts_doubling_after_each_failed_trial_up_to_the_reset_timeout() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(1, reset_timeout_s=1.0, first_probe_s=0.125, clock=clock)
+    breaker.record_failure()
+    delays = []  # steps of 1/16 s: exact in binary, no float drift
+    for _ in range(6):
+        waited = 0.0
+        while not breaker.allow():
+            clock.advance(0.0625)
+            waited += 0.0625
+        delays.append(waited)
+        breaker.record_failure()  # the trial fails: wait longer next time
+    assert delays == [0.125, 0.25, 0.5, 1.0, 1.0, 1.0]
+    clock.advance(1.0)
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state.value == "closed"
+    breaker.record_failure()  # a new outage starts probing fast again
+    clock.advance(0.125)
+    assert breaker.allow()
+
+
+def test_a_first_probe_longer_than_the_reset_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="first_probe_s"):
+        CircuitBreaker(reset_timeout_s=1.0, first_probe_s=2.0)
