@@ -1,11 +1,15 @@
 """An asyncio micro-batcher, in the manner of Triton's dynamic batcher.
 
 Concurrent requests for one model are queued; the queue is flushed as one model
-call when it holds `max_batch_size` rows or when the oldest request has waited
-`max_delay_ms`. With `max_delay_ms == 0` the batcher groups only what arrives in
-the same event-loop turn; with `max_delay_ms < 0` it is off and each request
-calls the model at once (no extra loop hop: best when the model takes
-microseconds and the server is not saturated).
+call when it holds `max_batch_size` rows, when the oldest request has waited
+`max_delay_ms`, or — adaptively — as soon as an event-loop turn brought no new
+rows: a generous maximum delay is then only waited when requests keep coming,
+never when the batch cannot fill (a fixed wait served 11.9k rows/s at (256 rows,
+5 ms) against 275k at (64, 0 ms) with 64 clients). `adaptive=False` restores the
+fixed wait. With `max_delay_ms == 0` the batcher groups only what arrives in the
+same event-loop turn; with `max_delay_ms < 0` it is off and each request calls
+the model at once (no extra loop hop: best when the model takes microseconds and
+the server is not saturated).
 
 The model call runs on the event loop thread: a tree ensemble on a small batch
 takes tens of microseconds, less than a hop to a thread pool.
@@ -34,6 +38,8 @@ class BatchConfig:
 
     max_batch_size: int = 64
     max_delay_ms: float = 0.0
+    #: Flush at the first event-loop turn that brought no new rows, not only at the deadline.
+    adaptive: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= 65_536:
@@ -63,6 +69,8 @@ class MicroBatcher(Generic[T]):
         self._pending: list[tuple[np.ndarray, asyncio.Future[tuple[np.ndarray, T]]]] = []
         self._rows = 0
         self._scheduled: asyncio.Handle | None = None
+        self._deadline = 0.0
+        self._seen = 0  # rows queued at the last adaptive check
         self.batches = 0
         self.rows = 0
 
@@ -85,10 +93,23 @@ class MicroBatcher(Generic[T]):
             self._flush()
         elif self._scheduled is None:
             delay = self.config.max_delay_ms / 1000.0
-            self._scheduled = (
-                loop.call_later(delay, self._flush) if delay > 0 else loop.call_soon(self._flush)
-            )
+            if delay <= 0:
+                self._scheduled = loop.call_soon(self._flush)
+            elif self.config.adaptive:
+                self._deadline = loop.time() + delay
+                self._seen = self._rows
+                self._scheduled = loop.call_soon(self._check, loop)
+            else:
+                self._scheduled = loop.call_later(delay, self._flush)
         return await future
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Adaptive: wait one more turn while rows keep arriving and time is left."""
+        if self._rows > self._seen and loop.time() < self._deadline:
+            self._seen = self._rows
+            self._scheduled = loop.call_soon(self._check, loop)
+            return
+        self._flush()
 
     def _flush(self) -> None:
         if self._scheduled is not None:

@@ -72,3 +72,39 @@ def test_a_failing_model_fails_every_waiting_request() -> None:
 def test_bad_config_is_refused(size: int, delay: float) -> None:
     with pytest.raises(ValidationError):
         BatchConfig(size, delay)
+
+
+def _turns_until_done(config: BatchConfig, arrivals: list[int]) -> tuple[int | None, list[int]]:
+    """Requests arriving over successive loop turns (`arrivals[t]` in turn t): the loop turn
+    at which all are answered (None if not within 50 turns) and the batch sizes."""
+    sizes: list[int] = []
+    batcher: MicroBatcher[str] = MicroBatcher(_sum_rows, config, on_batch=sizes.append)
+
+    async def main() -> int | None:
+        futures = []
+        for turn in range(50):
+            if turn < len(arrivals):
+                for _ in range(arrivals[turn]):
+                    futures.append(asyncio.ensure_future(batcher.submit(np.ones((1, 4)))))
+            await asyncio.sleep(0)
+            if futures and all(f.done() for f in futures) and turn >= len(arrivals) - 1:
+                return turn
+        for f in futures:
+            f.cancel()
+        return None
+
+    return asyncio.run(main()), sizes
+
+
+def test_adaptive_batching_flushes_at_the_first_quiet_turn_not_the_deadline() -> None:
+    """A 10 s maximum delay, requests over three turns: one call, a few turns later."""
+    turn, sizes = _turns_until_done(BatchConfig(256, 10_000.0), [3, 2, 1])
+    assert turn is not None
+    assert turn <= 6
+    assert sizes == [6]
+
+
+def test_a_fixed_delay_waits_for_its_deadline() -> None:
+    turn, sizes = _turns_until_done(BatchConfig(256, 10_000.0, adaptive=False), [3, 2, 1])
+    assert turn is None, "a 10 s deadline is not reached within 50 loop turns"
+    assert sizes == []
