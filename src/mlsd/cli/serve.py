@@ -15,7 +15,10 @@ def serve(
     max_delay_ms: float = typer.Option(
         0.0,
         "--max-delay-ms",
-        help="Micro-batch maximum wait (adaptive: flushed at the first loop turn with no new request); 0 = same loop turn only, <0 = off.",
+        help=(
+            "Micro-batch maximum wait (adaptive: flushed at the first loop turn with no new "
+            "request); 0 = same loop turn only, <0 = off."
+        ),
     ),
     fail_degraded: bool = typer.Option(
         False, "--fail-when-degraded", help="Answer 503 instead of scoring without stored features."
