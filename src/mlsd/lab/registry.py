@@ -1,0 +1,26 @@
+"""Every experiment of the lab, by name (imported only when run: each pulls heavy libraries)."""
+
+from __future__ import annotations
+
+import importlib
+
+from mlsd.errors import NotFoundError
+from mlsd.lab.experiment import Experiment
+
+#: name -> "module:attribute" of its `Experiment`.
+EXPERIMENTS: dict[str, str] = {
+    "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
+}
+
+
+def experiment_named(name: str) -> Experiment:
+    """The experiment called `name`, or a NotFoundError listing the ones there are."""
+    target = EXPERIMENTS.get(name)
+    if target is None:
+        raise NotFoundError(
+            f"no lab experiment {name!r}; there are: {', '.join(sorted(EXPERIMENTS))}",
+            field="name",
+        )
+    module, _, attribute = target.partition(":")
+    found: Experiment = getattr(importlib.import_module(module), attribute)
+    return found
