@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from mlsd.inference.runtimes import (
     OnnxRuntime,
     Runtime,
 )
+
+if TYPE_CHECKING:
+    from mlsd.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +110,21 @@ def normalize_views(raw: Any) -> dict[str, str]:
     return out
 
 
-def _threshold(mv: Any) -> float:
-    for holder in (mv, getattr(mv, "metrics", None), getattr(mv, "tags", None)):
-        if holder is None:
-            continue
-        value = holder.get("threshold") if isinstance(holder, Mapping) else None
-        if value is None and not isinstance(holder, Mapping):
-            value = getattr(holder, "threshold", None)
-        if value is not None:
-            return float(value)
-    return 0.5
+LEGACY_THRESHOLD = 0.5
+"""The decision threshold of versions registered before training chose and stored one."""
+
+
+def _threshold(mv: ModelVersion) -> float:
+    """The threshold chosen at training; 0.5, with a warning, for versions stored without one."""
+    if mv.threshold is not None:
+        return mv.threshold.value
+    log.warning(
+        "%s has no stored decision threshold (registered before thresholds were): "
+        "deciding at %s",
+        mv.uri,
+        LEGACY_THRESHOLD,
+    )
+    return LEGACY_THRESHOLD
 
 
 class ModelHost:
