@@ -119,8 +119,7 @@ def _threshold(mv: ModelVersion) -> float:
     if mv.threshold is not None:
         return mv.threshold.value
     log.warning(
-        "%s has no stored decision threshold (registered before thresholds were): "
-        "deciding at %s",
+        "%s has no stored decision threshold (registered before thresholds were): deciding at %s",
         mv.uri,
         LEGACY_THRESHOLD,
     )

@@ -19,6 +19,9 @@ validation folds (the days `selection` already uses), by one of two policies:
 
 When no threshold does better than flagging nothing (for instance every alert costs more
 than any fraud is worth), the threshold sits just above the highest validation score.
+Scores are rounded to float32 first (`as_served`): served scores are float32 (ONNX), and
+numpy compares a float32 array with a Python float in float32 while a Python loop compares
+in float64. At a float32 threshold both decide alike, as on the validation days.
 `operating_point` measures any threshold the same way; its figures are recorded with the
 choice: precision and recall of transactions and of cards (per day, as Card Precision
 counts them; 0.0 when nothing is flagged), alerts and cards flagged per day, and the share
@@ -67,7 +70,16 @@ def _checked(frame: pd.DataFrame, scores: ArrayLike) -> tuple[pd.DataFrame, NDAr
         raise ValidationError("a threshold needs validation rows", field="scores")
     if not np.all(np.isfinite(values)):
         raise ValidationError("scores must be finite", field="scores")
-    return with_day(frame), values
+    return with_day(frame), as_served(values)
+
+
+def as_served(scores: ArrayLike) -> NDArray[np.float64]:
+    """`scores` at the precision serving produces them: float32, held in float64.
+
+    >>> float(as_served([0.1])[0]) == float(np.float32(0.1)), float(as_served([0.5])[0])
+    (True, 0.5)
+    """
+    return np.asarray(scores, dtype=np.float32).astype(np.float64)
 
 
 def _cards(frame: pd.DataFrame, values: NDArray[np.float64]) -> pd.DataFrame:
@@ -127,8 +139,8 @@ def operating_point(frame: pd.DataFrame, scores: ArrayLike, threshold: float) ->
 
 
 def _above(highest: float) -> float:
-    """The smallest float above `highest`: a threshold that flags nothing seen."""
-    return float(np.nextafter(highest, math.inf))
+    """A threshold that flags nothing seen: the smallest float32 above `highest`."""
+    return float(np.nextafter(np.float32(highest), np.float32(math.inf)))
 
 
 def alert_budget(
@@ -137,17 +149,18 @@ def alert_budget(
     """The lowest threshold flagging at most `k` cards per validation day on average.
 
     Three days, two cards a day; with k = 1 at most three card-days may be flagged. The
-    fourth highest card score is 0.5, so the threshold is the lowest score above it, 0.6:
+    fourth highest card score is 0.5, so the threshold is the lowest score above it:
 
     >>> import pandas as pd
     >>> days = pd.to_datetime(["2018-08-08", "2018-08-09", "2018-08-10"] * 2, utc=True)
     >>> f = pd.DataFrame({"CUSTOMER_ID": [1, 1, 1, 2, 2, 2], "TX_FRAUD": [1, 0, 1, 0, 0, 1],
     ...                   "TX_AMOUNT": [50.0] * 6, "TX_DATETIME": days})
-    >>> choice = alert_budget(f, [0.9, 0.2, 0.6, 0.5, 0.1, 0.7], k=1)
+    >>> scores = [0.875, 0.25, 0.625, 0.5, 0.125, 0.75]
+    >>> choice = alert_budget(f, scores, k=1)
     >>> choice.value, choice.validation["cards_per_day"], choice.validation["card_recall"]
-    (0.6, 1.0, 1.0)
-    >>> alert_budget(f, [0.9, 0.2, 0.6, 0.5, 0.1, 0.7], k=2).value  # room for every card
-    0.1
+    (0.625, 1.0, 1.0)
+    >>> alert_budget(f, scores, k=2).value  # room for every card: the lowest score
+    0.125
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValidationError(
@@ -178,11 +191,14 @@ def expected_cost(
     >>> t = pd.Timestamp("2018-08-08 10:00", tz="UTC")
     >>> f = pd.DataFrame({"CUSTOMER_ID": [1, 2, 3, 4], "TX_FRAUD": [1, 0, 1, 0],
     ...                   "TX_AMOUNT": [100.0, 40.0, 10.0, 70.0], "TX_DATETIME": [t] * 4})
-    >>> choice = expected_cost(f, [0.9, 0.4, 0.3, 0.2], review_cost=5.0)
+    >>> scores = [0.875, 0.5, 0.375, 0.25]
+    >>> choice = expected_cost(f, scores, review_cost=5.0)
     >>> choice.value, choice.validation["net_gain_per_day"]
-    (0.9, 95.0)
-    >>> expected_cost(f, [0.9, 0.4, 0.3, 0.2], review_cost=1.0).value  # now 10 € pays 2 €
-    0.3
+    (0.875, 95.0)
+    >>> expected_cost(f, scores, review_cost=1.0).value  # now 10 € pays for 2 € of review
+    0.375
+    >>> expected_cost(f, scores, review_cost=500.0).value > 0.875  # no alert pays: none
+    True
     """
     if not math.isfinite(review_cost) or review_cost < 0:
         raise ValidationError(
