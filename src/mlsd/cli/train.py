@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MODEL_CHOICES = ("lightgbm", "logistic", "both")
 METRIC_CHOICES = ("average_precision", "auc_roc", "card_precision", "mean_rank")
+THRESHOLD_CHOICES = ("alert_budget", "expected_cost")
 
 
 def _date(value: str | None) -> date | None:
@@ -48,6 +49,19 @@ def train(
         "--select-by",
         help="mean_rank (of validation AUC, AP and CP@100), average_precision, auc_roc or "
         "card_precision.",
+    ),
+    threshold_policy: str = typer.Option(
+        "alert_budget",
+        "--threshold-policy",
+        help="How the decision threshold is chosen on the validation folds: alert_budget "
+        "(at most --alert-budget cards a day on average) or expected_cost (fraud euros caught "
+        "minus --review-cost per alert).",
+    ),
+    alert_budget: int = typer.Option(
+        100, "--alert-budget", help="alert_budget: cards reviewed per day (K)."
+    ),
+    review_cost: float = typer.Option(
+        5.0, "--review-cost", help="expected_cost: euros one alert's review costs."
     ),
     quick: bool = typer.Option(False, "--quick", help="One parameter set per model, no grid."),
     seed: int = typer.Option(0, "--seed", help="Training seed."),
@@ -81,6 +95,10 @@ def train(
         raise ValidationError(f"--model must be one of {MODEL_CHOICES}", field="model")
     if select_by not in METRIC_CHOICES:
         raise ValidationError(f"--select-by must be one of {METRIC_CHOICES}", field="select_by")
+    if threshold_policy not in THRESHOLD_CHOICES:
+        raise ValidationError(
+            f"--threshold-policy must be one of {THRESHOLD_CHOICES}", field="threshold_policy"
+        )
     settings = get_settings()
     folder = dataset or settings.path("dataset")
     models = ["lightgbm", "logistic"] if model == "both" else [model]
@@ -91,6 +109,9 @@ def train(
         n_folds=folds,
         models=models,
         selection_metric=select_by,
+        threshold_policy=threshold_policy,
+        alert_budget=alert_budget,
+        review_cost=review_cost,
         seed=seed,
         num_threads=threads,
         **extra,
@@ -134,6 +155,8 @@ def _register(result: TrainResult, name: str, promote: bool, console: Console) -
     try:
         mv = register_result(registry, result, name)
         console.print(f"registered [bold]{mv.uri}[/] ({mv.flavor})")
+        if mv.threshold is not None:
+            console.print(f"threshold {mv.threshold.describe()}")
         if promote:
             try:
                 registry.promote(

@@ -61,20 +61,25 @@ def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
     )
 
 
+LEGACY_THRESHOLD = 0.5
+"""The decision threshold of versions registered before training chose and stored one."""
+
+
 def _threshold(mv: ModelVersion) -> float:
-    for holder in (mv, getattr(mv, "metrics", None), getattr(mv, "tags", None)):
-        if holder is None:
-            continue
-        value = holder.get("threshold") if isinstance(holder, Mapping) else None
-        if value is None and not isinstance(holder, Mapping):
-            value = getattr(holder, "threshold", None)
-        if value is not None:
-            return float(value)
-    return 0.5
+    """The threshold chosen at training; 0.5, with a warning, for versions stored without one."""
+    if mv.threshold is not None:
+        return mv.threshold.value
+    log.warning(
+        "%s has no stored decision threshold (registered before thresholds were): deciding at %s",
+        mv.uri,
+        LEGACY_THRESHOLD,
+    )
+    return LEGACY_THRESHOLD
 
 
 def _policy(mv: ModelVersion) -> str:
-    return UNCHOSEN
+    """The named policy and parameter that chose the threshold, e.g. `alert_budget k=100`."""
+    return UNCHOSEN if mv.threshold is None else mv.threshold.describe()
 
 
 class ModelHost:

@@ -21,12 +21,19 @@ def _section(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: {"a": a.get(k), "b": b.get(k), "same": a.get(k) == b.get(k)} for k in keys}
 
 
+def _threshold(mv: ModelVersion) -> dict[str, Any]:
+    if mv.threshold is None:
+        return {}
+    return _flatten(mv.threshold.model_dump(mode="json"))
+
+
 def diff(a: ModelVersion, b: ModelVersion) -> dict[str, Any]:
     """`{"a": uri, "b": uri, section: {key: {"a", "b", "same"}}}` for each section.
 
-    Sections: `metrics`, `params`, `lineage` (flattened: `feature_views.txn`),
-    `signature`, `artifacts` (sha256 per file), `environment` (python, platform
-    and every package version; only differing packages are listed).
+    Sections: `metrics`, `threshold` (value, policy, parameter, validation figures),
+    `params`, `lineage` (flattened: `feature_views.txn`), `signature`, `artifacts`
+    (sha256 per file), `environment` (python, platform and every package version; only
+    differing packages are listed).
     """
     env_a = {"python": a.environment.python, "platform": a.environment.platform}
     env_b = {"python": b.environment.python, "platform": b.environment.platform}
@@ -49,6 +56,7 @@ def diff(a: ModelVersion, b: ModelVersion) -> dict[str, Any]:
         "a": a.uri,
         "b": b.uri,
         "metrics": _section(dict(a.metrics), dict(b.metrics)),
+        "threshold": _section(_threshold(a), _threshold(b)),
         "params": _section(_flatten(a.params), _flatten(b.params)),
         "lineage": _section(lineage_a, lineage_b),
         "signature": _section(sig_a, sig_b),

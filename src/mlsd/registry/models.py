@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -79,6 +80,57 @@ class Environment(BaseModel):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
+class DecisionThreshold(BaseModel):
+    """The score at or above which serving decides `fraud`, and how training chose it.
+
+    `policy` names the rule (`alert_budget`, `expected_cost`, or `manual`), `parameter`
+    its setting (cards a day, euros per review) and `validation` what the threshold
+    achieved on the validation folds (precision, recall, cards per day, ...).
+
+    >>> DecisionThreshold(value=0.37, policy="alert_budget", parameter=100,
+    ...     validation={"card_precision": 0.62, "card_recall": 0.5,
+    ...                 "cards_per_day": 94.0}).describe()
+    '0.37 (alert_budget k=100; validation card precision 0.62, recall 0.50, 94 cards/day)'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float = Field(allow_inf_nan=False)
+    policy: str = Field(min_length=1)
+    parameter: float | None = Field(default=None, allow_inf_nan=False)
+    validation: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("validation")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, number in value.items():
+            if not math.isfinite(number):
+                raise ValueError(f"validation figure {key!r} is not finite ({number})")
+        return value
+
+    def describe(self) -> str:
+        """One line: the value, the policy with its parameter, the validation figures."""
+        setting = {"alert_budget": "k={:g}", "expected_cost": "{:g} EUR/alert"}.get(
+            self.policy, "{:g}"
+        )
+        how = self.policy
+        if self.parameter is not None:
+            how += " " + setting.format(self.parameter)
+        v = self.validation
+        figures = []
+        if "card_precision" in v:
+            figures.append(f"card precision {v['card_precision']:.2f}")
+        if "card_recall" in v:
+            figures.append(f"recall {v['card_recall']:.2f}")
+        if "cards_per_day" in v:
+            figures.append(f"{v['cards_per_day']:.0f} cards/day")
+        if "net_gain_per_day" in v:
+            figures.append(f"net {v['net_gain_per_day']:.0f} EUR/day")
+        if figures:
+            how += "; validation " + ", ".join(figures)
+        return f"{self.value:.4g} ({how})"
+
+
 class ModelVersion(BaseModel):
     """One immutable registered version of a model (tags and status may change)."""
 
@@ -93,6 +145,8 @@ class ModelVersion(BaseModel):
     lineage: Lineage
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    threshold: DecisionThreshold | None = None
+    """The decision threshold; None on versions registered before thresholds were stored."""
     tags: dict[str, str] = Field(default_factory=dict)
     environment: Environment
     description: str = ""
@@ -105,7 +159,16 @@ class ModelVersion(BaseModel):
 
 
 BODY_FIELDS = frozenset(
-    {"flavor", "artifacts", "signature", "lineage", "params", "metrics", "description"}
+    {
+        "flavor",
+        "artifacts",
+        "signature",
+        "lineage",
+        "params",
+        "metrics",
+        "threshold",
+        "description",
+    }
 )
 
 

@@ -26,6 +26,7 @@ from mlsd.registry.gate import GateDecision, PromotionGate
 from mlsd.registry.metadata import MetadataStore
 from mlsd.registry.models import (
     AliasMove,
+    DecisionThreshold,
     Lineage,
     ModelSummary,
     ModelVersion,
@@ -103,8 +104,13 @@ class Registry:
         metrics: Mapping[str, float],
         tags: Mapping[str, str] | None = None,
         description: str = "",
+        threshold: DecisionThreshold | None = None,
     ) -> ModelVersion:
-        """Store the artifacts, then record a new version (numbered atomically)."""
+        """Store the artifacts, then record a new version (numbered atomically).
+
+        `threshold` is the decision threshold serving applies (chosen at training); a
+        version without one is served at 0.5 with a warning.
+        """
         check_name(name)
         if flavor not in FLAVORS:
             raise ValidationError(
@@ -131,6 +137,7 @@ class Registry:
             lineage=lineage,
             params=_params(params),
             metrics=_metrics(metrics),
+            threshold=threshold,
             tags=checked_tags,
             environment=envmod.current_environment(),
             description=description,

@@ -58,6 +58,7 @@ def version_table(mv: ModelVersion, env_diff: Mapping[str, Any]) -> Table:
         ("created (UTC)", _when(mv.created_at)),
         ("description", mv.description),
         ("metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(mv.metrics.items()))),
+        ("threshold", _threshold_text(mv)),
         ("params", ", ".join(f"{k}={v}" for k, v in sorted(mv.params.items()))),
         ("tags", ", ".join(f"{k}={v}" for k, v in mv.tags.items())),
         (
@@ -84,6 +85,12 @@ def version_table(mv: ModelVersion, env_diff: Mapping[str, Any]) -> Table:
     for field, value in rows:
         table.add_row(field, value)
     return table
+
+
+def _threshold_text(mv: ModelVersion) -> str:
+    if mv.threshold is None:
+        return "[yellow]none stored (registered before thresholds were): served at 0.5[/]"
+    return mv.threshold.describe()
 
 
 def _period(period: Any) -> str:
@@ -156,7 +163,8 @@ def diff_table(result: Mapping[str, Any], show_all: bool = False) -> Table:
     table.add_column("key")
     table.add_column(str(result["a"]))
     table.add_column(str(result["b"]))
-    for section in ("metrics", "params", "lineage", "signature", "artifacts", "environment"):
+    sections = ("metrics", "threshold", "params", "lineage", "signature", "artifacts")
+    for section in (*sections, "environment"):
         for key, cell in result[section].items():
             if cell["same"] and not show_all:
                 continue

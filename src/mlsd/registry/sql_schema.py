@@ -3,7 +3,9 @@
 Tables: `registered_models` (one row per name, holding the version counter),
 `model_versions` (immutable JSON body + status), `version_tags`, `aliases`,
 `alias_moves` (the history), `environments` (stored once per digest) and
-`gate_decisions`. Timestamps are ISO-8601 UTC text, so both backends sort them
+`gate_decisions`. The body holds the fields of `BODY_FIELDS` (the decision threshold
+among them, so registries made before it existed need no migration: their versions
+read `threshold=None`). Timestamps are ISO-8601 UTC text, so both backends sort them
 the same way. SQL is written with `?` placeholders.
 """
 

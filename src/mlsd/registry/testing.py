@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.registry.models import Lineage, ModelVersion
+from mlsd.registry.models import DecisionThreshold, Lineage, ModelVersion
 from mlsd.registry.registry import Registry
 from mlsd.registry.signature import Signature
 
@@ -65,8 +65,9 @@ def register_sample(
     metrics: Mapping[str, float] | None = None,
     tags: Mapping[str, str] | None = None,
     seed: int = 0,
+    threshold: DecisionThreshold | None = None,
 ) -> ModelVersion:
-    """Register a tiny real LightGBM model under `name`."""
+    """Register a tiny real LightGBM model under `name` (deciding at `threshold`, if given)."""
     return registry.register(
         name,
         {"model.lgb.txt": tiny_lightgbm(seed)},
@@ -77,4 +78,5 @@ def register_sample(
         metrics=metrics or {"auc_roc": 0.9, "average_precision": 0.6, "card_precision_at_100": 0.3},
         tags=tags,
         description="tiny test model",
+        threshold=threshold,
     )

@@ -43,8 +43,9 @@ def register_tiny_model(
     name: str = "fraud",
     threshold: float = 0.5,
 ) -> ModelVersion:
-    """Register one version with the handbook signature, trained on `views`."""
-    from mlsd.registry import Lineage, Signature
+    """Register one version with the handbook signature, trained on `views`, deciding at
+    `threshold`."""
+    from mlsd.registry import DecisionThreshold, Lineage, Signature
 
     return registry.register(
         name,
@@ -53,7 +54,8 @@ def register_tiny_model(
         signature=Signature(FEATURES, ["float32"] * len(FEATURES)),
         lineage=Lineage(feature_views=views),
         params={},
-        metrics={"threshold": threshold},
+        metrics={},
+        threshold=DecisionThreshold(value=threshold, policy="manual"),
     )
 
 

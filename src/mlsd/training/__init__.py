@@ -2,6 +2,7 @@
 
 `protocol` (train / delay / test blocks, prequential folds), `metrics` (AUC, AP,
 Card Precision@k), `models` (LightGBM and logistic regression, exported to ONNX),
-`selection` (prequential grid search), `pipeline` (`train`, `register_result`) and
+`selection` (prequential grid search), `threshold` (the decision threshold, chosen on the
+validation folds by a named policy), `pipeline` (`train`, `register_result`) and
 `reproduce` (retrain a registered version from its lineage).
 """

@@ -13,6 +13,7 @@ from mlsd.errors import ValidationError
 from mlsd.training.dataset import handbook_features
 from mlsd.training.protocol import Split
 from mlsd.training.selection import DEFAULT_GRIDS
+from mlsd.training.threshold import DEFAULT_ALERT_BUDGET, DEFAULT_REVIEW_COST, ThresholdPolicy
 
 HANDBOOK_TRAIN_START = date(2018, 7, 25)
 """The handbook's training start (train 07-25..31, delay 08-01..07, test 08-08..14)."""
@@ -40,6 +41,12 @@ class TrainConfig(BaseModel):
         "mean_rank"
     )
     top_k: int = Field(default=100, ge=1)
+    threshold_policy: ThresholdPolicy = "alert_budget"
+    """How the decision threshold is chosen on the validation folds (`training.threshold`)."""
+    alert_budget: int = Field(default=DEFAULT_ALERT_BUDGET, ge=1)
+    """`alert_budget`: cards investigators review per day, on average."""
+    review_cost: float = Field(default=DEFAULT_REVIEW_COST, ge=0.0, allow_inf_nan=False)
+    """`expected_cost`: euros one alert's review costs."""
     seed: int = 0
     num_threads: int = Field(default=1, ge=1)
     features: list[str] = Field(default_factory=handbook_features, min_length=1)

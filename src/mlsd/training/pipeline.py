@@ -4,8 +4,10 @@
 2. Join their features point-in-time from the feature store.
 3. For each flavor, choose parameters by prequential validation (folds before the test
    block), then train on the test block's training days and score its test days.
-4. The flavor whose best candidate wins the same rule is the primary result; `register_result`
-   stores it with its lineage, signature and metrics.
+4. Each flavor's decision threshold is chosen by the configured policy on its best
+   candidate's validation scores (`threshold`), never on the test days.
+5. The flavor whose best candidate wins the same rule is the primary result; `register_result`
+   stores it with its lineage, signature, metrics and threshold.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from mlsd.training.metrics import evaluate
 from mlsd.training.models import FraudModel
 from mlsd.training.protocol import Split, day_start, prequential_splits, validation_split
 from mlsd.training.selection import Fold, Selection, choose, fit_and_score, make_folds, select
+from mlsd.training.threshold import ThresholdChoice, choose_threshold
 
 if TYPE_CHECKING:
     from mlsd.registry import ModelVersion, Registry
@@ -45,7 +48,7 @@ Progress = Callable[[str], None]
 
 @dataclass
 class ModelResult:
-    """One trained flavor: chosen parameters, validation, test metrics and test scores."""
+    """One trained flavor: chosen parameters, validation, threshold, test metrics and scores."""
 
     flavor: str
     params: dict[str, Any]
@@ -54,6 +57,7 @@ class ModelResult:
     model: FraudModel
     scores: NDArray[np.float64]
     fit_seconds: float
+    threshold: ThresholdChoice
 
 
 @dataclass
@@ -132,7 +136,8 @@ def train(
             progress=step,
         )
         timings[f"{flavor}_selection"] = time.perf_counter() - clock
-        results[flavor] = fit_final(config, flavor, selection, final)
+        threshold = validation_threshold(config, selection, folds)
+        results[flavor] = fit_final(config, flavor, selection, final, threshold)
         step(f"{flavor}: tested")
     bests = [results[f].selection.best.metrics for f in config.models]
     primary = config.models[choose(bests, config.metric_name, top_k=config.top_k)]
@@ -151,7 +156,32 @@ def train(
     )
 
 
-def fit_final(config: TrainConfig, flavor: str, selection: Selection, fold: Fold) -> ModelResult:
+def validation_threshold(
+    config: TrainConfig, selection: Selection, folds: list[Fold]
+) -> ThresholdChoice:
+    """The decision threshold `config`'s policy picks on the best candidate's validation scores.
+
+    Only the validation folds' test days are used (they end before the test block's training
+    days begin), so the test metrics stay an honest estimate at the chosen threshold too.
+    """
+    best = selection.best
+    frame = pd.concat([fold.test for fold in folds], ignore_index=True)
+    return choose_threshold(
+        config.threshold_policy,
+        frame,
+        np.concatenate(best.scores),
+        alert_budget_k=config.alert_budget,
+        review_cost=config.review_cost,
+    )
+
+
+def fit_final(
+    config: TrainConfig,
+    flavor: str,
+    selection: Selection,
+    fold: Fold,
+    threshold: ThresholdChoice,
+) -> ModelResult:
     """Train `flavor` with the selected parameters on the block's training days; test it."""
     params = selection.best.params
     clock = time.perf_counter()
@@ -166,6 +196,7 @@ def fit_final(config: TrainConfig, flavor: str, selection: Selection, fold: Fold
         model=model,
         scores=scores,
         fit_seconds=time.perf_counter() - clock,
+        threshold=threshold,
     )
 
 
@@ -195,7 +226,7 @@ def register_result(
     description: str = "",
 ) -> ModelVersion:
     """Register one flavor of `result` (the primary by default) with its full lineage."""
-    from mlsd.registry import Lineage, Signature
+    from mlsd.registry import DecisionThreshold, Lineage, Signature
 
     chosen = flavor or result.primary
     if chosen not in result.models:
@@ -241,4 +272,10 @@ def register_result(
         metrics=metrics,
         tags=tags,
         description=description or f"{chosen} trained {split.train_start}..{split.train_end}",
+        threshold=DecisionThreshold(
+            value=model.threshold.value,
+            policy=model.threshold.policy,
+            parameter=model.threshold.parameter,
+            validation=model.threshold.validation,
+        ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ def summary(result: TrainResult) -> dict[str, Any]:
                 "params": m.params,
                 "test": m.metrics,
                 "validation": m.selection.best.metrics,
+                "threshold": asdict(m.threshold),
                 "candidates": [
                     {"params": c.params, "validation": c.metrics} for c in m.selection.candidates
                 ],
@@ -75,7 +77,8 @@ def metrics_table(result: TrainResult) -> Table:
         title=f"test {split.test_start}..{split.test_end} (end excl.), "
         f"trained {split.train_start}..{split.train_end}"
     )
-    for column in ("model", "AUC ROC", "AP", f"CP@{k}", "valid AP (mean ± sd)", "params"):
+    columns = ("model", "AUC ROC", "AP", f"CP@{k}", "valid AP (mean ± sd)", "threshold", "params")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("model", "params") else "right")
     for flavor, m in result.models.items():
         valid = m.selection.best.metrics
@@ -86,10 +89,11 @@ def metrics_table(result: TrainResult) -> Table:
             f"{m.metrics['average_precision']:.3f}",
             f"{m.metrics[f'card_precision_at_{k}']:.3f}",
             f"{valid['average_precision']:.3f} ± {valid['average_precision_std']:.3f}",
+            f"{m.threshold.value:.4g}",
             short_params(m.params),
         )
     for name, (auc, ap, cp) in HANDBOOK_BASELINES.items():
-        table.add_row(f"[dim]{name}[/]", f"{auc:.3f}", f"{ap:.3f}", f"{cp:.3f}", "", "")
+        table.add_row(f"[dim]{name}[/]", f"{auc:.3f}", f"{ap:.3f}", f"{cp:.3f}", "", "", "")
     return table
 
 

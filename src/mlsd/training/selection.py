@@ -66,10 +66,15 @@ class Fold:
 
 @dataclass
 class Candidate:
-    """One set of parameters and its validation metrics (per fold and mean)."""
+    """One set of parameters, its validation metrics (per fold and mean) and scores.
+
+    `scores` holds the candidate's scores of each fold's test rows, in the fold's row order:
+    the decision threshold is chosen on them (`mlsd.training.threshold`).
+    """
 
     params: dict[str, Any]
     folds: list[dict[str, float]] = field(default_factory=list)
+    scores: list[NDArray[np.float64]] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -182,6 +187,7 @@ def select(
                 flavor, params, fold, features, seed=seed, num_threads=num_threads
             )
             candidate.folds.append(evaluate(fold.test, scores, top_k=top_k))
+            candidate.scores.append(scores)
             if progress is not None:
                 progress(f"{flavor} {params} fold {fold.split.train_start}")
         candidates.append(candidate)

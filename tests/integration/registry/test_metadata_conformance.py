@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlsd.errors import ConflictError, GateRejectedError, NotFoundError
-from mlsd.registry import PromotionGate, Registry
+from mlsd.registry import DecisionThreshold, PromotionGate, Registry
 from mlsd.registry.local import LocalArtifactStore
 from mlsd.registry.metadata import MetadataStore
 from mlsd.registry.registry import open_metadata
@@ -134,3 +134,56 @@ def test_unknown_things_are_not_found(registry: Registry) -> None:
     assert registry.metadata.latest_version("fraud") is None
     assert registry.aliases("fraud") == {}
     assert registry.alias_history("fraud") == []
+
+
+THRESHOLD = DecisionThreshold(
+    value=0.3712,
+    policy="alert_budget",
+    parameter=100.0,
+    validation={"card_precision": 0.62, "card_recall": 0.4, "cards_per_day": 94.0, "days": 28.0},
+)
+
+
+def test_the_decision_threshold_round_trips(
+    registry: Registry, db_url: str, tmp_path: Path
+) -> None:
+    stored = register_sample(registry, threshold=THRESHOLD)
+    plain = register_sample(registry)
+    registry.set_alias("fraud", "champion", 1, reason="", actor="a")
+    assert stored.threshold == THRESHOLD
+    assert plain.threshold is None
+    assert registry.get("fraud", 1).threshold == THRESHOLD
+    assert registry.resolve("fraud@champion").threshold == THRESHOLD
+    assert [mv.threshold for mv in registry.search("fraud")] == [None, THRESHOLD]
+    fresh = open_metadata(Settings(home=tmp_path, registry_db=db_url))  # no parsed cache
+    try:
+        again = fresh.get_version("fraud", 1)
+    finally:
+        fresh.close()
+    assert again.threshold == THRESHOLD
+    assert again == stored
+
+
+def test_versions_stored_before_thresholds_existed_read_none(
+    registry: Registry, db_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    old = register_sample(registry)
+    with registry.metadata._write() as tx:  # type: ignore[attr-defined]
+        (body,) = tx.run(
+            "SELECT body FROM model_versions WHERE name = ? AND version = ?", ("fraud", 1)
+        )[0]
+        fields = json.loads(body)
+        del fields["threshold"]  # the body as registries wrote it before the field existed
+        tx.run(
+            "UPDATE model_versions SET body = ? WHERE name = ? AND version = ?",
+            (json.dumps(fields), "fraud", 1),
+        )
+    fresh = open_metadata(Settings(home=tmp_path, registry_db=db_url))
+    try:
+        read = fresh.get_version("fraud", 1)
+    finally:
+        fresh.close()
+    assert read.threshold is None
+    assert read == old

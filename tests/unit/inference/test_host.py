@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from mlsd.errors import ConflictError, NotFoundError, ValidationError
 from mlsd.features.store import FeatureStore
 from mlsd.inference.host import ModelHost, parse_ref
-from mlsd.registry import Registry
+from mlsd.registry import Lineage, Registry, Signature
 from mlsd.serving.testing import FEATURES, register_tiny_model
 
 
@@ -99,3 +101,29 @@ def test_watcher_survives_failing_polls_and_follows_the_alias(registry: Registry
         host.stop()
     assert flaky.failures == 0
     assert host.last_error is None
+
+
+def test_serves_the_stored_threshold_and_warns_for_versions_without_one(
+    registry: Registry,
+    store: FeatureStore,
+    artifacts: dict[int, dict[str, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = ModelHost(registry, served_views=store.view_versions)
+    chosen = register_tiny_model(registry, artifacts[1], store.view_versions(), threshold=0.3125)
+    with caplog.at_level(logging.WARNING, logger="mlsd.inference.host"):
+        assert host.load(f"fraud/{chosen.version}").threshold == 0.3125
+    assert "no stored decision threshold" not in caplog.text
+    legacy = registry.register(  # as versions were registered before thresholds were stored
+        "fraud",
+        artifacts[1],
+        flavor="lightgbm",
+        signature=Signature(FEATURES, ["float32"] * len(FEATURES)),
+        lineage=Lineage(feature_views=store.view_versions()),
+        params={},
+        metrics={"threshold": 0.9},  # a metric is not a decision threshold
+    )
+    with caplog.at_level(logging.WARNING, logger="mlsd.inference.host"):
+        model = host.load(f"fraud/{legacy.version}")
+    assert model.threshold == 0.5
+    assert f"models:/fraud/{legacy.version} has no stored decision threshold" in caplog.text

@@ -18,6 +18,7 @@ def test_train_reports_registers_and_promotes(home: Path, dataset_dir: Path) -> 
     assert result.exit_code == 0, result.output
     assert "registered models:/fraud/1" in result.output
     assert "promoted models:/fraud/1 to fraud@champion" in result.output
+    assert "alert_budget k=100; validation card precision" in " ".join(result.output.split())
     pngs = list((home / "reports").glob("train-*-pr.png"))
     assert len(pngs) == 1
     registry = Registry.open(Settings(home=home))
@@ -35,6 +36,24 @@ def test_train_reports_registers_and_promotes(home: Path, dataset_dir: Path) -> 
     assert "registered" not in again.output
 
 
+def test_train_with_the_expected_cost_policy(home: Path, dataset_dir: Path) -> None:
+    args = ["train", "--dataset", str(dataset_dir), "--folds", "1", "--quick", "--threads", "1"]
+    policy = ["--threshold-policy", "expected_cost", "--review-cost", "2.5", "--model", "logistic"]
+    result = CliRunner().invoke(app, [*args, *policy])
+    assert result.exit_code == 0, result.output
+    assert "expected_cost 2.5 EUR/alert" in " ".join(result.output.split())
+    registry = Registry.open(Settings(home=home))
+    try:
+        stored = registry.get("fraud", 1).threshold
+    finally:
+        registry.close()
+    assert stored is not None
+    assert (stored.policy, stored.parameter) == ("expected_cost", 2.5)
+    shown = CliRunner().invoke(app, ["registry", "show", "fraud/1"])
+    assert shown.exit_code == 0, shown.output
+    assert f"{stored.value:.4g} (expected_cost 2.5 EUR/alert" in " ".join(shown.output.split())
+
+
 def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """Run `mlsd` in-process through `run()`, which maps errors to exit codes."""
     monkeypatch.setattr(sys, "argv", ["mlsd", *argv])
@@ -50,6 +69,9 @@ def _run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
         (["--train-start", "2018-13-01"], "is not a date"),
         (["--train-start", "2030-01-01"], "does not fit"),
         (["--select-by", "f1"], "--select-by must be one of"),
+        (["--threshold-policy", "f1"], "--threshold-policy must be one of"),
+        (["--alert-budget", "0"], "alert_budget: Input should be greater than or equal to 1"),
+        (["--review-cost", "-1"], "review_cost: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_options_exit_with_a_message(

@@ -112,3 +112,52 @@ def test_bad_configs_are_refused(config: TrainConfig, store: FeatureStore) -> No
     with pytest.raises(ValidationError) as info:
         train(no_grid, store)
     assert info.value.field == "grids"
+
+
+def test_threshold_is_chosen_on_the_validation_folds_only(
+    trained: TrainResult, store: FeatureStore, config: TrainConfig
+) -> None:
+    from mlsd.training.pipeline import load_frame
+    from mlsd.training.selection import make_folds
+    from mlsd.training.threshold import choose_threshold
+
+    start = min(s.train_start for s in trained.validation_splits)
+    frame = load_frame(config, store, start, trained.split.test_end)
+    folds = make_folds(frame, trained.validation_splits)
+    for result in trained.models.values():
+        best = result.selection.best
+        assert [len(s) for s in best.scores] == [len(f.test) for f in folds]
+        expected = choose_threshold(
+            "alert_budget",
+            pd.concat([f.test for f in folds], ignore_index=True),
+            np.concatenate(best.scores),
+            alert_budget_k=100,
+        )
+        assert result.threshold == expected
+        # 2 folds of 7 test days: validation days, never the 7 test days
+        assert result.threshold.validation["days"] == 14.0
+        assert result.threshold.validation["cards_per_day"] <= 100
+
+
+def test_expected_cost_policy_is_configurable(config: TrainConfig, store: FeatureStore) -> None:
+    costly = config.model_copy(
+        update={"threshold_policy": "expected_cost", "review_cost": 2.0, "models": ["logistic"]}
+    )
+    result = train(costly, store).models["logistic"]
+    assert (result.threshold.policy, result.threshold.parameter) == ("expected_cost", 2.0)
+    assert result.threshold.validation["net_gain_per_day"] > 0
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"threshold_policy": "f1"}, "threshold_policy"),
+        ({"alert_budget": 0}, "alert_budget"),
+        ({"review_cost": -1.0}, "review_cost"),
+        ({"review_cost": float("inf")}, "review_cost"),
+    ],
+)
+def test_bad_threshold_settings_name_the_field(values: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        TrainConfig.make(dataset="x", **values)
+    assert caught.value.field == field

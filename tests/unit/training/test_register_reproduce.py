@@ -58,6 +58,11 @@ def test_register_records_lineage_and_serves_onnx(
     assert lineage.train_period[0].date() == trained.split.train_start
     assert lineage.config["params"] == trained.models["lightgbm"].params
     assert mv.metrics["auc_roc"] == trained.models["lightgbm"].metrics["auc_roc"]
+    chosen = trained.models["lightgbm"].threshold
+    assert mv.threshold is not None
+    assert (mv.threshold.value, mv.threshold.policy) == (chosen.value, "alert_budget")
+    assert (mv.threshold.parameter, mv.threshold.validation) == (100.0, chosen.validation)
+    assert registry.get("fraud", 1).threshold == mv.threshold  # read back from the store
     assert "valid_average_precision" in mv.metrics
     assert mv.signature.feature_names == list(trained.config.features)
     # the ONNX artifact as serving loads it scores like the trained model
