@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from mlsd.backends import Opening, open_backend
 from mlsd.serving.jobs.base import JobQueue, JobSpec, JobState, JobStatus, ScoreFn, wait_for
@@ -26,15 +26,16 @@ def make_job_queue(settings: Settings) -> JobQueue:
     return cast(JobQueue, open_backend("job_queue", settings))
 
 
-def memory_queue(o: Opening) -> JobQueue:
-    """The embedded queue: in this process, results in `home/jobs`."""
-    return MemoryJobQueue(o.settings.home)
+def memory_queue(o: Opening, **options: Any) -> JobQueue:
+    """The embedded queue: in this process, results in `home/jobs` (options: its bounds)."""
+    return MemoryJobQueue(o.settings.home, **options)
 
 
-def redis_queue(o: Opening) -> JobQueue:
+def redis_queue(o: Opening, **options: Any) -> JobQueue:
     """The queue on Redis, under `{prefix}jobs:`; `?timeout_ms=` bounds each call (2 s)."""
     from mlsd.serving.jobs.redis import RedisJobQueue
 
+    timeout = o.url.timeout(2.0)
     return RedisJobQueue(
-        o.url.dsn, o.settings.home, prefix=o.key_prefix, socket_timeout_s=o.url.timeout(2.0)
+        o.url.dsn, o.settings.home, prefix=o.key_prefix, socket_timeout_s=timeout, **options
     )
