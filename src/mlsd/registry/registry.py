@@ -77,7 +77,12 @@ class Registry:
     def open(cls, settings: Settings | None = None) -> Registry:
         """The registry configured by `settings` (default: the process settings)."""
         s = settings or get_settings()
-        return cls(open_metadata(s), open_artifacts(s))
+        metadata = open_metadata(s)
+        try:
+            return cls(metadata, open_artifacts(s))
+        except BaseException:
+            metadata.close()
+            raise
 
     def close(self) -> None:
         """Release the metadata connection."""
