@@ -51,9 +51,26 @@ def test_feature_registry_in_the_urls_schema(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
                 (name,),
             ).fetchone()
-            assert row == (2,)
-        public = conn.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_name LIKE 'feature_view_%%'"
+            assert row == (2,)  # both tables, in the schema the URL named
+
+
+@pytest.mark.parametrize("kind", ["feature_registry", "registry_db", "prediction_log"])
+def test_every_postgres_backend_creates_the_urls_schema(
+    kind: str, tmp_path: Path, postgres_url: str, new_schemas: list[str]
+) -> None:
+    import psycopg
+
+    from mlsd.backends import open_backend
+
+    schema = new_schemas[0]
+    settings = Settings(home=tmp_path, **{kind: f"{postgres_url}?schema={schema}"})
+    backend = open_backend(kind, settings)
+    close = getattr(backend, "close", None)
+    assert close is not None
+    close()
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
         ).fetchone()
-    assert public is not None
+    assert row is not None
+    assert row[0] >= 1
