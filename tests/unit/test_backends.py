@@ -157,3 +157,29 @@ def test_cli_without_the_redis_extra_prints_one_line(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert "install mlsd[redis]" in output
     assert "Traceback" not in output
+
+
+def test_embedded_backends_import_no_driver(tmp_path: Path) -> None:
+    """Opening every embedded default loads neither redis, psycopg nor boto3."""
+    code = """
+import sys
+from mlsd.backends import KINDS, open_backend
+from mlsd.settings import Settings
+settings = Settings(home=sys.argv[1])
+for kind in KINDS:
+    backend = open_backend(kind, settings)
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+print(sorted(m for m in ("redis", "psycopg", "psycopg_pool", "boto3") if m in sys.modules))
+"""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLSD_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
