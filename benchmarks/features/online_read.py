@@ -88,7 +88,7 @@ def main() -> None:
             backends.append(("redis", Settings(home=tmp / "home", online_store=args.redis)))
         for name, settings in backends:
             prefix = f"mlsdbench:{uuid.uuid4().hex[:8]}:"
-            store = FeatureStore.open(settings, online_prefix=prefix)
+            store = FeatureStore.open(settings.model_copy(update={"redis_prefix": prefix}))
             try:
                 store.apply()
                 bar.update(task, description=f"{name}: build + materialize")

@@ -1,7 +1,8 @@
 """All mlsd settings in one object, read from `MLSD_*` environment variables.
 
-Every backend is chosen by URL. The embedded defaults need no server: they
-live in the data folder (`MLSD_HOME`, default `./.mlsd`).
+Every backend is chosen by URL (`mlsd.backends` holds the scheme tables and the
+URL parser). The embedded defaults need no server: they live in the data folder
+(`MLSD_HOME`, default `./.mlsd`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,27 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".mlsd"), description="data folder of every embedded store")
     online_store: str = Field(default="", description="'' (SQLite in home) or redis://host:port/db")
-    feature_registry: str = Field(default="", description="'' (SQLite in home) or postgresql://...")
-    registry_db: str = Field(default="", description="'' (SQLite in home) or postgresql://...")
+    feature_registry: str = Field(
+        default="", description="'' (SQLite in home) or postgresql://...[?schema=name]"
+    )
+    registry_db: str = Field(
+        default="", description="'' (SQLite in home), sqlite:///path or postgresql://...[?schema=]"
+    )
     artifacts: str = Field(default="", description="'' (folder in home) or s3://bucket/prefix")
     s3_endpoint_url: str = Field(default="", description="S3-compatible endpoint, e.g. MinIO")
     cache: str = Field(default="", description="'' (in-process) or redis://host:port/db")
     job_queue: str = Field(default="", description="'' (in-process) or redis://host:port/db")
-    prediction_log: str = Field(default="", description="'' (Parquet in home) or postgresql://...")
+    prediction_log: str = Field(
+        default="", description="'' (Parquet in home) or postgresql://...[?schema=name]"
+    )
     event_log: str = Field(default="", description="'' (in-process) or redis:// or nats://")
     admin_token: str = Field(default="", description="bearer token for admin endpoints")
     api_key: str = Field(default="", description="scoring key; empty means open")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    redis_prefix: str = Field(default="mlsd:", description="key prefix of serving keys on Redis")
+    redis_prefix: str = Field(
+        default="mlsd:",
+        description="prefix of every Redis key: {prefix}fs: online store, cache:, jobs:",
+    )
     cache_ttl_seconds: float = Field(default=300.0, gt=0, description="prediction cache TTL")
     cache_max_entries: int = Field(
         default=100_000, ge=1, description="prediction cache size (entries), in process or on Redis"

@@ -61,7 +61,9 @@ def run() -> None:
         app()
     except MlsdError as exc:
         where = f" (field: {exc.field})" if exc.field else ""
-        err_console.print(f"[bold red]error:[/] {exc.message}{where}")
+        from rich.markup import escape  # a message may hold brackets: "install mlsd[redis]"
+
+        err_console.print(f"[bold red]error:[/] {escape(exc.message + where)}", highlight=False)
         sys.exit(exc.exit_code)
 
 

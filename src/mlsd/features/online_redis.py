@@ -1,5 +1,8 @@
 """The online store on Redis (`MLSD_ONLINE_STORE=redis://host:port/db`).
 
+Every key starts with the store's prefix (`{MLSD_REDIS_PREFIX}fs:` when opened from
+settings), which it owns: `clear()` deletes that namespace and nothing else.
+
 One string per (view, version, entity): a 32-character hex header (event µs, created µs)
 followed by the float64 values. Writes go through a Lua script that applies the
 newer-wins rule atomically; a chunk of writes and its watermark share one MULTI/EXEC.
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.backends import glob_escape
 from mlsd.errors import UnavailableError
 from mlsd.features.online import Lookup, Record, WriteBatch, dedupe_latest
 
@@ -38,9 +42,9 @@ _PER_CALL = 1000
 
 
 class RedisOnlineStore:
-    """Latest feature rows in Redis, under a key prefix."""
+    """Latest feature rows in Redis, under a key prefix it owns."""
 
-    def __init__(self, url: str, prefix: str = "mlsd:", timeout: float = 1.0) -> None:
+    def __init__(self, url: str, prefix: str = "mlsd:fs:", timeout: float = 1.0) -> None:
         import redis
 
         self._redis = redis
@@ -108,8 +112,9 @@ class RedisOnlineStore:
         return None if got is None else int(got)
 
     def clear(self) -> None:
-        """Delete every key under this store's prefix."""
-        keys = list(self._client.scan_iter(match=self._prefix + "*", count=1000))
+        """Delete every key under this store's prefix (its namespace, nothing else)."""
+        pattern = glob_escape(self._prefix) + "*"
+        keys: list[bytes] = self._call(lambda: list(self._client.scan_iter(pattern, 1000)))
         for i in range(0, len(keys), 1000):
             self._call(self._client.delete, *keys[i : i + 1000])
 

@@ -1,4 +1,8 @@
-"""The definitions registry on PostgreSQL (`MLSD_FEATURE_REGISTRY=postgresql://...`)."""
+"""The definitions registry on PostgreSQL (`MLSD_FEATURE_REGISTRY=postgresql://...[?schema=]`).
+
+The tables live in `schema`, created if missing; first opens that race take an advisory
+lock, so concurrent processes do not collide on CREATE.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,42 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mlsd.errors import NotFoundError, UnavailableError
+from mlsd.errors import ConfigError, NotFoundError, UnavailableError
 from mlsd.features.definitions import FeatureView
 from mlsd.features.registry import Change, _plan
+
+_DDL_LOCK = 0x6D6C7366  # advisory lock id ("mlsf"): concurrent first opens do not race
+_DDL = """
+CREATE TABLE IF NOT EXISTS feature_view_versions (
+    name TEXT NOT NULL, version TEXT NOT NULL, definition JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (name, version));
+CREATE TABLE IF NOT EXISTS feature_view_changes (
+    id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
+    previous TEXT, applied_at TIMESTAMPTZ NOT NULL);
+"""
 
 
 class PostgresDefinitionRegistry:
     """Feature view versions and change history in one PostgreSQL schema."""
 
-    def __init__(self, url: str, schema: str = "public") -> None:
+    def __init__(self, url: str, schema: str = "public", connect_timeout: float = 10.0) -> None:
         import psycopg
         from psycopg import sql
 
         try:
-            self._conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            self._conn: Any = psycopg.connect(
+                url, autocommit=True, connect_timeout=max(1, round(connect_timeout))
+            )
+        except psycopg.ProgrammingError as exc:  # a malformed connection string
+            raise ConfigError(f"bad feature registry URL: {exc}", field="feature_registry") from exc
         except psycopg.OperationalError as exc:
-            raise UnavailableError(f"PostgreSQL registry unreachable: {exc}") from exc
-        self._conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        self._conn.execute(
-            """
-            CREATE TABLE IF NOT EXISTS feature_view_versions (
-                name TEXT NOT NULL, version TEXT NOT NULL, definition JSONB NOT NULL,
-                created_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (name, version));
-            CREATE TABLE IF NOT EXISTS feature_view_changes (
-                id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
-                previous TEXT, applied_at TIMESTAMPTZ NOT NULL);
-            """
-        )
+            raise UnavailableError(f"PostgreSQL feature registry unreachable: {exc}") from exc
+        name = sql.Identifier(schema)
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            self._conn.execute(sql.SQL("SET search_path TO {}").format(name))
+            self._conn.execute(_DDL)
 
     def apply(self, views: list[FeatureView]) -> dict[str, str]:
         """Record the views, make them current; name -> version."""

@@ -12,14 +12,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mlsd.backends import Opening, open_backend
 from mlsd.data import schema
-from mlsd.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+from mlsd.errors import ConflictError, NotFoundError, ValidationError
 from mlsd.features import materialize as mat
 from mlsd.features.consistency import ParityReport, SkewReport, replay_parity, skew_report
 from mlsd.features.definitions import FeatureView
@@ -41,28 +42,43 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def open_online(settings: Settings, prefix: str = "mlsd:", timeout: float = 1.0) -> OnlineStore:
-    """The online store named by `settings.online_store` ('' = SQLite in home)."""
-    url = settings.online_store
-    if not url:
-        return SqliteOnlineStore(settings.path("features", "online.sqlite"), timeout=timeout)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from mlsd.features.online_redis import RedisOnlineStore
-
-        return RedisOnlineStore(url, prefix=prefix, timeout=timeout)
-    raise ConfigError(f"unsupported online store URL {url!r}", field="online_store")
+def open_online(settings: Settings, timeout: float = 1.0, subspace: str = "") -> OnlineStore:
+    """The online store `settings.online_store` names ('' = SQLite in home), keyed under
+    `{settings.redis_prefix}fs:` on Redis (`subspace` appended: a scratch store)."""
+    store = open_backend("online_store", settings, subspace=subspace, timeout=timeout)
+    return cast(OnlineStore, store)
 
 
-def open_registry(settings: Settings, schema_name: str = "public") -> DefinitionRegistry:
-    """The definitions registry named by `settings.feature_registry` ('' = SQLite in home)."""
-    url = settings.feature_registry
-    if not url:
-        return SqliteDefinitionRegistry(settings.path("features", "registry.sqlite"))
-    if url.startswith(("postgresql://", "postgres://")):
-        from mlsd.features.registry_postgres import PostgresDefinitionRegistry
+def open_registry(settings: Settings) -> DefinitionRegistry:
+    """The definitions registry `settings.feature_registry` names ('' = SQLite in home)."""
+    return cast(DefinitionRegistry, open_backend("feature_registry", settings))
 
-        return PostgresDefinitionRegistry(url, schema=schema_name)
-    raise ConfigError(f"unsupported feature registry URL {url!r}", field="feature_registry")
+
+def sqlite_online(o: Opening, *, timeout: float = 1.0) -> OnlineStore:
+    """The embedded online store: SQLite in `home/features`."""
+    path = o.settings.path("features", "online.sqlite")
+    return SqliteOnlineStore(path, timeout=o.url.timeout(timeout))
+
+
+def redis_online(o: Opening, *, timeout: float = 1.0) -> OnlineStore:
+    """The online store on Redis, under its key namespace."""
+    from mlsd.features.online_redis import RedisOnlineStore
+
+    return RedisOnlineStore(o.url.dsn, prefix=o.key_prefix, timeout=o.url.timeout(timeout))
+
+
+def sqlite_registry(o: Opening) -> DefinitionRegistry:
+    """The embedded definitions registry: SQLite in `home/features`."""
+    return SqliteDefinitionRegistry(o.settings.path("features", "registry.sqlite"))
+
+
+def postgres_registry(o: Opening) -> DefinitionRegistry:
+    """The definitions registry on PostgreSQL, in the URL's `?schema=` (default public)."""
+    from mlsd.features.registry_postgres import PostgresDefinitionRegistry
+
+    return PostgresDefinitionRegistry(
+        o.url.dsn, schema=o.url.schema or "public", connect_timeout=o.url.timeout(10.0)
+    )
 
 
 class FeatureStore:
@@ -79,30 +95,24 @@ class FeatureStore:
         self.registry = registry
         self.online = online
         self.offline = offline
-        self.online_prefix = "mlsd:"
         self._views: dict[str, FeatureView] = {}
         self._plans: dict[tuple[object, ...], VectorPlan] = {}
         self._refresh()
 
     @classmethod
-    def open(
-        cls,
-        settings: Settings | None = None,
-        *,
-        online_prefix: str = "mlsd:",
-        registry_schema: str = "public",
-        read_timeout: float = 1.0,
-    ) -> FeatureStore:
-        """Open the store configured by `settings` (default: the process settings)."""
+    def open(cls, settings: Settings | None = None, *, read_timeout: float = 1.0) -> FeatureStore:
+        """Open the store configured by `settings` (default: the process settings).
+
+        `read_timeout` is the online store's default; `?timeout_ms=` in its URL wins.
+        """
         settings = settings or get_settings()
-        store = cls(
-            settings,
-            open_registry(settings, registry_schema),
-            open_online(settings, online_prefix, read_timeout),
-            OfflineStore(settings.path("features", "offline")),
-        )
-        store.online_prefix = online_prefix
-        return store
+        registry = open_registry(settings)
+        try:
+            online = open_online(settings, read_timeout)
+        except BaseException:
+            registry.close()
+            raise
+        return cls(settings, registry, online, OfflineStore(settings.path("features", "offline")))
 
     def close(self) -> None:
         """Release the registry and online store connections."""
@@ -341,7 +351,7 @@ class FeatureStore:
         """Replay into a scratch store of the configured backend; compare with offline."""
         tag = uuid.uuid4().hex[:8]
         if self.settings.online_store:
-            scratch = open_online(self.settings, f"{self.online_prefix}parity:{tag}:")
+            scratch = open_online(self.settings, subspace=f"parity:{tag}:")
         else:
             path = self.settings.path("features", f"parity-{tag}.sqlite")
             scratch = SqliteOnlineStore(path)

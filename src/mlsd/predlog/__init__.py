@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import cast
 
-from mlsd.errors import ConfigError
+from mlsd.backends import Opening, open_backend, parse_url
 from mlsd.predlog.base import BufferedLog, LogStats, PredictionLog
 from mlsd.predlog.parquet import ParquetPredictionLog
 from mlsd.predlog.record import COLUMNS, PredictionRecord, features_frame
@@ -27,25 +27,33 @@ __all__ = [
 
 
 def split_schema(url: str) -> tuple[str, str]:
-    """A PostgreSQL URL without its `schema=` query parameter, and that schema ('public')."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), "public")
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    """A PostgreSQL URL without mlsd's own query parameters, and its `schema=` ('public')."""
+    parsed = parse_url(url, "prediction_log")
+    return parsed.dsn, parsed.schema or "public"
 
 
 def make_prediction_log(settings: Settings) -> PredictionLog:
     """The log `settings.prediction_log` names: '' Parquet in home, postgresql://...[?schema=]."""
-    url = settings.prediction_log
-    flush = (settings.prediction_log_flush_seconds, settings.prediction_log_flush_records)
-    if not url:
-        return ParquetPredictionLog(settings.path("predictions"), *flush)
-    if url.startswith(("postgresql://", "postgres://")):
-        from mlsd.predlog.postgres import PostgresPredictionLog
+    return cast(PredictionLog, open_backend("prediction_log", settings))
 
-        dsn, schema = split_schema(url)
-        return PostgresPredictionLog(dsn, schema, "predictions", *flush)
-    raise ConfigError(
-        f"unsupported prediction log URL {url!r}: use '' or postgresql://", field="prediction_log"
+
+def _flush(settings: Settings) -> tuple[float, int]:
+    return settings.prediction_log_flush_seconds, settings.prediction_log_flush_records
+
+
+def parquet_log(o: Opening) -> PredictionLog:
+    """The embedded log: Parquet files in `home/predictions`."""
+    return ParquetPredictionLog(o.settings.path("predictions"), *_flush(o.settings))
+
+
+def postgres_log(o: Opening) -> PredictionLog:
+    """The log on PostgreSQL, table `predictions` in the URL's `?schema=` (default public)."""
+    from mlsd.predlog.postgres import PostgresPredictionLog
+
+    return PostgresPredictionLog(
+        o.url.dsn,
+        o.url.schema or "public",
+        "predictions",
+        *_flush(o.settings),
+        connect_timeout_s=max(1, round(o.url.timeout(5.0))),
     )

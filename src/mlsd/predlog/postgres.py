@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     tx_time TIMESTAMPTZ
 )
 """
+_DDL_LOCK = 0x6D6C706C  # advisory lock id ("mlpl")
 
 
 class PostgresPredictionLog(BufferedLog[list[Row]]):
@@ -59,7 +60,10 @@ class PostgresPredictionLog(BufferedLog[list[Row]]):
         self.connect_timeout_s = connect_timeout_s
         self._table = sql.Identifier(schema, table)
         self._conn: psycopg.Connection[Any] | None = None
-        with self._connect() as conn:
+        with self._connect() as conn, conn.transaction():
+            # servers starting at once must not race on CREATE: one at a time
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL(_DDL).format(table=self._table))
             conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (ts, model)").format(

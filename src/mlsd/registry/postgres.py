@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from mlsd.backends import parse_url
 from mlsd.errors import ConfigError, UnavailableError
 from mlsd.registry.sql import Row, SqlMetadataStore
 
@@ -20,12 +20,9 @@ DDL_LOCK = 0x6D6C7364  # advisory lock id ("mlsd") so concurrent first opens do 
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
-    """Remove mlsd's `schema=` query parameter from a PostgreSQL URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    """A PostgreSQL URL without mlsd's own query parameters, and its `schema=` (or None)."""
+    parsed = parse_url(url, "registry_db")
+    return parsed.dsn, parsed.schema
 
 
 class _PgTx:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from mlsd.backends import Opening, open_backend
 from mlsd.errors import (
-    ConfigError,
     ConflictError,
     GateRejectedError,
     NotFoundError,
@@ -78,7 +78,12 @@ class Registry:
     def open(cls, settings: Settings | None = None) -> Registry:
         """The registry configured by `settings` (default: the process settings)."""
         s = settings or get_settings()
-        return cls(open_metadata(s), open_artifacts(s))
+        metadata = open_metadata(s)
+        try:
+            return cls(metadata, open_artifacts(s))
+        except BaseException:
+            metadata.close()
+            raise
 
     def close(self) -> None:
         """Release the metadata connection."""
@@ -320,42 +325,42 @@ class Registry:
 
 
 def open_metadata(settings: Settings) -> MetadataStore:
-    """The metadata backend named by `settings.registry_db`."""
-    url = settings.registry_db
-    if not url:
-        from mlsd.registry.sqlite import SqliteMetadataStore
-
-        return SqliteMetadataStore(settings.path("registry", "registry.db"))
-    if url.startswith(("postgresql://", "postgres://")):
-        from mlsd.registry.postgres import PostgresMetadataStore
-
-        return PostgresMetadataStore(url)
-    if url.startswith("sqlite:///"):
-        from mlsd.registry.sqlite import SqliteMetadataStore
-
-        return SqliteMetadataStore(url[len("sqlite:///") :])
-    raise ConfigError(
-        f"unsupported registry_db {url!r}: use '', sqlite:///path or postgresql://...",
-        field="registry_db",
-    )
+    """The metadata backend `settings.registry_db` names ('' = SQLite in home)."""
+    return cast(MetadataStore, open_backend("registry_db", settings))
 
 
 def open_artifacts(settings: Settings) -> ArtifactStore:
-    """The artifact backend named by `settings.artifacts`."""
-    url = settings.artifacts
-    if not url:
-        from mlsd.registry.local import LocalArtifactStore
+    """The artifact backend `settings.artifacts` names ('' = a folder in home)."""
+    return cast(ArtifactStore, open_backend("artifacts", settings))
 
-        return LocalArtifactStore(settings.path("registry", "artifacts"))
-    if url.startswith("s3://"):
-        from mlsd.registry.s3 import S3ArtifactStore
 
-        return S3ArtifactStore(url, endpoint_url=settings.s3_endpoint_url or None)
-    if url.startswith("file://"):
-        from mlsd.registry.local import LocalArtifactStore
+def sqlite_metadata(o: Opening) -> MetadataStore:
+    """Metadata in SQLite: `home/registry/registry.db`, or `sqlite:///relative` / `:////abs`."""
+    from mlsd.registry.sqlite import SqliteMetadataStore
 
-        return LocalArtifactStore(url[len("file://") :])
-    raise ConfigError(
-        f"unsupported artifacts {url!r}: use '', file:///path or s3://bucket/prefix",
-        field="artifacts",
-    )
+    if o.url.embedded:
+        return SqliteMetadataStore(o.settings.path("registry", "registry.db"))
+    return SqliteMetadataStore(o.url.path[1:])
+
+
+def postgres_metadata(o: Opening) -> MetadataStore:
+    """Metadata on PostgreSQL, in the URL's `?schema=` (created if missing)."""
+    from mlsd.registry.postgres import PostgresMetadataStore
+
+    return PostgresMetadataStore(o.url.dsn, schema=o.url.schema)
+
+
+def local_artifacts(o: Opening) -> ArtifactStore:
+    """Artifacts in a folder: `home/registry/artifacts`, or `file:///path`."""
+    from mlsd.registry.local import LocalArtifactStore
+
+    if o.url.embedded:
+        return LocalArtifactStore(o.settings.path("registry", "artifacts"))
+    return LocalArtifactStore(o.url.path)
+
+
+def s3_artifacts(o: Opening) -> ArtifactStore:
+    """Artifacts on S3 (`MLSD_S3_ENDPOINT_URL` for MinIO and the like)."""
+    from mlsd.registry.s3 import S3ArtifactStore
+
+    return S3ArtifactStore(o.url.dsn, endpoint_url=o.settings.s3_endpoint_url or None)

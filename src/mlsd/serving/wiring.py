@@ -17,9 +17,7 @@ def open_features(settings: Settings, read_timeout_s: float = 0.05) -> FeatureSo
     """The feature store (SQLite online store in home, or Redis), with a short read timeout."""
     from mlsd.features.store import FeatureStore
 
-    return FeatureStore.open(
-        settings, online_prefix=settings.redis_prefix, read_timeout=read_timeout_s
-    )
+    return FeatureStore.open(settings, read_timeout=read_timeout_s)
 
 
 def open_prediction_log(settings: Settings) -> PredictionLog:

@@ -17,9 +17,8 @@ from mlsd.features.testing import synthetic_transactions, write_transactions
 from mlsd.settings import Settings
 
 CHILD = """
-import sys
 from mlsd.features.store import FeatureStore
-store = FeatureStore.open(online_prefix=sys.argv[1])
+store = FeatureStore.open()  # MLSD_* from the environment, MLSD_REDIS_PREFIX included
 store.materialize(chunk_days=1.0)
 print("finished", flush=True)
 """
@@ -40,22 +39,21 @@ def test_killed_materialization_resumes_to_the_same_state(
     backend: str, home: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     settings = Settings(home=home)
-    prefix = "mlsd:"
     env = {**os.environ, "MLSD_HOME": str(home), "MLSD_FEATURES_CHUNK_SLEEP": "0.25"}
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
-        settings = Settings(home=home, online_store=url)
-        env["MLSD_ONLINE_STORE"] = url
+        settings = Settings(home=home, online_store=url, redis_prefix=prefix)
+        env.update(MLSD_ONLINE_STORE=url, MLSD_REDIS_PREFIX=prefix)
     tx = synthetic_transactions(n_customers=120, n_terminals=120, days=30, seed=3)
     dataset = write_transactions(tx, tmp_path / "ds")
-    store = FeatureStore.open(settings, online_prefix=prefix)
+    store = FeatureStore.open(settings)
     store.apply()
     store.build(dataset)
     view = store.batch_requests()[0]
 
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, prefix], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
     while store.online.watermark(view.view.name, view.version) is None:

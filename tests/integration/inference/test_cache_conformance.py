@@ -1,4 +1,4 @@
-"""One suite for every prediction cache backend: in-process and Redis."""
+"""One suite for every prediction cache backend: in-process and Redis, opened from settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from mlsd.inference.cache import MemoryCache, PredictionCache, hash_rows, make_cache, model_key
+from mlsd.inference.cache import PredictionCache, hash_rows, make_cache, model_key
 from mlsd.settings import Settings
 
 Factory = Callable[..., PredictionCache]
@@ -24,14 +24,15 @@ def make(backend: str, request: pytest.FixtureRequest) -> Iterator[Factory]:
     made: list[PredictionCache] = []
 
     def factory(ttl_seconds: float = 60.0) -> PredictionCache:
-        if backend == "memory":
-            cache: PredictionCache = MemoryCache(1000, ttl_seconds)
-        else:
-            from mlsd.inference.cache.redis import RedisCache
-
-            url = request.getfixturevalue("redis_url")
-            prefix = request.getfixturevalue("redis_prefix")
-            cache = RedisCache(url, ttl_seconds, prefix=prefix)
+        settings = Settings(cache_ttl_seconds=ttl_seconds, cache_max_entries=1000)
+        if backend == "redis":
+            settings = settings.model_copy(
+                update={
+                    "cache": request.getfixturevalue("redis_url"),
+                    "redis_prefix": request.getfixturevalue("redis_prefix"),
+                }
+            )
+        cache = make_cache(settings)
         made.append(cache)
         return cache
 

@@ -28,9 +28,14 @@ def make(redis_url: str, redis_prefix: str) -> Iterator[Factory]:
     made: list[RedisCache] = []
 
     def factory(max_entries: int = 5, ttl_seconds: float = 60.0) -> RedisCache:
-        cache = RedisCache(
-            redis_url, ttl_seconds, max_entries=max_entries, prefix=redis_prefix, socket_timeout_s=2
+        settings = Settings(
+            cache=f"{redis_url}?timeout_ms=2000",
+            cache_ttl_seconds=ttl_seconds,
+            cache_max_entries=max_entries,
+            redis_prefix=redis_prefix,
         )
+        cache = make_cache(settings)
+        assert isinstance(cache, RedisCache)
         made.append(cache)
         return cache
 
@@ -41,8 +46,10 @@ def make(redis_url: str, redis_prefix: str) -> Iterator[Factory]:
 
 def held(raw: redis.Redis, prefix: str) -> tuple[set[str], set[str]]:
     """The cache keys on Redis and the LRU set's members, without the prefix."""
+    lru = f"{prefix}cache:lru"
     keys = {k.decode()[len(prefix) :] for k in raw.scan_iter(match=f"{prefix}cache:*")}
-    members = {m.decode()[len(prefix) :] for m in raw.zrange(f"{prefix}cache-lru", 0, -1)}
+    keys.discard(lru[len(prefix) :])
+    members = {m.decode()[len(prefix) :] for m in raw.zrange(lru, 0, -1)}
     return keys, members
 
 
@@ -186,7 +193,7 @@ def test_make_cache_passes_the_size_bound(redis_url: str, redis_prefix: str) -> 
     try:
         assert isinstance(cache, RedisCache)
         assert cache.max_entries == 7
-        assert cache.lru_key == f"{redis_prefix}cache-lru"
+        assert cache.lru_key == f"{redis_prefix}cache:lru"
     finally:
         cache.close()
 

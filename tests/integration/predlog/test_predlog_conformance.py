@@ -15,11 +15,12 @@ from mlsd.errors import UnavailableError, ValidationError
 from mlsd.predlog import (
     COLUMNS,
     BufferedLog,
-    ParquetPredictionLog,
     PredictionLog,
     PredictionRecord,
     features_frame,
+    make_prediction_log,
 )
+from mlsd.settings import Settings
 
 Factory = Callable[..., BufferedLog]
 T0 = datetime(2026, 4, 1, 23, 59, 58, tzinfo=UTC)
@@ -46,17 +47,19 @@ def record(i: int, ts: datetime = T0, **overrides: object) -> PredictionRecord:
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     made: list[BufferedLog] = []
 
-    def factory(**kwargs: object) -> BufferedLog:
-        options: dict[str, object] = {"flush_seconds": 60.0, "flush_records": 10_000}
-        options.update(kwargs)
-        if request.param == "parquet":
-            plog: BufferedLog = ParquetPredictionLog(tmp_path / "predictions", **options)  # type: ignore[arg-type]
-        else:
-            from mlsd.predlog.postgres import PostgresPredictionLog
-
-            url = request.getfixturevalue("postgres_url")
-            schema = request.getfixturevalue("postgres_schema")
-            plog = PostgresPredictionLog(url, schema, **options)  # type: ignore[arg-type]
+    def factory(flush_seconds: float = 60.0, flush_records: int = 10_000) -> BufferedLog:
+        url = ""
+        if request.param == "postgres":
+            url = f"{request.getfixturevalue('postgres_url')}?schema="
+            url += request.getfixturevalue("postgres_schema")
+        settings = Settings(
+            home=tmp_path,
+            prediction_log=url,
+            prediction_log_flush_seconds=flush_seconds,
+            prediction_log_flush_records=flush_records,
+        )
+        plog = make_prediction_log(settings)
+        assert isinstance(plog, BufferedLog)
         made.append(plog)
         return plog
 
@@ -197,9 +200,6 @@ def test_ids_and_names_are_stored_as_text(make: Factory) -> None:
 @pytest.mark.postgres
 def test_factory_opens_postgres_in_the_urls_schema(postgres_url: str, postgres_schema: str) -> None:
     import psycopg
-
-    from mlsd.predlog import make_prediction_log
-    from mlsd.settings import Settings
 
     url = f"{postgres_url}?schema={postgres_schema}"
     plog = make_prediction_log(Settings(prediction_log=url))

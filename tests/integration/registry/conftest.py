@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from mlsd.registry.artifacts import ArtifactStore
-from mlsd.registry.local import LocalArtifactStore
 from mlsd.registry.metadata import MetadataStore
 
 
@@ -52,9 +51,13 @@ def metadata(db_url: str, tmp_path: Path) -> Iterator[MetadataStore]:
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def artifact_store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "local":
-        return LocalArtifactStore(tmp_path / "artifacts")
-    from mlsd.registry.s3 import S3ArtifactStore
+    """Each artifact backend, opened from settings like the registry opens it."""
+    from mlsd.registry.registry import open_artifacts
+    from mlsd.settings import Settings
 
+    if request.param == "local":
+        return open_artifacts(Settings(home=tmp_path, artifacts=f"file://{tmp_path}/artifacts"))
     bucket = request.getfixturevalue("s3_bucket")
-    return S3ArtifactStore(f"s3://{bucket}/team/models", request.getfixturevalue("s3_endpoint"))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    settings = Settings(artifacts=f"s3://{bucket}/team/models", s3_endpoint_url=endpoint)
+    return open_artifacts(settings)

@@ -1,4 +1,4 @@
-"""One suite for every job queue backend: in-process and Redis."""
+"""One suite for every job queue backend: in-process and Redis, opened from settings."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlsd.backends import open_backend
 from mlsd.errors import NotFoundError, ValidationError
-from mlsd.serving.jobs import JobQueue, JobSpec, JobState, MemoryJobQueue, make_job_queue, wait_for
+from mlsd.serving.jobs import JobQueue, JobSpec, JobState, make_job_queue, wait_for
 from mlsd.settings import Settings
 
 Factory = Callable[..., JobQueue]
@@ -33,14 +34,13 @@ def make(request: pytest.FixtureRequest, home: Path) -> Iterator[Factory]:
     home.mkdir(parents=True, exist_ok=True)
 
     def factory(**kwargs: object) -> JobQueue:
-        if request.param == "memory":
-            queue: JobQueue = MemoryJobQueue(home, **kwargs)  # type: ignore[arg-type]
-        else:
-            from mlsd.serving.jobs.redis import RedisJobQueue
-
+        settings = Settings(home=home)
+        if request.param == "redis":
             url = request.getfixturevalue("redis_url")
             prefix = request.getfixturevalue("redis_prefix")
-            queue = RedisJobQueue(url, home, prefix=prefix, **kwargs)  # type: ignore[arg-type]
+            settings = Settings(home=home, job_queue=url, redis_prefix=prefix)
+        queue = open_backend("job_queue", settings, **kwargs)
+        assert isinstance(queue, JobQueue)
         made.append(queue)
         return queue
 

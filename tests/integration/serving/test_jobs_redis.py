@@ -21,10 +21,10 @@ def score(frame: pd.DataFrame) -> pd.DataFrame:
 def test_a_job_submitted_by_one_process_is_run_by_another(
     redis_url: str, redis_prefix: str, home: Path
 ) -> None:
-    submitter = RedisJobQueue(redis_url, home, prefix=redis_prefix)
+    submitter = RedisJobQueue(redis_url, home, prefix=f"{redis_prefix}jobs:")
     job_id = submitter.submit(JobSpec(rows=[{"amount": 1.5}]))
     submitter.close()
-    worker = RedisJobQueue(redis_url, home, prefix=redis_prefix)
+    worker = RedisJobQueue(redis_url, home, prefix=f"{redis_prefix}jobs:")
     try:
         worker.start(score)
         status = wait_for(worker, job_id, 20)
@@ -37,7 +37,7 @@ def test_a_job_submitted_by_one_process_is_run_by_another(
 def test_a_dead_workers_job_is_requeued_and_finished(
     redis_url: str, redis_prefix: str, home: Path
 ) -> None:
-    queue = RedisJobQueue(redis_url, home, prefix=redis_prefix, stale_after_s=0.5)
+    queue = RedisJobQueue(redis_url, home, prefix=f"{redis_prefix}jobs:", stale_after_s=0.5)
     try:
         job_id = queue.submit(JobSpec(rows=[{"amount": 2.0}]))
         # a worker takes the job, beats once, then dies without finishing
@@ -60,12 +60,12 @@ def test_a_dead_workers_job_is_requeued_and_finished(
 def test_finished_jobs_expire_and_drop_their_input(
     redis_url: str, redis_prefix: str, home: Path
 ) -> None:
-    queue = RedisJobQueue(redis_url, home, prefix=redis_prefix, job_ttl_s=100)
+    queue = RedisJobQueue(redis_url, home, prefix=f"{redis_prefix}jobs:", job_ttl_s=100)
     try:
         queue.start(score)
         job_id = queue.submit(JobSpec(rows=[{"amount": 1.0}]))
         wait_for(queue, job_id, 20)
-        key = f"{redis_prefix}job:{job_id}"
+        key = f"{redis_prefix}jobs:job:{job_id}"
         assert 0 < queue._client.ttl(key) <= 100
         assert queue._client.hget(key, "spec") is None
     finally:

@@ -31,7 +31,7 @@ def queues(redis_url: str, redis_prefix: str, home: Path) -> Iterator[Any]:
     made: list[RedisJobQueue] = []
 
     def make(folder: Path | None = None, **kwargs: Any) -> RedisJobQueue:
-        queue = RedisJobQueue(redis_url, folder or home, prefix=redis_prefix, **kwargs)
+        queue = RedisJobQueue(redis_url, folder or home, prefix=f"{redis_prefix}jobs:", **kwargs)
         made.append(queue)
         return queue
 
@@ -43,9 +43,7 @@ def queues(redis_url: str, redis_prefix: str, home: Path) -> Iterator[Any]:
 def lengths(queue: RedisJobQueue) -> tuple[int, int]:
     """(waiting, being run)."""
     client = queue._client
-    return int(client.llen(f"{queue.prefix}jobs:queue")), int(
-        client.llen(f"{queue.prefix}jobs:processing")
-    )
+    return int(client.llen(f"{queue.prefix}queue")), int(client.llen(f"{queue.prefix}processing"))
 
 
 def run_one(queue: RedisJobQueue, amount: float) -> str:
@@ -81,7 +79,7 @@ def test_a_job_that_kills_its_worker_runs_again_with_attempts_2(
         "time.sleep(30)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", worker, redis_url, str(home), redis_prefix],
+        [sys.executable, "-c", worker, redis_url, str(home), f"{redis_prefix}jobs:"],
         timeout=60,
         check=False,
         capture_output=True,
@@ -211,10 +209,10 @@ def test_finished_jobs_older_than_job_ttl_s_are_forgotten(queues: Any, home: Pat
     queue.start(score)
     old, recent = run_one(queue, 1.0), run_one(queue, 2.0)
     assert queue.forget_old() == []
-    queue._client.zadd(f"{queue.prefix}jobs:finished", {old: time.time() - 101})
+    queue._client.zadd(f"{queue.prefix}finished", {old: time.time() - 101})
     assert queue.forget_old() == [old]
     with pytest.raises(NotFoundError):
         queue.get(old)
     assert not (home / "jobs" / f"{old}.parquet").exists()
     assert (home / "jobs" / f"{recent}.parquet").exists()
-    assert queue._client.zscore(f"{queue.prefix}jobs:forgotten", old) is not None
+    assert queue._client.zscore(f"{queue.prefix}forgotten", old) is not None

@@ -23,7 +23,7 @@ from mlsd.settings import Settings
 
 
 def _prepare(settings: Settings, seed_with: Settings) -> None:
-    store = FeatureStore.open(seed_with, online_prefix=seed_with.redis_prefix)
+    store = FeatureStore.open(seed_with)
     views = seed_feature_store(store)
     store.close()
     with Registry.open(settings) as registry:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlsd.features.online import OnlineStore, SqliteOnlineStore
-from mlsd.features.store import FeatureStore
+from mlsd.features.online import OnlineStore
+from mlsd.features.store import FeatureStore, open_online
 from mlsd.features.testing import synthetic_transactions, write_transactions
 from mlsd.settings import Settings
 
@@ -30,18 +30,19 @@ def dataset(transactions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(params=BACKENDS)
 def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
-    """Settings with the online store on each backend."""
+    """Settings with the online store on each backend (a fresh key prefix on Redis)."""
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        return Settings(home=home, online_store=url)
+        return Settings(
+            home=home, online_store=url, redis_prefix=request.getfixturevalue("redis_prefix")
+        )
     return Settings(home=home)
 
 
 @pytest.fixture
-def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[FeatureStore]:
+def store(settings: Settings) -> Iterator[FeatureStore]:
     """An applied feature store (no tables built yet) on each online backend."""
-    prefix = request.getfixturevalue("redis_prefix") if settings.online_store else "mlsd:"
-    fs = FeatureStore.open(settings, online_prefix=prefix)
+    fs = FeatureStore.open(settings)
     fs.apply()
     yield fs
     fs.close()
@@ -54,15 +55,9 @@ def built(store: FeatureStore, dataset: Path) -> FeatureStore:
     return store
 
 
-@pytest.fixture(params=BACKENDS)
-def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
-    """A bare online store on each backend."""
-    if request.param == "redis":
-        from mlsd.features.online_redis import RedisOnlineStore
-
-        url = request.getfixturevalue("redis_url")
-        backend: OnlineStore = RedisOnlineStore(url, prefix=request.getfixturevalue("redis_prefix"))
-    else:
-        backend = SqliteOnlineStore(tmp_path / "online.sqlite")
+@pytest.fixture
+def online(settings: Settings) -> Iterator[OnlineStore]:
+    """A bare online store on each backend, opened from settings like the service opens it."""
+    backend = open_online(settings)
     yield backend
     backend.close()

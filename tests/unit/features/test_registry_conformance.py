@@ -12,19 +12,18 @@ import pytest
 from mlsd.errors import NotFoundError
 from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
 from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
+from mlsd.features.store import open_registry
+from mlsd.settings import Settings
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DefinitionRegistry]:
+    """Each registry backend, opened from settings like `FeatureStore.open` opens it."""
+    url = ""
     if request.param == "postgres":
-        from mlsd.features.registry_postgres import PostgresDefinitionRegistry
-
-        url = request.getfixturevalue("postgres_url")
-        reg: DefinitionRegistry = PostgresDefinitionRegistry(
-            url, schema=request.getfixturevalue("postgres_schema")
-        )
-    else:
-        reg = SqliteDefinitionRegistry(tmp_path / "registry.sqlite")
+        url = f"{request.getfixturevalue('postgres_url')}?schema="
+        url += request.getfixturevalue("postgres_schema")
+    reg = open_registry(Settings(home=tmp_path, feature_registry=url))
     yield reg
     reg.close()
 

@@ -136,7 +136,7 @@ def test_old_version_stays_servable(built: FeatureStore, transactions: pd.DataFr
 
 
 def test_another_process_apply_is_seen_after_refresh(store: FeatureStore) -> None:
-    other = FeatureStore.open(store.settings, online_prefix=store.online_prefix)
+    other = FeatureStore.open(store.settings)
     v2 = replace(CUSTOMER_VIEW, ttl=timedelta(days=2))
     other.apply([v2])
     other.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mlsd.errors import ConfigError
+from typing import cast
+
+from mlsd.backends import Opening, open_backend
 from mlsd.inference.cache.base import CacheStats, PredictionCache, hash_rows, model_key
 from mlsd.inference.cache.memory import MemoryCache
 from mlsd.settings import Settings
@@ -19,16 +21,22 @@ __all__ = [
 
 def make_cache(settings: Settings) -> PredictionCache:
     """The cache `settings.cache` names: '' in-process, redis://... on Redis."""
-    url = settings.cache
-    if not url:
-        return MemoryCache(settings.cache_max_entries, settings.cache_ttl_seconds)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from mlsd.inference.cache.redis import RedisCache
+    return cast(PredictionCache, open_backend("cache", settings))
 
-        return RedisCache(
-            url,
-            settings.cache_ttl_seconds,
-            max_entries=settings.cache_max_entries,
-            prefix=settings.redis_prefix,
-        )
-    raise ConfigError(f"unsupported cache URL {url!r}: use '' or redis://", field="cache")
+
+def memory_cache(o: Opening) -> PredictionCache:
+    """The embedded cache: in this process, TTL + LRU."""
+    return MemoryCache(o.settings.cache_max_entries, o.settings.cache_ttl_seconds)
+
+
+def redis_cache(o: Opening) -> PredictionCache:
+    """The cache on Redis, under `{prefix}cache:`; `?timeout_ms=` bounds each call (50 ms)."""
+    from mlsd.inference.cache.redis import RedisCache
+
+    return RedisCache(
+        o.url.dsn,
+        o.settings.cache_ttl_seconds,
+        max_entries=o.settings.cache_max_entries,
+        prefix=o.key_prefix,
+        socket_timeout_s=o.url.timeout(0.05),
+    )

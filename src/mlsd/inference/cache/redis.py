@@ -1,10 +1,12 @@
 """The prediction cache on Redis: TTL per score key, a global LRU bound kept by Lua scripts.
 
-Scores live in `{prefix}cache:{model_key}:{hash}` (`SET PX`, so they expire on
-their own). Beside them one sorted set, `{prefix}cache-lru`, holds every cache
-key scored by its last use (Redis server time, µs). The bound is global, like
-`MemoryCache`'s, so one set serves every model: per-model sets could not tell
-which model's entry is the least recently used without reading them all.
+The cache owns every key under its prefix (`{MLSD_REDIS_PREFIX}cache:` when opened
+from settings). Scores live in `{prefix}{model_key}:{hash}` (`SET PX`, so they
+expire on their own; a model key holds a `/`). Beside them one sorted set,
+`{prefix}lru`, holds every cache key scored by its last use (Redis server time, µs).
+The bound is global, like `MemoryCache`'s, so one set serves every model: per-model
+sets could not tell which model's entry is the least recently used without reading
+them all.
 
 Each call is one round trip running one Lua script, so it is atomic: two server
 processes trimming at once run one after the other and never evict twice. No
@@ -26,11 +28,10 @@ from collections.abc import Sequence
 
 import redis
 
+from mlsd.backends import glob_escape
 from mlsd.inference.cache.base import CacheStats
 
 log = logging.getLogger(__name__)
-
-_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 # Lua's unpack() is bounded by the C stack (~8000 values): commands go in chunks.
 _NOW_US = """
@@ -114,7 +115,7 @@ class RedisCache:
         ttl_seconds: float = 300.0,
         *,
         max_entries: int = 100_000,
-        prefix: str = "mlsd:",
+        prefix: str = "mlsd:cache:",
         socket_timeout_s: float = 0.05,
     ) -> None:
         if ttl_seconds <= 0:
@@ -124,7 +125,7 @@ class RedisCache:
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self.max_entries = max_entries
         self.prefix = prefix
-        self.lru_key = f"{prefix}cache-lru"
+        self.lru_key = f"{prefix}lru"
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
@@ -137,7 +138,7 @@ class RedisCache:
         self._errors = 0
 
     def _key(self, model_key: str, digest: str) -> str:
-        return f"{self.prefix}cache:{model_key}:{digest}"
+        return f"{self.prefix}{model_key}:{digest}"
 
     def _count(self, hits: int, misses: int, errors: int = 0) -> None:
         with self._lock:
@@ -188,7 +189,7 @@ class RedisCache:
         Members come from ZSCAN of the LRU set; SCAN also finds keys without a member
         (written before the set existed).
         """
-        pattern = f"{self.prefix}cache:{model_name.translate(_GLOB_SPECIAL)}/*"
+        pattern = f"{glob_escape(self.prefix)}{glob_escape(model_name)}/*"
         client = self._client
         try:
             doomed: set[bytes] = {m for m, _ in client.zscan_iter(self.lru_key, match=pattern)}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mlsd.errors import ConfigError
+from typing import Any, cast
+
+from mlsd.backends import Opening, open_backend
 from mlsd.serving.jobs.base import JobQueue, JobSpec, JobState, JobStatus, ScoreFn, wait_for
 from mlsd.serving.jobs.memory import MemoryJobQueue
 from mlsd.settings import Settings
@@ -21,11 +23,19 @@ __all__ = [
 
 def make_job_queue(settings: Settings) -> JobQueue:
     """The queue `settings.job_queue` names: '' in-process, redis://... on Redis."""
-    url = settings.job_queue
-    if not url:
-        return MemoryJobQueue(settings.home)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from mlsd.serving.jobs.redis import RedisJobQueue
+    return cast(JobQueue, open_backend("job_queue", settings))
 
-        return RedisJobQueue(url, settings.home, prefix=settings.redis_prefix)
-    raise ConfigError(f"unsupported job queue URL {url!r}: use '' or redis://", field="job_queue")
+
+def memory_queue(o: Opening, **options: Any) -> JobQueue:
+    """The embedded queue: in this process, results in `home/jobs` (options: its bounds)."""
+    return MemoryJobQueue(o.settings.home, **options)
+
+
+def redis_queue(o: Opening, **options: Any) -> JobQueue:
+    """The queue on Redis, under `{prefix}jobs:`; `?timeout_ms=` bounds each call (2 s)."""
+    from mlsd.serving.jobs.redis import RedisJobQueue
+
+    timeout = o.url.timeout(2.0)
+    return RedisJobQueue(
+        o.url.dsn, o.settings.home, prefix=o.key_prefix, socket_timeout_s=timeout, **options
+    )

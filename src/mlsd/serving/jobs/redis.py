@@ -1,8 +1,9 @@
 """The job queue on Redis: lists of ids, a hash per job, claims and requeues as Lua scripts.
 
-Keys: `{prefix}jobs:queue` (waiting ids, pushed left, taken right),
-`{prefix}jobs:processing` (ids being run), `{prefix}job:{id}` (the job's fields),
-`{prefix}jobs:finished` (finished ids by finish time), `{prefix}jobs:forgotten`
+Keys, all under the queue's prefix (`{MLSD_REDIS_PREFIX}jobs:` when opened from
+settings): `{prefix}queue` (waiting ids, pushed left, taken right),
+`{prefix}processing` (ids being run), `{prefix}job:{id}` (the job's fields),
+`{prefix}finished` (finished ids by finish time), `{prefix}forgotten`
 (ids forgotten lately, by when). A worker takes a job and counts the run
 (`attempts`) in one script, then beats a heartbeat into the hash after every
 chunk. A job whose heartbeat is older than `stale_after_s` (its worker died) is
@@ -14,7 +15,7 @@ Bounds: the newest `keep_jobs` finished jobs are kept, none longer than `job_ttl
 stays for a day) nor the files (Redis expires keys silently, so no one would
 delete the result file): finished ids are listed, and forgetting one deletes its
 keys. Each server writes result files to its own `home/jobs/`, so a forgotten id
-is listed under `jobs:forgotten` for `7 * job_ttl_s` and every server's sweep
+is listed under `{prefix}forgotten` for `7 * job_ttl_s` and every server's sweep
 deletes `<id>.parquet` (and its temporary file) from its own folder, and nothing
 else: ids are random, so a file named after a forgotten id is that job's.
 """
@@ -78,7 +79,7 @@ class RedisJobQueue:
         url: str,
         home: Path,
         *,
-        prefix: str = "mlsd:",
+        prefix: str = "mlsd:jobs:",
         max_rows: int = 100_000,
         chunk_rows: int = 1024,
         inline_rows: int = 1000,
@@ -87,6 +88,7 @@ class RedisJobQueue:
         poll_s: int = 1,
         max_attempts: int = 3,
         keep_jobs: int = 1000,
+        socket_timeout_s: float = 2.0,
     ) -> None:
         self.home = Path(home)
         self.results_dir = self.home / "jobs"
@@ -99,15 +101,21 @@ class RedisJobQueue:
         self.poll_s = poll_s
         self.max_attempts = max_attempts
         self.keep_jobs = keep_jobs
-        self._queue_key = f"{prefix}jobs:queue"
-        self._processing_key = f"{prefix}jobs:processing"
-        self._finished_key = f"{prefix}jobs:finished"
-        self._forgotten_key = f"{prefix}jobs:forgotten"
+        self._queue_key = f"{prefix}queue"
+        self._processing_key = f"{prefix}processing"
+        self._finished_key = f"{prefix}finished"
+        self._forgotten_key = f"{prefix}forgotten"
         self._client = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            decode_responses=True,
         )
         self._blocking = redis.Redis.from_url(
-            url, socket_timeout=poll_s + 5.0, socket_connect_timeout=2.0, decode_responses=True
+            url,
+            socket_timeout=poll_s + 5.0,
+            socket_connect_timeout=socket_timeout_s,
+            decode_responses=True,
         )
         self._claim_script = self._client.register_script(scripts.CLAIM)
         self._requeue_script = self._client.register_script(scripts.REQUEUE)
