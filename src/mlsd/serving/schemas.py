@@ -87,7 +87,9 @@ class ScoreResult(BaseModel):
     threshold: float
     model: str
     version: int
-    features: dict[str, Literal["present", "missing", "expired", "unavailable", "request"]]
+    features: dict[
+        str, Literal["present", "missing", "expired", "future", "unavailable", "request"]
+    ]
     degraded: bool
     cached: bool
 
