@@ -53,7 +53,7 @@ def version_table(mv: ModelVersion, env_diff: Mapping[str, Any]) -> Table:
     """Everything about one version, one field per row."""
     table = Table(title=mv.uri, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     lineage = mv.lineage
     rows: list[tuple[str, str]] = [
         ("flavor / status", f"{mv.flavor} / {mv.status}"),
