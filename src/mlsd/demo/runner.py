@@ -60,8 +60,9 @@ SMALL = DemoSize(customers=300, terminals=600, days=45, replay_days=2)
 def demo_settings(base: Settings, home: Path | None = None) -> Settings:
     """The demo's settings: embedded stores in `home` (default: `base.home / "demo"`).
 
-    The demo clears its online store and replaces its datasets on every run, so it never
-    shares a folder or a server with the user's own session.
+    Each run replaces the datasets, offline tables and online store there (the registry
+    and the prediction log keep earlier runs), so it never shares a folder or a server
+    with the user's own session.
     """
     update: dict[str, Any] = dict.fromkeys(EMBEDDED, "")
     update["home"] = (home if home is not None else base.home / "demo").expanduser()
