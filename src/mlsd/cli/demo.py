@@ -18,7 +18,8 @@ def demo(
     home: Path | None = typer.Option(
         None,
         "--home",
-        help="The demo's own data folder (default: $MLSD_HOME/demo); it is reset each run.",
+        help="The demo's own data folder (default: $MLSD_HOME/demo); each run replaces its "
+        "datasets and online store.",
     ),
     speed: float | None = typer.Option(
         None,

@@ -120,6 +120,8 @@ def serving(figures: dict[str, Any]) -> Table:
             f"over {figures['seconds']:.1f} s",
             "client-side latency": f"p50 {figures['client_p50_ms']:.1f} ms, "
             f"p99 {figures['client_p99_ms']:.1f} ms (HTTP round trip)",
+            "feature rows pushed": f"{figures.get('feature_rows_pushed', 0):,} "
+            "(customer and terminal, before each request)",
             "every stored feature present": f"{present:.2%} of scored requests",
             "missing / expired / future": f"{figures['missing']:,} / {figures['expired']:,} / "
             f"{figures['future']:,} requests",

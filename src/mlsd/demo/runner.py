@@ -155,6 +155,7 @@ def _serve(
             speedup=speedup,
             console=console,
         )
+        figures["feature_rows_pushed"] = feed.pushed
     finally:
         store.close()
     console.print(report.serving(figures))

@@ -225,9 +225,9 @@ class _Traffic:
                     self._answered(i)
 
     def _post(self, http: Any, body: dict[str, Any]) -> None:
-        started = time.perf_counter()
         import httpx
 
+        started = time.perf_counter()
         try:
             response = http.post("/v1/score", json=body)
         except httpx.HTTPError:  # a refused or timed-out request is a failed one: counted
