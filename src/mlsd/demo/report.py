@@ -155,8 +155,8 @@ def fraud_team(o: Outcomes) -> Table:
         {
             "transactions scored": o.scored,
             "true fraud rate": f"{o.true_fraud_rate:.2%} ({o.frauds:,} frauds)",
-            "flagged (score >= threshold)": f"{o.flagged_rate:.2%} ({o.flagged:,}), "
-            f"threshold {threshold}",
+            "scored fraud rate (flagged)": f"{o.flagged_rate:.2%} ({o.flagged:,} with score "
+            f">= threshold {threshold})",
             "precision of the flags": f"{_pct(o.precision)} ({o.caught:,} frauds, "
             f"{o.false_alarms:,} false alarms)",
             "recall of the flags": f"{_pct(o.recall)} ({o.missed:,} frauds missed)",
@@ -188,7 +188,7 @@ def card_precision(joined: pd.DataFrame, k: int) -> dict[str, Any]:
     """The handbook's Card Precision@k over the replayed days, and its ceiling here."""
     from mlsd.training.metrics import card_precision_at_k
 
-    if joined.empty or joined[schema.TX_FRAUD].nunique() < 1:
+    if joined.empty:
         return {"k": k, "mean": None, "per_day": {}, "ceiling": None}
     cp = card_precision_at_k(joined, joined["score"].to_numpy(), k)
     days = joined[schema.TX_DATETIME].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")

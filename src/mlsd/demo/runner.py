@@ -14,13 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.panel import Panel
 
 from mlsd.demo import report
 from mlsd.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 DATASET = "datasets/demo"
@@ -135,7 +138,7 @@ def _serve(
     replay: Path,
     seconds: float | None,
     speedup: float | None,
-) -> tuple[dict[str, Any], Any]:
+) -> tuple[dict[str, Any], pd.DataFrame]:
     from mlsd.demo.feed import FeatureFeed
     from mlsd.features.store import FeatureStore
     from mlsd.serving.demo import demo_step
@@ -163,7 +166,11 @@ def _serve(
 
 
 def _outcomes(
-    settings: Settings, traffic: Any, since: datetime, budget: int, figures: dict[str, Any]
+    settings: Settings,
+    traffic: pd.DataFrame,
+    since: datetime,
+    budget: int,
+    figures: dict[str, Any],
 ) -> dict[str, Any]:
     from mlsd.data import schema
     from mlsd.predlog.demo import replay_step
