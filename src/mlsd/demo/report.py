@@ -165,16 +165,17 @@ def fraud_team(o: Outcomes) -> Table:
     )
 
 
-def per_day(o: Outcomes) -> Table:
-    """Cards flagged per day against the alert budget."""
+def per_day(o: Outcomes, cut_short: bool = False) -> Table:
+    """Cards flagged per day against the alert budget; `cut_short` marks the last day as
+    partly replayed."""
     out = Table(title=f"cards flagged per day (alert budget {o.alert_budget}/day)")
     for name in ("day", "scored", "flagged", "compromised", "caught"):
         out.add_column(name, justify="left" if name == "day" else "right", overflow="fold")
     out.add_column("budget", overflow="fold")
-    for d in o.days:
+    for i, d in enumerate(o.days):
         over = "over" if d.cards_flagged > o.alert_budget else "within"
         out.add_row(
-            d.day,
+            f"{d.day} (part)" if cut_short and i == len(o.days) - 1 else d.day,
             f"{d.transactions:,}",
             f"{d.cards_flagged:,}",
             f"{d.cards_compromised:,}",

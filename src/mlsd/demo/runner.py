@@ -181,7 +181,7 @@ def _outcomes(
     cp = report.card_precision(joined, budget)
     console.print(report.log_table(summary))
     console.print(report.fraud_team(outcomes))
-    console.print(report.per_day(outcomes))
+    console.print(report.per_day(outcomes, figures["replayed"] < figures["replay_total"]))
     return {
         "serving": figures,
         "log": summary.to_dict(),
