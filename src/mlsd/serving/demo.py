@@ -3,9 +3,9 @@
 The traffic is a time-ordered frame of transactions (the held-out days of the demo's
 world), released in waves of rows that share no customer or terminal with a request
 still in flight; `before_wave` runs before each wave is sent, for the caller to push the
-wave's feature updates into the online store. With a
-`speedup`, waves leave at their own timestamps, `speedup` times faster than real time;
-without, as fast as the service answers.
+wave's feature updates into the online store. With a `speedup`, transactions leave at
+their own timestamps, `speedup` times faster than real time; without, as fast as the
+service answers.
 """
 
 from __future__ import annotations
