@@ -104,3 +104,19 @@ def test_request_bodies_keep_each_transactions_own_ids_and_time() -> None:
     assert bodies[0]["timestamp"].startswith("2018-07-10T")
     assert bodies[0]["timestamp"].endswith("Z")
     assert pd.Timestamp(bodies[0]["timestamp"]) == frame["TX_DATETIME"].iloc[0]
+
+
+def test_a_speedup_paces_the_replay_on_the_transactions_own_times() -> None:
+    frame = _frame(100)
+    span = (frame["TX_DATETIME"].iloc[-1] - frame["TX_DATETIME"].iloc[0]).total_seconds()
+    speedup = span / 0.6  # the whole replay should take about 0.6 s
+    traffic = _Recorder(frame)
+    traffic.speedup = speedup
+    started = time.monotonic()
+    traffic.start(2)
+    assert traffic.done.wait(30)
+    elapsed = time.monotonic() - started
+    traffic.join()
+    assert traffic.violations == []
+    assert sorted(traffic.order) == list(range(len(frame)))
+    assert elapsed >= 0.55  # never ahead of the replayed clock (slower is allowed)
