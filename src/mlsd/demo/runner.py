@@ -1,29 +1,75 @@
 """The demo's stages, in data-flow order: each calls one package's `demo_step`.
 
-simulate -> features (build, materialize, parity) -> train + register + promote ->
-serve and send simulated traffic (until `--for` seconds pass, or Ctrl-C).
+simulate (history + held-out days) -> features (build, materialize, parity) -> train +
+register + promote -> serve and replay the held-out days, their feature updates pushed
+into the online store as they go (until the days end, `--for` seconds pass, or Ctrl-C)
+-> what the prediction log and the true labels say.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 
+from mlsd.demo import report
 from mlsd.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 DATASET = "datasets/demo"
+REPLAY = "datasets/demo-replay"
+REPORT = "reports/demo-replay.json"
+#: Every URL setting the demo resets to its embedded default, in its own data folder.
+EMBEDDED = (
+    "online_store",
+    "feature_registry",
+    "registry_db",
+    "artifacts",
+    "cache",
+    "job_queue",
+    "prediction_log",
+    "event_log",
+)
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """The demo's world: its history (features, training) and the held-out days replayed."""
+
+    customers: int
+    terminals: int
+    days: int
+    replay_days: int
+
+
 # Big enough for steady test metrics (about 290,000 transactions and 2,300 frauds; at 500
 # customers and 60 days the test block holds 16-42 frauds and AUC swings 0.43-0.94 by seed),
 # small enough that simulate + features + train take about 20 s on 2 cores.
-DEMO_CUSTOMERS, DEMO_TERMINALS, DEMO_DAYS = 1500, 3000, 100
+FULL = DemoSize(customers=1500, terminals=3000, days=100, replay_days=7)
+#: A quick world (setup in a few seconds) for tests and slow machines; its metrics are noisy.
+SMALL = DemoSize(customers=300, terminals=600, days=45, replay_days=2)
+
+
+def demo_settings(base: Settings, home: Path | None = None) -> Settings:
+    """The demo's settings: embedded stores in `home` (default: `base.home / "demo"`).
+
+    Each run replaces the datasets, offline tables and online store there (the registry
+    and the prediction log keep earlier runs), so it never shares a folder or a server
+    with the user's own session.
+    """
+    update: dict[str, Any] = dict.fromkeys(EMBEDDED, "")
+    update["home"] = (home if home is not None else base.home / "demo").expanduser()
+    return base.model_copy(update=update)
 
 
 def _stage(title: str, step: Callable[[], Any]) -> Any:
@@ -35,77 +81,48 @@ def _stage(title: str, step: Callable[[], Any]) -> Any:
     return result
 
 
-def _table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="cyan")
-    table.add_column()
-    for key, value in rows.items():
-        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value}")
-    return table
-
-
-def _per_view(counts: dict[str, int]) -> str:
-    return ", ".join(f"{view}: {count:,}" for view, count in counts.items())
-
-
-def _simulate(settings: Settings) -> Path:
+def _simulate(settings: Settings, size: DemoSize) -> tuple[Path, Path]:
     from mlsd.data.demo import demo_step
+    from mlsd.data.io import read_manifest
 
-    out = settings.path(DATASET)
+    out, replay = settings.path(DATASET), settings.path(REPLAY)
     summary = _stage(
         "simulate transactions",
         lambda: demo_step(
-            out, n_customers=DEMO_CUSTOMERS, n_terminals=DEMO_TERMINALS, n_days=DEMO_DAYS
+            out,
+            n_customers=size.customers,
+            n_terminals=size.terminals,
+            n_days=size.days,
+            replay_days=size.replay_days,
+            replay_out=replay,
         ),
     )
-    console.print(
-        _table(
-            "simulated data",
-            {
-                "transactions": f"{summary.transactions:,}",
-                "frauds": f"{summary.frauds:,}",
-                "fraud rate": f"{summary.fraud_rate:.2%}",
-                "days": summary.days,
-                "tx per day (mean)": round(summary.tx_per_day_mean, 1),
-                "frauds by scenario": ", ".join(
-                    f"{k}: {v}" for k, v in sorted(summary.per_scenario.items())
-                ),
-            },
-        )
-    )
-    return out
+    held = read_manifest(replay)
+    console.print(report.simulated(size, summary, held))
+    return out, replay
 
 
 def _features(settings: Settings, dataset: Path) -> None:
     from mlsd.features.demo import demo_step
+    from mlsd.features.store import FeatureStore
 
-    report = _stage("build, materialize and check features", lambda: demo_step(dataset, settings))
-    console.print(
-        _table(
-            "feature store",
-            {
-                "views (version)": ", ".join(f"{k}@{v[:8]}" for k, v in report["versions"].items()),
-                "offline rows": _per_view(report["offline_rows"]),
-                "online rows written": _per_view(report["online_rows_written"]),
-                "watermark": report["watermark"],
-                "parity (online vs offline)": f"{report['parity_agreement']:.1%} "
-                f"of {report['parity_compared']:,} values",
-            },
-        )
-    )
+    store = FeatureStore.open(settings)
+    try:  # rows pushed by an earlier replay are later than this run's history: drop them
+        store.online.clear()
+    finally:
+        store.close()
+    result = _stage("build, materialize and check features", lambda: demo_step(dataset, settings))
+    console.print(report.features(result))
 
 
-def _train(settings: Settings, dataset: Path) -> None:
+def _train(settings: Settings, dataset: Path) -> dict[str, Any]:
     from mlsd.training.demo import demo_step
 
-    report = _stage(
+    result: dict[str, Any] = _stage(
         "train, register and promote", lambda: demo_step(dataset, settings, build=False)
     )
-    rows: dict[str, Any] = {"model": f"{report['uri']} ({report['flavor']})"}
-    rows |= {name: round(value, 4) for name, value in sorted(report["metrics"].items())}
-    rows["promoted to champion"] = report["promoted"]
-    rows["PR curve"] = report["pr_curve"]
-    console.print(_table("training (handbook protocol)", rows))
+    console.print(report.training(result))
+    return result
 
 
 def _registry(settings: Settings) -> None:
@@ -115,40 +132,104 @@ def _registry(settings: Settings) -> None:
     demo_step(settings, name="fraud", console=console)
 
 
-def _prediction_log(settings: Settings, since: datetime) -> None:
-    from mlsd.predlog.demo import demo_step
-
-    report = demo_step(settings, since=since)
-    console.print(_table("prediction log (read back from storage)", report))
-
-
-def _serve(settings: Settings, seconds: float | None) -> None:
+def _serve(
+    settings: Settings,
+    dataset: Path,
+    replay: Path,
+    seconds: float | None,
+    speedup: float | None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    from mlsd.demo.feed import FeatureFeed
+    from mlsd.features.store import FeatureStore
     from mlsd.serving.demo import demo_step
 
-    until = "Ctrl-C" if seconds is None else f"{seconds:g} s"
-    console.print(f"[bold]serve and score simulated traffic[/] (until {until})")
-    report = demo_step(settings, seconds=seconds, console=console)
-    console.print(_table("serving", report))
+    store = FeatureStore.open(settings)
+    try:
+        feed, traffic = _stage(
+            "compute the held-out days' feature updates",
+            lambda: FeatureFeed.open(store, dataset, replay),
+        )
+        console.print(report.replay_intro(traffic, seconds, speedup))
+        figures = demo_step(
+            settings,
+            seconds,
+            traffic=traffic,
+            before_wave=feed.push,
+            speedup=speedup,
+            console=console,
+        )
+        figures["feature_rows_pushed"] = feed.pushed
+    finally:
+        store.close()
+    console.print(report.serving(figures))
+    return figures, traffic
 
 
-def run_demo(seconds: float | None = None, settings: Settings | None = None) -> None:
-    """Run every stage; the serving stage runs for `seconds`, or until Ctrl-C when None.
+def _outcomes(
+    settings: Settings,
+    traffic: pd.DataFrame,
+    since: datetime,
+    budget: int,
+    figures: dict[str, Any],
+) -> dict[str, Any]:
+    from mlsd.data import schema
+    from mlsd.predlog.demo import replay_step
 
-    The stages before serving take about half a minute on the demo dataset.
+    columns = (schema.TRANSACTION_ID, schema.CUSTOMER_ID, schema.TX_DATETIME, schema.TX_AMOUNT)
+    labels = traffic[[*columns, schema.TX_FRAUD]]
+    summary, outcomes, joined = replay_step(settings, labels, since, budget)
+    cp = report.card_precision(joined, budget)
+    console.print(report.log_table(summary))
+    console.print(report.fraud_team(outcomes))
+    console.print(report.per_day(outcomes, figures["replayed"] < figures["replay_total"]))
+    return {
+        "serving": figures,
+        "log": summary.to_dict(),
+        "outcomes": outcomes.to_dict(),
+        "card_precision": cp,
+    }
+
+
+def run_demo(
+    seconds: float | None = None,
+    settings: Settings | None = None,
+    *,
+    home: Path | None = None,
+    size: DemoSize = FULL,
+    speedup: float | None = None,
+    alert_budget: int = 100,
+) -> dict[str, Any]:
+    """Run every stage; the replay runs for `seconds`, or until its days end or Ctrl-C.
+
+    The demo works in its own folder (`demo_settings`). The stages before serving take
+    about half a minute on the full-size world. Returns what it wrote to `REPORT`.
     """
-    settings = settings or get_settings()
+    settings = demo_settings(settings or get_settings(), home)
     settings.home.mkdir(parents=True, exist_ok=True)
-    console.print(Panel.fit(f"mlsd demo — data folder: [bold]{settings.home.resolve()}[/]"))
-    dataset = _simulate(settings)
+    console.print(
+        Panel.fit(
+            f"mlsd demo — its own data folder: [bold]{settings.home.resolve()}[/]\n"
+            "embedded stores only; your own MLSD_HOME session is left alone"
+        )
+    )
+    dataset, replay = _simulate(settings, size)
     _features(settings, dataset)
-    _train(settings, dataset)
+    trained = _train(settings, dataset)
     _registry(settings)
     serving_started = datetime.now(UTC)
     try:
-        _serve(settings, seconds)
+        figures, traffic = _serve(settings, dataset, replay, seconds, speedup)
     except KeyboardInterrupt:
         console.print("stopped")
-    _prediction_log(settings, serving_started)
-    console.print(f"\nEverything the demo wrote is under [bold]{settings.home.resolve()}[/]:")
+        return {}
+    result = _outcomes(settings, traffic, serving_started, alert_budget, figures)
+    result["training"] = {"metrics": trained["metrics"], "uri": trained["uri"]}
+    console.print(report.explain(result, size))
+    path = settings.path(REPORT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    console.print(f"\nThe figures above are in {path.resolve()}")
+    console.print(f"Everything the demo wrote is under [bold]{settings.home.resolve()}[/]:")
     for child in sorted(settings.home.iterdir()):
         console.print(f"  {child.name}/" if child.is_dir() else f"  {child.name}")
+    return result

@@ -4,7 +4,8 @@
 `mlsd.features.online_redis.RedisOnlineStore` the Redis backend. Every backend obeys one
 write rule: a row replaces the stored one only if its (event time, created time) is
 strictly later, so late or replayed writes are harmless. TTL is applied on read by the
-caller (`status_of`), which knows the request time.
+caller (`status_of`), which knows the request time; a row whose event time is later than
+the request ("future") is never served as present.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy.typing as npt
 from mlsd.errors import UnavailableError
 
 Lookup = tuple[str, str, int]  # (view, version, entity key)
-PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
+PRESENT, MISSING, EXPIRED, FUTURE = "present", "missing", "expired", "future"
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,15 @@ class OnlineStore(Protocol):
 
 
 def status_of(record: Record | None, request_us: int, ttl_us: int) -> str:
-    """present, missing, or expired when the row is older than the TTL (both ends inclusive)."""
+    """present; missing; expired when the row is older than the TTL (both ends inclusive);
+    future when the row's event time is later than the request (a replayed or mistimed
+    request would otherwise be served values computed from transactions after it)."""
     if record is None:
         return MISSING
-    if request_us - record.event_us > ttl_us:
+    age = request_us - record.event_us
+    if age < 0:
+        return FUTURE
+    if age > ttl_us:
         return EXPIRED
     return PRESENT
 

@@ -18,9 +18,9 @@ import numpy.typing as npt
 from mlsd.data import schema
 from mlsd.errors import ValidationError
 from mlsd.features.offline import ViewRequest
-from mlsd.features.online import EXPIRED, MISSING, PRESENT, Lookup, OnlineStore
+from mlsd.features.online import EXPIRED, FUTURE, MISSING, PRESENT, Lookup, OnlineStore
 
-STATES = (PRESENT, MISSING, EXPIRED)
+STATES = (PRESENT, MISSING, EXPIRED, FUTURE)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -139,6 +139,8 @@ def dense_values(
         for i, (rec, now) in enumerate(zip(records[j::nv], times, strict=True)):
             if rec is None:
                 state = MISSING
+            elif now < rec.event_us:
+                state = FUTURE
             elif now - rec.event_us > ttl:
                 state = EXPIRED
             else:
@@ -201,6 +203,8 @@ def small_values(
             rec = records[i * nv + j]
             if rec is None:
                 state = MISSING
+            elif now < rec.event_us:
+                state = FUTURE
             elif now - rec.event_us > slot.ttl_us:
                 state = EXPIRED
             else:

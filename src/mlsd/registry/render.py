@@ -35,7 +35,9 @@ def versions_table(
     table = Table(title="model versions")
     for column in ("uri", "flavor", "created (UTC)", *HEADLINE_METRICS, "aliases", "tags"):
         label = column.replace("card_precision_at_", "CP@")
-        table.add_column(label, justify="right" if column in HEADLINE_METRICS else "left")
+        table.add_column(  # fold, not cut, on a narrow terminal
+            label, justify="right" if column in HEADLINE_METRICS else "left", overflow="fold"
+        )
     for mv in versions:
         on = [f"@{a}" for a, v in aliases.get(mv.name, {}).items() if v == mv.version]
         metrics = [f"{mv.metrics[m]:.4f}" if m in mv.metrics else "-" for m in HEADLINE_METRICS]
@@ -51,7 +53,7 @@ def version_table(mv: ModelVersion, env_diff: Mapping[str, Any]) -> Table:
     """Everything about one version, one field per row."""
     table = Table(title=mv.uri, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     lineage = mv.lineage
     rows: list[tuple[str, str]] = [
         ("flavor / status", f"{mv.flavor} / {mv.status}"),
@@ -117,7 +119,7 @@ def history_table(moves: Sequence[AliasMove]) -> Table:
     """Every alias move: when, which alias, from, to, kind, who and why."""
     table = Table(title="alias history")
     for column in ("when (UTC)", "alias", "from", "to", "kind", "actor", "reason"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in moves:
         table.add_row(
             _when(m.at),

@@ -89,7 +89,9 @@ class ScoreResult(BaseModel):
     version: int
     #: The variant that answered (the alias it follows, e.g. `champion`, or a rollout arm).
     variant: str
-    features: dict[str, Literal["present", "missing", "expired", "unavailable", "request"]]
+    features: dict[
+        str, Literal["present", "missing", "expired", "future", "unavailable", "request"]
+    ]
     degraded: bool
     cached: bool
 

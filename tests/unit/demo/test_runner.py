@@ -1,18 +1,42 @@
-"""`mlsd demo` end to end on embedded defaults: every stage runs and leaves its files."""
+"""`mlsd demo` end to end on embedded defaults: every stage runs and leaves its files, the
+replayed traffic is served fresh features, and the printed figures are the log's."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from mlsd.data import schema
+from mlsd.data.io import read_transactions
+from mlsd.demo.runner import DATASET, REPLAY, REPORT, demo_settings
+from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
+from mlsd.features.pipeline import compute_view_frame
+from mlsd.predlog import make_prediction_log
+from mlsd.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One small demo run shared by the tests below: (MLSD_HOME, the finished process)."""
+    home = tmp_path_factory.mktemp("demo-home")
+    return home, _demo(home, "--small", "--for", "4", timeout=280)
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
-    proc = _demo(home, "--for", "2", timeout=240)
+def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, proc = demo_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     stages = (
@@ -20,32 +44,127 @@ def test_demo_runs_every_stage_and_stops_by_itself(home: Path) -> None:
         "features",
         "train, register",
         "alias history",
-        "serving",
+        "replay the held-out days",
+        "serving (measured by the demo's client)",
         "prediction log",
+        "what the fraud team reads",
+        "cards flagged per day",
     )
     for stage in stages:
         assert stage in out
     assert "parity (online vs offline) │ 100.0%" in out
+    demo = home / "demo"
+    assert str(demo.resolve()) in out.replace("\n", "")  # it says where it works
     for folder in ("datasets", "features", "registry", "predictions", "reports"):
-        assert (home / folder).is_dir(), folder
-    assert list((home / "reports").glob("*.png"))
-    assert list((home / "predictions").rglob("*.parquet")), "the served traffic was not logged"
+        assert (demo / folder).is_dir(), folder
+        assert not (home / folder).exists(), f"the demo wrote {folder}/ into the user's home"
+    assert list((demo / "reports").glob("*.png"))
+    assert "Traceback" not in proc.stderr
+    assert "{" not in out, "a raw dict was printed"
+    assert "…" not in out, "a table cell was cut off at 80 columns"
+
+
+@pytest.mark.slow
+def test_replayed_traffic_was_served_every_stored_feature_fresh(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    """From the log: the served stored features are the batch pipeline's own values for
+    each transaction (its customer and terminal windows as of its time)."""
+    home, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = demo_settings(Settings(home=home))
+    log = _scored(settings)
+    assert len(log) > 20
+    union = tmp_path / "both"
+    (union / schema.TRANSACTIONS_DIR).mkdir(parents=True)
+    for folder in (settings.path(DATASET), settings.path(REPLAY)):
+        for day in (folder / schema.TRANSACTIONS_DIR).glob("*.parquet"):
+            (union / schema.TRANSACTIONS_DIR / day.name).symlink_to(day)
+    expected = log[["transaction_id"]]
+    for view in (CUSTOMER_VIEW, TERMINAL_VIEW):
+        frame = compute_view_frame(union, view).df()
+        cols = [schema.TRANSACTION_ID, *view.features]
+        expected = expected.merge(
+            frame[cols], left_on="transaction_id", right_on=schema.TRANSACTION_ID, how="left"
+        ).drop(columns=schema.TRANSACTION_ID)
+    stored = [*CUSTOMER_VIEW.features, *TERMINAL_VIEW.features]
+    served = pd.DataFrame([dict(f) for f in log["features"]])[stored].to_numpy(dtype=np.float64)
+    truth = expected[stored].to_numpy(dtype=np.float64)
+    same = np.isclose(served, truth.astype(np.float32), rtol=1e-6, atol=1e-6).all(axis=1)
+    assert same.mean() >= 0.99, f"only {same.mean():.2%} served every stored feature fresh"
+    report = json.loads(settings.path(REPORT).read_text())
+    serving = report["serving"]
+    assert serving["all_present"] >= 0.99 * (serving["requests"] - serving["failed"])
+    assert serving["future"] == serving["expired"] == serving["missing"] == 0
+    assert serving["degraded"] == 0
+
+
+@pytest.mark.slow
+def test_reported_fraud_and_decision_figures_are_the_logs(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = demo_settings(Settings(home=home))
+    report = json.loads(settings.path(REPORT).read_text())
+    log = _scored(settings)
+    labels = read_transactions(settings.path(REPLAY))
+    joined = log.merge(labels, left_on="transaction_id", right_on=schema.TRANSACTION_ID)
+    assert len(joined) == len(log), "every scored transaction is a replayed one"
+    fraud = joined[schema.TX_FRAUD].to_numpy() == 1
+    flag = joined["score"].to_numpy() >= joined["threshold"].to_numpy()
+    assert (flag == (joined["decision"] == "fraud").to_numpy()).all()
+    amount = joined[schema.TX_AMOUNT].to_numpy()
+    got = report["outcomes"]
+    tp, fp, fn = int((flag & fraud).sum()), int((flag & ~fraud).sum()), int((~flag & fraud).sum())
+    serving = report["serving"]
+    assert got["scored"] == len(joined)
+    # a request the client gave up on (5 s timeout) may still have been scored and logged
+    assert serving["requests"] - serving["failed"] <= got["scored"] <= serving["requests"]
+    assert (got["caught"], got["false_alarms"], got["missed"]) == (tp, fp, fn)
+    assert got["true_fraud_rate"] == pytest.approx(fraud.mean())
+    assert got["flagged_rate"] == pytest.approx(flag.mean())
+    if serving["failed"] == 0:
+        assert serving["flagged_share"] == pytest.approx(flag.mean(), abs=1e-4)
+    assert got["precision"] == (pytest.approx(tp / (tp + fp)) if tp + fp else None)
+    assert got["recall"] == (pytest.approx(tp / (tp + fn)) if tp + fn else None)
+    assert got["caught_eur"] == pytest.approx(amount[flag & fraud].sum(), abs=0.01)
+    assert got["missed_eur"] == pytest.approx(amount[~flag & fraud].sum(), abs=0.01)
+    day = joined[schema.TX_DATETIME].dt.strftime("%Y-%m-%d")
+    flagged_cards = joined[flag].groupby(day[flag])[schema.CUSTOMER_ID].nunique()
+    assert {d["day"]: d["cards_flagged"] for d in got["days"]} == {
+        d: int(flagged_cards.get(d, 0)) for d in sorted(day.unique())
+    }
+    assert got["alert_budget"] == 100
+    for figure in (f"{got['scored']:,}", f"{tp:,} frauds, {fp:,} false alarms"):
+        assert figure in proc.stdout
 
 
 def test_demo_refuses_a_nonsense_duration(home: Path) -> None:
     proc = _demo(home, "--for", "0", timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert not (home / "datasets").exists()
+    assert not (home / "demo").exists()
+
+
+def _scored(settings: Settings) -> pd.DataFrame:
+    """The `/v1/score` rows of the demo's prediction log."""
+    plog = make_prediction_log(settings)
+    try:
+        frame = plog.read()
+    finally:
+        plog.close()
+    return frame[frame["endpoint"] == "score"].reset_index(drop=True)
 
 
 def _demo(home: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """`mlsd demo ARGS` in a fresh process on the data folder `home`."""
+    """`mlsd demo ARGS` in a fresh process on the data folder `home`, piped, 80 columns."""
+    env: dict[str, Any] = {**os.environ, "MLSD_HOME": str(home), "COLUMNS": "80"}
     return subprocess.run(
         [sys.executable, "-m", "mlsd.cli.main", "demo", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "MLSD_HOME": str(home), "COLUMNS": "120"},
+        env=env,
     )

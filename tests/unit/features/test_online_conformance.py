@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlsd.features.online import EXPIRED, MISSING, PRESENT, OnlineStore, WriteBatch, status_of
+from mlsd.features.online import (
+    EXPIRED,
+    FUTURE,
+    MISSING,
+    PRESENT,
+    OnlineStore,
+    WriteBatch,
+    status_of,
+)
 
 
 def _batch(keys: list[int], events: list[int], created: list[int], vals: list[float]) -> WriteBatch:
@@ -79,9 +87,18 @@ def test_large_batch_roundtrip(online: OnlineStore) -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "now", "expected"), [(100, 110, PRESENT), (100, 100, PRESENT), (100, 111, EXPIRED)]
+    ("event", "now", "expected"),
+    [
+        (100, 110, PRESENT),
+        (100, 100, PRESENT),
+        (100, 111, EXPIRED),
+        (100, 99, FUTURE),
+        (100, 0, FUTURE),
+    ],
 )
-def test_status_of_applies_ttl_inclusively(event: int, now: int, expected: str) -> None:
+def test_status_of_applies_ttl_inclusively_and_never_serves_a_later_row(
+    event: int, now: int, expected: str
+) -> None:
     rec = _batch([1], [event], [1], [1.0])
     from mlsd.features.online import Record
 

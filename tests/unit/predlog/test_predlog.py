@@ -141,3 +141,40 @@ def test_demo_step_reads_what_was_logged(tmp_path: Path) -> None:
     assert figures["predictions"] == 5
     assert figures["by_version"] == {"fraud/1": 5}
     assert figures["fraud_share"] == 0.0
+
+
+def test_outcomes_count_each_transaction_once_and_ignore_other_endpoints() -> None:
+    from mlsd.predlog.summary import outcomes
+
+    t = pd.Timestamp("2018-07-10 12:00", tz="UTC")
+    log = pd.DataFrame(
+        {
+            "ts": [t, t + pd.Timedelta(seconds=1), t, t, t],
+            "endpoint": ["score", "score", "score", "v2", "score"],
+            "transaction_id": [1, 1, 2, None, 99],  # 1 retried, 99 not replayed
+            "score": [0.9, 0.1, 0.2, 0.9, 0.9],
+            "threshold": [0.5] * 5,
+            "decision": ["fraud", "legit", "legit", "fraud", "fraud"],
+            "latency_ms": [1.0] * 5,
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "TRANSACTION_ID": [1, 2],
+            "CUSTOMER_ID": [5, 6],
+            "TX_DATETIME": [t, t + pd.Timedelta(days=1)],
+            "TX_AMOUNT": [10.0, 20.0],
+            "TX_FRAUD": [0, 1],
+        }
+    )
+    o = outcomes(log, labels, alert_budget=3)
+    assert (o.scored, o.unlabelled) == (2, 1)
+    assert (o.caught, o.false_alarms, o.missed) == (0, 1, 1)  # the first record of 1 counts
+    assert (o.precision, o.recall) == (0.0, 0.0)
+    assert (o.caught_eur, o.missed_eur) == (0.0, 20.0)
+    assert [(d.day, d.cards_flagged, d.cards_compromised) for d in o.days] == [
+        ("2018-07-10", 1, 0),
+        ("2018-07-11", 0, 1),
+    ]
+    empty = outcomes(log.iloc[:0], labels)
+    assert (empty.scored, empty.precision, empty.recall, empty.days) == (0, None, None, [])

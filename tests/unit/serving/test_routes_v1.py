@@ -27,6 +27,16 @@ def test_scores_one_transaction_with_stored_and_request_features(client: Any) ->
     assert response.headers["x-request-id"] == body["request_id"]
 
 
+def test_a_request_older_than_its_stored_features_is_future_never_present(client: Any) -> None:
+    """A 1970 timestamp must not be served features computed from later transactions."""
+    result = client.post("/v1/score", json=tx(timestamp="1970-01-01T00:00:00Z")).json()
+    status = result["results"][0]["features"]
+    assert status["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == "future"
+    assert status["TERMINAL_ID_NB_TX_1DAY_WINDOW"] == "future"
+    assert status["TX_AMOUNT"] == "request"
+    assert "present" not in status.values()
+
+
 def test_unknown_customer_is_missing_not_an_error(client: Any) -> None:
     result = client.post("/v1/score", json=tx(customer_id=999)).json()["results"][0]
     assert result["features"]["CUSTOMER_ID_AVG_AMOUNT_7DAY_WINDOW"] == "missing"
