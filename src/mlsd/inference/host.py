@@ -18,13 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlsd.errors import ConflictError, IntegrityError, MlsdError, NotFoundError, ValidationError
-from mlsd.inference.runtimes import (
-    LIGHTGBM_ARTIFACT,
-    ONNX_ARTIFACT,
-    LightGBMRuntime,
-    OnnxRuntime,
-    Runtime,
-)
+from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime, Runtime
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 
 log = logging.getLogger(__name__)
 

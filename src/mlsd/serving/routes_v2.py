@@ -28,7 +28,7 @@ from mlsd.errors import UnavailableError, ValidationError
 from mlsd.inference.cached import predict_cached
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.host import LoadedModel
-from mlsd.inference.runtimes import ONNX_INPUT, ONNX_OUTPUT
+from mlsd.registry.formats import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
 from mlsd.serving.schemas import (
     InferenceRequest,
