@@ -377,6 +377,32 @@ def test_a_done_job_is_shown_only_once_its_result_file_is_written(
     assert pd.read_parquet(str(done.result_path))["score"].tolist() == [0.0, 2.0]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_a_durable_replace_syncs_the_file_before_and_its_folder_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.serving.jobs.store import durable_replace
+
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+        fsync(fd)
+
+    def spy_replace(src: Any, dst: Any) -> None:
+        events.append(f"replace {Path(src).name} {Path(dst).name}")
+        replace(src, dst)
+
+    tmp, final = tmp_path / ".x.tmp", tmp_path / "x"
+    tmp.write_text("new")
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    durable_replace(tmp, final)
+    assert events == [f"fsync {tmp}", "replace .x.tmp x", f"fsync {tmp_path}"]
+    assert final.read_text() == "new"
+
+
 def test_a_state_the_disk_refuses_is_never_shown(queues: Any, home: Path) -> None:
     queue = queues()
     save = queue._store.save_status

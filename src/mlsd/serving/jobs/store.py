@@ -66,7 +66,7 @@ def durable_replace(tmp: Path, path: Path, *, fsync: bool = True) -> None:
     Once it returns, a reader (or a restarted process) finds the new `path`, whole.
     """
     if fsync:
-        with open(tmp, "rb") as written:
+        with open(tmp, "r+b") as written:  # writable: Windows refuses to sync a read-only fd
             os.fsync(written.fileno())
     os.replace(tmp, path)
     if fsync and os.name == "posix":  # the rename itself is durable once its folder is synced
