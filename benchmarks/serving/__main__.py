@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress.advance(task)
         task = progress.add_task("micro-batcher (in process)", total=1)
         results["batcher"] = [
-            asdict(p) for p in batcher_curve(files["model.onnx"], 15, repeats=repeats)
+            asdict(p) for p in batcher_curve(files[ONNX_ARTIFACT], 15, repeats=repeats)
         ]
         progress.advance(task)
         task = progress.add_task("components (cache, log, breaker)", total=1)
