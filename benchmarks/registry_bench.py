@@ -40,6 +40,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from mlsd.registry.formats import (
+    LIGHTGBM_ARTIFACT,
+    ONNX_ARTIFACT,
+    ONNX_INPUT,
+    ONNX_OPSET,
+    onnx_session,
+)
+
 console = Console()
 N_FEATURES = 15
 
@@ -72,9 +80,9 @@ def make_model() -> tuple[bytes, bytes]:
     model.fit(x, y)
     onnx_model = convert_lightgbm(
         model,
-        initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+        initial_types=[(ONNX_INPUT, FloatTensorType([None, N_FEATURES]))],
         zipmap=False,
-        target_opset=15,
+        target_opset=ONNX_OPSET,
     )
     return model.booster_.model_to_string().encode(), onnx_model.SerializeToString()
 
@@ -114,7 +122,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import lightgbm as lgb
-    import onnxruntime as ort
 
     from mlsd.registry import Lineage, Registry, Signature
     from mlsd.registry import environment as envmod
@@ -143,7 +150,7 @@ def main() -> None:
         suffix = f"\n# bench {i}\n".encode() if unique else b""
         mv = registry.register(
             name,
-            {"model.lgb.txt": text + suffix, "model.onnx": onnx_bytes + suffix},
+            {LIGHTGBM_ARTIFACT: text + suffix, ONNX_ARTIFACT: onnx_bytes + suffix},
             flavor="lightgbm",
             signature=signature,
             lineage=lineage,
@@ -191,13 +198,9 @@ def main() -> None:
             timed(lambda: load_lightgbm(registry, "models:/bench@champion"), reps),
             timed(lambda: lgb.Booster(model_str=text.decode()), reps),
         )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
         results["load (ONNX session)"] = (
             timed(lambda: load_onnx(registry, "models:/bench@champion"), reps),
-            timed(
-                lambda: ort.InferenceSession(onnx_bytes, options, ["CPUExecutionProvider"]), reps
-            ),
+            timed(lambda: onnx_session(onnx_bytes), reps),
         )
 
         progress.update(task, description="move alias")

@@ -24,6 +24,8 @@ from benchmarks.serving.report import plot, print_tables
 from rich.console import Console
 from rich.progress import Progress
 
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
+
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         home = work / "home"
         onnx_path = prepare_home(home)
         files = {
-            "model.onnx": onnx_path.read_bytes(),
-            "model.lgb.txt": (home / "bench-model.lgb.txt").read_bytes(),
+            ONNX_ARTIFACT: onnx_path.read_bytes(),
+            LIGHTGBM_ARTIFACT: (home / "bench-model.lgb.txt").read_bytes(),
         }
         progress.advance(task)
         task = progress.add_task("model only", total=1)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress.advance(task)
         task = progress.add_task("micro-batcher (in process)", total=1)
         results["batcher"] = [
-            asdict(p) for p in batcher_curve(files["model.onnx"], 15, repeats=repeats)
+            asdict(p) for p in batcher_curve(files[ONNX_ARTIFACT], 15, repeats=repeats)
         ]
         progress.advance(task)
         task = progress.add_task("components (cache, log, breaker)", total=1)

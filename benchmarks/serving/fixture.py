@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 from mlsd.serving.testing import FEATURES, NOW, register_tiny_model, tiny_model_artifacts
 from mlsd.settings import Settings
 
@@ -59,8 +60,8 @@ def prepare_home(home: Path, seed: int = 7) -> Path:
     finally:
         registry.close()
     onnx_path = home / "bench-model.onnx"
-    onnx_path.write_bytes(files["model.onnx"])
-    (home / "bench-model.lgb.txt").write_bytes(files["model.lgb.txt"])
+    onnx_path.write_bytes(files[ONNX_ARTIFACT])
+    (home / "bench-model.lgb.txt").write_bytes(files[LIGHTGBM_ARTIFACT])
     return onnx_path
 
 

@@ -38,10 +38,11 @@ def model_only(
 ) -> list[ModelPoint]:
     """Each runtime at each batch size, median of `repeats` timed loops."""
     from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
+    from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 
     runtimes = {
-        "onnxruntime": OnnxRuntime(files["model.onnx"], n_features).predict,
-        "lightgbm": LightGBMRuntime(files["model.lgb.txt"], n_features).predict,
+        "onnxruntime": OnnxRuntime(files[ONNX_ARTIFACT], n_features).predict,
+        "lightgbm": LightGBMRuntime(files[LIGHTGBM_ARTIFACT], n_features).predict,
     }
     points: list[ModelPoint] = []
     for size in BATCH_SIZES:

@@ -44,11 +44,10 @@ class _Tx(BaseModel):
 
 def naive_app() -> FastAPI:
     """Parse the body, make a 15-column row from the amount and time, call ONNX Runtime."""
-    import onnxruntime as ort
+    from mlsd.registry.formats import ONNX_INPUT, ONNX_OUTPUT, onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(os.environ["MLSD_BENCH_ONNX"], sess_options=options)
+    with open(os.environ["MLSD_BENCH_ONNX"], "rb") as model:
+        session = onnx_session(model.read())  # the session mlsd serves with
     app = FastAPI()
 
     @app.post("/v1/score")
@@ -57,7 +56,7 @@ def naive_app() -> FastAPI:
         row[0, 0] = tx.amount
         row[0, 1] = float(tx.timestamp.weekday() >= 5)
         row[0, 2] = float(tx.timestamp.hour <= 6)
-        probabilities = session.run(["probabilities"], {"input": row})[0]
+        probabilities = session.run([ONNX_OUTPUT], {ONNX_INPUT: row})[0]
         score = float(probabilities[0, 1])
         return {"transaction_id": tx.transaction_id, "score": score, "fraud": score >= 0.5}
 

@@ -48,9 +48,10 @@ def main() -> None:
     from mlsd.data.io import write_dataset
     from mlsd.data.simulator import simulate
     from mlsd.features.store import FeatureStore
+    from mlsd.registry.formats import ONNX_ARTIFACT
     from mlsd.training.config import TrainConfig
     from mlsd.training.dataset import matrix
-    from mlsd.training.models import ONNX_FILE, onnx_scorer
+    from mlsd.training.models import onnx_scorer
     from mlsd.training.pipeline import load_frame, train
     from mlsd.training.report import HANDBOOK_BASELINES, metrics_table
     from mlsd.training.selection import DEFAULT_GRIDS, fit_and_score, make_folds
@@ -89,7 +90,7 @@ def main() -> None:
                 ),
                 args.runs,
             )
-            onnx = onnx_scorer(model.model.artifacts(list(config.features))[ONNX_FILE])
+            onnx = onnx_scorer(model.model.artifacts(list(config.features))[ONNX_ARTIFACT])
             native = _median_seconds(lambda m=model: m.model.predict(X), args.runs)
             served = _median_seconds(lambda s=onnx: s(X), args.runs)
             score_times[flavor] = (native, served)

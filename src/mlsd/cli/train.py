@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from mlsd.errors import ValidationError
+from mlsd.registry.formats import FLAVORS
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from mlsd.training.pipeline import TrainResult
 
-MODEL_CHOICES = ("lightgbm", "logistic", "both")
+MODEL_CHOICES = (*FLAVORS, "both")
 METRIC_CHOICES = ("average_precision", "auc_roc", "card_precision", "mean_rank")
 THRESHOLD_CHOICES = ("alert_budget", "expected_cost")
 
@@ -101,7 +102,7 @@ def train(
         )
     settings = get_settings()
     folder = dataset or settings.path("dataset")
-    models = ["lightgbm", "logistic"] if model == "both" else [model]
+    models = list(FLAVORS) if model == "both" else [model]
     extra = {"grids": QUICK_GRIDS} if quick else {}
     config = TrainConfig.make(
         dataset=str(folder),

@@ -16,14 +16,9 @@ from typing import Protocol
 import numpy as np
 
 from mlsd.errors import ConflictError, IntegrityError, MlsdError, NotFoundError, ValidationError
-from mlsd.inference.runtimes import (
-    LIGHTGBM_ARTIFACT,
-    ONNX_ARTIFACT,
-    LightGBMRuntime,
-    OnnxRuntime,
-    Runtime,
-)
+from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime, Runtime
 from mlsd.inference.spec import UNCHOSEN, LoadedModel, ServingSpec
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 from mlsd.registry.models import ModelVersion
 
 log = logging.getLogger(__name__)

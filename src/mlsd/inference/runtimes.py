@@ -11,11 +11,25 @@ from typing import Protocol
 import numpy as np
 
 from mlsd.errors import IntegrityError, ValidationError
+from mlsd.registry.formats import (
+    LIGHTGBM_ARTIFACT,
+    ONNX_ARTIFACT,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    check_onnx_contract,
+    onnx_session,
+)
 
-ONNX_ARTIFACT = "model.onnx"
-LIGHTGBM_ARTIFACT = "model.lgb.txt"
-ONNX_INPUT = "input"
-ONNX_OUTPUT = "probabilities"
+__all__ = [  # the artifact and tensor names are re-exported from mlsd.registry.formats
+    "LIGHTGBM_ARTIFACT",
+    "ONNX_ARTIFACT",
+    "ONNX_INPUT",
+    "ONNX_OUTPUT",
+    "LightGBMRuntime",
+    "OnnxRuntime",
+    "Runtime",
+    "check_matrix",
+]
 
 
 class Runtime(Protocol):
@@ -30,35 +44,13 @@ class Runtime(Protocol):
 
 
 class OnnxRuntime:
-    """An ONNX Runtime session, one intra-op thread (the server scales by batching)."""
+    """The ONNX Runtime session of `mlsd.registry.formats.onnx_session` (one thread)."""
 
     name = "onnxruntime"
 
     def __init__(self, model_bytes: bytes, n_features: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise IntegrityError(f"ONNX model does not load: {exc}") from exc
-        inputs = {i.name: i for i in self._session.get_inputs()}
-        outputs = [o.name for o in self._session.get_outputs()]
-        if ONNX_INPUT not in inputs or ONNX_OUTPUT not in outputs:
-            raise IntegrityError(
-                f"ONNX model must have input {ONNX_INPUT!r} and output {ONNX_OUTPUT!r}, "
-                f"has {sorted(inputs)} and {outputs}"
-            )
-        width = inputs[ONNX_INPUT].shape[-1]
-        if isinstance(width, int) and width != n_features:
-            raise IntegrityError(
-                f"ONNX input has {width} columns but the signature names {n_features} features"
-            )
+        self._session = onnx_session(model_bytes)
+        check_onnx_contract(self._session, n_features=n_features)
         self.n_features = n_features
         self._outputs = [ONNX_OUTPUT]
 

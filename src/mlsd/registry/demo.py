@@ -24,7 +24,8 @@ def demo_step(
     """
     from rich.console import Console
 
-    from mlsd.registry.loaders import LIGHTGBM_FILE, load_lightgbm
+    from mlsd.registry.formats import LIGHTGBM_ARTIFACT
+    from mlsd.registry.loaders import load_lightgbm
     from mlsd.registry.registry import Registry
     from mlsd.registry.render import history_table, version_table, versions_table
 
@@ -43,7 +44,7 @@ def demo_step(
         summary["resolve_ms"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
         registry.verify(champion)
-        if LIGHTGBM_FILE in champion.artifacts:
+        if LIGHTGBM_ARTIFACT in champion.artifacts:
             load_lightgbm(registry, champion)
         summary["verify_and_load_ms"] = (time.perf_counter() - start) * 1e3
         summary["champion"] = champion.uri

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlsd.errors import IntegrityError
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT, onnx_session
 from mlsd.registry.models import ModelVersion
 from mlsd.registry.registry import Registry
 
-LIGHTGBM_FILE = "model.lgb.txt"
-ONNX_FILE = "model.onnx"
 log = logging.getLogger("mlsd.registry")
 
 
@@ -50,7 +49,7 @@ def load_lightgbm(registry: Registry, model: str | ModelVersion) -> LoadedModel:
     import lightgbm as lgb
 
     mv = _target(registry, model)
-    text = registry.load_artifact(mv, LIGHTGBM_FILE).decode("utf-8")
+    text = registry.load_artifact(mv, LIGHTGBM_ARTIFACT).decode("utf-8")
     try:
         booster = lgb.Booster(model_str=text)
     except (lgb.basic.LightGBMError, ValueError) as exc:
@@ -61,15 +60,8 @@ def load_lightgbm(registry: Registry, model: str | ModelVersion) -> LoadedModel:
 
 
 def load_onnx(registry: Registry, model: str | ModelVersion) -> LoadedModel:
-    """Resolve, read, verify and build an `onnxruntime.InferenceSession` (CPU)."""
-    import onnxruntime as ort
-
+    """Resolve, read, verify and build the ONNX session (`formats.onnx_session`)."""
     mv = _target(registry, model)
-    data = registry.load_artifact(mv, ONNX_FILE)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except (RuntimeError, ValueError) as exc:
-        raise IntegrityError(f"{mv.uri}: unreadable ONNX model: {exc}", field="artifacts") from exc
+    data = registry.load_artifact(mv, ONNX_ARTIFACT)
+    session = onnx_session(data, source=f"{mv.uri} ({ONNX_ARTIFACT})")
     return LoadedModel(mv, session, _check_env(registry, mv))

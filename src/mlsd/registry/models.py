@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mlsd.registry.formats import Flavor
 from mlsd.registry.names import format_uri
 from mlsd.registry.signature import Signature
 
-Flavor = Literal["lightgbm", "logistic"]
 Status = Literal["ready", "archived"]
 MoveKind = Literal["set", "rollback", "promote", "delete"]
 

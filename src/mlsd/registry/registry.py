@@ -22,6 +22,7 @@ from mlsd.errors import (
 )
 from mlsd.registry import environment as envmod
 from mlsd.registry.artifacts import ArtifactStore, sha256, verified
+from mlsd.registry.formats import check_flavor
 from mlsd.registry.gate import GateDecision, PromotionGate
 from mlsd.registry.metadata import MetadataStore
 from mlsd.registry.models import (
@@ -42,8 +43,6 @@ from mlsd.registry.names import (
 )
 from mlsd.registry.signature import Signature
 from mlsd.settings import Settings, get_settings
-
-FLAVORS = ("lightgbm", "logistic")
 
 
 def _metrics(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -117,10 +116,7 @@ class Registry:
         version without one is served at 0.5 with a warning.
         """
         check_name(name)
-        if flavor not in FLAVORS:
-            raise ValidationError(
-                f"unknown flavor {flavor!r}; use one of {FLAVORS}", field="flavor"
-            )
+        check_flavor(flavor)
         if not artifacts:
             raise ValidationError("a version needs at least one artifact", field="artifacts")
         checked_tags = dict(check_tag(k, v) for k, v in (tags or {}).items())

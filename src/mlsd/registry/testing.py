@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT
 from mlsd.registry.models import DecisionThreshold, Lineage, ModelVersion
 from mlsd.registry.registry import Registry
 from mlsd.registry.signature import Signature
@@ -70,7 +71,7 @@ def register_sample(
     """Register a tiny real LightGBM model under `name` (deciding at `threshold`, if given)."""
     return registry.register(
         name,
-        {"model.lgb.txt": tiny_lightgbm(seed)},
+        {LIGHTGBM_ARTIFACT: tiny_lightgbm(seed)},
         flavor="lightgbm",
         signature=sample_signature(),
         lineage=sample_lineage(),

@@ -26,8 +26,8 @@ from mlsd import __version__
 from mlsd.errors import UnavailableError, ValidationError
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.observers import ScoringRequest
-from mlsd.inference.runtimes import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.inference.spec import LoadedModel
+from mlsd.registry.formats import ONNX_INPUT, ONNX_OUTPUT
 from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
 from mlsd.serving.schemas import (
     InferenceRequest,

@@ -10,6 +10,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlsd.errors import ValidationError
+from mlsd.registry.formats import FLAVORS, Flavor
 from mlsd.training.dataset import handbook_features
 from mlsd.training.protocol import Split
 from mlsd.training.selection import DEFAULT_GRIDS
@@ -17,9 +18,6 @@ from mlsd.training.threshold import DEFAULT_ALERT_BUDGET, DEFAULT_REVIEW_COST, T
 
 HANDBOOK_TRAIN_START = date(2018, 7, 25)
 """The handbook's training start (train 07-25..31, delay 08-01..07, test 08-08..14)."""
-
-Flavor = Literal["lightgbm", "logistic"]
-FLAVORS: tuple[Flavor, ...] = ("lightgbm", "logistic")
 
 
 class TrainConfig(BaseModel):

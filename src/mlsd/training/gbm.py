@@ -9,9 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlsd.errors import IntegrityError, ValidationError
-from mlsd.training.models import ONNX_FILE, ONNX_INPUT, FloatArray, Scorer, as_matrix
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT, ONNX_INPUT, ONNX_OPSET
+from mlsd.training.models import FloatArray, Scorer, as_matrix
 
-TEXT_FILE = "model.lgb.txt"
 DEFAULTS: dict[str, Any] = {
     "n_estimators": 300,
     "learning_rate": 0.05,
@@ -76,18 +76,20 @@ class LightGBMModel:
             self._model,
             initial_types=[(ONNX_INPUT, FloatTensorType([None, len(feature_names)]))],
             zipmap=False,
-            target_opset=15,
+            target_opset=ONNX_OPSET,
         )
-        return {TEXT_FILE: text.encode(), ONNX_FILE: onnx_model.SerializeToString()}
+        return {LIGHTGBM_ARTIFACT: text.encode(), ONNX_ARTIFACT: onnx_model.SerializeToString()}
 
 
 def load_booster_scorer(artifacts: Mapping[str, bytes]) -> Scorer:
     """Score with a LightGBM Booster rebuilt from `model.lgb.txt`."""
     import lightgbm as lgb
 
-    if TEXT_FILE not in artifacts:
-        raise IntegrityError(f"the model has no {TEXT_FILE} artifact", field=TEXT_FILE)
-    booster = lgb.Booster(model_str=artifacts[TEXT_FILE].decode())
+    if LIGHTGBM_ARTIFACT not in artifacts:
+        raise IntegrityError(
+            f"the model has no {LIGHTGBM_ARTIFACT} artifact", field=LIGHTGBM_ARTIFACT
+        )
+    booster = lgb.Booster(model_str=artifacts[LIGHTGBM_ARTIFACT].decode())
 
     def score(X: NDArray[Any]) -> FloatArray:
         return np.asarray(booster.predict(as_matrix(X)), dtype=np.float64)

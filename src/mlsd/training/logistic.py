@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlsd.errors import IntegrityError, ValidationError
-from mlsd.training.models import ONNX_FILE, ONNX_INPUT, FloatArray, Scorer, as_matrix
+from mlsd.registry.formats import COEFFICIENTS_ARTIFACT, ONNX_ARTIFACT, ONNX_INPUT, ONNX_OPSET
+from mlsd.training.models import FloatArray, Scorer, as_matrix
 
-COEFFICIENTS_FILE = "coefficients.json"
 DEFAULTS: dict[str, Any] = {"C": 1.0, "max_iter": 1000}
 ALLOWED = frozenset(DEFAULTS) | {"class_weight"}
 
@@ -75,17 +75,19 @@ class LogisticModel:
             self._pipeline,
             initial_types=[(ONNX_INPUT, FloatTensorType([None, len(feature_names)]))],
             options={id(model): {"zipmap": False}},
-            target_opset={"": 15, "ai.onnx.ml": 3},
+            target_opset={"": ONNX_OPSET, "ai.onnx.ml": 3},
         )
         text = json.dumps(self.coefficients(feature_names), indent=2, sort_keys=True)
-        return {COEFFICIENTS_FILE: text.encode(), ONNX_FILE: onnx_model.SerializeToString()}
+        return {COEFFICIENTS_ARTIFACT: text.encode(), ONNX_ARTIFACT: onnx_model.SerializeToString()}
 
 
 def load_coefficients_scorer(artifacts: Mapping[str, bytes]) -> Scorer:
     """Score from `coefficients.json` with numpy alone."""
-    if COEFFICIENTS_FILE not in artifacts:
-        raise IntegrityError(f"the model has no {COEFFICIENTS_FILE}", field=COEFFICIENTS_FILE)
-    data = json.loads(artifacts[COEFFICIENTS_FILE])
+    if COEFFICIENTS_ARTIFACT not in artifacts:
+        raise IntegrityError(
+            f"the model has no {COEFFICIENTS_ARTIFACT}", field=COEFFICIENTS_ARTIFACT
+        )
+    data = json.loads(artifacts[COEFFICIENTS_ARTIFACT])
     mean = np.asarray(data["mean"], dtype=np.float64)
     scale = np.asarray(data["scale"], dtype=np.float64)
     coef = np.asarray(data["coef"], dtype=np.float64)

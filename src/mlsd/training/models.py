@@ -13,15 +13,29 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlsd.errors import ValidationError
+from mlsd.registry.formats import (
+    FLAVORS,
+    ONNX_INPUT,
+    ONNX_OUTPUT,
+    check_flavor,
+    check_onnx_contract,
+    onnx_session,
+)
 
 FloatArray = NDArray[np.float64]
 Scorer = Callable[[NDArray[Any]], FloatArray]
 """Maps a feature matrix (rows x features, model order) to fraud probabilities."""
 
-ONNX_FILE = "model.onnx"
-ONNX_INPUT = "input"
-ONNX_OUTPUT = "probabilities"
-FLAVORS = ("lightgbm", "logistic")
+__all__ = [
+    "FLAVORS",
+    "FloatArray",
+    "FraudModel",
+    "Scorer",
+    "as_matrix",
+    "load_scorer",
+    "make_model",
+    "onnx_scorer",
+]
 
 
 class FraudModel(Protocol):
@@ -55,6 +69,7 @@ def make_model(
     flavor: str, params: Mapping[str, Any], *, seed: int = 0, num_threads: int = 1
 ) -> FraudModel:
     """A fresh, unfitted model of `flavor` with `params`."""
+    check_flavor(flavor, field="model")
     if flavor == "lightgbm":
         from mlsd.training.gbm import LightGBMModel
 
@@ -63,11 +78,12 @@ def make_model(
         from mlsd.training.logistic import LogisticModel
 
         return LogisticModel(params, seed=seed)
-    raise ValidationError(f"unknown model {flavor!r}; expected one of {FLAVORS}", field="model")
+    raise NotImplementedError(f"flavor {flavor!r} has no model class")
 
 
 def load_scorer(flavor: str, artifacts: Mapping[str, bytes]) -> Scorer:
     """A scorer rebuilt from stored artifacts, in the flavor's native form (not ONNX)."""
+    check_flavor(flavor)
     if flavor == "lightgbm":
         from mlsd.training.gbm import load_booster_scorer
 
@@ -76,16 +92,13 @@ def load_scorer(flavor: str, artifacts: Mapping[str, bytes]) -> Scorer:
         from mlsd.training.logistic import load_coefficients_scorer
 
         return load_coefficients_scorer(artifacts)
-    raise ValidationError(f"unknown model {flavor!r}; expected one of {FLAVORS}", field="flavor")
+    raise NotImplementedError(f"flavor {flavor!r} has no native scorer")
 
 
 def onnx_scorer(model_bytes: bytes) -> Scorer:
-    """A scorer running `model.onnx` with onnxruntime (column 1 of `probabilities`)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    """A scorer running `model.onnx` in serving's session (column 1 of `probabilities`)."""
+    session = onnx_session(model_bytes)
+    check_onnx_contract(session)
 
     def score(X: NDArray[Any]) -> FloatArray:
         (probabilities,) = session.run([ONNX_OUTPUT], {ONNX_INPUT: as_matrix(X)})

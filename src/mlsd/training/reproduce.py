@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlsd.errors import ValidationError
+from mlsd.registry.formats import ONNX_ARTIFACT
 from mlsd.training.config import TrainConfig
 from mlsd.training.dataset import FeatureSource, dataset_hash, matrix, training_set_hash
 from mlsd.training.metrics import evaluate
-from mlsd.training.models import ONNX_FILE, load_scorer, onnx_scorer
+from mlsd.training.models import load_scorer, onnx_scorer
 from mlsd.training.pipeline import load_frame
 from mlsd.training.selection import fit_and_score, make_folds
 
@@ -125,8 +126,8 @@ def _replay(
     stored = load_scorer(mv.flavor, artifacts)(X)
     diff = float(np.max(np.abs(stored - scores))) if len(scores) else 0.0
     onnx_diff = float("nan")
-    if ONNX_FILE in artifacts:
-        onnx_diff = float(np.max(np.abs(onnx_scorer(artifacts[ONNX_FILE])(X) - stored)))
+    if ONNX_ARTIFACT in artifacts:
+        onnx_diff = float(np.max(np.abs(onnx_scorer(artifacts[ONNX_ARTIFACT])(X) - stored)))
     if diff > tolerance:
         problems.append(f"predictions differ by up to {diff:.3g} (tolerance {tolerance:g})")
     recorded = {k: v for k, v in mv.metrics.items() if not k.startswith("valid_")}

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,19 @@ from mlsd.features.store import FeatureStore
 from mlsd.features.testing import synthetic_transactions, write_transactions
 from mlsd.settings import Settings
 
+# Materializes one day per chunk; after the third chunk commits it says so and waits to be
+# killed, so the kill lands mid-run whatever the machine's load.
 CHILD = """
+import time
 from mlsd.features.store import FeatureStore
+
+def wait_after_three(view, done, total):
+    if done == 3:
+        print("committed", view, done, flush=True)
+        time.sleep(600)
+
 store = FeatureStore.open()  # MLSD_* from the environment, MLSD_REDIS_PREFIX included
-store.materialize(chunk_days=1.0)
+store.materialize(chunk_days=1.0, progress=wait_after_three)
 print("finished", flush=True)
 """
 
@@ -39,7 +47,7 @@ def test_killed_materialization_resumes_to_the_same_state(
     backend: str, home: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     settings = Settings(home=home)
-    env = {**os.environ, "MLSD_HOME": str(home), "MLSD_FEATURES_CHUNK_SLEEP": "0.25"}
+    env = {**os.environ, "MLSD_HOME": str(home)}
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("redis_prefix")
@@ -55,16 +63,14 @@ def test_killed_materialization_resumes_to_the_same_state(
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD], env=env, stdout=subprocess.PIPE, text=True
     )
-    deadline = time.monotonic() + 60
-    while store.online.watermark(view.view.name, view.version) is None:
-        assert child.poll() is None, "materialization ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.3)  # let a chunk or two more commit, then kill mid-run
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
     assert child.stdout is not None
+    try:
+        line = child.stdout.readline()  # blocks until the third chunk is committed
+        assert line == f"committed {view.view.name} 3\n", line
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
     assert "finished" not in child.stdout.read()
     child.stdout.close()
     partial = store.online.watermark(view.view.name, view.version)

@@ -52,6 +52,37 @@ def run_one(queue: RedisJobQueue, amount: float) -> str:
     return job_id
 
 
+# -- what a client reads ----------------------------------------------------------------------
+
+
+def test_done_is_readable_only_once_the_result_file_is_durable(
+    queues: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.serving.jobs import runner
+
+    reached, gate = threading.Event(), threading.Event()
+    durable_replace = runner.durable_replace
+
+    def held_replace(tmp: Path, path: Path, *, fsync: bool = True) -> None:
+        reached.set()
+        assert gate.wait(20)
+        durable_replace(tmp, path, fsync=fsync)
+
+    monkeypatch.setattr(runner, "durable_replace", held_replace)
+    queue = queues()
+    queue.start(score)
+    job_id = queue.submit(JobSpec(rows=[{"amount": 1.0}, {"amount": 2.0}]))
+    try:
+        assert reached.wait(20)  # scored, its result file being written
+        shown = queue.get(job_id)
+        assert (shown.state, shown.result_path, shown.results) == (JobState.RUNNING, None, None)
+    finally:
+        gate.set()
+    done = wait_for(queue, job_id, 20)
+    assert done.state is JobState.DONE
+    assert pd.read_parquet(str(done.result_path))["score"].tolist() == [2.0, 4.0]
+
+
 # -- attempts ---------------------------------------------------------------------------------
 
 

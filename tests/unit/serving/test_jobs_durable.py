@@ -306,6 +306,150 @@ def test_progress_is_saved_at_most_every_interval(
     assert status_file(home, job_id)["done"] == 5
 
 
+def hold_saves_of(
+    queue: MemoryJobQueue, state: JobState
+) -> tuple[threading.Event, threading.Event]:
+    """`(reached, gate)`: saving a `state` status blocks (reached set) until the gate opens."""
+    reached, gate = threading.Event(), threading.Event()
+    save = queue._store.save_status
+
+    def held(status: Any, seq: int) -> None:
+        if status.state is state:
+            reached.set()
+            assert gate.wait(20)
+        save(status, seq)
+
+    queue._store.save_status = held  # type: ignore[method-assign]
+    return reached, gate
+
+
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.DONE, JobState.FAILED])
+def test_a_state_is_shown_only_once_its_status_file_is_written(
+    queues: Any, home: Path, state: JobState
+) -> None:
+    def score(frame: pd.DataFrame) -> pd.DataFrame:
+        if state is JobState.FAILED:
+            raise ValueError("no model")
+        return double(frame)
+
+    queue = queues()
+    reached, gate = hold_saves_of(queue, state)
+    queue.start(score)
+    job_id = queue.submit(JobSpec(rows=amounts(2)))
+    try:
+        assert reached.wait(20)
+        # the worker has the new state and is writing it: readers still see the one before
+        shown = queue.get(job_id)
+        assert shown.state is not state
+        assert shown.state is (JobState.QUEUED if state is JobState.RUNNING else JobState.RUNNING)
+    finally:
+        gate.set()
+    assert wait_for(queue, job_id, 20).state is (
+        JobState.FAILED if state is JobState.FAILED else JobState.DONE
+    )
+    assert status_file(home, job_id)["state"] == queue.get(job_id).state.value
+
+
+def test_a_done_job_is_shown_only_once_its_result_file_is_written(
+    queues: Any, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.serving.jobs import runner
+
+    reached, gate = threading.Event(), threading.Event()
+
+    def held_replace(tmp: Path, path: Path, *, fsync: bool = True) -> None:
+        reached.set()
+        assert gate.wait(20)
+        runner_replace(tmp, path, fsync=fsync)
+
+    runner_replace = runner.durable_replace
+    monkeypatch.setattr(runner, "durable_replace", held_replace)
+    queue = queues()
+    queue.start(double)
+    job_id = queue.submit(JobSpec(rows=amounts(2)))
+    try:
+        assert reached.wait(20)
+        assert queue.get(job_id).state is JobState.RUNNING
+        assert status_file(home, job_id)["state"] == "running"
+    finally:
+        gate.set()
+    done = wait_for(queue, job_id, 20)
+    assert pd.read_parquet(str(done.result_path))["score"].tolist() == [0.0, 2.0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
+def test_a_durable_replace_syncs_the_file_before_and_its_folder_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.serving.jobs.store import durable_replace
+
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+        fsync(fd)
+
+    def spy_replace(src: Any, dst: Any) -> None:
+        events.append(f"replace {Path(src).name} {Path(dst).name}")
+        replace(src, dst)
+
+    tmp, final = tmp_path / ".x.tmp", tmp_path / "x"
+    tmp.write_text("new")
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    durable_replace(tmp, final)
+    assert events == [f"fsync {tmp}", "replace .x.tmp x", f"fsync {tmp_path}"]
+    assert final.read_text() == "new"
+
+
+def test_a_state_the_disk_refuses_is_never_shown(queues: Any, home: Path) -> None:
+    queue = queues()
+    save = queue._store.save_status
+
+    def refuse_done(status: Any, seq: int) -> None:
+        if status.state is JobState.DONE:
+            raise OSError(28, "No space left on device")
+        save(status, seq)
+
+    queue._store.save_status = refuse_done  # type: ignore[method-assign]
+    queue.start(double)
+    job_id = queue.submit(JobSpec(rows=amounts(2)))
+    failed = wait_for(queue, job_id, 20)
+    assert failed.state is JobState.FAILED
+    assert failed.error is not None
+    assert "cannot save" in failed.error
+    assert "No space left" in failed.error
+    assert (failed.results, failed.result_path) == (None, None)
+    assert status_file(home, job_id)["state"] == "failed"  # the failure itself was saved
+    assert not (home / "jobs" / f"{job_id}.spec.json").exists()
+
+
+def test_a_job_whose_every_save_fails_runs_again_after_a_restart(queues: Any, home: Path) -> None:
+    first = queues()
+    save = first._store.save_status
+
+    def refuse_finished(status: Any, seq: int) -> None:
+        if status.state.finished:
+            raise OSError(5, "Input/output error")
+        save(status, seq)
+
+    first._store.save_status = refuse_finished  # type: ignore[method-assign]
+    first.start(double)
+    job_id = first.submit(JobSpec(rows=amounts(2)))
+    assert wait_for(first, job_id, 20).state is JobState.FAILED  # shown, not saved
+    first.stop()
+    assert status_file(home, job_id)["state"] == "running"
+    second = queues()
+    second.start(double)
+    again = wait_for(second, job_id, 20)
+    assert (again.state, again.results, again.attempts) == (
+        JobState.DONE,
+        [{"score": 0.0}, {"score": 2.0}],
+        2,
+    )
+
+
 def test_rows_json_cannot_hold_are_refused(queues: Any) -> None:
     with pytest.raises(ValidationError) as info:
         queues().submit(JobSpec(rows=[{"amount": 1.0, "blob": object()}]))
@@ -320,6 +464,8 @@ def test_http_job_status_survives_a_restart_and_queued_jobs_score_the_same(
     job_id = client.post("/v1/jobs", json={"rows": rows}).json()["job_id"]
     before = wait_for_job(client, job_id)
     assert before["state"] == "done", before
+    # a state is shown only once it is on disk: what the client saw is what a restart reads
+    assert status_file(settings.home, job_id)["state"] == "done"
     # rows as the route hands them over (datetimes), queued but not run before the restart
     from mlsd.serving.schemas import TransactionBody
 

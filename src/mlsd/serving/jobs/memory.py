@@ -2,9 +2,16 @@
 
 Each job's status is saved in `home/jobs/` (see `store.py`) whenever its state
 changes, and its progress at most every `progress_every_s`; an unfinished job's
-input is saved beside it. A new queue on the same folder (a restarted server)
-answers for finished jobs as before, queues unfinished ones again in submission
-order, and re-runs from the start a job that was running when the process died
+input is saved beside it. A state is published (what `get` and so GET /v1/jobs/{id}
+answer) only once its status file, and a done job's result file, are durably
+written: whatever a client saw survives a restart. Only the `done` counter moves
+between saves (a restart runs a running job again from the start anyway). When the
+disk refuses a state, the job is shown failed with the disk error instead (saved
+if the disk takes it; if not, a restart runs the job again).
+
+A new queue on the same folder (a restarted server) answers for finished jobs as
+before, queues unfinished ones again in submission order, and re-runs from the
+start a job that was running when the process died
 (its `attempts` goes up; at `max_attempts` it is failed instead, so a job that
 kills the server cannot do so forever). `keep_jobs` bounds what is kept: a
 forgotten job's files go, its result file too (only its status named that file).
@@ -131,9 +138,12 @@ class MemoryJobQueue:
                 self._store.drop_spec(job_id)  # left by a kill between the job's last writes
                 continue
             status = self._after_restart(status, stored.spec)
-            self._jobs[job_id] = status
             if status != stored.status:
-                self._save(status, stored.seq)
+                try:
+                    self._save(status, stored.seq)
+                except OSError as exc:
+                    log.warning("job %s: cannot save its status: %s", job_id, exc)
+            self._jobs[job_id] = status
             if stored.spec is not None and status.state is JobState.QUEUED:
                 self._specs[job_id] = stored.spec
                 self._queue.put(job_id)
@@ -172,28 +182,68 @@ class MemoryJobQueue:
     # -- worker -------------------------------------------------------------------------------
 
     def _save(self, status: JobStatus, seq: int) -> None:
-        """Write the status file; a disk error is logged, the job goes on in memory."""
+        """Write the status file (durably); OSError when the disk refuses it."""
         try:
             self._store.save_status(status, seq)
-        except OSError as exc:
-            log.warning("job %s: cannot save its status: %s", status.job_id, exc)
-        self._last_saved = time.monotonic()
+        finally:
+            self._last_saved = time.monotonic()
 
-    def _update(self, job_id: str, *, save: bool = True, **changes: object) -> None:
+    def _update(self, job_id: str, *, save: bool = True, **changes: object) -> bool:
+        """Change the job's status; with `save`, published only once its file is durable.
+
+        A status the disk refuses is not published: the job is failed with the disk error.
+        False when the status published is not the one on disk (or nothing changed).
+        """
         with self._disk:
             with self._lock:
-                status = replace(self._jobs[job_id], **changes)  # type: ignore[arg-type]
-                self._jobs[job_id] = status
+                current = self._jobs.get(job_id)
+                if current is None or current.state.finished:  # forgotten, or failed by disk
+                    return False
+                status = replace(current, **changes)  # type: ignore[arg-type]
                 seq = self._seqs[job_id]
+            saved = save
             if save:
-                self._save(status, seq)
+                try:
+                    self._save(status, seq)
+                except OSError as exc:
+                    status, saved = self._unsaved(status, seq, exc)
+            with self._lock:
+                if job_id in self._jobs:  # not forgotten meanwhile
+                    self._jobs[job_id] = status
+        return saved
+
+    def _unsaved(self, status: JobStatus, seq: int, exc: OSError) -> tuple[JobStatus, bool]:
+        """The job failed, as its `status` cannot be saved (disk lock held); saved, or not."""
+        log.error("job %s: cannot save its %s status, failed: %s", status.job_id, status.state, exc)
+        failed = replace(
+            status, state=JobState.FAILED, finished_at=datetime.now(UTC), results=None,
+            result_path=None, error=f"cannot save the job's status in {self.results_dir}: {exc}",
+        )  # fmt: skip
+        try:
+            self._save(failed, seq)
+        except OSError as again:
+            log.error("job %s: cannot save its failure either: %s", status.job_id, again)
+            return failed, False
+        return failed, True
 
     def _set_total(self, job_id: str, total: int) -> None:
         self._update(job_id, total=total)
+        self._check_running(job_id)
 
     def _set_done(self, job_id: str, done: int) -> None:
         due = time.monotonic() - self._last_saved >= self.progress_every_s
         self._update(job_id, save=due, done=done)
+        self._check_running(job_id)
+
+    def _check_running(self, job_id: str) -> None:
+        """Stop `run_job` (by raising) once the job failed because its status cannot be saved."""
+        if not self._running(job_id):
+            raise UnavailableError(f"job {job_id}: its status cannot be saved, stopped")
+
+    def _running(self, job_id: str) -> bool:
+        with self._lock:
+            status = self._jobs.get(job_id)
+        return status is not None and status.state is JobState.RUNNING
 
     def _work(self, score_fn: ScoreFn) -> None:
         while True:
@@ -206,9 +256,13 @@ class MemoryJobQueue:
             if spec is None or status is None:
                 continue
             attempts = (status.attempts or 0) + 1
-            self._update(
+            saved = self._update(
                 job_id, state=JobState.RUNNING, started_at=datetime.now(UTC), attempts=attempts
             )
+            if not self._running(job_id):  # its running status could not be saved: failed
+                if saved:  # the failure is on disk; otherwise a restart runs the job again
+                    self._store.drop_spec(job_id)
+                continue
             try:
                 outcome = run_job(
                     job_id,
@@ -219,17 +273,18 @@ class MemoryJobQueue:
                     inline_rows=self.inline_rows,
                     on_total=partial(self._set_total, job_id),
                     on_progress=partial(self._set_done, job_id),
+                    fsync=self._store.fsync,
                 )
             except Exception as exc:  # a job failure must not kill the worker: record it
                 log.exception("job %s failed", job_id)
-                self._update(
+                saved = self._update(
                     job_id,
                     state=JobState.FAILED,
                     finished_at=datetime.now(UTC),
                     error=describe(exc),
                 )
             else:
-                self._update(
+                saved = self._update(
                     job_id,
                     state=JobState.DONE,
                     finished_at=datetime.now(UTC),
@@ -237,7 +292,8 @@ class MemoryJobQueue:
                     results=parse_results(outcome.results_json),
                     result_path=outcome.result_path,
                 )
-            self._store.drop_spec(job_id)
+            if saved:  # else kept: a restart finds the job's last saved state and acts on it
+                self._store.drop_spec(job_id)
 
     # -- keep_jobs ----------------------------------------------------------------------------
 

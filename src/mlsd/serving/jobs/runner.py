@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 
 from mlsd.errors import ValidationError
 from mlsd.serving.jobs.base import JobSpec, ScoreFn
+from mlsd.serving.jobs.store import durable_replace
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,13 @@ def run_job(
     inline_rows: int = 1000,
     on_total: Callable[[int], None] = lambda n: None,
     on_progress: Callable[[int], None] = lambda n: None,
+    fsync: bool = True,
 ) -> JobOutcome:
-    """Score the job chunk by chunk (reporting progress) and write `results_dir/{id}.parquet`."""
+    """Score the job chunk by chunk (reporting progress) and write `results_dir/{id}.parquet`.
+
+    The result file is on disk (fsynced, with `fsync`) when this returns, so a queue
+    that publishes the job as done afterwards never points a client at a missing file.
+    """
     frame = load_frame(spec)
     on_total(len(frame))
     outputs: list[pd.DataFrame] = []
@@ -66,7 +71,7 @@ def run_job(
     final = results_dir / f"{job_id}.parquet"
     tmp = results_dir / f".{job_id}.parquet.tmp"
     result.to_parquet(tmp, index=False)
-    os.replace(tmp, final)
+    durable_replace(tmp, final, fsync=fsync)
     inline = (
         result.to_json(orient="records", date_format="iso") if len(result) <= inline_rows else None
     )

@@ -3,8 +3,9 @@
 In `home/jobs/`: `<id>.status.json` (the job's status and its place in the queue),
 `<id>.spec.json` (what a queued or running job scores: rows inline, or a Parquet
 path) and, once done, `<id>.parquet` (written by `run_job`). Every write goes to a
-temporary file in the same folder, is fsynced, then `os.replace`d over the old one:
-a killed process leaves the old version or the new, never half of one.
+temporary file in the same folder, is fsynced, then `os.replace`d over the old one
+and the folder fsynced (`durable_replace`): a killed process leaves the old version
+or the new, never half of one, and a write that returned survives a power cut.
 """
 
 from __future__ import annotations
@@ -57,6 +58,23 @@ def _optional(value: Any, kind: type) -> Any:
     if value is not None and not isinstance(value, kind):
         raise ValueError(f"not a {kind.__name__}: {value!r}")
     return value
+
+
+def durable_replace(tmp: Path, path: Path, *, fsync: bool = True) -> None:
+    """Move the written file `tmp` over `path`; with `fsync`, both file and folder reach the disk.
+
+    Once it returns, a reader (or a restarted process) finds the new `path`, whole.
+    """
+    if fsync:
+        with open(tmp, "r+b") as written:  # writable: Windows refuses to sync a read-only fd
+            os.fsync(written.fileno())
+    os.replace(tmp, path)
+    if fsync and os.name == "posix":  # the rename itself is durable once its folder is synced
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def status_to_json(status: JobStatus, seq: int) -> dict[str, Any]:
@@ -121,15 +139,11 @@ class JobStore:
     def _write(self, path: Path, text: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.write(text)
-            if self.fsync:
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp, path)
+        tmp.write_text(text, encoding="utf-8")
+        durable_replace(tmp, path, fsync=self.fsync)
 
     def save_status(self, status: JobStatus, seq: int) -> None:
-        """Replace the job's status file (atomically)."""
+        """Replace the job's status file (atomically, durably once it returns); OSError if not."""
         text = json.dumps(status_to_json(status, seq), default=_plain)
         self._write(self.status_path(status.job_id), text)
 

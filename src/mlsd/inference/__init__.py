@@ -1,0 +1,1 @@
+"""Inference: runtimes, loaded models and their host, endpoints, caches and the scoring path."""
