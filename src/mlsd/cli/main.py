@@ -52,17 +52,60 @@ def _register() -> None:
 _register()
 
 
+#: Driver modules of the optional backends, and the extra that installs each.
+DRIVER_EXTRAS = {
+    "redis": "redis",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "boto3": "s3",
+    "botocore": "s3",
+    "nats": "nats",
+    "confluent_kafka": "kafka",
+    "ray": "ray",
+}
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    sys.exit(code)
+
+
 def run() -> None:
     """Run the CLI, turning every `MlsdError` into a message and its exit code.
 
     Typer's standalone mode already maps usage errors (exit 2) and Ctrl-C (exit 130).
+    Two more failures a user causes get one line instead of a traceback: a backend
+    URL whose driver extra is not installed (exit 6, like UnavailableError) and an
+    `MLSD_*` setting that does not parse (exit 2, like ConfigError).
     """
+    import pydantic
+
+    from mlsd.errors import ConfigError, UnavailableError
+
     try:
         app()
     except MlsdError as exc:
         where = f" (field: {exc.field})" if exc.field else ""
-        err_console.print(f"[bold red]error:[/] {exc.message}{where}")
-        sys.exit(exc.exit_code)
+        _fail(f"{exc.message}{where}", exc.exit_code)
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").partition(".")[0]
+        if root not in DRIVER_EXTRAS:
+            raise
+        extra = DRIVER_EXTRAS[root]
+        _fail(
+            f"the configured backend needs the {root!r} driver, not installed: "
+            f"pip install 'mlsd[{extra}]'",
+            UnavailableError.exit_code,
+        )
+    except pydantic.ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        problems = "; ".join(
+            f"MLSD_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid settings: {problems}", ConfigError.exit_code)
 
 
 if __name__ == "__main__":
