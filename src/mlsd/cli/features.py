@@ -12,6 +12,7 @@ from rich.console import Console
 features_app = typer.Typer(
     help="Feature store: definitions, batch build, materialization, online reads, parity.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # flags shown as `--json`, `--x / --no-x` (see mlsd.cli.main)
 )
 console = Console()
 

@@ -19,7 +19,9 @@ app = typer.Typer(
     help="mlsd: a production ML system in one pip install, and a lab that measures its trade-offs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # plain help: rich help shows flags as `--quick <bool>` and `--build  --no-build`, which
+    # reads as if they took a value; plain help shows `--quick` and `--build / --no-build`
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
 

@@ -15,7 +15,10 @@ from mlsd.errors import NotFoundError, UnavailableError, ValidationError
 if TYPE_CHECKING:
     from mlsd.registry import Registry
 
-app = typer.Typer(help="The model registry: versions, aliases, lineage, promotion, rollback.")
+app = typer.Typer(
+    help="The model registry: versions, aliases, lineage, promotion, rollback.",
+    rich_markup_mode=None,  # flags shown as `--json`, `--x / --no-x` (see mlsd.cli.main)
+)
 
 
 def _actor() -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,8 +121,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader: asyncio.Future[None] | None = None
+        stop = threading.Event()
         if not svc.loaded:
-            loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
+            loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc, stop)
         elif svc.options.tune_process:
             tuning.tune()
         if svc.jobs is not None:
@@ -129,6 +131,7 @@ def create_app(
         try:
             yield
         finally:
+            stop.set()
             if loader is not None:
                 await loader
             svc.close()
@@ -172,10 +175,12 @@ def create_app(
     return app
 
 
-def _load_quietly(service: Service) -> None:
-    try:
-        service.load_all()
-    except MlsdError:
-        return  # kept in service.load_error and shown by /v2/health/ready
+def _load_quietly(service: Service, stop: threading.Event) -> None:
+    """Load the models, retrying until they are in the registry (or the app stops).
+
+    Until then scoring answers 503 and /v2/health/ready says why (`service.load_error`).
+    """
+    if not service.load_when_available(stop):
+        return
     if service.options.tune_process:
         tuning.tune()  # after the models: they are alive for good too
