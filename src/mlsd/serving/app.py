@@ -144,8 +144,11 @@ def create_app(
         # mlsd exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would
         # otherwise look up providers and environment variables on every request
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served by `_offline_docs`: FastAPI's default loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.service = svc
+    _offline_docs(app)
     app.add_exception_handler(MlsdError, _mlsd_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(routes_v1.router)
@@ -173,6 +176,29 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """`/docs` with Swagger UI's files served from the `swagger-ui-bundle` package, so the
+    page works without internet (FastAPI's default page fetches them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _load_quietly(service: Service, stop: threading.Event) -> None:
