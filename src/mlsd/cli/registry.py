@@ -234,7 +234,10 @@ def promote(
     """Gated promotion: move ALIAS to the candidate if it passes the metric thresholds.
 
     Without --min/--max-regression the default gate applies: no more than 0.005 AUC,
-    0.01 AP or 0.01 CP@100 below the current champion.
+    0.01 AP or 0.01 CP@100 below the current champion. Regressions compare metrics of
+    the same test data only: a champion tested on another dataset or period is a refusal
+    saying so (`mlsd train --promote` re-scores it on the candidate's test rows instead).
+    A refusal exits with code 8 and names every failed bound.
     """
     from mlsd.registry import PromotionGate
     from mlsd.registry.gate import default_gate
