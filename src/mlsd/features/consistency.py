@@ -55,36 +55,38 @@ class ParityReport:
         """No mismatch and no problem."""
         return self.mismatches == 0 and not self.problems
 
-    def _compare(
-        self,
-        req: ViewRequest,
-        keys: np.ndarray,
-        records: Sequence[Record | None],
-        at_us: np.ndarray,
-        offline: pd.DataFrame,
-    ) -> None:
-        key = req.view.entity.join_key if req.view.entity else ""
-        cols = {f: offline[f].to_numpy(dtype=np.float64) for f in req.view.features}
-        for i, rec in enumerate(records):
-            present = status_of(rec, int(at_us[i]), req.view.ttl_us) == PRESENT
-            for j, feat in enumerate(req.view.features):
-                off = float(cols[feat][i])
-                on = rec.values[j] if present and rec is not None else np.nan
-                self.compared += 1
-                if (np.isnan(off) and np.isnan(on)) or off == on:
-                    continue
-                self.mismatches += 1
-                if len(self.examples) < 10:
-                    self.examples.append(
-                        {
-                            "view": req.view.name,
-                            key: int(keys[i]),
-                            "at": mat.from_us(int(at_us[i])),
-                            "feature": feat,
-                            "online": float(on),
-                            "offline": float(off),
-                        }
-                    )
+
+def _compare(
+    report: ParityReport,
+    req: ViewRequest,
+    keys: np.ndarray,
+    records: Sequence[Record | None],
+    at_us: np.ndarray,
+    offline: pd.DataFrame,
+) -> None:
+    """Count, into `report`, each sampled value online (TTL at `at_us`) against offline."""
+    key = req.view.entity.join_key if req.view.entity else ""
+    cols = {f: offline[f].to_numpy(dtype=np.float64) for f in req.view.features}
+    for i, rec in enumerate(records):
+        present = status_of(rec, int(at_us[i]), req.view.ttl_us) == PRESENT
+        for j, feat in enumerate(req.view.features):
+            off = float(cols[feat][i])
+            on = rec.values[j] if present and rec is not None else np.nan
+            report.compared += 1
+            if (np.isnan(off) and np.isnan(on)) or off == on:
+                continue
+            report.mismatches += 1
+            if len(report.examples) < 10:
+                report.examples.append(
+                    {
+                        "view": req.view.name,
+                        key: int(keys[i]),
+                        "at": mat.from_us(int(at_us[i])),
+                        "feature": feat,
+                        "online": float(on),
+                        "offline": float(off),
+                    }
+                )
 
 
 def _sample_keys(store: FeatureStore, key: str, view: str, n: int, seed: int) -> np.ndarray:
@@ -149,7 +151,7 @@ def replay_parity(
             records = scratch.read([(r.view.name, r.version, int(k)) for k in keys])
             ent = pd.DataFrame({key: keys, "ts": pd.Series([when] * len(keys)).dt.as_unit("us")})
             offline = point_in_time_join(store.offline, ent, [r], "ts")
-            report._compare(r, keys, records, np.full(len(keys), t, dtype=np.int64), offline)
+            _compare(report, r, keys, records, np.full(len(keys), t, dtype=np.int64), offline)
         if progress:
             progress(n + 1, len(times))
     return report
@@ -192,7 +194,7 @@ def live_parity(
         ts = pd.to_datetime(at_us, unit="us", utc=True)
         ent = pd.DataFrame({key: keys, "ts": pd.Series(ts).dt.as_unit("us")})
         offline = point_in_time_join(store.offline, ent, [req], "ts")
-        report._compare(req, keys, records, at_us, offline)
+        _compare(report, req, keys, records, at_us, offline)
         report.checkpoints.append(mat.from_us(mark))
     return report
 
