@@ -91,3 +91,13 @@ def test_a_bad_setting_is_a_config_error(
     assert _run(["registry", "list"], monkeypatch) == 2
     assert "MLSD_MAX_BODY_BYTES" in capsys.readouterr().err
     get_settings.cache_clear()
+
+
+def test_features_on_an_empty_home_say_what_to_run(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["features", "materialize"], ["features", "parity"]):
+        assert _run(command, monkeypatch) == 3
+        err = capsys.readouterr().err
+        assert "mlsd features apply" in err
+        assert len(err.strip().splitlines()) == 1  # one line, however narrow the terminal

@@ -28,6 +28,18 @@ def _columns() -> tuple[Any, ...]:
     )
 
 
+def _need_views(store: Any) -> None:
+    """NotFoundError (exit 3) with the next step when no feature view is applied yet."""
+    from mlsd.errors import NotFoundError
+
+    if not store.view_versions():
+        raise NotFoundError(
+            "no feature views applied yet: run `mlsd features apply` and "
+            "`mlsd features build DATASET` first",
+            field="view",
+        )
+
+
 def _when(value: str | None, name: str) -> Any:
     from mlsd.features.vectors import to_datetime
 
@@ -85,8 +97,10 @@ def materialize(
 
     from mlsd.features.store import FeatureStore
 
+    until = _when(end, "end")  # a bad --end is named before anything else
     store = FeatureStore.open()
     try:
+        _need_views(store)
         with Progress(*_columns(), console=console, transient=True) as bar:
             tasks: dict[str, Any] = {}
 
@@ -96,7 +110,7 @@ def materialize(
                 bar.update(tasks[view], completed=done)
 
             report = store.materialize(
-                _when(end, "end"),
+                until,
                 advance,
                 chunk_days=chunk_days,
                 on_switch="rebuild" if rebuild else "refuse",
@@ -169,6 +183,7 @@ def parity(
 
     store = FeatureStore.open()
     try:
+        _need_views(store)
         if replay:
             with Progress(*_columns(), console=console, transient=True) as bar:
                 task = bar.add_task("replaying", total=checkpoints)

@@ -70,7 +70,8 @@ DRIVER_EXTRAS = {
 def _fail(message: str, code: int) -> None:
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: one line however narrow the terminal, so it greps and pastes whole
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
