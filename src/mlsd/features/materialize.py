@@ -138,12 +138,23 @@ def switched(online: OnlineStore, req: ViewRequest, source: str, mark: int | Non
     if mark is None:
         return None
     held = online.source(req.view.name, req.version)
-    if held == source:
-        return None
+    return None if held == source else _why([f"{req.view.name}:{req.version}"], held, source)
+
+
+def _why(names: Sequence[str], held: str | None, source: str) -> str:
+    tables = "table is" if len(names) == 1 else "tables are"
     return (
-        f"the online store holds {req.view.name}:{req.version} materialized from "
-        f"{short(held)}, but the offline table is built from {short(source)}"
+        f"the online store holds {', '.join(names)} materialized from {short(held)}, "
+        f"but the offline {tables} built from {short(source)}"
     )
+
+
+def _explain(switches: Sequence[tuple[str, str | None, str]]) -> str:
+    """One sentence per (held, source) pair: views of one dataset are named together."""
+    groups: dict[tuple[str | None, str], list[str]] = {}
+    for name, held, source in switches:
+        groups.setdefault((held, source), []).append(name)
+    return "; ".join(_why(names, held, source) for (held, source), names in groups.items())
 
 
 def _run(
@@ -158,33 +169,34 @@ def _run(
     on_switch: OnSwitch,
 ) -> MaterializeReport:
     found: list[tuple[ViewRequest, tuple[int, int], str, int | None]] = []
-    reasons: list[str] = []
+    switches: list[tuple[str, str | None, str]] = []
     for req in requests:  # validate every table before the first write
         bounds = _bounds(con, offline, req)
         if bounds is None:
             continue
         source = read_source(offline.folder(req.view.name, req.version))
         mark = online.watermark(req.view.name, req.version)
-        reason = switched(online, req, source, mark)
-        if reason:
-            reasons.append(reason)
+        held = None if mark is None else online.source(req.view.name, req.version)
+        if mark is not None and held != source:
+            switches.append((f"{req.view.name}:{req.version}", held, source))
         found.append((req, bounds, source, mark))
-    if reasons and on_switch == "refuse":
+    reason = _explain(switches)
+    if switches and on_switch == "refuse":
         raise ConflictError(
-            "; ".join(reasons) + ": rematerialize from the start to serve the new dataset "
+            f"{reason}: rematerialize from the start to serve the new dataset "
             "(this clears the online store)",
             field="online_store",
         )
-    if reasons:  # another dataset's rows: newer-wins would keep them, so start afresh
+    if switches:  # another dataset's rows: newer-wins would keep them, so start afresh
         online.clear()
     plans = [
-        (req, bounds[0] - 1 if mark is None or reasons else mark, _stop(bounds, end_us), source)
+        (req, bounds[0] - 1 if mark is None or switches else mark, _stop(bounds, end_us), source)
         for req, bounds, source, mark in found
     ]
     final_end = end_us if end_us is not None else max((p[2] for p in plans), default=0)
     report = MaterializeReport(end=from_us(final_end))
-    if reasons:
-        report.rebuilt = "; ".join(reasons) + ": cleared the online store and rematerialized"
+    if switches:
+        report.rebuilt = f"{reason}: cleared the online store and rematerialized"
     pause = float(os.environ.get(SLEEP_ENV, "0") or 0)
     for req, start, stop, source in plans:
         name = f"{req.view.name}:{req.version}"
