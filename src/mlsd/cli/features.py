@@ -12,6 +12,7 @@ from rich.console import Console
 features_app = typer.Typer(
     help="Feature store: definitions, batch build, materialization, online reads, parity.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # flags shown as `--json`, `--x / --no-x` (see mlsd.cli.main)
 )
 console = Console()
 
@@ -25,6 +26,18 @@ def _columns() -> tuple[Any, ...]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+
+
+def _need_views(store: Any) -> None:
+    """NotFoundError (exit 3) with the next step when no feature view is applied yet."""
+    from mlsd.errors import NotFoundError
+
+    if not store.view_versions():
+        raise NotFoundError(
+            "no feature views applied yet: run `mlsd features apply` and "
+            "`mlsd features build DATASET` first",
+            field="view",
+        )
 
 
 def _when(value: str | None, name: str) -> Any:
@@ -72,14 +85,22 @@ def build(
 def materialize(
     end: str | None = typer.Option(None, "--end", help="UTC-aware ISO time (default: all)."),
     chunk_days: float = typer.Option(7.0, "--chunk-days", help="Days per atomic chunk."),
+    rebuild: bool = typer.Option(
+        True,
+        "--rebuild/--no-rebuild",
+        help="When the online store holds another dataset's features: clear it and "
+        "rematerialize from the start (default), or refuse with exit code 4.",
+    ),
 ) -> None:
     """Copy offline rows since the watermark into the online store, chunk by chunk."""
     from rich.progress import Progress
 
     from mlsd.features.store import FeatureStore
 
+    until = _when(end, "end")  # a bad --end is named before anything else
     store = FeatureStore.open()
     try:
+        _need_views(store)
         with Progress(*_columns(), console=console, transient=True) as bar:
             tasks: dict[str, Any] = {}
 
@@ -88,11 +109,18 @@ def materialize(
                     tasks[view] = bar.add_task(f"materializing {view}", total=total)
                 bar.update(tasks[view], completed=done)
 
-            report = store.materialize(_when(end, "end"), advance, chunk_days=chunk_days)
+            report = store.materialize(
+                until,
+                advance,
+                chunk_days=chunk_days,
+                on_switch="rebuild" if rebuild else "refuse",
+            )
+        if report.rebuilt:
+            console.print(f"[yellow]rebuilt:[/] {report.rebuilt}")
         for name, rows in report.rows_written.items():
             mark = report.watermarks.get(name)
             console.print(f"{name}: {rows:,} rows in {report.chunks[name]} chunks, up to {mark}")
-        console.print(f"materialized in {report.seconds:.2f} s")
+        console.print(f"materialized into {store.describe_online()} in {report.seconds:.2f} s")
     finally:
         store.close()
 
@@ -137,10 +165,17 @@ def get(
 
 @features_app.command("parity")
 def parity(
-    checkpoints: int = typer.Option(4, "--checkpoints", min=1, help="Replay checkpoints."),
     sample: int = typer.Option(200, "--sample", min=1, help="Entities per view."),
+    replay: bool = typer.Option(
+        False,
+        "--replay/--live",
+        help="--live (default): check the online store serving reads, as it is. --replay: "
+        "replay the offline tables into a scratch store at --checkpoints times (tests "
+        "materialization itself; the served store is not read).",
+    ),
+    checkpoints: int = typer.Option(4, "--checkpoints", min=1, help="Replay checkpoints."),
 ) -> None:
-    """Replay into a scratch online store; compare online with offline as-of values."""
+    """Compare the online store's values with the offline point-in-time values."""
     from rich.progress import Progress
 
     from mlsd.errors import IntegrityError
@@ -148,21 +183,31 @@ def parity(
 
     store = FeatureStore.open()
     try:
-        with Progress(*_columns(), console=console, transient=True) as bar:
-            task = bar.add_task("replaying", total=checkpoints)
-            report = store.parity(
-                checkpoints, sample, progress=lambda d, t: bar.update(task, completed=d)
-            )
+        _need_views(store)
+        if replay:
+            with Progress(*_columns(), console=console, transient=True) as bar:
+                task = bar.add_task("replaying", total=checkpoints)
+                report = store.parity(
+                    checkpoints, sample, progress=lambda d, t: bar.update(task, completed=d)
+                )
+        else:
+            with console.status("reading the online store"):
+                report = store.live_parity(sample)
     finally:
         store.close()
+    where = "checkpoints" if replay else "watermarks"
+    console.print(f"checked {report.store}")
     console.print(
-        f"compared {report.compared:,} values at {len(report.checkpoints)} checkpoints: "
+        f"compared {report.compared:,} values at {len(report.checkpoints)} {where}: "
         f"{report.agreement:.2%} agree"
     )
-    if report.mismatches:
-        for example in report.examples:
-            console.print(example)
-        raise IntegrityError(f"{report.mismatches} online values differ from offline")
+    for problem in report.problems:
+        console.print(f"[red]problem:[/] {problem}")
+    for example in report.examples:
+        console.print(example)
+    if not report.ok:
+        what = [f"{report.mismatches} online values differ from offline"] * bool(report.mismatches)
+        raise IntegrityError("; ".join([*what, *report.problems]), field="online_store")
 
 
 def register(app: typer.Typer) -> None:

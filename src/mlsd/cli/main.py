@@ -19,7 +19,9 @@ app = typer.Typer(
     help="mlsd: a production ML system in one pip install, and a lab that measures its trade-offs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # plain help: rich help shows flags as `--quick <bool>` and `--build  --no-build`, which
+    # reads as if they took a value; plain help shows `--quick` and `--build / --no-build`
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
 
@@ -52,19 +54,61 @@ def _register() -> None:
 _register()
 
 
+#: Driver modules of the optional backends, and the extra that installs each.
+DRIVER_EXTRAS = {
+    "redis": "redis",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "boto3": "s3",
+    "botocore": "s3",
+    "nats": "nats",
+    "confluent_kafka": "kafka",
+    "ray": "ray",
+}
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
+    # soft_wrap: one line however narrow the terminal, so it greps and pastes whole
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def run() -> None:
     """Run the CLI, turning every `MlsdError` into a message and its exit code.
 
     Typer's standalone mode already maps usage errors (exit 2) and Ctrl-C (exit 130).
+    Two more failures a user causes get one line instead of a traceback: a backend
+    URL whose driver extra is not installed (exit 6, like UnavailableError) and an
+    `MLSD_*` setting that does not parse (exit 2, like ConfigError).
     """
+    import pydantic
+
+    from mlsd.errors import ConfigError, UnavailableError
+
     try:
         app()
     except MlsdError as exc:
         where = f" (field: {exc.field})" if exc.field else ""
-        from rich.markup import escape  # a message may hold brackets: "install mlsd[redis]"
-
-        err_console.print(f"[bold red]error:[/] {escape(exc.message + where)}", highlight=False)
-        sys.exit(exc.exit_code)
+        _fail(f"{exc.message}{where}", exc.exit_code)
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").partition(".")[0]
+        if root not in DRIVER_EXTRAS:
+            raise
+        extra = DRIVER_EXTRAS[root]
+        _fail(
+            f"the configured backend needs the {root!r} driver, not installed: "
+            f"pip install 'mlsd[{extra}]'",
+            UnavailableError.exit_code,
+        )
+    except pydantic.ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        problems = "; ".join(
+            f"MLSD_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid settings: {problems}", ConfigError.exit_code)
 
 
 if __name__ == "__main__":

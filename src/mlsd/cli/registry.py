@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mlsd.errors import UnavailableError, ValidationError
+from mlsd.errors import NotFoundError, UnavailableError, ValidationError
 
 if TYPE_CHECKING:
     from mlsd.registry import Registry
 
-app = typer.Typer(help="The model registry: versions, aliases, lineage, promotion, rollback.")
+app = typer.Typer(
+    help="The model registry: versions, aliases, lineage, promotion, rollback.",
+    rich_markup_mode=None,  # flags shown as `--json`, `--x / --no-x` (see mlsd.cli.main)
+)
 
 
 def _actor() -> str:
@@ -68,6 +71,32 @@ def _registry() -> Iterator[Registry]:
         registry.close()
 
 
+def _where() -> str:
+    """Which registry the settings name, for messages (never a password)."""
+    from urllib.parse import urlsplit
+
+    from mlsd.settings import get_settings
+
+    settings = get_settings()
+    url = settings.registry_db
+    if not url:
+        return str(settings.path("registry", "registry.db").resolve())
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+
+
+def _known(registry: Registry, name: str) -> None:
+    """NotFoundError naming the registered models when `name` is not one of them."""
+    if registry.search(name, limit=1):
+        return
+    names = ", ".join(m.name for m in registry.list_models()) or "none yet"
+    raise NotFoundError(
+        f"no model named {name!r} in the registry at {_where()} (registered: {names})",
+        field="name",
+    )
+
+
 def _print(renderable: Any) -> None:
     from rich.console import Console
 
@@ -85,12 +114,23 @@ def list_(
 
     with _registry() as registry:
         if name is None and tag is None:
-            _print(models_table(registry.list_models()))
+            models = registry.list_models()
+            if not models:
+                raise NotFoundError(
+                    f"no models registered yet in {_where()}: `mlsd train --promote` "
+                    "trains and registers one (or set MLSD_HOME / MLSD_REGISTRY_DB)",
+                    field="name",
+                )
+            _print(models_table(models))
             return
+        if name is not None:
+            _known(registry, name)
         key, _, value = (tag or "").partition("=")
         versions = registry.search(
             name, key or None, value if tag and "=" in tag else None, limit=limit
         )
+        if not versions:
+            raise NotFoundError(f"no version has the tag {tag!r}", field="tag")
         aliases = {n: registry.aliases(n) for n in {v.name for v in versions}}
         _print(versions_table(versions, aliases))
 
@@ -166,7 +206,13 @@ def history(
     from mlsd.registry.render import decision_table, history_table
 
     with _registry() as registry:
-        _print(history_table(registry.alias_history(name, alias_name)))
+        _known(registry, name)
+        moves = registry.alias_history(name, alias_name)
+        if moves:
+            _print(history_table(moves))
+        else:
+            which = f"@{alias_name}" if alias_name else "aliases"
+            _print(f"{name} is registered but its {which} never moved (`mlsd registry promote`)")
         if decisions:
             for decision in registry.decisions(name):
                 _print(decision_table(decision))
@@ -188,7 +234,10 @@ def promote(
     """Gated promotion: move ALIAS to the candidate if it passes the metric thresholds.
 
     Without --min/--max-regression the default gate applies: no more than 0.005 AUC,
-    0.01 AP or 0.01 CP@100 below the current champion.
+    0.01 AP or 0.01 CP@100 below the current champion. Regressions compare metrics of
+    the same test data only: a champion tested on another dataset or period is a refusal
+    saying so (`mlsd train --promote` re-scores it on the candidate's test rows instead).
+    A refusal exits with code 8 and names every failed bound.
     """
     from mlsd.registry import PromotionGate
     from mlsd.registry.gate import default_gate

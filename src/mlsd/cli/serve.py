@@ -2,7 +2,52 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+from typing import TYPE_CHECKING
+
 import typer
+
+from mlsd.errors import MlsdError, UnavailableError
+
+if TYPE_CHECKING:
+    from mlsd.inference.spec import LoadedModel
+    from mlsd.serving.service import Service
+
+
+def check_port(host: str, port: int) -> None:
+    """UnavailableError (exit 6) when `host:port` is taken, before anything is loaded.
+
+    Binds the way uvicorn does (SO_REUSEADDR, so a socket in TIME_WAIT does not count).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UnavailableError(
+                    f"port {port} on {host} is already in use (another `mlsd serve`?): "
+                    "stop it or pick another --port",
+                    field="port",
+                ) from None
+            raise UnavailableError(f"cannot listen on {host}:{port}: {exc}", field="host") from None
+
+
+def _missing(service: Service, refs: list[str]) -> dict[str, str]:
+    """The references the registry cannot resolve yet, with the reason."""
+    from mlsd.inference.host import parse_ref
+
+    out: dict[str, str] = {}
+    for ref in refs:
+        name, alias, version = parse_ref(ref)
+        uri = f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
+        try:
+            service.host.registry.resolve(uri)
+        except MlsdError as exc:  # not there yet, or the registry is down: both retried
+            out[ref] = exc.message
+    return out
 
 
 def serve(
@@ -30,26 +75,51 @@ def serve(
     ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
-    """Serve fraud scores over HTTP with one uvicorn worker."""
+    """Serve fraud scores over HTTP with one uvicorn worker.
+
+    A model not in the registry yet (no fraud@champion before the first
+    `mlsd train --promote`) is waited for: the server answers 503 and retries every
+    2 s, then serves it as soon as it appears. Exit code 6 when the port is taken.
+    """
     import uvicorn
 
     from mlsd.inference.batcher import BatchConfig
     from mlsd.inference.host import parse_ref
-    from mlsd.serving.app import create_app
+    from mlsd.serving.app import build_service, create_app
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import get_settings
 
     for ref in model:
         parse_ref(ref)  # a bad reference fails here, with its exit code
+    check_port(host, port)
     options = ServeOptions(
         models=tuple(model),
         batching=BatchConfig(max_batch_size, max_delay_ms),
         fail_when_degraded=fail_degraded,
         tune_process=tune_process,
     )
-    app = create_app(get_settings(), options=options)
-    typer.echo(f"mlsd serving {', '.join(model)} on http://{host}:{port} (docs at /docs)")
+    settings = get_settings()
+    service = build_service(settings, options)
+    service.host.on_load(_announce)
+    url = f"http://{host}:{port}"
+    missing = _missing(service, model)
+    for ref, reason in missing.items():
+        typer.echo(
+            f"waiting for {ref}: {reason}. {url} answers 503 until it appears (for instance "
+            f"after `mlsd train --promote` in another shell); checking every "
+            f"{options.load_retry_s:g} s"
+        )
+    verb = "listening" if missing else "serving " + ", ".join(model)
+    typer.echo(
+        f"mlsd {verb} on {url}: docs {url}/docs, health {url}/v2/health/ready, "
+        f"metrics {url}/metrics"
+    )
+    app = create_app(settings, service=service)
     uvicorn.run(app, host=host, port=port, workers=1, log_level=log_level)
+
+
+def _announce(model: LoadedModel, seconds: float) -> None:
+    typer.echo(f"loaded {model.name} v{model.version} in {seconds:.2f} s: serving it")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,14 @@
-"""Consistency checks: online/offline parity by replay, and training-serving skew.
+"""Consistency checks: online/offline parity, live or by replay, and training-serving skew.
 
-Parity replays a period into a scratch online store: at each checkpoint t it
+Live parity checks the online store serving reads, as it is: for sampled entities it
+reads every view online at the view's watermark (or at a row's own event time when a
+stream pushed it later) and compares with the offline point-in-time join at that time;
+it also reports a view never materialized there, or materialized from another dataset.
+Replay parity replays a period into a scratch online store: at each checkpoint t it
 materializes up to t, reads every sampled entity online at t (TTL applied) and compares
-with the offline point-in-time join at t. Skew compares features as logged at serving
-time with the offline values for the same entities and timestamps.
+with the offline point-in-time join at t (a test of materialization itself). Skew
+compares features as logged at serving time with the offline values for the same
+entities and timestamps.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import pandas as pd
 
 from mlsd.errors import ValidationError
 from mlsd.features import materialize as mat
-from mlsd.features.offline import point_in_time_join
-from mlsd.features.online import PRESENT, OnlineStore, status_of
+from mlsd.features.offline import ViewRequest, point_in_time_join
+from mlsd.features.online import PRESENT, OnlineStore, Record, status_of
 from mlsd.features.pipeline import EVENT_TS, connect
+from mlsd.features.source import read_source
 
 if TYPE_CHECKING:
     from mlsd.features.store import FeatureStore
@@ -34,11 +40,53 @@ class ParityReport:
     compared: int = 0
     mismatches: int = 0
     examples: list[dict[str, object]] = field(default_factory=list)
+    store: str = ""
+    """Which online store was checked (the one serving reads, or a scratch replay)."""
+    problems: list[str] = field(default_factory=list)
+    """What makes the checked store wrong besides values: unmaterialized or foreign views."""
 
     @property
     def agreement(self) -> float:
         """Share of compared values that agree (1.0 when nothing was compared)."""
         return 1.0 if self.compared == 0 else 1.0 - self.mismatches / self.compared
+
+    @property
+    def ok(self) -> bool:
+        """No mismatch and no problem."""
+        return self.mismatches == 0 and not self.problems
+
+
+def _compare(
+    report: ParityReport,
+    req: ViewRequest,
+    keys: np.ndarray,
+    records: Sequence[Record | None],
+    at_us: np.ndarray,
+    offline: pd.DataFrame,
+) -> None:
+    """Count, into `report`, each sampled value online (TTL at `at_us`) against offline."""
+    key = req.view.entity.join_key if req.view.entity else ""
+    cols = {f: offline[f].to_numpy(dtype=np.float64) for f in req.view.features}
+    for i, rec in enumerate(records):
+        present = status_of(rec, int(at_us[i]), req.view.ttl_us) == PRESENT
+        for j, feat in enumerate(req.view.features):
+            off = float(cols[feat][i])
+            on = rec.values[j] if present and rec is not None else np.nan
+            report.compared += 1
+            if (np.isnan(off) and np.isnan(on)) or off == on:
+                continue
+            report.mismatches += 1
+            if len(report.examples) < 10:
+                report.examples.append(
+                    {
+                        "view": req.view.name,
+                        key: int(keys[i]),
+                        "at": mat.from_us(int(at_us[i])),
+                        "feature": feat,
+                        "online": float(on),
+                        "offline": float(off),
+                    }
+                )
 
 
 def _sample_keys(store: FeatureStore, key: str, view: str, n: int, seed: int) -> np.ndarray:
@@ -103,30 +151,64 @@ def replay_parity(
             records = scratch.read([(r.view.name, r.version, int(k)) for k in keys])
             ent = pd.DataFrame({key: keys, "ts": pd.Series([when] * len(keys)).dt.as_unit("us")})
             offline = point_in_time_join(store.offline, ent, [r], "ts")
-            cols = {f: offline[f].to_numpy(dtype=np.float64) for f in r.view.features}
-            for i, rec in enumerate(records):
-                present = status_of(rec, t, r.view.ttl_us) == PRESENT
-                for j, feat in enumerate(r.view.features):
-                    off = float(cols[feat][i])
-                    on = rec.values[j] if present and rec is not None else np.nan
-                    same = (np.isnan(off) and np.isnan(on)) or off == on
-                    report.compared += 1
-                    if not same:
-                        report.mismatches += 1
-                        if len(report.examples) < 10:
-                            report.examples.append(
-                                {
-                                    "view": r.view.name,
-                                    key: int(keys[i]),
-                                    "at": when,
-                                    "feature": feat,
-                                    "online": float(on),
-                                    "offline": float(off),
-                                }
-                            )
+            _compare(report, r, keys, records, np.full(len(keys), t, dtype=np.int64), offline)
         if progress:
             progress(n + 1, len(times))
     return report
+
+
+def live_parity(
+    store: FeatureStore, online: OnlineStore, sample: int = 200, seed: int = 0
+) -> ParityReport:
+    """Compare `online` as it is (the store serving reads) with the offline tables.
+
+    Each view is compared at its watermark; a row pushed later is compared at its own
+    event time. A view without a watermark is compared at its newest offline row (so
+    every value it should hold counts as a mismatch), and reported as a problem, like a
+    view whose watermark belongs to another dataset.
+    """
+    reqs = [r for r in store.batch_requests() if r.view.entity]
+    if not reqs:
+        raise ValidationError("no batch feature views to check", field="view")
+    report = ParityReport()
+    for req in reqs:
+        key = req.view.entity.join_key if req.view.entity else ""
+        mark = online.watermark(req.view.name, req.version)
+        source = read_source(store.offline.folder(req.view.name, req.version))
+        if mark is None:
+            report.problems.append(
+                f"{req.view.name}:{req.version} was never materialized into this store "
+                "(run `mlsd features materialize`)"
+            )
+            mark = _last_event(store, req)
+        else:
+            reason = mat.switched(online, req, source, mark)
+            if reason:
+                report.problems.append(f"{reason} (run `mlsd features materialize`)")
+        keys = _sample_keys(store, key, req.view.name, sample, seed)
+        records = online.read([(req.view.name, req.version, int(k)) for k in keys])
+        at_us = np.array(
+            [max(mark, rec.event_us) if rec is not None else mark for rec in records],
+            dtype=np.int64,
+        )
+        ts = pd.to_datetime(at_us, unit="us", utc=True)
+        ent = pd.DataFrame({key: keys, "ts": pd.Series(ts).dt.as_unit("us")})
+        offline = point_in_time_join(store.offline, ent, [req], "ts")
+        _compare(report, req, keys, records, at_us, offline)
+        report.checkpoints.append(mat.from_us(mark))
+    return report
+
+
+def _last_event(store: FeatureStore, req: ViewRequest) -> int:
+    con = connect()
+    try:
+        row = con.execute(
+            f"SELECT max(epoch_us({EVENT_TS})) FROM "
+            f"({store.offline.table_sql(req.view, req.version)})"
+        ).fetchone()
+    finally:
+        con.close()
+    return 0 if row is None or row[0] is None else int(row[0])
 
 
 @dataclass

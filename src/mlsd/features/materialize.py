@@ -6,6 +6,13 @@ row of every entity seen in the chunk, and the new watermark, in one atomic writ
 killed run resumes from the last committed chunk; replaying a chunk is harmless because
 the online write rule keeps the newer row. Every table is checked before the first write,
 so a run that fails validation leaves the online store as it was.
+
+A watermark belongs to one offline table: every chunk also records the table's source
+(the dataset it was built from, `mlsd.features.source`). When the online store holds a
+watermark of another source (a switched dataset, or one overwritten in place), resuming
+from it would skip the new rows and keep the old ones, so the run either clears the
+online store and rematerializes from the start (`on_switch="rebuild"`, the reason is in
+the report) or refuses (`"refuse"`, a ConflictError naming both sources).
 """
 
 from __future__ import annotations
@@ -14,19 +21,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from mlsd.errors import IntegrityError, ValidationError
+from mlsd.errors import ConflictError, IntegrityError, ValidationError
 from mlsd.features.offline import OfflineStore, ViewRequest
 from mlsd.features.online import OnlineStore, WriteBatch
 from mlsd.features.pipeline import CREATED_TS, EVENT_TS, connect
+from mlsd.features.source import read_source, short
 
 DAY_US = 86_400_000_000
 #: Called after each chunk (and its watermark) is committed: (view, chunks done, chunks total).
 Progress = Callable[[str, int, int], None]
+OnSwitch = Literal["rebuild", "refuse"]
 
 
 @dataclass
@@ -37,6 +47,9 @@ class MaterializeReport:
     rows_written: dict[str, int] = field(default_factory=dict)
     chunks: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, datetime] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    rebuilt: str | None = None
+    """Why the online store was cleared and rematerialized from the start (None: it was not)."""
     seconds: float = 0.0
 
 
@@ -99,20 +112,48 @@ def materialize(
     end: datetime | None = None,
     chunk: int = 7 * DAY_US,
     progress: Progress | None = None,
+    on_switch: OnSwitch = "rebuild",
 ) -> MaterializeReport:
     """Bring the online store up to `end` (default: the newest offline row) for every view.
 
     `progress` runs after each chunk's atomic write: a run stopped there resumes after it.
+    `on_switch` says what to do when the online store holds another dataset's rows.
     """
     started = time.perf_counter()
     end_us = None if end is None else to_us(end)
     if chunk <= 0:
         raise ValidationError("chunk size must be positive", field="chunk")
+    if on_switch not in ("rebuild", "refuse"):
+        raise ValidationError("on_switch must be 'rebuild' or 'refuse'", field="on_switch")
     con = connect()
     try:
-        return _run(con, offline, online, requests, end_us, chunk, progress, started)
+        return _run(con, offline, online, requests, end_us, chunk, progress, started, on_switch)
     finally:
         con.close()
+
+
+def switched(online: OnlineStore, req: ViewRequest, source: str, mark: int | None) -> str | None:
+    """Why the online rows of `req` are not those of `source` (None when they are)."""
+    if mark is None:
+        return None
+    held = online.source(req.view.name, req.version)
+    return None if held == source else _why([f"{req.view.name}:{req.version}"], held, source)
+
+
+def _why(names: Sequence[str], held: str | None, source: str) -> str:
+    tables = "table is" if len(names) == 1 else "tables are"
+    return (
+        f"the online store holds {', '.join(names)} materialized from {short(held)}, "
+        f"but the offline {tables} built from {short(source)}"
+    )
+
+
+def _explain(switches: Sequence[tuple[str, str | None, str]]) -> str:
+    """One sentence per (held, source) pair: views of one dataset are named together."""
+    groups: dict[tuple[str | None, str], list[str]] = {}
+    for name, held, source in switches:
+        groups.setdefault((held, source), []).append(name)
+    return "; ".join(_why(names, held, source) for (held, source), names in groups.items())
 
 
 def _run(
@@ -124,25 +165,45 @@ def _run(
     chunk: int,
     progress: Progress | None,
     started: float,
+    on_switch: OnSwitch,
 ) -> MaterializeReport:
-    plans: list[tuple[ViewRequest, int, int]] = []
+    found: list[tuple[ViewRequest, tuple[int, int], str, int | None]] = []
+    switches: list[tuple[str, str | None, str]] = []
     for req in requests:  # validate every table before the first write
         bounds = _bounds(con, offline, req)
         if bounds is None:
             continue
-        stop = bounds[1] if end_us is None else end_us
+        source = read_source(offline.folder(req.view.name, req.version))
         mark = online.watermark(req.view.name, req.version)
-        start = bounds[0] - 1 if mark is None else mark
-        plans.append((req, start, stop))
+        held = None if mark is None else online.source(req.view.name, req.version)
+        if mark is not None and held != source:
+            switches.append((f"{req.view.name}:{req.version}", held, source))
+        found.append((req, bounds, source, mark))
+    reason = _explain(switches)
+    if switches and on_switch == "refuse":
+        raise ConflictError(
+            f"{reason}: rematerialize from the start to serve the new dataset "
+            "(this clears the online store)",
+            field="online_store",
+        )
+    if switches:  # another dataset's rows: newer-wins would keep them, so start afresh
+        online.clear()
+    plans = [
+        (req, bounds[0] - 1 if mark is None or switches else mark, _stop(bounds, end_us), source)
+        for req, bounds, source, mark in found
+    ]
     final_end = end_us if end_us is not None else max((p[2] for p in plans), default=0)
     report = MaterializeReport(end=from_us(final_end))
-    for req, start, stop in plans:
+    if switches:
+        report.rebuilt = f"{reason}: cleared the online store and rematerialized"
+    for req, start, stop, source in plans:
         name = f"{req.view.name}:{req.version}"
+        report.sources[req.view.name] = source
         edges = [*list(range(start, stop, chunk))[1:], stop] if stop > start else []
         written, lo = 0, start
         for i, hi in enumerate(edges):
             batch = _chunk(con, offline, req, lo, hi)
-            written += online.write([batch], watermarks={name: hi})
+            written += online.write([batch], watermarks={name: hi}, sources={name: source})
             lo = hi
             if progress:
                 progress(req.view.name, i + 1, len(edges))
@@ -153,6 +214,10 @@ def _run(
             report.watermarks[req.view.name] = from_us(mark)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stop(bounds: tuple[int, int], end_us: int | None) -> int:
+    return bounds[1] if end_us is None else end_us
 
 
 def utc_now() -> datetime:

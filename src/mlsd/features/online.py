@@ -50,8 +50,17 @@ class WriteBatch:
 class OnlineStore(Protocol):
     """Latest feature rows by entity, with a watermark per view version."""
 
-    def write(self, batches: Sequence[WriteBatch], watermarks: dict[str, int] | None = None) -> int:
-        """Write rows (newer wins) and the given `view:version` watermarks, atomically."""
+    def write(
+        self,
+        batches: Sequence[WriteBatch],
+        watermarks: dict[str, int] | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> int:
+        """Write rows (newer wins), `view:version` watermarks and their sources, atomically.
+
+        A source names the offline table (dataset) a watermark belongs to
+        (`mlsd.features.source`), so materialization can tell a switched dataset.
+        """
         ...
 
     def read(self, lookups: Sequence[Lookup]) -> list[Record | None]:
@@ -60,6 +69,10 @@ class OnlineStore(Protocol):
 
     def watermark(self, view: str, version: str) -> int | None:
         """The materialization watermark (µs since epoch) of a view version."""
+        ...
+
+    def source(self, view: str, version: str) -> str | None:
+        """The source recorded with the watermark of a view version, if any."""
         ...
 
     def clear(self) -> None:
@@ -126,11 +139,18 @@ class SqliteOnlineStore:
                 PRIMARY KEY (view, version, entity)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS online_watermarks (
                 view_version TEXT PRIMARY KEY, watermark_us INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS online_sources (
+                view_version TEXT PRIMARY KEY, source TEXT NOT NULL);
             """
         )
 
-    def write(self, batches: Sequence[WriteBatch], watermarks: dict[str, int] | None = None) -> int:
-        """Write rows (newer wins) and watermarks in one transaction."""
+    def write(
+        self,
+        batches: Sequence[WriteBatch],
+        watermarks: dict[str, int] | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> int:
+        """Write rows (newer wins), watermarks and sources in one transaction."""
         n = 0
         with self._lock:
             try:
@@ -155,6 +175,10 @@ class SqliteOnlineStore:
                 for name, mark in (watermarks or {}).items():
                     self._conn.execute(
                         "INSERT OR REPLACE INTO online_watermarks VALUES (?, ?)", (name, mark)
+                    )
+                for name, source in (sources or {}).items():
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO online_sources VALUES (?, ?)", (name, source)
                     )
                 self._conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
@@ -232,11 +256,21 @@ class SqliteOnlineStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def source(self, view: str, version: str) -> str | None:
+        """The source recorded with a view version's watermark, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT source FROM online_sources WHERE view_version = ?",
+                (f"{view}:{version}",),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def clear(self) -> None:
-        """Delete every row and watermark."""
+        """Delete every row, watermark and source."""
         with self._lock:
             self._conn.execute("DELETE FROM online_features")
             self._conn.execute("DELETE FROM online_watermarks")
+            self._conn.execute("DELETE FROM online_sources")
 
     def close(self) -> None:
         """Close the connection."""

@@ -66,8 +66,13 @@ class RedisOnlineStore:
         except (self._redis.ConnectionError, self._redis.TimeoutError) as exc:
             raise UnavailableError(f"Redis online store unavailable: {exc}") from exc
 
-    def write(self, batches: Sequence[WriteBatch], watermarks: dict[str, int] | None = None) -> int:
-        """Write rows (newer wins) and watermarks in one MULTI/EXEC."""
+    def write(
+        self,
+        batches: Sequence[WriteBatch],
+        watermarks: dict[str, int] | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> int:
+        """Write rows (newer wins), watermarks and sources in one MULTI/EXEC."""
         pipe = self._client.pipeline(transaction=True)
         n = 0
         for raw in batches:
@@ -84,6 +89,8 @@ class RedisOnlineStore:
             n += len(keys)
         for name, mark in (watermarks or {}).items():
             pipe.set(self._wm_key(name), str(mark))
+        for name, source in (sources or {}).items():
+            pipe.set(f"{self._prefix}src:{name}", source)
         self._call(pipe.execute)
         return n
 
@@ -110,6 +117,11 @@ class RedisOnlineStore:
         """The materialization watermark of a view version, if any."""
         got = self._call(self._client.get, self._wm_key(f"{view}:{version}"))
         return None if got is None else int(got)
+
+    def source(self, view: str, version: str) -> str | None:
+        """The source recorded with a view version's watermark, if any."""
+        got = self._call(self._client.get, f"{self._prefix}src:{view}:{version}")
+        return None if got is None else bytes(got).decode()
 
     def clear(self) -> None:
         """Delete every key under this store's prefix (its namespace, nothing else)."""

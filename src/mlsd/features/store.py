@@ -22,13 +22,20 @@ from mlsd.backends import Opening, open_backend
 from mlsd.data import schema
 from mlsd.errors import ConflictError, NotFoundError, ValidationError
 from mlsd.features import materialize as mat
-from mlsd.features.consistency import ParityReport, SkewReport, replay_parity, skew_report
+from mlsd.features.consistency import (
+    ParityReport,
+    SkewReport,
+    live_parity,
+    replay_parity,
+    skew_report,
+)
 from mlsd.features.definitions import FeatureView
 from mlsd.features.handbook import HANDBOOK_VIEWS
 from mlsd.features.offline import OfflineStore, ViewRequest, as_of, point_in_time_join
 from mlsd.features.online import OnlineStore, SqliteOnlineStore, WriteBatch
 from mlsd.features.pipeline import connect, source_sql, transactions_glob, write_offline
 from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
+from mlsd.features.source import dataset_identity, write_source
 from mlsd.features.vectors import OnlineVectors, VectorPlan, request_values
 from mlsd.settings import Settings, get_settings
 
@@ -47,6 +54,22 @@ def open_online(settings: Settings, timeout: float = 1.0, subspace: str = "") ->
     `{settings.redis_prefix}fs:` on Redis (`subspace` appended: a scratch store)."""
     store = open_backend("online_store", settings, subspace=subspace, timeout=timeout)
     return cast(OnlineStore, store)
+
+
+def describe_online(settings: Settings) -> str:
+    """Which online store `settings` names, for messages: the SQLite file or the Redis URL."""
+    url = settings.online_store
+    if not url:
+        return f"SQLite {settings.path('features', 'online.sqlite').resolve()}"
+    from urllib.parse import urlsplit
+
+    from mlsd.backends import key_prefix
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    prefix = key_prefix(settings, "online_store")
+    return f"Redis {parts.scheme}://{host}{port}{parts.path} (prefix {prefix!r})"
 
 
 def open_registry(settings: Settings) -> DefinitionRegistry:
@@ -185,6 +208,7 @@ class FeatureStore:
 
         started = time.perf_counter()
         source = source_sql(transactions_glob(Path(dataset_dir)))
+        identity = dataset_identity(Path(dataset_dir))
         created_us = mat.to_us(datetime.now(UTC))
         report = BuildReport()
         con = connect()
@@ -196,6 +220,7 @@ class FeatureStore:
             out = folder / f"part-{created_us}.parquet"
             report.rows[view.name] = write_offline(con, view, source, created_us, out)
             report.versions[view.name] = view.version
+            write_source(folder, identity)
             for part in old:  # the new table replaces the old one only once it is written
                 part.unlink()
         con.close()
@@ -256,8 +281,13 @@ class FeatureStore:
         progress: mat.Progress | None = None,
         online: OnlineStore | None = None,
         chunk_days: float = 7.0,
+        on_switch: mat.OnSwitch = "rebuild",
     ) -> mat.MaterializeReport:
-        """Copy the offline rows up to `end` (default: all) into the online store."""
+        """Copy the offline rows up to `end` (default: all) into the online store.
+
+        When the online store holds rows of another dataset, `on_switch="rebuild"` clears
+        it and starts afresh (the report says why); `"refuse"` raises ConflictError.
+        """
         return mat.materialize(
             self.offline,
             online or self.online,
@@ -265,6 +295,7 @@ class FeatureStore:
             end,
             chunk=int(chunk_days * mat.DAY_US),
             progress=progress,
+            on_switch=on_switch,
         )
 
     def online_vectors(
@@ -340,6 +371,16 @@ class FeatureStore:
 
     # consistency -------------------------------------------------------------------------
 
+    def describe_online(self) -> str:
+        """The online store serving reads, for messages (file or URL, never a password)."""
+        return describe_online(self.settings)
+
+    def live_parity(self, sample: int = 200, seed: int = 0) -> ParityReport:
+        """Compare the online store serving reads, as it is, with the offline tables."""
+        report = live_parity(self, self.online, sample, seed)
+        report.store = self.describe_online()
+        return report
+
     def parity(
         self,
         checkpoints: int = 4,
@@ -356,7 +397,11 @@ class FeatureStore:
             path = self.settings.path("features", f"parity-{tag}.sqlite")
             scratch = SqliteOnlineStore(path)
         try:
-            return replay_parity(self, scratch, start, end, checkpoints, sample, progress=progress)
+            report = replay_parity(
+                self, scratch, start, end, checkpoints, sample, progress=progress
+            )
+            report.store = f"a scratch copy of {self.describe_online()}, replayed"
+            return report
         finally:
             scratch.clear()
             scratch.close()

@@ -23,7 +23,7 @@ from mlsd.errors import (
 from mlsd.registry import environment as envmod
 from mlsd.registry.artifacts import ArtifactStore, sha256, verified
 from mlsd.registry.formats import check_flavor
-from mlsd.registry.gate import GateDecision, PromotionGate
+from mlsd.registry.gate import GateDecision, PromotionGate, Rescored
 from mlsd.registry.metadata import MetadataStore
 from mlsd.registry.models import (
     AliasMove,
@@ -269,18 +269,20 @@ class Registry:
         reason: str,
         alias: str = "champion",
         force: bool = False,
+        rescored: Rescored | None = None,
     ) -> GateDecision:
         """Move `alias` to `version` if it passes `gate` against the current holder.
 
         The decision is recorded either way. A refusal raises GateRejectedError
-        unless `force`; the alias only moves if nobody moved it meanwhile.
+        unless `force`; the alias only moves if nobody moved it meanwhile. `rescored`:
+        the holder's metrics on the candidate's test data (see `PromotionGate.evaluate`).
         """
         candidate = self.get(name, version)
         if candidate.status != "ready":
             raise ConflictError(f"{candidate.uri} is {candidate.status}", field="status")
         current = self.aliases(name).get(check_alias(alias))
         champion = None if current is None else self.get(name, current)
-        checks = gate.evaluate(candidate, champion)
+        checks = gate.evaluate(candidate, champion, rescored)
         passed = all(c.passed for c in checks)
         decision = GateDecision(
             name=name,

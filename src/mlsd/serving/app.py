@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,8 +121,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader: asyncio.Future[None] | None = None
+        stop = threading.Event()
         if not svc.loaded:
-            loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc)
+            loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc, stop)
         elif svc.options.tune_process:
             tuning.tune()
         if svc.jobs is not None:
@@ -129,6 +131,7 @@ def create_app(
         try:
             yield
         finally:
+            stop.set()
             if loader is not None:
                 await loader
             svc.close()
@@ -141,8 +144,11 @@ def create_app(
         # mlsd exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would
         # otherwise look up providers and environment variables on every request
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served by `_offline_docs`: FastAPI's default loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.service = svc
+    _offline_docs(app)
     app.add_exception_handler(MlsdError, _mlsd_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(routes_v1.router)
@@ -172,10 +178,35 @@ def create_app(
     return app
 
 
-def _load_quietly(service: Service) -> None:
-    try:
-        service.load_all()
-    except MlsdError:
-        return  # kept in service.load_error and shown by /v2/health/ready
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """`/docs` with Swagger UI's files served from the `swagger-ui-bundle` package, so the
+    page works without internet (FastAPI's default page fetches them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
+def _load_quietly(service: Service, stop: threading.Event) -> None:
+    """Load the models, retrying until they are in the registry (or the app stops).
+
+    Until then scoring answers 503 and /v2/health/ready says why (`service.load_error`).
+    """
+    if not service.load_when_available(stop):
+        return
     if service.options.tune_process:
         tuning.tune()  # after the models: they are alive for good too

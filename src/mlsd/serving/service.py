@@ -9,6 +9,7 @@ install routing layers with `service.pipeline.install(...)`, observers with
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class ServeOptions:
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
+    #: Seconds between load attempts while a model is not in the registry yet.
+    load_retry_s: float = 2.0
 
 
 class Service:
@@ -151,12 +154,30 @@ class Service:
             for ref in self.options.models:
                 self.load(ref)
         except MlsdError as exc:
+            if exc.message != self.load_error:  # once per reason, not once per retry
+                log.error("model load failed: %s", exc.message)
             self.load_error = exc.message
-            log.error("model load failed: %s", exc.message)
             raise
+        self.load_error = None
         self.loaded = True
         if self.options.watch_aliases:
             self.host.start()
+
+    def load_when_available(self, stop: threading.Event) -> bool:
+        """`load_all`, retried every `options.load_retry_s` while a model is missing from the
+        registry (no `fraud@champion` yet: NotFoundError) or the registry is down
+        (UnavailableError). True once loaded; False when `stop` is set or another error
+        (one retrying cannot cure) ends it, with the reason in `load_error`.
+        """
+        while not stop.is_set():
+            try:
+                self.load_all()
+                return True
+            except (NotFoundError, UnavailableError):
+                stop.wait(self.options.load_retry_s)
+            except MlsdError:
+                return False
+        return False
 
     def close(self) -> None:
         """Stop the watcher and the job queue, flush the log, release backends."""

@@ -58,13 +58,14 @@ def demo_step(
     `build=False` reuses the offline tables already built from `dataset_dir` (for
     instance by `mlsd.features.demo.demo_step`).
 
-    Returns a summary: the version's URI, its test metrics, whether it was promoted,
+    Returns a summary: the version's URI, its test metrics, whether it was promoted (and
+    if not, `refused`: the failed bounds; the champion is re-scored on the same test rows),
     the PR curve path and the wall time. A few seconds on the demo dataset.
     """
     from mlsd.features.store import FeatureStore
     from mlsd.registry import Registry
     from mlsd.settings import get_settings
-    from mlsd.training.pipeline import register_result
+    from mlsd.training.pipeline import promote_result, register_result
     from mlsd.training.report import write_report
 
     settings = settings or get_settings()
@@ -82,17 +83,19 @@ def demo_step(
     registry = Registry.open(settings)
     try:
         mv = register_result(registry, result, "fraud", tags={"source": "demo"})
+        refused = ""
         try:
-            registry.promote(
-                "fraud",
-                mv.version,
+            promote_result(
+                registry,
+                result,
+                mv,
                 gate=default_gate(),
                 actor="mlsd-demo",
                 reason="demo: best validation score",
             )
             promoted = True
-        except GateRejectedError:
-            promoted = False
+        except GateRejectedError as exc:  # the reasons go into the summary
+            promoted, refused = False, exc.message
     finally:
         registry.close()
     return {
@@ -100,6 +103,7 @@ def demo_step(
         "flavor": mv.flavor,
         "metrics": {k: v for k, v in mv.metrics.items() if not k.startswith("valid_")},
         "promoted": promoted,
+        "refused": refused,
         "pr_curve": str(paths["pr_curve"]),
         "seconds": time.perf_counter() - started,
     }

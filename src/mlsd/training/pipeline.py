@@ -31,6 +31,7 @@ from mlsd.training.dataset import (
     dataset_hash,
     dataset_period,
     load_transactions,
+    matrix,
     training_frame,
     training_set_hash,
 )
@@ -41,7 +42,8 @@ from mlsd.training.selection import Fold, Selection, choose, fit_and_score, make
 from mlsd.training.threshold import ThresholdChoice, choose_threshold
 
 if TYPE_CHECKING:
-    from mlsd.registry import ModelVersion, Registry
+    from mlsd.registry import ModelVersion, PromotionGate, Registry
+    from mlsd.registry.gate import GateDecision, Rescored
 
 Progress = Callable[[str], None]
 
@@ -278,4 +280,60 @@ def register_result(
             parameter=model.threshold.parameter,
             validation=model.threshold.validation,
         ),
+    )
+
+
+def rescore_champion(registry: Registry, result: TrainResult, champion: ModelVersion) -> Rescored:
+    """The champion's test metrics on `result`'s test rows (its ONNX model, as served).
+
+    Only possible when the champion was trained on the feature view versions the rows
+    were computed with; otherwise the returned note says why not.
+    """
+    from mlsd.registry.formats import ONNX_ARTIFACT as ONNX_FILE
+    from mlsd.registry.gate import Rescored
+    from mlsd.training.models import onnx_scorer
+
+    views = dict(champion.lineage.feature_views)
+    if views and views != result.feature_views:
+        return Rescored(
+            note=f"champion v{champion.version} was trained on feature views {views}, the "
+            f"candidate's test rows hold {result.feature_views}"
+        )
+    features = list(champion.signature.feature_names)
+    missing = [f for f in features if f not in result.test.columns]
+    if missing:
+        return Rescored(note=f"the candidate's test rows lack the champion's features {missing}")
+    if ONNX_FILE not in champion.artifacts:
+        return Rescored(note=f"champion v{champion.version} has no {ONNX_FILE}")
+    score = onnx_scorer(registry.load_artifact(champion, ONNX_FILE))
+    scores = score(matrix(result.test, features))
+    return Rescored(metrics=evaluate(result.test, scores, top_k=result.config.top_k))
+
+
+def promote_result(
+    registry: Registry,
+    result: TrainResult,
+    mv: ModelVersion,
+    *,
+    gate: PromotionGate,
+    actor: str,
+    reason: str,
+    alias: str = "champion",
+) -> GateDecision:
+    """Promote the version registered from `result` through `gate`, on the same test data.
+
+    When the alias holder was tested on other rows (another dataset or test period), it is
+    re-scored on `result`'s test rows first, so the regression bounds compare like with
+    like. A refusal raises GateRejectedError naming every failed bound.
+    """
+    from mlsd.registry.gate import same_test_data
+
+    rescored = None
+    current = registry.aliases(mv.name).get(alias)
+    if current is not None and current != mv.version:
+        holder = registry.get(mv.name, current)
+        if not same_test_data(mv, holder):
+            rescored = rescore_champion(registry, result, holder)
+    return registry.promote(
+        mv.name, mv.version, gate=gate, actor=actor, reason=reason, alias=alias, rescored=rescored
     )

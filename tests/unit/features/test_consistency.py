@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -55,3 +57,52 @@ def test_skew_report(built: FeatureStore, transactions: pd.DataFrame) -> None:
     assert report.mismatch_rate["TERMINAL_ID_NB_TX_7DAY_WINDOW"] == 0.25
     assert report.max_abs_diff["TERMINAL_ID_NB_TX_7DAY_WINDOW"] == 1.0
     assert report.mismatch_rate["TX_AMOUNT"] == 0.0
+
+
+def test_live_parity_checks_the_store_serving_reads(built: FeatureStore) -> None:
+    report = built.live_parity(sample=40)
+    assert report.problems
+    assert "never materialized" in report.problems[0]
+    assert report.mismatches > 0  # serving would read nothing
+    assert not report.ok
+    assert "online.sqlite" in report.store or "Redis" in report.store
+    built.materialize()
+    report = built.live_parity(sample=40)
+    assert report.ok, (report.problems, report.examples)
+    assert report.compared == 40 * 6 * 2
+
+
+def test_live_parity_sees_another_datasets_rows(built: FeatureStore, tmp_path: Path) -> None:
+    """The trap: the replay checked a scratch store and said 100 % while serving read
+    another dataset's values."""
+    from mlsd.features.testing import synthetic_transactions, write_transactions
+
+    built.materialize()
+    other = synthetic_transactions(n_customers=50, n_terminals=80, days=30, seed=11)
+    built.build(write_transactions(other, tmp_path / "other"))
+    assert built.parity(checkpoints=1, sample=40).agreement == 1.0  # the scratch replay
+    report = built.live_parity(sample=40)
+    assert not report.ok
+    assert "materialized from" in report.problems[0]
+    assert report.mismatches > 0
+    built.materialize()  # rebuilds the online store from the new dataset
+    assert built.live_parity(sample=40).ok
+
+
+def test_live_parity_compares_pushed_rows_at_their_own_time(
+    built: FeatureStore, transactions: pd.DataFrame
+) -> None:
+    from datetime import timedelta
+
+    mid = transactions["TX_DATETIME"].iloc[len(transactions) // 2].to_pydatetime()
+    built.materialize(end=mid)
+    assert built.live_parity(sample=30).ok
+    view = CUSTOMER_VIEW
+    row = {"CUSTOMER_ID": [3], "event_timestamp": [mid + timedelta(hours=1)]}
+    frame = pd.DataFrame(row | {f: [123.0] for f in view.features})
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
+    built.push(view.name, frame, to="both")
+    assert built.live_parity(sample=50).ok
+    built.push(view.name, frame.assign(event_timestamp=frame["event_timestamp"] + timedelta(1)))
+    report = built.live_parity(sample=50)  # online only: offline does not know it
+    assert report.mismatches > 0

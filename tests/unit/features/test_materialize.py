@@ -66,3 +66,68 @@ def test_failed_materialization_leaves_the_store_as_it_was(
         r.view.name: built.online.watermark(r.view.name, r.version) for r in built.batch_requests()
     }
     assert after == marks
+
+
+@pytest.fixture
+def other_dataset(tmp_path: Path) -> Path:
+    """Another dataset over the same entity keys, ending ten days earlier."""
+    from mlsd.features.testing import synthetic_transactions, write_transactions
+
+    frame = synthetic_transactions(n_customers=50, n_terminals=80, days=30, seed=11)
+    return write_transactions(frame, tmp_path / "other")
+
+
+def test_a_switched_dataset_is_rematerialized_from_the_start(
+    built: FeatureStore, dataset: Path, other_dataset: Path, tmp_path: Path
+) -> None:
+    """The first hour's trap: the watermark of dataset A skipped every row of dataset B,
+    and A's later rows won over B's under newer-wins."""
+    from mlsd.features.online import SqliteOnlineStore
+
+    first = built.materialize()
+    assert first.rebuilt is None
+    assert str(dataset.resolve()) in first.sources["customer_spending"]
+    built.build(other_dataset)
+    again = built.materialize()
+    assert again.rebuilt is not None
+    assert str(dataset.resolve()) in again.rebuilt
+    assert str(other_dataset.resolve()) in again.rebuilt
+    assert again.rows_written["customer_spending"] > 0
+    reference = SqliteOnlineStore(tmp_path / "fresh.sqlite")
+    built.materialize(online=reference)
+    assert snapshot(built) == snapshot(built, reference)
+    assert built.materialize().rebuilt is None  # now it is B's
+
+
+def test_a_switch_can_be_refused_instead(built: FeatureStore, other_dataset: Path) -> None:
+    from mlsd.errors import ConflictError
+
+    built.materialize()
+    before = snapshot(built)
+    built.build(other_dataset)
+    with pytest.raises(ConflictError, match="materialized from") as info:
+        built.materialize(on_switch="refuse")
+    assert info.value.field == "online_store"
+    assert snapshot(built) == before
+
+
+def test_rebuilding_the_same_dataset_keeps_the_watermark(
+    built: FeatureStore, dataset: Path
+) -> None:
+    built.materialize()
+    built.build(dataset)  # `mlsd train` rebuilds the tables of the same dataset
+    again = built.materialize()
+    assert again.rebuilt is None
+    assert again.rows_written == {"customer_spending": 0, "terminal_risk": 0}
+
+
+def test_a_watermark_without_a_recorded_source_is_not_trusted(built: FeatureStore) -> None:
+    """Online stores materialized before sources were recorded: rebuilt once."""
+    built.materialize()
+    for req in built.batch_requests():
+        name = f"{req.view.name}:{req.version}"
+        built.online.write([], sources={name: "elsewhere#sha256:0"})
+    report = built.materialize()
+    assert report.rebuilt is not None
+    assert "elsewhere" in report.rebuilt
+    assert report.rows_written["customer_spending"] > 0

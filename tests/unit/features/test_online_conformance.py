@@ -78,6 +78,17 @@ def test_watermarks_and_clear(online: OnlineStore) -> None:
     assert _value(online, 1) is None
 
 
+def test_sources_are_written_with_watermarks_and_cleared(online: OnlineStore) -> None:
+    assert online.source("v", "ver1") is None
+    online.write([_batch([1], [1], [1], [1.0])], {"v:ver1": 5}, sources={"v:ver1": "/a#sha256:1"})
+    assert online.source("v", "ver1") == "/a#sha256:1"
+    assert online.source("v", "ver2") is None
+    online.write([], sources={"v:ver1": "/b#sha256:2"})
+    assert online.source("v", "ver1") == "/b#sha256:2"
+    online.clear()
+    assert online.source("v", "ver1") is None
+
+
 def test_large_batch_roundtrip(online: OnlineStore) -> None:
     n = 2500  # more than one Lua call on Redis
     keys = list(range(n))

@@ -83,3 +83,43 @@ def test_default_gate_uses_the_training_metric_names() -> None:
         "average_precision",
         "card_precision_at_100",
     }
+
+
+def _tested_on(mv: ModelVersion, dataset_hash: str, day: int) -> ModelVersion:
+    start = datetime(2018, 8, day, tzinfo=UTC)
+    lineage = mv.lineage.model_copy(
+        update={"dataset_hash": dataset_hash, "test_period": (start, start.replace(day=day + 7))}
+    )
+    return mv.model_copy(update={"lineage": lineage})
+
+
+def test_metrics_of_different_test_data_are_not_compared() -> None:
+    """The trap: a champion tested on another dataset refused (or let through) a
+    candidate by metrics measured on other rows."""
+    from mlsd.registry.gate import Rescored
+
+    gate = PromotionGate(max_regression={"average_precision": 0.01})
+    champion = _tested_on(version(1, average_precision=0.90), "aaaa", 1)
+    candidate = _tested_on(version(2, average_precision=0.60), "bbbb", 8)
+    [check] = gate.evaluate(candidate, champion)
+    assert check.kind == "comparable"
+    assert not check.passed
+    assert "aaaa" in check.detail
+    assert "bbbb" in check.detail
+    assert "2018-08-08..2018-08-15" in check.detail
+    rescored = Rescored(metrics={"average_precision": 0.58})  # the champion on the new rows
+    [check] = gate.evaluate(candidate, champion, rescored)
+    assert check.passed
+    assert check.bound == pytest.approx(0.57)
+    assert "on the candidate's test data" in check.detail
+    [check] = gate.evaluate(candidate, champion, Rescored(note="feature views differ"))
+    assert not check.passed
+    assert "feature views differ" in check.detail
+
+
+def test_the_same_test_data_compares_recorded_metrics() -> None:
+    gate = PromotionGate(max_regression={"average_precision": 0.01})
+    champion = _tested_on(version(1, average_precision=0.60), "aaaa", 1)
+    [check] = gate.evaluate(_tested_on(version(2, average_precision=0.58), "aaaa", 1), champion)
+    assert check.kind == "regression"
+    assert not check.passed

@@ -98,3 +98,28 @@ def test_the_command_runs_as_a_process(home: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "mlsd.cli.main", "train", "--dataset", str(tmp_path / "no")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
+
+
+def test_a_refused_promotion_prints_the_failed_bounds_and_exits_8(
+    home: Path, dataset_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.registry import PromotionGate
+
+    monkeypatch.setattr(
+        "mlsd.registry.gate.default_gate",
+        lambda: PromotionGate(min_metrics={"auc_roc": 1.01}),
+    )
+    args = ["train", "--dataset", str(dataset_dir), "--folds", "1", "--quick", "--promote"]
+    result = CliRunner().invoke(app, [*args, "--model", "logistic"])
+    assert result.exit_code == 8, result.output
+    text = " ".join(result.output.split())
+    assert "registered models:/fraud/1" in text
+    assert "not promoted" in text
+    assert "must be at least 1.0100" in text  # the bound that failed
+
+
+def test_train_help_mentions_quick() -> None:
+    out = CliRunner().invoke(app, ["train", "--help"])
+    assert out.exit_code == 0
+    assert "--quick" in out.output
+    assert "minutes" in " ".join(out.output.split())
