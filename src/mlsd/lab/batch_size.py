@@ -21,6 +21,7 @@ import numpy as np
 from mlsd.inference.batcher import BatchConfig, MicroBatcher
 from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime, Runtime
 from mlsd.lab.experiment import Findings, LabContext, Row
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 
 QUESTION = (
     "How do batch size and the maximum queue delay trade throughput against latency during "
@@ -78,7 +79,7 @@ def _model(seed: int) -> tuple[bytes, bytes, int]:
     model = LightGBMModel({"n_estimators": 100, "num_leaves": 15}, seed=seed, num_threads=1)
     model.fit(X, y)
     files = model.artifacts(names)
-    return files["model.onnx"], files["model.lgb.txt"], len(names)
+    return files[ONNX_ARTIFACT], files[LIGHTGBM_ARTIFACT], len(names)
 
 
 async def _point(
