@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlsd.data import schema
 from mlsd.errors import NotFoundError, ValidationError
 from mlsd.features.definitions import FeatureView
 from mlsd.features.pipeline import CREATED_TS, EVENT_TS, connect
+from mlsd.features.transforms import RequestTransform, select_sql
 
 ROW = "__mlsd_row"
 TS = "__mlsd_ts"
@@ -139,6 +141,44 @@ def point_in_time_join(
                 out[feat] = column
     finally:
         con.close()
+    return pd.DataFrame(out, index=entity_df.index)
+
+
+def request_columns(
+    entity_df: pd.DataFrame, transforms: Sequence[RequestTransform], timestamp_column: str
+) -> pd.DataFrame:
+    """Request-time features of every entity row: the transforms rendered to DuckDB SQL.
+
+    The same definitions serving renders to Python (`RequestTransform.row`); the amount
+    comes from the frame's TX_AMOUNT column, the time from `timestamp_column` (UTC).
+    """
+    ts = check_entity_frame(entity_df, timestamp_column, [])
+    ent = pd.DataFrame({ROW: np.arange(len(entity_df), dtype=np.int64), TS: ts.to_numpy()})
+    if any(t.input == "amount" for t in transforms):
+        amount = entity_df.get(schema.TX_AMOUNT)
+        if amount is None:
+            raise ValidationError("request features need a TX_AMOUNT column", field="TX_AMOUNT")
+        if not pd.api.types.is_numeric_dtype(amount.dtype) or pd.api.types.is_bool_dtype(
+            amount.dtype
+        ):
+            raise ValidationError(
+                f"TX_AMOUNT must be numeric, got {amount.dtype}", field="TX_AMOUNT"
+            )
+        ent[schema.TX_AMOUNT] = amount.to_numpy(dtype=np.float64)
+    con = connect()
+    try:
+        con.register("ent", ent)
+        got = con.execute(
+            f"SELECT {ROW}, {select_sql(transforms, schema.TX_AMOUNT, TS)} FROM ent"
+        ).fetchnumpy()
+    finally:
+        con.close()
+    rows = np.asarray(got[ROW], dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+    for t in transforms:
+        column = np.full(len(entity_df), np.nan)
+        column[rows] = np.ma.filled(np.ma.asarray(got[t.feature], dtype=np.float64), np.nan)
+        out[t.feature] = column
     return pd.DataFrame(out, index=entity_df.index)
 
 
