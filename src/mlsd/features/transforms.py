@@ -8,7 +8,8 @@ with a constant (1.0 when true, else 0.0). Every consumer renders the same defin
 - `sql()`: a DuckDB expression, for the batch pipeline and the point-in-time join. It works
   on the UTC instant (`epoch_us`), so the session's TimeZone cannot shift an hour or a day;
 - `vector()`: numpy over µs since the epoch, for batches of online requests;
-- `row()`: a Python function of one `Transaction`, for the serving hot path.
+- `row()`: a Python function of one transaction (anything with `amount` and an aware
+  `timestamp`, like `mlsd.data.transaction.Transaction`), for the serving hot path.
 
     >>> night = RequestTransform("TX_DURING_NIGHT", "timestamp", "hour", "<=", 6)
     >>> night.sql()
@@ -27,13 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from mlsd.data import schema
-from mlsd.data.transaction import Transaction
 from mlsd.errors import ValidationError
 
 DAY_US: Final = 86_400_000_000
@@ -52,7 +52,23 @@ OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-RowFunction = Callable[[Transaction], float]
+
+
+class Payment(Protocol):
+    """What a row function reads: an amount and an aware time (a `Transaction` has both)."""
+
+    @property
+    def amount(self) -> float:
+        """The amount paid."""
+        ...
+
+    @property
+    def timestamp(self) -> datetime:
+        """When, timezone-aware (UTC is the fast path)."""
+        ...
+
+
+RowFunction = Callable[[Payment], float]
 
 
 @dataclass(frozen=True)
@@ -202,19 +218,19 @@ def _row_function(t: RequestTransform) -> RowFunction:
     composition of closures would cost one more call per level on the hot path.
     """
     if t.input == "amount":
-        lines = ["    x = float(tx.amount)"]
+        lines, x = [], "float(tx.amount)"
     else:
         lines = [
-            "    x = tx.timestamp",
-            "    if x.tzinfo is not UTC:",
-            "        x = utc(x)",
-            f"    x = x.{'weekday()' if t.part == 'weekday' else 'hour'}",
+            "    ts = tx.timestamp",
+            "    if ts.tzinfo is not UTC:",
+            "        ts = utc(ts)",
         ]
+        x = "ts.weekday()" if t.part == "weekday" else "ts.hour"
     if t.op is None:
-        result = "x" if t.input == "amount" else "float(x)"
+        result = x if t.input == "amount" else f"float({x})"
     else:
-        result = f"1.0 if x {t.op} {_literal(t.value)} else 0.0"
-    source = "def fn(tx):\n" + "\n".join(lines) + f"\n    return {result}\n"
+        result = f"1.0 if {x} {t.op} {_literal(t.value)} else 0.0"
+    source = "\n".join(["def fn(tx):", *lines, f"    return {result}", ""])
     namespace: dict[str, Any] = {"UTC": UTC, "utc": utc, "float": float}
     exec(compile(source, f"<request transform {t.feature}>", "exec"), namespace)
     fn: RowFunction = namespace["fn"]

@@ -6,6 +6,7 @@ online read for all rows and fills a float32 matrix in the order asked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from mlsd.data import schema
 from mlsd.errors import ValidationError
 from mlsd.features.offline import ViewRequest
 from mlsd.features.online import EXPIRED, MISSING, PRESENT, Lookup, OnlineStore
-from mlsd.features.transforms import RequestTransform, vector_block
+from mlsd.features.transforms import RequestTransform, RowFunction, vector_block
 
 STATES = (PRESENT, MISSING, EXPIRED)
 
@@ -47,6 +48,14 @@ class _ViewSlot:
     statuses: dict[str, dict[str, str]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """One request's amount and time, as the transforms' row functions read them."""
+
+    amount: float
+    timestamp: datetime
+
+
 @dataclass(frozen=True)
 class VectorPlan:
     """Where each asked feature comes from."""
@@ -55,6 +64,8 @@ class VectorPlan:
     request: list[tuple[int, RequestTransform]]  # (output column, its view's transform)
     views: list[_ViewSlot]
     versions: dict[str, str]
+    request_rows: list[tuple[int, RowFunction]]  # (output column, row function)
+    reads_amount: bool  # whether a request transform reads TX_AMOUNT
 
     @property
     def request_columns(self) -> list[int]:
@@ -77,7 +88,10 @@ class VectorPlan:
             statuses = {state: dict.fromkeys(r.features, state) for state in STATES}
             key = r.view.entity.join_key
             views.append(_ViewSlot(r.view.name, r.version, r.view.ttl_us, key, cols, statuses))
-        return cls(features, request, views, {r.view.name: r.version for r in reqs})
+        versions = {r.view.name: r.version for r in reqs}
+        rows = [(col, t.row()) for col, t in request]
+        amount = any(t.input == "amount" for _, t in request)
+        return cls(features, request, views, versions, rows, amount)
 
 
 def to_datetime(value: Any, name: str = schema.TX_DATETIME) -> datetime:
@@ -189,12 +203,13 @@ def small_values(
     rows = [[fill] * width for _ in requests]
     status: list[dict[str, str]] = [{} for _ in requests]
     if plan.request:
-        block = _request_block(plan, requests, times).tolist()
+        fns = plan.request_rows
         names = [t.feature for _, t in plan.request]
-        cols = plan.request_columns
-        for row, st, got in zip(rows, status, block, strict=True):
-            for col, value in zip(cols, got, strict=True):
-                row[col] = value
+        amounts = _amount_list(plan, requests)
+        for req, row, st, amount in zip(requests, rows, status, amounts, strict=True):
+            payment = _Payment(amount, to_datetime(req[schema.TX_DATETIME]))
+            for col, fn in fns:
+                row[col] = fn(payment)
             st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
     nv = len(plan.views)
@@ -220,16 +235,15 @@ def _request_block(
 ) -> npt.NDArray[np.float64]:
     """The request-time features of `requests`, rendered from their views' transforms."""
     transforms = [t for _, t in plan.request]
-    return vector_block(transforms, _amounts(transforms, requests), np.array(times, np.int64))
+    amounts = np.array(_amount_list(plan, requests), dtype=np.float64)
+    return vector_block(transforms, amounts, np.array(times, np.int64))
 
 
-def _amounts(
-    transforms: Sequence[RequestTransform], requests: Sequence[Mapping[str, Any]]
-) -> npt.NDArray[np.float64]:
+def _amount_list(plan: VectorPlan, requests: Sequence[Mapping[str, Any]]) -> list[float]:
     """TX_AMOUNT of every request (NaN placeholders when no transform reads it)."""
-    if not any(t.input == "amount" for t in transforms):
-        return np.full(len(requests), np.nan)
+    if not plan.reads_amount:
+        return [math.nan] * len(requests)
     try:
-        return np.array([float(req[schema.TX_AMOUNT]) for req in requests], dtype=np.float64)
+        return [float(req[schema.TX_AMOUNT]) for req in requests]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError("request needs a numeric TX_AMOUNT", field="TX_AMOUNT") from exc
