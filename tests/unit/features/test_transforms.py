@@ -311,3 +311,30 @@ def test_training_set_refuses_a_non_numeric_amount(tmp_path: Path) -> None:
         assert weekend["TX_DURING_WEEKEND"].tolist() == [1.0]
     finally:
         store.close()
+
+
+def test_the_served_view_version_decides_both_training_and_online_values(
+    tmp_path: Path,
+) -> None:
+    from mlsd.settings import Settings
+
+    late = RequestTransform("TX_DURING_NIGHT", "timestamp", "hour", "<=", 5)
+    custom = FeatureView(
+        "transaction_request", None, "request", REQUEST_FEATURES, timedelta(0), transforms=(late,)
+    )
+    store = FeatureStore.open(Settings(home=tmp_path / "home"))
+    try:
+        store.apply([custom])
+        at_six = datetime(2026, 11, 23, 6, 30, tzinfo=UTC)  # night by the handbook, not here
+        frame = pd.DataFrame(
+            {schema.TX_DATETIME: pd.to_datetime([at_six]), schema.TX_AMOUNT: [2.5]}
+        )
+        train = store.get_training_set(frame, ["TX_DURING_NIGHT", "TX_AMOUNT"])
+        assert train[["TX_DURING_NIGHT", "TX_AMOUNT"]].values.tolist() == [[0.0, 2.5]]
+        req = {schema.TX_DATETIME: at_six, schema.TX_AMOUNT: 2.5}
+        for n in (1, 40):  # the plain-Python and the numpy paths
+            vec = store.online_vectors([req] * n, ["TX_AMOUNT", "TX_DURING_NIGHT"])
+            assert vec.values.tolist() == [[2.5, 0.0]] * n
+        assert store.view_versions()["transaction_request"] == custom.version
+    finally:
+        store.close()
