@@ -210,10 +210,12 @@ class FeatureStore:
         batch = [r for r in reqs if r.view.kind != "request"]
         joined = point_in_time_join(self.offline, entity_df, batch, timestamp_column)
         out = entity_df.copy()
-        transforms = [
-            t for r in reqs if r.view.kind == "request" for t in r.view.transforms
-            if t.feature in r.features
-        ]  # fmt: skip
+        transforms = [  # each request feature by its view's own definition, in the order asked
+            {t.feature: t for t in r.view.transforms}[f]
+            for r in reqs
+            if r.view.kind == "request"
+            for f in r.features
+        ]
         if transforms:
             computed = request_columns(entity_df, transforms, timestamp_column)
             for col in computed.columns:

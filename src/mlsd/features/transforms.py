@@ -51,7 +51,6 @@ OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
 }
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 class Payment(Protocol):

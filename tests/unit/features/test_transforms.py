@@ -338,3 +338,17 @@ def test_the_served_view_version_decides_both_training_and_online_values(
         assert store.view_versions()["transaction_request"] == custom.version
     finally:
         store.close()
+
+
+def test_training_set_adds_request_features_in_the_order_asked(tmp_path: Path) -> None:
+    from mlsd.settings import Settings
+
+    store = FeatureStore.open(Settings(home=tmp_path / "home"))
+    try:
+        store.apply()
+        frame = pd.DataFrame({schema.TX_DATETIME: pd.to_datetime(["2026-11-21T03:00:00Z"])})
+        asked = ["TX_DURING_NIGHT", "TX_DURING_WEEKEND"]
+        train = store.get_training_set(frame, asked)
+        assert list(train.columns) == [schema.TX_DATETIME, *asked]
+    finally:
+        store.close()
