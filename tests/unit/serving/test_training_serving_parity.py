@@ -6,7 +6,7 @@ transaction's time first (as the stream processor does: a customer's windows inc
 transaction being scored, so a store materialized to an earlier horizon would legitimately
 serve older values). The model inputs the server used, as the prediction log recorded them,
 must equal the point-in-time training set of the same rows: every feature, every row, at
-float32 (the model's input type).
+float32 (the model's input type), with the online store on SQLite and on Redis.
 """
 
 from __future__ import annotations
@@ -47,10 +47,21 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFr
     return folder, data.transactions
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
+    """Settings with the online store on each backend."""
+    if request.param == "redis":
+        return Settings(home=home, online_store=request.getfixturevalue("redis_url"))
+    return Settings(home=home)
+
+
 @pytest.fixture
-def built(settings: Settings, simulated: tuple[Path, pd.DataFrame]) -> Iterator[FeatureStore]:
+def built(
+    request: pytest.FixtureRequest, settings: Settings, simulated: tuple[Path, pd.DataFrame]
+) -> Iterator[FeatureStore]:
     """The feature store with the handbook views built from the dataset (online store empty)."""
-    store = FeatureStore.open(settings)
+    prefix = request.getfixturevalue("redis_prefix") if settings.online_store else "mlsd:"
+    store = FeatureStore.open(settings, online_prefix=prefix)
     store.apply()
     store.build(simulated[0])
     yield store
