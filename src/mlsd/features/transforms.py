@@ -160,7 +160,7 @@ class RequestTransform:
             expr = f"(isodow({utc}) - 1)" if self.part == "weekday" else f"hour({utc})"
         if self.op is None:
             return expr if self.input == "amount" else f"CAST({expr} AS DOUBLE)"
-        return f"CAST({expr} {self.op} {_literal(self.value)} AS DOUBLE)"
+        return f"CAST({expr} {self.op} {_literal(self.value, sql=True)} AS DOUBLE)"
 
     def vector(self, amount: npt.ArrayLike, us: npt.ArrayLike) -> FloatArray:
         """Numpy over amounts and UTC times (µs since the epoch, int64): float64 values."""
@@ -201,11 +201,16 @@ def utc(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def _literal(value: float | None) -> str:
-    """`value` as a SQL / Python literal (always a finite int or float, see validation)."""
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return str(int(value))
-    return repr(float(value or 0.0))
+def _literal(value: float | None, sql: bool = False) -> str:
+    """`value` (a finite int or float, see validation) as a Python or DuckDB literal.
+
+    Whole numbers below 2**53 are integers (exact against an hour, a weekday or a DOUBLE);
+    in SQL anything else is cast to DOUBLE, never left a DECIMAL literal.
+    """
+    number = float(value or 0.0)
+    if number.is_integer() and abs(number) < 2**53:
+        return str(int(number))
+    return f"{number!r}::DOUBLE" if sql else repr(number)
 
 
 @lru_cache(maxsize=256)
