@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from mlsd.errors import ValidationError
+from mlsd.features.transforms import STANDARD, RequestTransform
 
 KINDS = ("customer_spending", "terminal_risk", "request")
 
@@ -33,7 +34,10 @@ class FeatureView:
 
     `kind` names the batch transformation (`customer_spending`, `terminal_risk`) or
     `request` for features computed from the request itself. `delay_days` shifts the
-    windows back (the terminal view's label delay).
+    windows back (the terminal view's label delay). A request view holds one
+    `RequestTransform` per feature, in feature order: the single definition that the batch
+    pipeline, the point-in-time join and serving all render; features left out get their
+    standard transform (`mlsd.features.transforms.STANDARD`).
     """
 
     name: str
@@ -45,6 +49,7 @@ class FeatureView:
     delay_days: int = 0
     source: str = "transactions"
     description: str = field(default="", compare=False)
+    transforms: tuple[RequestTransform, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -66,6 +71,35 @@ class FeatureView:
             raise ValidationError("features must be non-empty and unique", field="features")
         if self.kind != "request" and self.entity is None:
             raise ValidationError(f"view {self.name!r} needs an entity", field="entity")
+        if self.kind == "request":
+            object.__setattr__(self, "transforms", self._resolve_transforms())
+        elif self.transforms:
+            raise ValidationError(
+                f"view {self.name!r} is a batch view: transforms are for request views",
+                field="transforms",
+            )
+
+    def _resolve_transforms(self) -> tuple[RequestTransform, ...]:
+        """One transform per feature, in feature order; standard ones where none is given."""
+        given: dict[str, RequestTransform] = {}
+        for t in self.transforms:
+            if t.feature not in self.features or t.feature in given:
+                raise ValidationError(
+                    f"view {self.name!r}: transform {t.feature!r} is not one of its features "
+                    "or is given twice",
+                    field="transforms",
+                )
+            given[t.feature] = t
+        out: list[RequestTransform] = []
+        for feat in self.features:
+            found = given.get(feat, STANDARD.get(feat))
+            if found is None:
+                raise ValidationError(
+                    f"request feature {feat!r} of view {self.name!r} needs a transform",
+                    field="transforms",
+                )
+            out.append(found)
+        return tuple(out)
 
     @property
     def ttl_us(self) -> int:
@@ -90,6 +124,14 @@ class FeatureView:
             "delay_days": self.delay_days,
             "source": self.source,
             "description": self.description,
+            # Only non-standard transforms: a view of standard features hashes as it did
+            # before transforms were spelled out, so its version (and the models trained
+            # on it) stay valid.
+            **(
+                {"transforms": [t.to_dict() for t in custom]}
+                if (custom := [t for t in self.transforms if STANDARD.get(t.feature) != t])
+                else {}
+            ),
         }
 
     @classmethod
@@ -106,6 +148,7 @@ class FeatureView:
             delay_days=int(data["delay_days"]),
             source=data["source"],
             description=data.get("description", ""),
+            transforms=tuple(RequestTransform.from_dict(t) for t in data.get("transforms", ())),
         )
 
     @property

@@ -7,6 +7,7 @@ from typing import Final
 
 from mlsd.data import schema
 from mlsd.features.definitions import Entity, FeatureView
+from mlsd.features.transforms import STANDARD
 
 WINDOWS: Final = (1, 7, 30)
 LABEL_DELAY_DAYS: Final = 7
@@ -46,6 +47,7 @@ REQUEST_VIEW: Final = FeatureView(
     features=REQUEST_FEATURES,
     ttl=timedelta(0),
     description="amount, weekend (weekday >= 5) and night (hour <= 6, UTC) of the transaction",
+    transforms=tuple(STANDARD[f] for f in REQUEST_FEATURES),
 )
 
 CUSTOMER_VIEW: Final = FeatureView(

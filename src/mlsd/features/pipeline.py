@@ -18,6 +18,7 @@ import duckdb
 from mlsd.data import schema
 from mlsd.errors import IntegrityError, NotFoundError, ValidationError
 from mlsd.features.definitions import FeatureView
+from mlsd.features.transforms import select_sql
 
 DAY_US: Final = 86_400_000_000
 EVENT_TS: Final = "event_timestamp"
@@ -68,16 +69,33 @@ def has_ties(con: duckdb.DuckDBPyConnection, view: FeatureView, source: str) -> 
     return bool(row and row[0])
 
 
-def view_sql(view: FeatureView, source: str, ties: bool = True) -> str:
-    """SQL computing one batch view for every transaction of `source`.
+def request_view_sql(view: FeatureView, source: str) -> str:
+    """SQL of a request view for every transaction of `source`: its transforms as SQL.
 
-    Columns: TRANSACTION_ID, the join key, `event_timestamp`, the features (DOUBLE) and
-    `_last_at_time` (true for the last transaction of an entity at a given timestamp).
-    With `ties=False` (no entity has two transactions at one time, see `has_ties`) the
-    tie corrections, and the sort they need, are left out.
+    Columns: TRANSACTION_ID, `event_timestamp`, the features (DOUBLE). Nothing is stored:
+    serving computes the same transforms from each request (`RequestTransform.row`).
     """
-    if view.entity is None or view.kind == "request":
-        raise ValidationError(f"view {view.name!r} is computed at request time", field="view")
+    if view.kind != "request":
+        raise ValidationError(f"view {view.name!r} is not a request view", field="view")
+    return (
+        f"SELECT {schema.TRANSACTION_ID}, {schema.TX_DATETIME} AS {EVENT_TS}, "
+        f"{select_sql(view.transforms)} FROM ({source})"
+    )
+
+
+def view_sql(view: FeatureView, source: str, ties: bool = True) -> str:
+    """SQL computing one view for every transaction of `source`.
+
+    Batch views' columns: TRANSACTION_ID, the join key, `event_timestamp`, the features
+    (DOUBLE) and `_last_at_time` (true for the last transaction of an entity at a given
+    timestamp). With `ties=False` (no entity has two transactions at one time, see
+    `has_ties`) the tie corrections, and the sort they need, are left out. Request views
+    are their transforms (`request_view_sql`).
+    """
+    if view.kind == "request":
+        return request_view_sql(view, source)
+    if view.entity is None:
+        raise ValidationError(f"view {view.name!r} needs an entity", field="entity")
     key = view.entity.join_key
     base = (
         f"SELECT {schema.TRANSACTION_ID} AS tid, {key} AS k, {schema.TX_DATETIME} AS ts, "
@@ -127,6 +145,8 @@ def view_sql(view: FeatureView, source: str, ties: bool = True) -> str:
 
 def offline_sql(view: FeatureView, source: str, created_us: int, ties: bool = True) -> str:
     """SQL of the offline table: one row per (entity, event time), sorted by event time."""
+    if view.kind == "request":
+        raise ValidationError(f"view {view.name!r} is computed at request time", field="view")
     per_tx = view_sql(view, source, ties)
     key = view.entity.join_key if view.entity else ""
     feats = ", ".join(view.features)
@@ -137,7 +157,7 @@ def offline_sql(view: FeatureView, source: str, created_us: int, ties: bool = Tr
 
 
 def compute_view_frame(dataset_dir: Path, view: FeatureView) -> duckdb.DuckDBPyRelation:
-    """Every transaction's values of one batch view (for checks; `build` writes the table)."""
+    """Every transaction's values of one view (for checks; `build` writes batch tables)."""
     con = connect()
     return con.sql(view_sql(view, source_sql(transactions_glob(dataset_dir))))
 

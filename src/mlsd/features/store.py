@@ -31,7 +31,13 @@ from mlsd.features.consistency import (
 )
 from mlsd.features.definitions import FeatureView
 from mlsd.features.handbook import HANDBOOK_VIEWS
-from mlsd.features.offline import OfflineStore, ViewRequest, as_of, point_in_time_join
+from mlsd.features.offline import (
+    OfflineStore,
+    ViewRequest,
+    as_of,
+    point_in_time_join,
+    request_columns,
+)
 from mlsd.features.online import OnlineStore, SqliteOnlineStore, WriteBatch
 from mlsd.features.pipeline import connect, source_sql, transactions_glob, write_offline
 from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
@@ -239,18 +245,16 @@ class FeatureStore:
         batch = [r for r in reqs if r.view.kind != "request"]
         joined = point_in_time_join(self.offline, entity_df, batch, timestamp_column)
         out = entity_df.copy()
-        req_feats = [f for r in reqs if r.view.kind == "request" for f in r.features]
-        if req_feats:
-            if schema.TX_AMOUNT not in entity_df.columns and schema.TX_AMOUNT in req_feats:
-                raise ValidationError("request features need a TX_AMOUNT column", field="TX_AMOUNT")
-            ts = entity_df[timestamp_column].dt.tz_convert("UTC")
-            for feat in req_feats:
-                if feat == schema.TX_AMOUNT:
-                    out[feat] = entity_df[schema.TX_AMOUNT].to_numpy(dtype="float64")
-                elif feat == "TX_DURING_WEEKEND":
-                    out[feat] = (ts.dt.day_of_week >= 5).to_numpy(dtype="float64")
-                else:
-                    out[feat] = (ts.dt.hour <= 6).to_numpy(dtype="float64")
+        transforms = [  # each request feature by its view's own definition, in the order asked
+            {t.feature: t for t in r.view.transforms}[f]
+            for r in reqs
+            if r.view.kind == "request"
+            for f in r.features
+        ]
+        if transforms:
+            computed = request_columns(entity_df, transforms, timestamp_column)
+            for col in computed.columns:
+                out[col] = computed[col].to_numpy()
         for col in joined.columns:
             out[col] = joined[col].to_numpy()  # by position: the index may repeat
         return out

@@ -19,13 +19,12 @@ from mlsd.data import schema
 from mlsd.errors import ValidationError
 from mlsd.features.offline import ViewRequest
 from mlsd.features.online import EXPIRED, FUTURE, MISSING, PRESENT, Lookup, OnlineStore
+from mlsd.features.transforms import RequestTransform, RowFunction, vector_block
 
 STATES = (PRESENT, MISSING, EXPIRED, FUTURE)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-DAY_US = 86_400_000_000
-HOUR_US = 3_600_000_000
 
 
 @dataclass(frozen=True)
@@ -49,31 +48,50 @@ class _ViewSlot:
     statuses: dict[str, dict[str, str]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """One request's amount and time, as the transforms' row functions read them."""
+
+    amount: float
+    timestamp: datetime
+
+
 @dataclass(frozen=True)
 class VectorPlan:
     """Where each asked feature comes from."""
 
     features: list[str]
-    request: list[tuple[int, str]]  # (output column, request feature)
+    request: list[tuple[int, RequestTransform]]  # (output column, its view's transform)
     views: list[_ViewSlot]
     versions: dict[str, str]
+    request_rows: list[tuple[int, RowFunction]]  # (output column, row function)
+    reads_amount: bool  # whether a request transform reads TX_AMOUNT
+
+    @property
+    def request_columns(self) -> list[int]:
+        """The output columns of the request-time features."""
+        return [col for col, _ in self.request]
 
     @classmethod
     def make(cls, reqs: Sequence[ViewRequest], features: list[str]) -> VectorPlan:
         """Resolve output columns once."""
         pos = {f: i for i, f in enumerate(features)}
-        request: list[tuple[int, str]] = []
+        request: list[tuple[int, RequestTransform]] = []
         views: list[_ViewSlot] = []
         for r in reqs:
             if r.view.kind == "request" or r.view.entity is None:
-                request += [(pos[f], f) for f in r.features]
+                by_feature = {t.feature: t for t in r.view.transforms}
+                request += [(pos[f], by_feature[f]) for f in r.features]
                 continue
             stored = {f: i for i, f in enumerate(r.view.features)}
             cols = [(pos[f], stored[f], f) for f in r.features]
             statuses = {state: dict.fromkeys(r.features, state) for state in STATES}
             key = r.view.entity.join_key
             views.append(_ViewSlot(r.view.name, r.version, r.view.ttl_us, key, cols, statuses))
-        return cls(features, request, views, {r.view.name: r.version for r in reqs})
+        versions = {r.view.name: r.version for r in reqs}
+        rows = [(col, t.row()) for col, t in request]
+        amount = any(t.input == "amount" for _, t in request)
+        return cls(features, request, views, versions, rows, amount)
 
 
 def to_datetime(value: Any, name: str = schema.TX_DATETIME) -> datetime:
@@ -129,7 +147,10 @@ def dense_values(
     values = np.full((n, len(plan.features)), fill, dtype=np.float32)
     status: list[dict[str, str]] = [{} for _ in range(n)]
     if plan.request:
-        _fill_request(plan, requests, np.array(times, dtype=np.int64), values, status)
+        values[:, plan.request_columns] = _request_block(plan, requests, times)
+        names = [t.feature for _, t in plan.request]
+        for st in status:
+            st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
     for j, slot in enumerate(plan.views):
         outs = [c[0] for c in slot.columns]
@@ -184,17 +205,13 @@ def small_values(
     rows = [[fill] * width for _ in requests]
     status: list[dict[str, str]] = [{} for _ in requests]
     if plan.request:
-        amounts = _amounts(plan, requests)
-        names = [feat for _, feat in plan.request]
-        for row, st, now, amount in zip(rows, status, times, amounts, strict=True):
-            days = now // DAY_US
-            weekend = 1.0 if (days + 3) % 7 >= 5 else 0.0
-            night = 1.0 if (now - days * DAY_US) // HOUR_US <= 6 else 0.0
-            for col, feat in plan.request:
-                if feat == schema.TX_AMOUNT:
-                    row[col] = amount
-                else:
-                    row[col] = weekend if feat == "TX_DURING_WEEKEND" else night
+        fns = plan.request_rows
+        names = [t.feature for _, t in plan.request]
+        amounts = _amount_list(plan, requests)
+        for req, row, st, amount in zip(requests, rows, status, amounts, strict=True):
+            payment = _Payment(amount, to_datetime(req[schema.TX_DATETIME]))
+            for col, fn in fns:
+                row[col] = fn(payment)
             st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
     nv = len(plan.views)
@@ -217,37 +234,20 @@ def small_values(
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
 
 
-def _amounts(plan: VectorPlan, requests: Sequence[Mapping[str, Any]]) -> list[float]:
-    """TX_AMOUNT of every request as a float (NaN placeholders when the plan has none)."""
-    if not any(feat == schema.TX_AMOUNT for _, feat in plan.request):
+def _request_block(
+    plan: VectorPlan, requests: Sequence[Mapping[str, Any]], times: list[int]
+) -> npt.NDArray[np.float64]:
+    """The request-time features of `requests`, rendered from their views' transforms."""
+    transforms = [t for _, t in plan.request]
+    amounts = np.array(_amount_list(plan, requests), dtype=np.float64)
+    return vector_block(transforms, amounts, np.array(times, np.int64))
+
+
+def _amount_list(plan: VectorPlan, requests: Sequence[Mapping[str, Any]]) -> list[float]:
+    """TX_AMOUNT of every request (NaN placeholders when no transform reads it)."""
+    if not plan.reads_amount:
         return [math.nan] * len(requests)
     try:
         return [float(req[schema.TX_AMOUNT]) for req in requests]
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError("request needs a numeric TX_AMOUNT", field="TX_AMOUNT") from exc
-
-
-def _fill_request(
-    plan: VectorPlan,
-    requests: Sequence[Mapping[str, Any]],
-    req_us: npt.NDArray[np.int64],
-    values: npt.NDArray[np.float32],
-    status: list[dict[str, str]],
-) -> None:
-    """Request-time features: the amount, and weekend / night from the UTC time."""
-    days = req_us // DAY_US
-    weekend = ((days + 3) % 7 >= 5).astype(np.float32)  # 1970-01-01 was a Thursday (3)
-    night = ((req_us - days * DAY_US) // HOUR_US <= 6).astype(np.float32)
-    for col, feat in plan.request:
-        if feat == schema.TX_AMOUNT:
-            try:
-                values[:, col] = [float(req[schema.TX_AMOUNT]) for req in requests]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValidationError(
-                    "request needs a numeric TX_AMOUNT", field="TX_AMOUNT"
-                ) from exc
-        else:
-            values[:, col] = weekend if feat == "TX_DURING_WEEKEND" else night
-    names = [feat for _, feat in plan.request]
-    for st in status:
-        st.update(dict.fromkeys(names, PRESENT))
