@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from mlsd import __version__
 from mlsd.cli.main import app
+from mlsd.errors import ConfigError
 from mlsd.settings import get_settings
 
 
@@ -77,7 +78,7 @@ def test_a_missing_driver_names_its_extra(
     get_settings.cache_clear()
     code = _run(["features", "get", "--customer", "1", "--terminal", "1", "--amount", "1",
                  "--at", "2018-04-01T00:00:00Z"], monkeypatch)  # fmt: skip
-    assert code == 6
+    assert code == ConfigError.exit_code  # the backend table names the extra to install
     err = capsys.readouterr().err
     assert "mlsd[redis]" in err
     assert "Traceback" not in err

@@ -51,7 +51,11 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFr
 def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
     """Settings with the online store on each backend."""
     if request.param == "redis":
-        return Settings(home=home, online_store=request.getfixturevalue("redis_url"))
+        return Settings(
+            home=home,
+            online_store=request.getfixturevalue("redis_url"),
+            redis_prefix=request.getfixturevalue("redis_prefix"),
+        )
     return Settings(home=home)
 
 
@@ -60,8 +64,7 @@ def built(
     request: pytest.FixtureRequest, settings: Settings, simulated: tuple[Path, pd.DataFrame]
 ) -> Iterator[FeatureStore]:
     """The feature store with the handbook views built from the dataset (online store empty)."""
-    prefix = request.getfixturevalue("redis_prefix") if settings.online_store else "mlsd:"
-    store = FeatureStore.open(settings, online_prefix=prefix)
+    store = FeatureStore.open(settings)
     store.apply()
     store.build(simulated[0])
     yield store
