@@ -50,6 +50,10 @@ _HEADER = struct.Struct("<IIQ")
 _MARSHAL_VERSION = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+#: The feature value types journaled as they are (marshal writes other numbers as bytes).
+_VALUES = frozenset({float, int, type(None)})
+#: The types of an entry's fields (features checked apart).
+_FIELDS = frozenset({str, int, float, bool, type(None), list, tuple, dict})
 #: Marks an entry's feature names as absent (a features mapping, or names not given).
 NO_NAMES = -1
 
@@ -172,18 +176,27 @@ class Journal:
                 if found is None:
                     index = len(known) + len(added)
                     added[id(names)] = (index, names)  # holds the object: its id stays unique
-                    new_names.append((index, tuple(names)))
+                    new_names.append((index, tuple(str(n) for n in names)))
                 else:
                     index = found[0]
+            features: Any = r.features
+            kind = type(features)
+            if not (
+                (kind is list or kind is tuple) and _VALUES.issuperset(map(type, features))
+            ) and not (kind is dict and _VALUES.issuperset(map(type, features.values()))):
+                # marshal writes any buffer (a numpy array, a numpy float) as bytes: only
+                # plain floats pass; the rest is converted, or refused here
+                raise TypeError("features that are not plain floats")
             tx_time = r.tx_time
-            entries.append(
-                (
-                    r.request_id, _micros(r.ts), r.model, r.version, index, r.features,
-                    r.score, r.decision, r.threshold, r.latency_ms, r.degraded, r.endpoint,
-                    r.variant, r.transaction_id, r.customer_id, r.terminal_id,
-                    None if tx_time is None else _micros(tx_time),
-                )
+            entry = (
+                r.request_id, _micros(r.ts), r.model, r.version, index, features,
+                r.score, r.decision, r.threshold, r.latency_ms, r.degraded, r.endpoint,
+                r.variant, r.transaction_id, r.customer_id, r.terminal_id,
+                None if tx_time is None else _micros(tx_time),
             )  # fmt: skip
+            if not _FIELDS.issuperset(map(type, entry)):
+                raise TypeError("fields that are not plain str, int, float, bool or None")
+            entries.append(entry)
         payload = marshal.dumps((new_names, entries), _MARSHAL_VERSION)
         seq = first_seq.to_bytes(8, "little")
         header = _HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq)), first_seq)
