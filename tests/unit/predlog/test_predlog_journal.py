@@ -44,7 +44,9 @@ def test_frames_round_trip_every_field(tmp_path: Path) -> None:
         record(1),
         record(2, features={"amount": 3.0, "risk": None}, feature_names=None),
         record(3, degraded=True, endpoint="v2", variant="shadow", tx_time=None),
-        record(4, features=np.array([1.0, 2.0]), score=np.float32(0.25), transaction_id=np.int64(9)),
+        record(
+            4, features=np.array([1.0, 2.0]), score=np.float32(0.25), transaction_id=np.int64(9)
+        ),
     ]
     journal.write(written[:2], 1)
     journal.write(written[2:], 3)
@@ -74,7 +76,8 @@ def test_feature_names_are_written_once_per_segment(tmp_path: Path) -> None:
     sealed = journal.seal()
     journal.write([record(3)], 3)  # a new segment writes its own tables
     fresh = journal.seal()
-    assert sealed is not None and fresh is not None
+    assert sealed is not None
+    assert fresh is not None
     assert [r.feature_names for _, r in read_segment(fresh)] == [NAMES]
     journal.close(clean=True)
 
