@@ -19,10 +19,11 @@ replays its segments. Each stored batch carries a mark (journal id, last sequenc
 that the store keeps atomically with the records, so a replay stores only what the dead
 writer had not stored: exactly once, whatever instant the kill hit.
 
-A frame is `<length u32><crc32 u32><first seq u64>` then a marshal (version 2: plain
-tuples, lists, dicts, str, int, float, bool, None; loading it runs no code) of
-`(new feature-name tables, records)`. Feature names are written once per segment and
-referred to by index: one shared tuple per model, it would otherwise be most of a frame.
+A frame is `<length u32><crc32 u32>` then a marshal (version 2: plain tuples, lists,
+dicts, str, int, float, bool, None; loading it runs no code) of
+`(first sequence number, new feature-name tables, records)`. Feature names are written
+once per segment and referred to by index: one shared tuple per model, it would
+otherwise be most of a frame.
 A torn or corrupt frame (power loss, a full disk) ends the replay of its segment.
 """
 
@@ -46,12 +47,10 @@ from mlsd.predlog.record import PredictionRecord
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<IIQ")
+_HEADER = struct.Struct("<II")
 _MARSHAL_VERSION = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-#: The feature value types journaled as they are (marshal writes other numbers as bytes).
-_VALUES = frozenset({float, int, type(None)})
 #: The types of an entry's fields (features checked apart).
 _FIELDS = frozenset({str, int, float, bool, type(None), list, tuple, dict})
 #: Marks an entry's feature names as absent (a features mapping, or names not given).
@@ -64,10 +63,6 @@ class JournalMark:
 
     journal_id: str
     seq: int
-
-
-def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // _MICROSECOND
 
 
 def _from_micros(us: int | None) -> datetime | None:
@@ -144,9 +139,9 @@ class Journal:
                 log.warning("prediction records not journaled (do not encode): %s", exc)
                 return
         try:
-            view = memoryview(frame)
-            while view:
-                view = view[os.write(segment.fd, view) :]
+            done = os.write(segment.fd, frame)
+            while done < len(frame):  # a short write (rare on a file): write the rest
+                done += os.write(segment.fd, frame[done:])
         except OSError as exc:
             self.errors += 1
             log.warning("prediction journal write failed: %s", exc)
@@ -162,11 +157,17 @@ class Journal:
     def _frame(
         self, records: Sequence[PredictionRecord], first_seq: int
     ) -> tuple[bytes, dict[int, tuple[int, object]]]:
-        """The frame, and the feature-name tables it adds to the segment."""
+        """The frame, and the feature-name tables it adds to the segment.
+
+        marshal writes any buffer (a numpy array or scalar) as bytes, so every value must
+        be of a plain type (`_FIELDS`); a TypeError sends the caller to `_plain`.
+        """
         known = self._segment.names
         added: dict[int, tuple[int, object]] = {}
         new_names: list[tuple[int, tuple[str, ...]]] = []
         entries = []
+        last_ts: datetime | None = None
+        ts_us = 0
         for r in records:
             names = r.feature_names
             if names is None:
@@ -180,27 +181,22 @@ class Journal:
                 else:
                     index = found[0]
             features: Any = r.features
-            kind = type(features)
-            if not (
-                (kind is list or kind is tuple) and _VALUES.issuperset(map(type, features))
-            ) and not (kind is dict and _VALUES.issuperset(map(type, features.values()))):
-                # marshal writes any buffer (a numpy array, a numpy float) as bytes: only
-                # plain floats pass; the rest is converted, or refused here
-                raise TypeError("features that are not plain floats")
+            values = features.values() if type(features) is dict else features
+            ts = r.ts
+            if ts is not last_ts:  # a batch's records share one timestamp object
+                ts_us, last_ts = (ts - _EPOCH) // _MICROSECOND, ts
             tx_time = r.tx_time
             entry = (
-                r.request_id, _micros(r.ts), r.model, r.version, index, features,
+                r.request_id, ts_us, r.model, r.version, index, features,
                 r.score, r.decision, r.threshold, r.latency_ms, r.degraded, r.endpoint,
                 r.variant, r.transaction_id, r.customer_id, r.terminal_id,
-                None if tx_time is None else _micros(tx_time),
+                None if tx_time is None else (tx_time - _EPOCH) // _MICROSECOND,
             )  # fmt: skip
-            if not _FIELDS.issuperset(map(type, entry)):
-                raise TypeError("fields that are not plain str, int, float, bool or None")
+            if not (_FIELDS.issuperset(map(type, entry)) and _FIELDS.issuperset(map(type, values))):
+                raise TypeError("values that are not plain str, int, float, bool or None")
             entries.append(entry)
-        payload = marshal.dumps((new_names, entries), _MARSHAL_VERSION)
-        seq = first_seq.to_bytes(8, "little")
-        header = _HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq)), first_seq)
-        return header + payload, added
+        payload = marshal.dumps((first_seq, new_names, entries), _MARSHAL_VERSION)
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, added
 
     def seal(self) -> Path | None:
         """Close the current segment and start a new one; the sealed path (None if empty)."""
@@ -293,15 +289,14 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     names: dict[int, tuple[str, ...]] = {}
     offset = 0
     while offset + _HEADER.size <= len(data):
-        length, crc, first_seq = _HEADER.unpack_from(data, offset)
+        length, crc = _HEADER.unpack_from(data, offset)
         start = offset + _HEADER.size
         payload = data[start : start + length]
-        seq_bytes = first_seq.to_bytes(8, "little")
-        if len(payload) < length or zlib.crc32(payload, zlib.crc32(seq_bytes)) != crc:
+        if len(payload) < length or zlib.crc32(payload) != crc:
             log.warning("prediction journal %s: a torn frame at byte %d ends it", path, offset)
             return
         try:
-            new_names, entries = marshal.loads(payload)
+            first_seq, new_names, entries = marshal.loads(payload)
             names.update((int(i), tuple(n)) for i, n in new_names)
             records = [_record(e, names) for e in entries]
         except (ValueError, TypeError, EOFError, KeyError) as exc:
