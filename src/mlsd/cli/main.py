@@ -41,10 +41,10 @@ def _root(
 
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
-    from mlsd.cli import demo, features, registry, serve, simulate, train
+    from mlsd.cli import demo, features, predictions, registry, serve, simulate, train
 
     app.command("simulate")(simulate.simulate)
-    for module in (features, train, registry, serve):
+    for module in (features, train, registry, serve, predictions):
         module.register(app)
     app.command("demo")(demo.demo)
 

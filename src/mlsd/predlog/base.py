@@ -143,7 +143,12 @@ class BufferedLog(ABC, Generic[Chunk]):
         if journal is not None:
             for dead in claim_dead(journal):
                 self._replay(dead)
-            self._journal = Journal(journal)
+            try:
+                self._journal = Journal(journal)
+            except OSError as exc:
+                raise UnavailableError(
+                    f"cannot open the prediction log's journal in {journal}: {exc}"
+                ) from exc
         self._thread = threading.Thread(
             target=self._run, name=f"{type(self).__name__}-flusher", daemon=True
         )
@@ -288,6 +293,7 @@ class BufferedLog(ABC, Generic[Chunk]):
         its records, so a replay killed midway is finished by the next one, never doubled.
         A failed store leaves the journal for the next writer and raises.
         """
+        replayed = 0
         try:
             for entries in dead.batches():
                 if not entries:
@@ -296,14 +302,15 @@ class BufferedLog(ABC, Generic[Chunk]):
                 chunk = self._encode_dropping_bad(fresh) if fresh else None
                 if chunk is not None:
                     self._store([chunk[1]], JournalMark(dead.id, entries[-1][0]))
-                    self._replayed += chunk[0]
+                    replayed += chunk[0]
         except BaseException:
             dead.release()
             raise
+        finally:
+            self._replayed += replayed
         dead.remove()
         self._forget(dead.id)
-        if self._replayed:
-            log.info("prediction log: %d records replayed from journal %s", self._replayed, dead.id)
+        log.info("prediction log: %d records replayed from journal %s", replayed, dead.id)
 
     def _run(self) -> None:
         tick = self.flush_seconds / self.ENCODE_TICKS
