@@ -244,6 +244,11 @@ class BufferedLog(ABC, Generic[Chunk]):
 
     def _encode_buffer(self) -> None:
         """Move the buffer into an encoded batch (call with the write lock held)."""
+        if self._journal is not None:
+            try:
+                self._journal.prepare()  # the next segment, made outside the lock
+            except OSError as exc:  # seal tries again, under the lock
+                log.warning("prediction journal cannot prepare a segment: %s", exc)
         with self._lock:
             batch, self._buffer = self._buffer, []
             if not batch:

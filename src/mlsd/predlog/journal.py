@@ -33,6 +33,7 @@ import contextlib
 import fcntl
 import logging
 import marshal
+import mmap
 import os
 import struct
 import uuid
@@ -94,14 +95,35 @@ def _plain(record: PredictionRecord) -> PredictionRecord:
 class _Segment:
     path: Path
     fd: int
+    map: mmap.mmap | None  # the file's first `capacity` bytes, shared; None: pwrite only
+    capacity: int
     names: dict[int, tuple[int, object]] = field(default_factory=dict)  # id -> (index, keep)
     size: int = 0
-    broken: bool = False
+
+    def close(self) -> None:
+        """Unmap, cut the file to what it holds, close it."""
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        try:
+            os.ftruncate(self.fd, self.size)
+        finally:
+            os.close(self.fd)
 
 
 class Journal:
     """One writer's journal in `folder`: `write` on the hot path, `seal` and `discard` from
-    the flusher. Not thread-safe: the log calls `write` and `seal` under its lock."""
+    the flusher. Not thread-safe: the log calls `write` and `seal` under its lock.
+
+    A segment is a file of `capacity` bytes reserved with `posix_fallocate` (so a write
+    into it never meets a full disk: on a MAP_SHARED mapping that would be a SIGBUS) and
+    mapped shared: a frame is a copy into the mapping, no system call, and the kernel
+    keeps the pages when the process dies. A frame that does not fit, or a segment that
+    could not be reserved, is written with `pwrite` at the same offset instead.
+    """
+
+    #: Bytes reserved per segment: a tick of 8,000 requests/s of ~300-byte frames is 240 kB.
+    CAPACITY = 4 << 20
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -114,21 +136,31 @@ class Journal:
         self.lock_path = self.folder / f"{self.id}.lock"
         os.replace(hidden, self.lock_path)
         self._number = 0
+        self._spare: _Segment | None = None
         self._segment = self._open_segment()
 
     def _open_segment(self) -> _Segment:
         self._number += 1
         path = self.folder / f"{self.id}.{self._number:010d}.seg"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        return _Segment(path, fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, self.CAPACITY)
+            return _Segment(path, fd, mmap.mmap(fd, self.CAPACITY), self.CAPACITY)
+        except OSError as exc:  # no room, or no mmap here: pwrite only
+            log.warning("prediction journal %s not mapped (%s): written with pwrite", path, exc)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            return _Segment(path, fd, None, 0)
+
+    def prepare(self) -> None:
+        """Make the next segment ahead (outside the log's lock), so `seal` is quick."""
+        if self._spare is None:
+            self._spare = self._open_segment()
 
     def write(self, records: Sequence[PredictionRecord], first_seq: int) -> None:
         """Append one frame holding `records` (numbered from `first_seq`); never raises:
         a failed write is logged and counted (the records stay in the log's buffer)."""
         segment = self._segment
-        if segment.broken:
-            self.errors += 1
-            return
         try:
             frame, added = self._frame(records, first_seq)
         except (ValueError, TypeError, AttributeError):  # a value marshal does not take
@@ -138,19 +170,20 @@ class Journal:
                 self.errors += 1
                 log.warning("prediction records not journaled (do not encode): %s", exc)
                 return
-        try:
-            done = os.write(segment.fd, frame)
-            while done < len(frame):  # a short write (rare on a file): write the rest
-                done += os.write(segment.fd, frame[done:])
-        except OSError as exc:
-            self.errors += 1
-            log.warning("prediction journal write failed: %s", exc)
-            try:  # cut the torn frame off, or the frames after it would not replay
-                os.ftruncate(segment.fd, segment.size)
-            except OSError:
-                segment.broken = True  # until the next segment
-            return
-        segment.size += len(frame)
+        start = segment.size
+        end = start + len(frame)
+        if segment.map is not None and end <= segment.capacity:
+            segment.map[start:end] = frame
+        else:  # a later frame overwrites whatever a failed pwrite left past `size`
+            try:
+                done = os.pwrite(segment.fd, frame, start)
+                while done < len(frame):
+                    done += os.pwrite(segment.fd, frame[done:], start + done)
+            except OSError as exc:
+                self.errors += 1
+                log.warning("prediction journal write failed: %s", exc)
+                return
+        segment.size = end
         if added:
             segment.names.update(added)
 
@@ -199,17 +232,22 @@ class Journal:
         return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, added
 
     def seal(self) -> Path | None:
-        """Close the current segment and start a new one; the sealed path (None if empty)."""
+        """Close the current segment and start the next one; the sealed path (None if
+        empty: the segment stays current)."""
         if self._segment.size == 0:
             return None
         sealed = self._segment
         try:
-            self._segment = self._open_segment()
+            self._segment = self._spare if self._spare is not None else self._open_segment()
         except OSError as exc:  # keep appending to the old one: it is deleted with the batch
             self.errors += 1
             log.warning("prediction journal cannot start a segment: %s", exc)
             return None
-        os.close(sealed.fd)
+        self._spare = None
+        try:
+            sealed.close()
+        except OSError as exc:  # its content is written; only the cut failed
+            log.warning("prediction journal %s not cut to size: %s", sealed.path, exc)
         return sealed.path
 
     def discard(self, segments: Sequence[Path]) -> None:
@@ -221,9 +259,15 @@ class Journal:
     def close(self, *, clean: bool) -> None:
         """Release the journal; `clean` (everything stored) deletes its files too, else the
         next writer replays them."""
-        os.close(self._segment.fd)
+        for segment in (self._segment, self._spare):
+            if segment is None:
+                continue
+            with contextlib.suppress(OSError):
+                segment.close()
+            if clean or segment is self._spare:
+                self.discard([segment.path])
+        self._spare = None
         if clean:
-            self.discard([self._segment.path])
             with contextlib.suppress(FileNotFoundError):
                 self.lock_path.unlink()
         os.close(self._lock_fd)
@@ -290,6 +334,8 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
+        if length == 0:  # the reserved, never written rest of a segment
+            break
         start = offset + _HEADER.size
         payload = data[start : start + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
@@ -305,7 +351,7 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
         for i, record in enumerate(records):
             yield first_seq + i, record
         offset = start + length
-    if offset != len(data):
+    if data.count(0, offset) != len(data) - offset:
         log.warning("prediction journal %s: a torn header at byte %d ends it", path, offset)
 
 

@@ -171,3 +171,41 @@ def test_replay_across_midnight_and_compaction(tmp_path: Path) -> None:
     plog.close()
     ids = plog.read()["request_id"].tolist()
     assert sorted(ids) == sorted(r.request_id for r in records)
+
+
+def test_frames_past_the_mapping_or_without_one_are_written_with_pwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Journal, "CAPACITY", 700)  # two frames fit, the rest go past it
+    small = Journal(tmp_path / "small")
+    for i in range(1, 6):
+        small.write([record(i)], i)
+    held = small._segment.size
+    assert held > 700
+    sealed = small.seal()
+    assert sealed is not None
+    assert sealed.stat().st_size == held, "cut to what it holds"
+    assert [seq for seq, _ in read_segment(sealed)] == [1, 2, 3, 4, 5]
+    small.close(clean=True)
+
+    def no_room(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    unmapped = Journal(tmp_path / "unmapped")
+    assert unmapped._segment.map is None
+    unmapped.write([record(1), record(2)], 1)
+    unmapped.close(clean=False)
+    dead = claim_dead(tmp_path / "unmapped")
+    assert [[seq for seq, _ in batch] for batch in dead[0].batches()] == [[1, 2]]
+    dead[0].remove()
+
+
+def test_a_killed_writers_mapped_segment_replays_up_to_its_zeros(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.write([record(1), record(2)], 1)
+    segment = journal._segment.path
+    assert segment.stat().st_size == Journal.CAPACITY  # reserved, mostly zeros
+    assert [seq for seq, _ in read_segment(segment)] == [1, 2]  # read while mapped
+    journal.close(clean=False)
+    assert segment.stat().st_size < 1000, "cut to what it holds at close"
