@@ -141,8 +141,14 @@ class BufferedLog(ABC, Generic[Chunk]):
         self._replayed = 0
         self._journal: Journal | None = None
         if journal is not None:
-            for dead in claim_dead(journal):
-                self._replay(dead)
+            claimed = claim_dead(journal)
+            try:
+                for dead in claimed:
+                    self._replay(dead)
+            except BaseException:
+                for dead in claimed:  # unlock the rest: the next writer replays them
+                    dead.release()
+                raise
             try:
                 self._journal = Journal(journal)
             except OSError as exc:

@@ -298,8 +298,10 @@ class DeadJournal:
 
     def release(self) -> None:
         """Unlock without deleting (a failed replay: the next writer tries again)."""
-        with contextlib.suppress(OSError):
-            os.close(self.lock_fd)
+        if self.lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.lock_fd)
+            self.lock_fd = -1
 
 
 def claim_dead(folder: Path) -> list[DeadJournal]:

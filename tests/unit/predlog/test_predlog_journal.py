@@ -209,3 +209,24 @@ def test_a_killed_writers_mapped_segment_replays_up_to_its_zeros(tmp_path: Path)
     assert [seq for seq, _ in read_segment(segment)] == [1, 2]  # read while mapped
     journal.close(clean=False)
     assert segment.stat().st_size < 1000, "cut to what it holds at close"
+
+
+def test_a_failed_replay_raises_and_keeps_the_journal_for_the_next_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlsd.errors import UnavailableError
+
+    records = [record(i) for i in range(4)]
+    _dead_writer(tmp_path, records, stored=0)
+
+    def down(self: ParquetPredictionLog, chunks: object, mark: object) -> None:
+        raise UnavailableError("disk gone")
+
+    monkeypatch.setattr(ParquetPredictionLog, "_store", down)
+    with pytest.raises(UnavailableError, match="disk gone"):
+        ParquetPredictionLog(tmp_path, flush_seconds=60, compact_every_s=None)
+    monkeypatch.undo()
+    plog = ParquetPredictionLog(tmp_path, flush_seconds=60, compact_every_s=None)
+    assert plog.stats().replayed == 4
+    plog.close()
+    assert len(plog.read()) == 4
