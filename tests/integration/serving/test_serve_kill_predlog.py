@@ -5,7 +5,8 @@ requests; once a few hundred are answered it gets `kill -9` with requests in fli
 The next writer on the log replays the dead server's journal: every request id answered
 200 must then be in the log, none twice. The check holds whatever the timing: with a
 60 s flush interval nothing reaches Parquet before the kill (all from the journal), with
-50 ms most of it does (the rest from the journal, none stored twice).
+50 ms most of it does (the rest from the journal, none stored twice); the same on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def _setup(home: Path) -> None:
         registry.set_alias("fraud", "champion", 1, reason="test", actor="test")
 
 
-def _start(home: Path, port: int, flush_seconds: float) -> subprocess.Popen[bytes]:
+def _start(home: Path, port: int, flush_seconds: float, log_url: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MLSD_HOME": str(home),
+        "MLSD_PREDICTION_LOG": log_url,
         "MLSD_PREDICTION_LOG_FLUSH_SECONDS": str(flush_seconds),
     }
     server = subprocess.Popen(
@@ -113,11 +115,24 @@ async def _load_then_kill(url: str, server: subprocess.Popen[bytes]) -> tuple[se
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flush_seconds", [60.0, 0.05])
-def test_kill_9_under_load_loses_no_answered_prediction(home: Path, flush_seconds: float) -> None:
+@pytest.mark.parametrize(
+    ("backend", "flush_seconds"),
+    [
+        ("parquet", 60.0),
+        ("parquet", 0.05),
+        pytest.param("postgres", 0.05, marks=pytest.mark.postgres),
+    ],
+)
+def test_kill_9_under_load_loses_no_answered_prediction(
+    home: Path, backend: str, flush_seconds: float, request: pytest.FixtureRequest
+) -> None:
+    log_url = ""
+    if backend == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        log_url = f"{url}?schema={request.getfixturevalue('postgres_schema')}"
     _setup(home)
     port = free_port()
-    server = _start(home, port, flush_seconds)
+    server = _start(home, port, flush_seconds, log_url)
     try:
         answered, sent = asyncio.run(_load_then_kill(f"http://127.0.0.1:{port}", server))
     finally:
@@ -126,7 +141,7 @@ def test_kill_9_under_load_loses_no_answered_prediction(home: Path, flush_second
         server.stderr.close()  # type: ignore[union-attr]
     assert server.returncode == -signal.SIGKILL
     assert len(answered) >= ANSWERED_BEFORE_KILL, f"only {len(answered)} of {sent} answered"
-    settings = Settings(home=home)
+    settings = Settings(home=home, prediction_log=log_url)
     before = set(open_reader(settings).read()["request_id"])
     if flush_seconds == 60.0:
         assert before == set(), "nothing flushed before the kill: the journal holds it all"
