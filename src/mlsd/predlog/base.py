@@ -174,6 +174,8 @@ class BufferedLog(ABC, Generic[Chunk]):
             if r.ts.tzinfo is None:
                 raise ValidationError("prediction timestamps must be timezone-aware", field="ts")
         with self._lock:
+            if self._closed:  # closed meanwhile: its journal may be gone
+                raise UnavailableError("the prediction log is closed")
             room = self.max_buffered - len(self._buffer) - self._encoded_rows
             if room < len(records):
                 self._dropped += len(records) - max(room, 0)
@@ -345,9 +347,10 @@ class BufferedLog(ABC, Generic[Chunk]):
     def close(self) -> None:
         """Stop the flusher, write everything left, release the backend and the journal
         (deleted when everything is stored, kept for the next writer's replay if not)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # under the lock: no append is journaling now, none will
         self._wake.set()
         self._thread.join()
         stored = False
