@@ -42,6 +42,13 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             f"{cost['no_log_p50_us']:.0f} µs without: {cost['overhead_p50'] * 100:+.1f} % "
             f"on the scoring call without HTTP (target < 10 % of the request p50)"
         )
+    append = results.get("append_cost")
+    if append:
+        console.print(
+            f"prediction log append of one record: p50 {append['journal_p50_us']:.1f} µs with "
+            f"the journal, {append['no_journal_p50_us']:.1f} µs without "
+            f"(p99 {append['journal_p99_us']:.1f} / {append['no_journal_p99_us']:.1f} µs)"
+        )
     parts = results.get("components")
     if parts:
         table = Table(title="components")

@@ -1,14 +1,19 @@
-"""Prediction log: every prediction appended, buffered, to Parquet (default) or PostgreSQL."""
+"""Prediction log: every prediction journaled, buffered, and stored in Parquet (default) or
+PostgreSQL; `open_reader` reads it without writing."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import cast
 
-from mlsd.backends import Opening, open_backend, parse_url
+from mlsd.backends import Opening, open_backend
 from mlsd.predlog.base import BufferedLog, LogStats, PredictionLog
-from mlsd.predlog.parquet import ParquetPredictionLog
+from mlsd.predlog.parquet import ParquetPredictionLog, ParquetPredictionReader
+from mlsd.predlog.reader import PredictionLogReader, open_reader
 from mlsd.predlog.record import COLUMNS, PredictionRecord, features_frame
 from mlsd.predlog.summary import PredictionSummary, summarize
+from mlsd.predlog.url import split_schema
 from mlsd.settings import Settings
 
 __all__ = [
@@ -16,24 +21,25 @@ __all__ = [
     "BufferedLog",
     "LogStats",
     "ParquetPredictionLog",
+    "ParquetPredictionReader",
     "PredictionLog",
+    "PredictionLogReader",
     "PredictionRecord",
     "PredictionSummary",
     "features_frame",
+    "journal_folder",
     "make_prediction_log",
+    "open_reader",
     "split_schema",
     "summarize",
 ]
 
 
-def split_schema(url: str) -> tuple[str, str]:
-    """A PostgreSQL URL without mlsd's own query parameters, and its `schema=` ('public')."""
-    parsed = parse_url(url, "prediction_log")
-    return parsed.dsn, parsed.schema or "public"
-
-
 def make_prediction_log(settings: Settings) -> PredictionLog:
-    """The log `settings.prediction_log` names: '' Parquet in home, postgresql://...[?schema=]."""
+    """The log `settings.prediction_log` names: '' Parquet in home, postgresql://...[?schema=].
+
+    Opening it replays what a writer killed on the same log had journaled and not stored.
+    """
     return cast(PredictionLog, open_backend("prediction_log", settings))
 
 
@@ -56,4 +62,16 @@ def postgres_log(o: Opening) -> PredictionLog:
         "predictions",
         *_flush(o.settings),
         connect_timeout_s=max(1, round(o.url.timeout(5.0))),
+        journal=journal_folder(o.settings),
     )
+
+
+def journal_folder(settings: Settings) -> Path:
+    """Where the log's journal lives: Parquet `home/predictions/.journal`, PostgreSQL
+    `home/predlog-journal/<schema>-<hash of the URL>` (two logs never share a journal, or
+    one's records would be replayed into the other)."""
+    url = settings.prediction_log
+    if not url:
+        return settings.path("predictions", ".journal")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return settings.path("predlog-journal", f"{split_schema(url)[1]}-{digest}")

@@ -1,8 +1,16 @@
-"""The prediction log interface, and the buffering every backend shares.
+"""The prediction log interface, and the buffering and journal every backend shares.
 
-`append` only puts records in memory; a background thread writes them every
-`flush_seconds` or as soon as `flush_records` are waiting; `close` writes the rest,
-so a clean stop loses nothing. A failed write keeps its records for the next try.
+`append` puts records in memory and, when the log has a journal, writes them to it
+with one `os.write` before returning (`journal.py`): a `kill -9` then loses nothing
+that was appended, the next writer on the log replays it. A background thread writes
+the buffer to the store every `flush_seconds` or as soon as `flush_records` are
+waiting; `close` writes the rest, so a clean stop loses nothing either. A failed write
+keeps its records for the next try.
+
+Every accepted record gets a sequence number: `append` returns the last one, and
+`durable_seq` is the highest number up to which every record is stored (or was dropped
+as malformed), so a caller that must not lose records (a stream processor committing
+its offsets) waits for `wait_durable(seq)` before it commits.
 
 Between writes the thread encodes what has arrived, every tenth of `flush_seconds`
 (`ENCODE_TICKS`): the encoding holds the GIL, and on a server whose event loop
@@ -20,11 +28,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
 
 from mlsd.errors import MlsdError, UnavailableError, ValidationError
+from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
 
 log = logging.getLogger(__name__)
@@ -32,24 +42,37 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LogStats:
-    """Records waiting in memory, written, dropped (buffer full), and failed writes."""
+    """Records waiting in memory, written, dropped (buffer full or malformed), failed
+    writes, records replayed from dead writers' journals, and failed journal writes."""
 
     buffered: int
     written: int
     dropped: int
     write_errors: int
+    replayed: int = 0
+    journal_errors: int = 0
 
 
 @runtime_checkable
 class PredictionLog(Protocol):
     """An append-only log of predictions."""
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Queue records for writing; never blocks on storage."""
+    def append(self, records: Sequence[PredictionRecord]) -> int:
+        """Queue records (journaled first, where the log has a journal); never blocks on
+        storage. Returns the sequence number of the last record accepted."""
         ...
 
     def flush(self) -> int:
         """Write what is queued now; returns the number of records written."""
+        ...
+
+    @property
+    def durable_seq(self) -> int:
+        """Every record numbered up to this one is stored (or was dropped, and counted)."""
+        ...
+
+    def wait_durable(self, seq: int, timeout: float) -> bool:
+        """Wait until `durable_seq >= seq` (asking for a flush now); False on timeout."""
         ...
 
     def close(self) -> None:
@@ -69,9 +92,20 @@ class PredictionLog(Protocol):
 Chunk = TypeVar("Chunk")
 
 
+@dataclass
+class _Pending(Generic[Chunk]):
+    """A batch taken from the buffer, encoded, not yet stored."""
+
+    rows: int
+    chunk: Chunk
+    last_seq: int
+    segment: Path | None  # its journal segment, deleted once it is stored
+
+
 class BufferedLog(ABC, Generic[Chunk]):
-    """Buffer + background flusher; a backend supplies `_encode`, `_store`, `_read` and
-    `_release`."""
+    """Buffer + journal + background flusher; a backend supplies `_encode`, `_store`,
+    `_unstored`, `_read` and `_release`, and must be ready for `_store` before calling
+    `super().__init__` (a dead writer's journal is replayed there)."""
 
     #: Encodings between two writes (the flusher wakes every flush_seconds / ENCODE_TICKS).
     ENCODE_TICKS = 10
@@ -81,6 +115,7 @@ class BufferedLog(ABC, Generic[Chunk]):
         flush_seconds: float = 1.0,
         flush_records: int = 5_000,
         max_buffered: int = 1_000_000,
+        journal: Path | None = None,
     ) -> None:
         if flush_seconds <= 0 or flush_records < 1 or max_buffered < flush_records:
             raise ValueError("need flush_seconds > 0 and 1 <= flush_records <= max_buffered")
@@ -88,38 +123,94 @@ class BufferedLog(ABC, Generic[Chunk]):
         self.flush_records = flush_records
         self.max_buffered = max_buffered
         self._buffer: list[PredictionRecord] = []
-        # Chunks taken from the buffer and encoded ahead of the write, oldest first, with
-        # their record counts; kept (and counted as buffered) until a write succeeds.
-        self._encoded: list[tuple[int, Chunk]] = []
+        # Batches taken from the buffer and encoded ahead of the write, oldest first; kept
+        # (and counted as buffered) until a write succeeds.
+        self._encoded: list[_Pending[Chunk]] = []
         self._encoded_rows = 0
-        self._lock = threading.Lock()  # guards the buffer, the encoded chunks' count, counters
+        self._lock = threading.Lock()  # guards the buffer, journal, sequence numbers, counters
+        self._durable_changed = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one encoding or write at a time, in order
         self._wake = threading.Event()
         self._closed = False
+        self._seq = 0  # the last sequence number given
+        self._taken_seq = 0  # the last one taken from the buffer into a batch
+        self._durable_seq = 0
         self._written = 0
         self._dropped = 0
         self._errors = 0
+        self._replayed = 0
+        self._journal: Journal | None = None
+        if journal is not None:
+            claimed = claim_dead(journal)
+            try:
+                for dead in claimed:
+                    self._replay(dead)
+            except BaseException:
+                for dead in claimed:  # unlock the rest: the next writer replays them
+                    dead.release()
+                raise
+            try:
+                self._journal = Journal(journal)
+            except OSError as exc:
+                raise UnavailableError(
+                    f"cannot open the prediction log's journal in {journal}: {exc}"
+                ) from exc
         self._thread = threading.Thread(
             target=self._run, name=f"{type(self).__name__}-flusher", daemon=True
         )
         self._thread.start()
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
-        """Queue records; beyond `max_buffered` waiting, the newest are dropped and counted."""
+    @property
+    def journal_id(self) -> str | None:
+        """This writer's journal id (None without a journal)."""
+        return None if self._journal is None else self._journal.id
+
+    def append(self, records: Sequence[PredictionRecord]) -> int:
+        """Journal and queue records; beyond `max_buffered` waiting, the newest are dropped
+        and counted. Returns the sequence number of the last record accepted."""
         if self._closed:
             raise UnavailableError("the prediction log is closed")
         for r in records:
             if r.ts.tzinfo is None:
                 raise ValidationError("prediction timestamps must be timezone-aware", field="ts")
         with self._lock:
+            if self._closed:  # closed meanwhile: its journal may be gone
+                raise UnavailableError("the prediction log is closed")
             room = self.max_buffered - len(self._buffer) - self._encoded_rows
             if room < len(records):
                 self._dropped += len(records) - max(room, 0)
                 records = records[: max(room, 0)]
-            self._buffer.extend(records)
+            if records:
+                if self._journal is not None:
+                    self._journal.write(records, self._seq + 1)
+                self._seq += len(records)
+                self._buffer.extend(records)
+            seq = self._seq
             full = len(self._buffer) + self._encoded_rows >= self.flush_records
         if full:
             self._wake.set()
+        return seq
+
+    @property
+    def durable_seq(self) -> int:
+        """Every record numbered up to this one is stored (or was dropped, and counted)."""
+        with self._lock:
+            return self._durable_seq
+
+    def wait_durable(self, seq: int, timeout: float) -> bool:
+        """Wait until `durable_seq >= seq`, waking the flusher now; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._durable_seq >= seq:
+                return True
+        self._wake.set()
+        with self._durable_changed:
+            while self._durable_seq < seq:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self._closed and not self._thread.is_alive()):
+                    return self._durable_seq >= seq
+                self._durable_changed.wait(min(left, self.flush_seconds))
+            return True
 
     def flush(self) -> int:
         """Write everything queued; on failure the records stay queued and the error is raised.
@@ -130,20 +221,29 @@ class BufferedLog(ABC, Generic[Chunk]):
         with self._write_lock:
             self._encode_buffer()
             parts = self._encoded
-            if not parts:
-                return 0
-            try:
-                self._store([chunk for _, chunk in parts])
-            except MlsdError:
-                with self._lock:
-                    self._errors += 1
-                raise
-            rows = sum(n for n, _ in parts)
+            with self._lock:
+                taken = self._taken_seq
+            if parts:
+                mark = self._mark(parts[-1].last_seq)
+                try:
+                    self._store([p.chunk for p in parts], mark)
+                except MlsdError:
+                    with self._lock:
+                        self._errors += 1
+                    raise
+            rows = sum(p.rows for p in parts)
             with self._lock:
                 self._encoded = []
                 self._encoded_rows = 0
                 self._written += rows
+                self._durable_seq = max(self._durable_seq, taken)
+                self._durable_changed.notify_all()
+            if self._journal is not None:
+                self._journal.discard([p.segment for p in parts if p.segment is not None])
             return rows
+
+    def _mark(self, seq: int) -> JournalMark | None:
+        return None if self._journal is None else JournalMark(self._journal.id, seq)
 
     def _encode_ahead(self) -> None:
         """Encode what is buffered now, to be written with the next flush."""
@@ -151,17 +251,26 @@ class BufferedLog(ABC, Generic[Chunk]):
             self._encode_buffer()
 
     def _encode_buffer(self) -> None:
-        """Move the buffer into an encoded chunk (call with the write lock held)."""
+        """Move the buffer into an encoded batch (call with the write lock held)."""
+        if self._journal is not None:
+            try:
+                self._journal.prepare()  # the next segment, made outside the lock
+            except OSError as exc:  # seal tries again, under the lock
+                log.warning("prediction journal cannot prepare a segment: %s", exc)
         with self._lock:
             batch, self._buffer = self._buffer, []
-        if not batch:
-            return
+            if not batch:
+                return
+            segment = self._journal.seal() if self._journal is not None else None
+            last_seq = self._taken_seq = self._seq
         chunk = self._encode_dropping_bad(batch)
-        if chunk is None:
+        if chunk is None:  # all malformed: nothing to store, but its segment must go
+            if segment is not None and self._journal is not None:
+                self._journal.discard([segment])
             return
         kept, encoded = chunk
         with self._lock:
-            self._encoded.append((kept, encoded))
+            self._encoded.append(_Pending(kept, encoded, last_seq, segment))
             self._encoded_rows += kept
 
     def _encode_dropping_bad(self, batch: list[PredictionRecord]) -> tuple[int, Chunk] | None:
@@ -190,6 +299,32 @@ class BufferedLog(ABC, Generic[Chunk]):
                 self._dropped += len(good)
             return None
 
+    def _replay(self, dead: DeadJournal) -> None:
+        """Store what a dead writer journaled and had not stored, then delete its journal.
+
+        Each segment is stored with the mark (dead id, its last number), atomically with
+        its records, so a replay killed midway is finished by the next one, never doubled.
+        A failed store leaves the journal for the next writer and raises.
+        """
+        replayed = 0
+        try:
+            for entries in dead.batches():
+                if not entries:
+                    continue
+                fresh = self._unstored(dead.id, entries)
+                chunk = self._encode_dropping_bad(fresh) if fresh else None
+                if chunk is not None:
+                    self._store([chunk[1]], JournalMark(dead.id, entries[-1][0]))
+                    replayed += chunk[0]
+        except BaseException:
+            dead.release()
+            raise
+        finally:
+            self._replayed += replayed
+        dead.remove()
+        self._forget(dead.id)
+        log.info("prediction log: %d records replayed from journal %s", replayed, dead.id)
+
     def _run(self) -> None:
         tick = self.flush_seconds / self.ENCODE_TICKS
         last = time.monotonic()
@@ -210,15 +345,25 @@ class BufferedLog(ABC, Generic[Chunk]):
                 log.exception("prediction log flush crashed, will retry")
 
     def close(self) -> None:
-        """Stop the flusher, write everything left, release the backend."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop the flusher, write everything left, release the backend and the journal
+        (deleted when everything is stored, kept for the next writer's replay if not)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # under the lock: no append is journaling now, none will
         self._wake.set()
         self._thread.join()
+        stored = False
         try:
             self.flush()
+            stored = True
         finally:
+            with self._durable_changed:
+                self._durable_changed.notify_all()
+            if self._journal is not None:
+                self._journal.close(clean=stored)
+                if stored:
+                    self._forget(self._journal.id)
             self._release()
 
     def read(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
@@ -229,10 +374,14 @@ class BufferedLog(ABC, Generic[Chunk]):
             return self._read(start, end)
 
     def stats(self) -> LogStats:
-        """A snapshot of the counters (`buffered` includes chunks encoded but not written)."""
+        """A snapshot of the counters (`buffered` includes batches encoded but not written)."""
         with self._lock:
             buffered = len(self._buffer) + self._encoded_rows
-            return LogStats(buffered, self._written, self._dropped, self._errors)
+            journal_errors = 0 if self._journal is None else self._journal.errors
+            return LogStats(
+                buffered, self._written, self._dropped, self._errors, self._replayed,
+                journal_errors,
+            )  # fmt: skip
 
     @abstractmethod
     def _encode(self, records: list[PredictionRecord]) -> Chunk:
@@ -240,9 +389,19 @@ class BufferedLog(ABC, Generic[Chunk]):
         ValueError or TypeError when a record does not encode."""
 
     @abstractmethod
-    def _store(self, chunks: list[Chunk]) -> None:
-        """Store encoded chunks, oldest first, all or nothing; UnavailableError when the
-        storage fails."""
+    def _store(self, chunks: list[Chunk], mark: JournalMark | None) -> None:
+        """Store encoded chunks, oldest first, all or nothing, with `mark` committed
+        atomically with them; UnavailableError when the storage fails."""
+
+    @abstractmethod
+    def _unstored(
+        self, journal_id: str, entries: list[tuple[int, PredictionRecord]]
+    ) -> list[PredictionRecord]:
+        """The records of `entries` (journal sequence number, record) not yet stored, by
+        the marks stored with `journal_id`'s batches."""
+
+    def _forget(self, journal_id: str) -> None:
+        """Drop the marks of a journal that is gone (a backend may keep them instead)."""
 
     @abstractmethod
     def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:

@@ -3,8 +3,12 @@
 Layout of a day folder `{root}/date=YYYY-MM-DD/`:
 
 - `part-<time>-<id>.parquet`: one per flush (written to a hidden `.tmp` name, renamed);
+  a writer with a journal names it `part-<time>-<journal id>-<seq>.parquet`: the file
+  holds that journal's records of this day up to number `seq` (the journal's mark);
 - `compact-<time>-<id>.parquet`: a merged file. Its Parquet footer holds, under the key
-  `mlsd.replaces`, the JSON list of the file names whose records it holds;
+  `mlsd.replaces`, the JSON list of the file names whose records it holds, and under
+  `mlsd.journals` the highest mark per journal id of those files, so a replay still
+  knows what is stored after the parts are gone (`journal_marks`);
 - hidden `.*.tmp` files: writes in progress (or left by a crash), never read.
 
 **Which files are live** (`live_files`): every part and compact file, minus every name
@@ -37,6 +41,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,6 +57,8 @@ from mlsd.predlog.record import SCHEMA
 log = logging.getLogger(__name__)
 
 REPLACES_KEY = b"mlsd.replaces"
+JOURNALS_KEY = b"mlsd.journals"
+_MARKED_PART = re.compile(r"^part-[0-9T]+-([0-9a-f]{12})-([0-9]+)\.parquet$")
 LOCK_NAME = ".compact.lock"
 #: Rows per row group of a merged file (parts are small: they are concatenated first).
 ROW_GROUP_ROWS = 128_000
@@ -93,6 +100,41 @@ def replaced_by(path: Path) -> list[str]:
         return []
     names: list[str] = json.loads(raw)
     return names
+
+
+def part_name(stamp: str, mark: tuple[str, int] | None) -> str:
+    """A part file's name: with a journal mark (id, seq) when the writer has a journal."""
+    if mark is None:
+        return f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"part-{stamp}-{mark[0]}-{mark[1]}.parquet"
+
+
+def _marks_of(files: list[Path]) -> dict[str, int]:
+    """The highest journal mark per journal id of these files (names, compact footers)."""
+    marks: dict[str, int] = {}
+    for f in files:
+        found: dict[str, int] = {}
+        matched = _MARKED_PART.match(f.name)
+        if matched:
+            found = {matched.group(1): int(matched.group(2))}
+        elif f.name.startswith("compact-"):
+            raw = (pq.read_schema(f).metadata or {}).get(JOURNALS_KEY)
+            found = {} if raw is None else {str(k): int(v) for k, v in json.loads(raw).items()}
+        for journal_id, seq in found.items():
+            marks[journal_id] = max(seq, marks.get(journal_id, 0))
+    return marks
+
+
+def journal_marks(root: Path, day: date) -> dict[str, int]:
+    """The highest stored mark per journal id in one day folder: that journal's records of
+    this day numbered up to the mark are stored. Waits for a running compaction of the day
+    (its lock), which would otherwise move marks from parts to a compact file under us."""
+    folder = Path(root) / f"date={day.isoformat()}"
+    if not folder.is_dir():
+        return {}
+    with _day_lock(folder, blocking=True):
+        files, _ = _scan(folder)
+        return _marks_of(files)
 
 
 def _scan(folder: Path) -> tuple[list[Path], set[str]]:
@@ -146,12 +188,12 @@ def read_live(root: Path, first: date, last: date, attempts: int = 5) -> pa.Tabl
 
 
 @contextlib.contextmanager
-def _day_lock(folder: Path) -> Iterator[bool]:
-    """An exclusive, non-blocking lock on a day folder; yields False when someone holds it."""
+def _day_lock(folder: Path, *, blocking: bool = False) -> Iterator[bool]:
+    """An exclusive lock on a day folder; non-blocking, it yields False when someone holds it."""
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
@@ -187,7 +229,12 @@ def cleanup(folder: Path) -> int:
 
 def _write_merged(files: list[Path], tmp: Path, stop: Callable[[], bool]) -> int | None:
     """Stream `files` into `tmp` (footer: the names replaced); None if stopped midway."""
-    schema = SCHEMA.with_metadata({REPLACES_KEY: json.dumps([f.name for f in files]).encode()})
+    schema = SCHEMA.with_metadata(
+        {
+            REPLACES_KEY: json.dumps([f.name for f in files]).encode(),
+            JOURNALS_KEY: json.dumps(_marks_of(files)).encode(),
+        }
+    )
     records = 0
     pending: list[pa.Table] = []
     pending_rows = 0

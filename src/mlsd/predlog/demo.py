@@ -19,15 +19,15 @@ from mlsd.settings import Settings
 def read_log(settings: Settings, since: datetime | None = None) -> pd.DataFrame:
     """The configured prediction log since `since` (everything when None).
 
-    Opens the log read-only in spirit: it appends nothing, and closing it writes nothing.
+    Reads through `open_reader`: no flusher, no compactor, no journal replay, no file written.
     """
-    from mlsd.predlog import make_prediction_log
+    from mlsd.predlog.reader import open_reader
 
-    plog = make_prediction_log(settings)
+    reader = open_reader(settings)
     try:
-        return plog.read(start=since)
+        return reader.read(start=since)
     finally:
-        plog.close()
+        reader.close()
 
 
 def demo_step(settings: Settings, since: datetime | None = None) -> dict[str, Any]:

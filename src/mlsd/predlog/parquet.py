@@ -1,17 +1,21 @@
 """The prediction log as Parquet files: `{root}/date=YYYY-MM-DD/part-*.parquet`.
 
-Each flush writes one file per UTC day it holds, to a hidden temporary name first
-and then renamed, so a reader never sees half a file. A background thread merges
-the files of past days into one (`compact.py` explains how that stays crash-safe):
-at open, then every `compact_every_s`.
+Each flush writes one file per UTC day it holds, to a hidden temporary name first,
+fsynced, and then renamed, so a reader never sees half a file and a stored record
+survives power loss. The file's name carries the writer's journal mark (`compact.py`),
+so a replay after a crash knows what is stored. A background thread merges the files
+of past days into one (`compact.py` explains how that stays crash-safe): at open, then
+every `compact_every_s`. The journal is `{root}/.journal` (`journal.py`).
+
+`ParquetPredictionReader` only reads: no thread, no file written, no folder made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,9 +30,12 @@ from mlsd.predlog.compact import (
     CompactionResult,
     compact_before,
     compact_day,
+    journal_marks,
     live_files,
+    part_name,
     read_live,
 )
+from mlsd.predlog.journal import JournalMark
 from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,45 @@ PART_OPTIONS: dict[str, object] = {
 }  # fmt: skip
 
 
+def _days(start: datetime | None, end: datetime | None) -> tuple[date, date]:
+    first = start.astimezone(UTC).date() if start else date.min
+    last = end.astimezone(UTC).date() if end else date.max
+    return first, last
+
+
+class ParquetPredictionReader:
+    """Reads the Parquet prediction log under `root`; starts nothing, writes nothing."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        """Stored records with start <= ts < end, oldest first (empty if there is no log)."""
+        try:
+            table = read_live(self.root, *_days(start, end))
+        except OSError as exc:
+            raise UnavailableError(
+                f"cannot read the prediction log under {self.root}: {exc}"
+            ) from exc
+        if table is None:
+            return finish_frame(SCHEMA.empty_table().to_pandas())
+        if start is not None:
+            table = table.filter(
+                pc.greater_equal(table["ts"], pa.scalar(start, SCHEMA.field("ts").type))
+            )
+        if end is not None:
+            table = table.filter(pc.less(table["ts"], pa.scalar(end, SCHEMA.field("ts").type)))
+        return finish_frame(table.to_pandas())
+
+    def files(self, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
+        """The live Parquet files holding the days of start..end: give these (not a glob of
+        the folder) to DuckDB or any outside reader."""
+        return live_files(self.root, *_days(start, end))
+
+    def close(self) -> None:
+        """Nothing to release (a reader holds no file open between reads)."""
+
+
 class ParquetPredictionLog(BufferedLog[pa.Table]):
     """Predictions in day partitions under `root` (by default `home/predictions`)."""
 
@@ -58,12 +104,15 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         flush_records: int = 5_000,
         max_buffered: int = 1_000_000,
         compact_every_s: float | None = 3600.0,
+        journal: bool = True,
     ) -> None:
         if compact_every_s is not None and compact_every_s <= 0:
             raise ValueError("compact_every_s must be > 0 (or None to turn compaction off)")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        super().__init__(flush_seconds, flush_records, max_buffered)
+        self.reader = ParquetPredictionReader(self.root)
+        journal_dir = self.root / ".journal" if journal else None
+        super().__init__(flush_seconds, flush_records, max_buffered, journal_dir)
         self.compact_every_s = compact_every_s
         self._stop_compactor = threading.Event()
         self._compactor: threading.Thread | None = None
@@ -84,7 +133,7 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
     def files(self, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
         """The live Parquet files holding the days of start..end: give these (not a glob of
         the folder) to DuckDB or any outside reader."""
-        return live_files(self.root, *self._days(start, end))
+        return self.reader.files(start, end)
 
     def _compact_loop(self) -> None:
         assert self.compact_every_s is not None
@@ -100,50 +149,65 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
     def _encode(self, records: list[PredictionRecord]) -> pa.Table:
         return to_table(records)
 
-    def _store(self, chunks: list[pa.Table]) -> None:
+    def _store(self, chunks: list[pa.Table], mark: JournalMark | None) -> None:
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
         days = pc.strftime(table["ts"], format="%Y-%m-%d")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        name = part_name(stamp, None if mark is None else (mark.journal_id, mark.seq))
+        written: list[tuple[Path, Path]] = []
         try:
             distinct = sorted(set(days.to_pylist()))
-            for day in distinct:
+            for day in distinct:  # every day's file first, then the renames: a failed
                 part = table if len(distinct) == 1 else table.filter(pc.equal(days, day))
-                folder = self.root / f"date={day}"
+                folder = self.root / f"date={day}"  # write commits no day (retried whole)
                 folder.mkdir(parents=True, exist_ok=True)
-                name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
                 tmp = folder / f".{name}.tmp"
                 pq.write_table(part, tmp, **PART_OPTIONS)
-                os.replace(tmp, folder / name)
+                _fsync(tmp)
+                written.append((tmp, folder / name))
+            for tmp, final in written:
+                os.replace(tmp, final)
+                _fsync(final.parent)
         except OSError as exc:
+            for tmp, _ in written:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             raise UnavailableError(
                 f"cannot write the prediction log under {self.root}: {exc}"
             ) from exc
 
-    @staticmethod
-    def _days(start: datetime | None, end: datetime | None) -> tuple[date, date]:
-        first = start.astimezone(UTC).date() if start else date.min
-        last = end.astimezone(UTC).date() if end else date.max
-        return first, last
-
-    def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    def _unstored(
+        self, journal_id: str, entries: list[tuple[int, PredictionRecord]]
+    ) -> list[PredictionRecord]:
+        marks: dict[date, int] = {}
+        fresh: list[PredictionRecord] = []
         try:
-            table = read_live(self.root, *self._days(start, end))
+            for seq, record in entries:
+                day = record.ts.astimezone(UTC).date()
+                if day not in marks:
+                    marks[day] = journal_marks(self.root, day).get(journal_id, 0)
+                if seq > marks[day]:
+                    fresh.append(record)
         except OSError as exc:
             raise UnavailableError(
-                f"cannot read the prediction log under {self.root}: {exc}"
+                f"cannot read the prediction log's journal marks under {self.root}: {exc}"
             ) from exc
-        if table is None:
-            return finish_frame(SCHEMA.empty_table().to_pandas())
-        if start is not None:
-            table = table.filter(
-                pc.greater_equal(table["ts"], pa.scalar(start, SCHEMA.field("ts").type))
-            )
-        if end is not None:
-            table = table.filter(pc.less(table["ts"], pa.scalar(end, SCHEMA.field("ts").type)))
-        return finish_frame(table.to_pandas())
+        return fresh
+
+    def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        return self.reader.read(start, end)
 
     def _release(self) -> None:
         self._stop_compactor.set()
         if self._compactor is not None:
             self._compactor.join()
             self._compactor = None
+
+
+def _fsync(path: Path) -> None:
+    """Make a file (or a folder's entries) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,9 +17,11 @@ from mlsd.errors import UnavailableError, ValidationError
 from mlsd.predlog import (
     COLUMNS,
     BufferedLog,
+    ParquetPredictionLog,
     PredictionLog,
     PredictionRecord,
     features_frame,
+    journal_folder,
     make_prediction_log,
 )
 from mlsd.settings import Settings
@@ -198,13 +202,79 @@ def test_ids_and_names_are_stored_as_text(make: Factory) -> None:
 
 
 @pytest.mark.postgres
-def test_factory_opens_postgres_in_the_urls_schema(postgres_url: str, postgres_schema: str) -> None:
+def test_factory_opens_postgres_in_the_urls_schema(
+    postgres_url: str, postgres_schema: str, tmp_path: Path
+) -> None:
     import psycopg
 
+    from mlsd.predlog import journal_folder
+
     url = f"{postgres_url}?schema={postgres_schema}"
-    plog = make_prediction_log(Settings(prediction_log=url))
+    settings = Settings(home=tmp_path, prediction_log=url)
+    plog = make_prediction_log(settings)
+    assert journal_folder(settings).is_relative_to(tmp_path / "predlog-journal")
+    assert any(journal_folder(settings).glob("*.lock"))
     plog.append([record(1)])
     plog.close()
     with psycopg.connect(postgres_url) as conn:
         count = conn.execute(f'SELECT count(*) FROM "{postgres_schema}".predictions').fetchone()
     assert count == (1,)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from datetime import UTC, datetime, timedelta
+from mlsd.predlog import ParquetPredictionLog, PredictionRecord
+from mlsd.predlog.postgres import PostgresPredictionLog
+
+backend, where, schema, journal, n = sys.argv[1:6]
+if backend == "parquet":
+    plog = ParquetPredictionLog(where, flush_seconds=60, compact_every_s=None)
+else:
+    plog = PostgresPredictionLog(where, schema, flush_seconds=60, journal=journal)
+t0 = datetime(2026, 4, 1, 23, 59, 58, tzinfo=UTC)
+names = ("amount", "risk")
+for i in range(int(n)):
+    plog.append([PredictionRecord(
+        f"req-{i}", t0 + timedelta(milliseconds=i), "fraud", "3", [float(i), None], 0.1,
+        "legit", 0.5, 1.0, False, names, "score", "", i, 1, 2, t0,
+    )])
+    if i == int(n) // 2:
+        plog.flush()  # half stored, half only in the journal
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_writers_records_are_replayed_once(
+    make: Factory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    probe = make()  # the backend's location, and its schema created
+    probe.close()
+    if isinstance(probe, ParquetPredictionLog):
+        args = ["parquet", str(probe.root), "", ""]
+    else:
+        url, schema = (
+            request.getfixturevalue("postgres_url"),
+            request.getfixturevalue("postgres_schema"),
+        )
+        journal = journal_folder(Settings(home=tmp_path, prediction_log=f"{url}?schema={schema}"))
+        args = ["postgres", url, schema, str(journal)]
+    n = 3000  # 23:59:58 .. 00:00:01: the journal spans midnight
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, *args, str(n)], capture_output=True, timeout=120
+    )
+    assert child.returncode == -9, child.stderr.decode()
+    assert len(probe.reader.read()) == n // 2 + 1, "the child stored half before its kill"  # type: ignore[attr-defined]
+    plog = make()
+    assert plog.stats().replayed == n - (n // 2 + 1)
+    frame = plog.read()
+    assert len(frame) == n
+    assert frame["request_id"].is_unique
+    assert sorted(frame["request_id"]) == sorted(f"req-{i}" for i in range(n))
+    row = frame.set_index("request_id").loc["req-2999"]
+    assert row["features"] == {"amount": 2999.0, "risk": None}
+    assert (row["transaction_id"], row["customer_id"], row["terminal_id"]) == (2999, 1, 2)
+    plog.close()
+    again = make()  # nothing left to replay
+    assert again.stats().replayed == 0
+    assert len(again.read()) == n

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from mlsd.features.store import FeatureStore
-from mlsd.predlog import make_prediction_log
+from mlsd.predlog import open_reader
 from mlsd.registry import Registry
 from mlsd.serving.demo import demo_step
 from mlsd.serving.testing import (
@@ -60,7 +60,7 @@ def test_demo_step_serves_traffic_and_logs_it(home: Path) -> None:
     assert 0 < figures["client_p50_ms"] <= figures["client_p99_ms"]
     assert figures["url"].startswith("http://127.0.0.1:")
     assert figures["url"] in console.export_text()
-    logged = make_prediction_log(settings).read()
+    logged = open_reader(settings).read()
     assert len(logged) == figures["requests"]  # flushed on a clean stop: nothing lost
     assert logged["transaction_id"].notna().all(), "every /v1/score row names its transaction"
     assert logged["tx_time"].notna().all()

@@ -11,6 +11,7 @@ import pytest
 
 from mlsd.errors import UnavailableError
 from mlsd.predlog import BufferedLog, ParquetPredictionLog, PredictionRecord
+from mlsd.predlog.journal import JournalMark
 
 
 def record(i: int, score: object = 0.5) -> PredictionRecord:
@@ -34,12 +35,17 @@ class ListLog(BufferedLog[list[str]]):
         self.encodes += 1
         return [f"{r.request_id}:{float(r.score)}" for r in records]
 
-    def _store(self, chunks: list[list[str]]) -> None:
+    def _store(self, chunks: list[list[str]], mark: JournalMark | None) -> None:
         if self.down:
             raise UnavailableError("storage down")
         self.stores += 1
         for chunk in chunks:
             self.stored.extend(chunk)
+
+    def _unstored(
+        self, journal_id: str, entries: list[tuple[int, PredictionRecord]]
+    ) -> list[PredictionRecord]:
+        return [r for _, r in entries]
 
     def _read(self, start: datetime | None, end: datetime | None) -> pd.DataFrame:
         return pd.DataFrame({"request_id": [s.split(":")[0] for s in self.stored]})
