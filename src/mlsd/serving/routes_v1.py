@@ -50,7 +50,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
         (401, "missing or wrong credentials"),
-        (404, "unknown model or version"),
+        (404, "unknown model, version or route"),
+        (405, "method not allowed on this path (`Allow` lists the allowed ones)"),
         (409, "conflict with the served state"),
         (413, "body too large"),
         (422, "invalid input; `field` names the culprit"),

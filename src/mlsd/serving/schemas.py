@@ -8,6 +8,7 @@ objects that are already correct.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -102,11 +103,31 @@ class ScoreResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The body of every error answer."""
+    """The body of every REST error answer (`/v1`, `/admin`): its kind, message and field."""
 
     error: str
     message: str
     field: str | None = None
+
+
+class V2ErrorBody(BaseModel):
+    """An Open Inference Protocol error: `error` is the message, which V2 clients show
+    (tritonclient reads only that key); `field` names the culprit when one does."""
+
+    error: str
+    field: str | None = None
+
+
+def is_v2(path: str) -> bool:
+    """Whether `path` is an Open Inference Protocol route (its errors take the OIP shape)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(kind: str, message: str, field: str | None, path: str) -> dict[str, str | None]:
+    """The error answer for a request to `path`: `V2ErrorBody` on /v2, else `ErrorBody`."""
+    if is_v2(path):
+        return {"error": message, "field": field}
+    return {"error": kind, "message": message, "field": field}
 
 
 # --- Open Inference Protocol (V2) --------------------------------------------------------------
@@ -125,6 +146,18 @@ Scalar = bool | int | float | str
 #: Row-major tensor data, flat or nested up to three levels (as V2 clients send it).
 NestedData = Scalar | list[Scalar] | list[list[Scalar]] | list[list[list[Scalar]]]
 
+#: The values each integer datatype holds.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+}
+#: The largest finite magnitude of each float datatype.
+FLOAT_MAX: dict[str, float] = {
+    "FP16": 65504.0,
+    "FP32": 3.4028234663852886e38,
+    "FP64": sys.float_info.max,
+}
+
 
 def _flatten(data: NestedData) -> list[Scalar]:
     if not isinstance(data, list):
@@ -140,8 +173,39 @@ def _flatten(data: NestedData) -> list[Scalar]:
     return out
 
 
+def _check_values(name: str, datatype: str, flat: list[Scalar]) -> None:
+    """ValueError naming the tensor unless every value fits `datatype` (JSON data)."""
+    if datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in flat):
+            raise ValueError(f"tensor {name!r} of BOOL must hold true/false")
+        return
+    numbers: list[int | float] = []
+    for value in flat:
+        if isinstance(value, str | bool):
+            raise ValueError(f"tensor {name!r} of {datatype} holds {value!r}, not a number")
+        numbers.append(value)
+    if datatype in INT_RANGES:
+        low, high = INT_RANGES[datatype]
+        for number in numbers:
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError(f"tensor {name!r} of {datatype} holds {number!r}, not an integer")
+            if not low <= number <= high:
+                raise ValueError(
+                    f"tensor {name!r} holds {number!r}, outside {datatype}'s range [{low}, {high}]"
+                )
+        return
+    largest = FLOAT_MAX[datatype]
+    for number in numbers:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"tensor {name!r} holds NaN or infinity")
+        if abs(number) > largest:
+            raise ValueError(f"tensor {name!r} holds {number!r}, outside {datatype}'s range")
+
+
 class RequestInput(BaseModel):
-    """One input tensor: a name, a shape, a datatype and row-major data (flat or nested)."""
+    """One input tensor: a name, a shape, a datatype and row-major data (flat or nested), or,
+    with the binary tensor data extension, `parameters.binary_data_size` bytes after the
+    JSON header instead of `data`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -149,10 +213,18 @@ class RequestInput(BaseModel):
     shape: Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]], Field(max_length=8)]
     datatype: V2Datatype
     parameters: dict[str, Scalar] | None = None
-    data: NestedData
+    data: NestedData | None = None
 
     @model_validator(mode="after")
     def _check_data(self) -> RequestInput:
+        if self.data is None:
+            size = self.binary_size()
+            if size is None:
+                raise ValueError(
+                    f"tensor {self.name!r} has no data (send `data`, or the binary extension's "
+                    "parameters.binary_data_size)"
+                )
+            return self
         flat = _flatten(self.data)
         expected = math.prod(self.shape)
         if len(flat) != expected:
@@ -161,16 +233,21 @@ class RequestInput(BaseModel):
                 f"{expected}"
             )
         if self.datatype in NUMERIC_TYPES:
-            for value in flat:
-                if isinstance(value, str):
-                    raise ValueError(f"tensor {self.name!r} of {self.datatype} holds a string")
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"tensor {self.name!r} holds NaN or infinity")
+            _check_values(self.name, self.datatype, flat)
         return self
 
+    def binary_size(self) -> int | None:
+        """Bytes of binary data this tensor has after the JSON header (None: JSON `data`)."""
+        size = (self.parameters or {}).get("binary_data_size")
+        if size is None:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"tensor {self.name!r}: binary_data_size must be an integer >= 0")
+        return size
+
     def flat(self) -> list[Scalar]:
-        """The data as one flat row-major list."""
-        return _flatten(self.data)
+        """The JSON data as one flat row-major list (empty for binary data)."""
+        return [] if self.data is None else _flatten(self.data)
 
 
 class RequestOutput(BaseModel):
@@ -194,13 +271,13 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
-    """One output tensor."""
+    """One output tensor (without `data` when sent as binary: `parameters.binary_data_size`)."""
 
     name: str
     shape: list[int]
     datatype: V2Datatype
     parameters: dict[str, Scalar] | None = None
-    data: list[float]
+    data: list[float] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -214,11 +291,13 @@ class InferenceResponse(BaseModel):
 
 
 class TensorMetadata(BaseModel):
-    """Name, datatype and shape (-1 for any) of a model input or output."""
+    """Name, datatype and shape (-1 for any) of a model input or output; for the model's
+    input, `parameters.feature_names` lists its columns in order, comma-separated."""
 
     name: str
     datatype: V2Datatype
     shape: list[int]
+    parameters: dict[str, Scalar] | None = None
 
 
 class ModelMetadata(BaseModel):

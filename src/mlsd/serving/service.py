@@ -109,7 +109,7 @@ class Service:
         endpoint = HostedEndpoint(
             self.host, name, alias, batching,
             on_batch=lambda m, n: self.metrics.child(self.metrics.batch_size, m.name).observe(n),
-            version=version,
+            version=version, metrics=self.metrics,
         )  # fmt: skip
         self.endpoints[name] = endpoint
         self.scorers[name] = Scorer(

@@ -7,8 +7,8 @@ import doctest
 import pytest
 
 from mlsd.errors import NotFoundError, UnavailableError
-from mlsd.inference.breaker import BreakerState, CircuitBreaker, FakeClock
 from mlsd.inference import breaker as breaker_module
+from mlsd.inference.breaker import BreakerState, CircuitBreaker, FakeClock
 
 
 def make(clock: FakeClock, threshold: int = 3) -> CircuitBreaker:

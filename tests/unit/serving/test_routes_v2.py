@@ -26,7 +26,14 @@ def test_model_metadata_describes_the_tensors(client: Any) -> None:
     assert meta["name"] == "fraud"
     assert meta["versions"] == ["1"]
     assert meta["platform"] == "onnxruntime_onnx"
-    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 15]}]
+    assert meta["inputs"] == [
+        {
+            "name": "input",
+            "datatype": "FP32",
+            "shape": [-1, 15],
+            "parameters": {"feature_names": ",".join(FEATURES)},  # the columns, in order
+        }
+    ]
     assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}]
     assert client.get("/v2/models/fraud/versions/1").json()["name"] == "fraud"
     assert client.get("/v2/models/fraud/ready").status_code == 200
