@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
@@ -210,22 +211,32 @@ def create_app(
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,
         metrics=svc.metrics,
-        route_of=lambda scope: route_template(app, scope),
+        route_of=RouteTemplates(app),
     )
     return app
 
 
-def route_template(app: FastAPI, scope: Scope) -> str:
-    """The template of the route `scope` would reach (`unmatched` if none), for metric labels
-    of answers given before routing (401, 413)."""
-    partial = None
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-        if match is Match.PARTIAL and partial is None:
-            partial = str(getattr(route, "path", "unmatched"))
-    return partial or "unmatched"
+class RouteTemplates:
+    """The route template a request's path would reach (`unmatched` if none): the metric
+    label of answers given before routing (401, 413). Compiled once, on first use."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, scope: Scope) -> str:
+        if self._compiled is None:
+            paths = list(self.app.openapi().get("paths", {}))
+            for route in self.app.routes:
+                path = getattr(route, "path", None)
+                if isinstance(path, str):
+                    paths.append(path)
+            self._compiled = [(compile_path(p)[0], p) for p in dict.fromkeys(paths)]
+        asked = scope.get("path", "")
+        for regex, template in self._compiled:
+            if regex.match(asked):
+                return template
+        return "unmatched"
 
 
 def _load_quietly(service: Service) -> None:
