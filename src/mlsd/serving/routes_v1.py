@@ -111,7 +111,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SCORE_BODY: TypeAdapter[TransactionBody | ScoreBatch] = TypeAdapter(ScoreBody)
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # anchored: JSON Schema searches
 SCORE_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -66,14 +66,25 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/octet-stream": {"schema": {"type": "string"}}},
     },
 }
+
+
+def _json_body_schema() -> dict[str, Any]:
+    """`InferenceRequest` as a JSON body holds it: every tensor with its `data` (the binary
+    extension's `binary_data_size` needs the raw bytes after the JSON, which JSON cannot
+    carry)."""
+    schema = _inline_refs(InferenceRequest.model_json_schema())
+    tensor = schema["properties"]["inputs"]["items"]
+    tensor["required"] = [*tensor["required"], "data"]
+    data = tensor["properties"]["data"]
+    data["anyOf"] = [option for option in data["anyOf"] if option != {"type": "null"}]
+    data.pop("default", None)
+    return schema
+
+
 INFER_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {
-            "application/json": {
-                "schema": _inline_refs(InferenceRequest.model_json_schema()),
-            }
-        },
+        "content": {"application/json": {"schema": _json_body_schema()}},
     }
 }
 
@@ -229,6 +240,7 @@ async def _infer(
 
 async def _answer(request: Request, name: str, version: str | None) -> Response:
     """Parse the body (JSON or binary extension), score it, answer in the form asked for."""
+    _endpoint(service_of(request), name, version).current()  # 404 first: no model, no body
     body, tensors = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
     response = await _infer(request, name, version, body, tensors)
     return encode_response(response, wants_binary(body, ONNX_OUTPUT))

@@ -11,14 +11,38 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
 
 from mlsd.data.transaction import Transaction
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-EntityId = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
+
+
+def _integral(value: float) -> int:
+    if not value.is_integer():
+        raise ValueError("Input should be a valid integer")
+    return int(value)
+
+
+#: A non-negative int64 id. JSON Schema's `integer` holds `1.0` too, so an integral float is
+#: taken, as the second member of a union: plain ints are checked in Rust and never reach
+#: Python. Strings, booleans and `1.5` are refused.
+EntityId = Annotated[
+    Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
+    | Annotated[float, Strict(), Field(ge=0, lt=2.0**63), AfterValidator(_integral)],
+    Field(union_mode="left_to_right"),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
+]
 
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,10 +62,20 @@ def _aware(value: datetime) -> datetime:
     return utc
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+#: In the spec: a date-time with its offset (required) in the years 1971-2199, which the
+#: server always takes whatever the offset (it takes a few hours more at both ends).
+AwareDatetime = Annotated[
+    datetime,
+    AfterValidator(_aware),
+    Field(
+        json_schema_extra={
+            "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2})-.*(Z|z|[+-][0-9]{2}:[0-9]{2})$"
+        }
+    ),
+]
 
 
-_SKIP = frozenset({"body", "one", "batch", "query", "path", "header"})
+_SKIP = frozenset({"body", "one", "batch", "query", "path", "header", "constrained-int"})
 
 
 def field_of(loc: Sequence[Any]) -> str:
@@ -63,9 +97,8 @@ class TransactionBody(BaseModel):
 
     def to_domain(self) -> Transaction:
         """The domain record scoring takes."""
-        return Transaction(
-            self.transaction_id, self.customer_id, self.terminal_id, self.amount, self.timestamp
-        )
+        ids = cast(tuple[int, int, int], (self.transaction_id, self.customer_id, self.terminal_id))
+        return Transaction(*ids, self.amount, self.timestamp)
 
 
 class ScoreBatch(BaseModel):
@@ -318,12 +351,36 @@ class ServerMetadata(BaseModel):
     extensions: list[str]
 
 
+#: A registry model name (`mlsd.registry.names`): 1-64 of `A-Z a-z 0-9 _ . -`, starting with a
+#: letter or digit, never `..` (written without look-ahead: JSON Schema generators and
+#: pydantic's regex engine have none).
+REGISTRY_NAME = r"[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?"
+#: A registry alias: lower-case, starting with a letter, at most 32 characters.
+REGISTRY_ALIAS = r"[a-z][a-z0-9_-]{0,31}"
+NO_DOUBLE_DOT = {"not": {"pattern": r"\.\."}}
+
+
+def _no_double_dot(value: str) -> str:
+    if ".." in value:
+        raise ValueError("a model name never holds '..'")
+    return value
+
+
 class ModelRef(BaseModel):
     """A model named by alias (`fraud@champion`) or version (`fraud/3`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\-]+[@/].+$")]
+    model: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=97,
+            pattern=rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,63}}(?:@{REGISTRY_ALIAS}|/[1-9][0-9]{{0,8}})$",
+            json_schema_extra=NO_DOUBLE_DOT,
+        ),
+        AfterValidator(_no_double_dot),
+    ]
 
 
 class AliasMoveRequest(BaseModel):
@@ -331,8 +388,8 @@ class AliasMoveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    alias: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=rf"^{REGISTRY_NAME}$")]
+    alias: Annotated[str, Field(min_length=1, max_length=32, pattern=rf"^{REGISTRY_ALIAS}$")]
     version: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
