@@ -25,8 +25,14 @@ class JobRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "oneOf": [
-                {"required": ["rows"], "properties": {"path": {"type": "null"}}},
-                {"required": ["path"], "properties": {"rows": {"type": "null"}}},
+                {
+                    "required": ["rows"],
+                    "properties": {"rows": {"type": "array"}, "path": {"type": "null"}},
+                },
+                {
+                    "required": ["path"],
+                    "properties": {"path": {"type": "string"}, "rows": {"type": "null"}},
+                },
             ]
         },
     )

@@ -34,14 +34,18 @@ def _integral(value: float) -> int:
     return int(value)
 
 
-#: A non-negative int64 id. JSON Schema's `integer` holds `1.0` too, so an integral float is
+#: The largest id: 2**53 - 1, the largest integer every JSON client holds exactly
+#: (RFC 8259, section 6), so an id survives a round trip through any of them.
+MAX_ID = 2**53 - 1
+
+#: A non-negative id. JSON Schema's `integer` holds `1.0` too, so an integral float is
 #: taken, as the second member of a union: plain ints are checked in Rust and never reach
 #: Python. Strings, booleans and `1.5` are refused.
 EntityId = Annotated[
-    Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
-    | Annotated[float, Strict(), Field(ge=0, lt=2.0**63), AfterValidator(_integral)],
+    Annotated[int, Strict(), Field(ge=0, le=MAX_ID)]
+    | Annotated[float, Strict(), Field(ge=0, le=MAX_ID), AfterValidator(_integral)],
     Field(union_mode="left_to_right"),
-    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_ID}),
 ]
 
 
