@@ -47,6 +47,7 @@ from mlsd.serving.tensors import (
     HEADER_LENGTH,
     Tensor,
     encode_response,
+    inflate,
     matrix,
     parse_request,
     wants_binary,
@@ -240,8 +241,11 @@ async def _infer(
 
 async def _answer(request: Request, name: str, version: str | None) -> Response:
     """Parse the body (JSON or binary extension), score it, answer in the form asked for."""
-    _endpoint(service_of(request), name, version).current()  # 404 first: no model, no body
-    body, tensors = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    service = service_of(request)
+    _endpoint(service, name, version).current()  # 404 first: no model, no body
+    limit = service.settings.max_body_bytes
+    raw = inflate(await request.body(), request.headers.get("content-encoding"), limit)
+    body, tensors = parse_request(raw, request.headers.get(HEADER_LENGTH))
     response = await _infer(request, name, version, body, tensors)
     return encode_response(response, wants_binary(body, ONNX_OUTPUT))
 

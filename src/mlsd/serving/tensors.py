@@ -8,19 +8,22 @@ back as binary the same way when the request asks (`parameters.binary_data_outpu
 an output's `parameters.binary_data`).
 
 Every value must fit its datatype (INT8 128 is refused) and the model's float32 input
-(1e39 is refused, never turned into infinity): a 422 naming the tensor.
+(1e39 is refused, never turned into infinity): a 422 naming the tensor. A body sent with
+`Content-Encoding: gzip` or `deflate` (tritonclient's `request_compression_algorithm`) is
+inflated first, up to the same byte limit as any body.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError as PydanticError
 
-from mlsd.errors import ValidationError
+from mlsd.errors import PayloadTooLargeError, ValidationError
 from mlsd.serving.schemas import InferenceRequest, InferenceResponse, RequestInput, field_of
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -40,6 +43,30 @@ class Tensor:
     name: str
     shape: list[int]
     values: np.ndarray
+
+
+#: zlib's `wbits` for each Content-Encoding a V2 client may send.
+ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body without its Content-Encoding; 413 past `limit` bytes inflated."""
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return raw
+    wbits = ENCODINGS.get(encoding.strip().lower())
+    if wbits is None:
+        raise ValidationError(
+            f"Content-Encoding {encoding!r} is not supported: send gzip, deflate or none",
+            field="content-encoding",
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ValidationError(f"the body is not valid {encoding}: {exc}", field="body") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLargeError(f"request body over {limit} bytes inflated", field="body")
+    return body
 
 
 def parse_request(raw: bytes, header_length: str | None) -> tuple[InferenceRequest, list[Tensor]]:

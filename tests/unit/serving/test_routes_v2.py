@@ -257,3 +257,27 @@ def test_v2_errors_take_the_open_inference_protocol_shape(client: Any) -> None:
     bad_name = client.get("/v2/models/..%2Fetc")
     assert bad_name.status_code in (404, 422)
     assert set(bad_name.json()) == {"error", "field"}
+
+
+def test_compressed_bodies_are_inflated_within_the_limit(client: Any, service: Any) -> None:
+    import gzip
+    import json
+
+    body = json.dumps({"inputs": [_tensor("FP32", [0.0] * 15)]}).encode()
+    ok = client.post(
+        "/v2/models/fraud/infer", content=gzip.compress(body), headers={"content-encoding": "gzip"}
+    )
+    assert ok.status_code == 200, ok.text
+    bomb = gzip.compress(b" " * (service.settings.max_body_bytes + 1) + body)
+    refused = client.post(
+        "/v2/models/fraud/infer", content=bomb, headers={"content-encoding": "gzip"}
+    )
+    assert refused.status_code == 413
+    assert refused.json()["field"] == "body"
+    garbage = client.post(
+        "/v2/models/fraud/infer", content=b"not gzip", headers={"content-encoding": "gzip"}
+    )
+    assert garbage.status_code == 422
+    brotli = {"content-encoding": "br"}
+    unknown = client.post("/v2/models/fraud/infer", content=body, headers=brotli)
+    assert (unknown.status_code, unknown.json()["field"]) == (422, "content-encoding")

@@ -115,3 +115,13 @@ def test_out_of_range_values_are_refused_naming_the_input(triton: Any) -> None:
     nan[0, 0] = np.nan
     with pytest.raises(InferenceServerException, match="NaN"):
         triton.infer("fraud", [_input(nan, binary=True)])
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(triton: Any, algorithm: str) -> None:
+    rows = _rows(4)
+    plain = triton.infer("fraud", [_input(rows, binary=True)]).as_numpy("probabilities")
+    packed = triton.infer(
+        "fraud", [_input(rows, binary=True)], request_compression_algorithm=algorithm
+    ).as_numpy("probabilities")
+    np.testing.assert_array_equal(packed, plain)
