@@ -11,9 +11,10 @@ the served `fraud` / version 1, so bodies reach the model; and the admin operati
 change what is served (load, unload, move an alias), apart: schemathesis reuses names it
 read in answers, so it does unload `fraud@champion`, after which readiness is rightly 503.
 
-One allowance, and only where a static spec cannot speak: a V2 tensor whose value count or
-shape does not fit the served model's signature (`[n, 15]`) is schema-valid, yet refused
-(422) — for `/infer`, 422 counts as an accepted answer to valid data.
+Two allowances, only where a static spec cannot speak, both for valid data answered 422:
+a V2 tensor whose value count or shape does not fit the served model's signature
+(`[n, 15]`) on `/infer`; and a job `path` naming no Parquet file in the data folder on
+`/v1/jobs` (its rows are the `/v1/score` transactions, checked there without allowance).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def _config(run: str) -> SchemathesisConfig:
         "checks": {"enabled": True},
         "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
         "phases": {"stateful": {"enabled": False}},
-        "operations": [  # schemathesis reuses `fraud` read in answers: every run needs this
+        "operations": [  # schemathesis reuses `fraud` read in answers: every run needs them
             {
-                "include-path-regex": "/infer$",
+                "include-path-regex": "/infer$|^/v1/jobs$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             }
         ],

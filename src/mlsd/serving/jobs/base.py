@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
-from mlsd.errors import MlsdError, NotFoundError, UnavailableError, ValidationError
+from mlsd.errors import MlsdError, UnavailableError, ValidationError
 
 #: Scores a chunk of rows; returns one output row per input row. The job's model
 #: name, when the submitter named one, is in `frame.attrs["model"]`.
@@ -73,7 +73,7 @@ def resolve_in_home(home: Path, path: str) -> Path:
     if resolved.suffix != ".parquet":
         raise ValidationError(f"path {path!r} is not a .parquet file", field="path")
     if not resolved.is_file():
-        raise NotFoundError(f"no file at {path!r} in the data folder", field="path")
+        raise ValidationError(f"no file at {path!r} in the data folder", field="path")
     return resolved
 
 
