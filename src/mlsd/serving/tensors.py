@@ -87,7 +87,8 @@ def parse_request(raw: bytes, header_length: str | None) -> tuple[InferenceReque
     except PydanticError as exc:
         first = exc.errors(include_url=False)[0]
         field = field_of(first["loc"])
-        raise ValidationError(f"{field}: {first['msg']}", field=field) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ValidationError(f"{field}: {message}", field=field) from None
     return body, decode_inputs(body.inputs, binary)
 
 
