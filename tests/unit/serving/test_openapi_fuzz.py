@@ -101,3 +101,54 @@ def test_every_operation_conforms_to_the_spec(
     assert cases > (30 if run == "admin-mutations" else 200), cases
     assert failures == [], "\n".join(failures)
     assert not [status for status in statuses if status >= 500], statuses
+
+
+NAMES = ["fraud", "f", "fraud.v2", "a.b.c", "a-b_c", "a.", "0", "9" * 64, "9" * 65, "a..b",
+         ".a", "-a", "_a", "a b", "a/b", "", "fraud@x", "é"]  # fmt: skip
+ALIASES = ["champion", "c", "c-1_2", "x" * 32, "x" * 33, "Champion", "1st", "", "a.b", "a b"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_specs_model_name_is_the_registrys(name: str) -> None:
+    """`AliasMoveRequest.name` (and `ModelRef`'s name part) take what the registry takes."""
+    from pydantic import ValidationError as PydanticError
+
+    from mlsd.errors import ValidationError
+    from mlsd.registry.names import check_name
+    from mlsd.serving.schemas import AliasMoveRequest, ModelRef
+
+    try:
+        check_name(name)
+        registry = True
+    except ValidationError:
+        registry = False
+    try:
+        AliasMoveRequest(name=name, alias="champion", version=1)
+        ModelRef(model=f"{name}@champion")
+        ModelRef(model=f"{name}/3")
+        spec = True
+    except PydanticError:
+        spec = False
+    assert spec == registry
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_the_specs_alias_is_the_registrys(alias: str) -> None:
+    from pydantic import ValidationError as PydanticError
+
+    from mlsd.errors import ValidationError
+    from mlsd.registry.names import check_alias
+    from mlsd.serving.schemas import AliasMoveRequest, ModelRef
+
+    try:
+        check_alias(alias)
+        registry = True
+    except ValidationError:
+        registry = False
+    try:
+        AliasMoveRequest(name="fraud", alias=alias, version=1)
+        ModelRef(model=f"fraud@{alias}")
+        spec = True
+    except PydanticError:
+        spec = False
+    assert spec == registry
