@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlsd.inference.cache import PredictionCache, hash_rows
-from mlsd.inference.endpoint import Endpoint, Prediction
+from mlsd.inference.endpoint import Endpoint, Prediction, timed_predict
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.spec import LoadedModel
 
@@ -83,11 +83,11 @@ def predict_cached_sync(
     """`predict_cached` in the calling thread with one fixed version (jobs, streams)."""
     n = len(values)
     if cache is None:
-        return model.predict(values), np.zeros(n, dtype=bool)
+        return timed_predict(model, values, metrics), np.zeros(n, dtype=bool)
     hashes, got, miss = _lookup(cache, metrics, values, model)
     if not miss:
         return np.asarray(got, dtype=np.float64), np.ones(n, dtype=bool)
-    fresh = model.predict(values[miss] if len(miss) < n else values)
+    fresh = timed_predict(model, values[miss] if len(miss) < n else values, metrics)
     cache.put_many(model.key, [hashes[i] for i in miss], fresh.tolist())
     if len(miss) == n:
         return fresh, np.zeros(n, dtype=bool)

@@ -8,6 +8,7 @@ one or more endpoints, so no handler ever branches on a rollout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,8 +17,22 @@ import numpy as np
 
 from mlsd.inference.batcher import BatchConfig, MicroBatcher
 from mlsd.inference.host import ModelHost
+from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.runtimes import check_matrix
 from mlsd.inference.spec import LoadedModel
+
+
+def timed_predict(
+    model: LoadedModel, values: np.ndarray, metrics: ServingMetrics | None
+) -> np.ndarray:
+    """`model.predict(values)`, its duration observed in `mlsd_model_inference_duration_seconds`
+    (one memoised child per model name: a dict lookup, no `labels()` call)."""
+    if metrics is None:
+        return model.predict(values)
+    started = time.perf_counter()
+    scores = model.predict(values)
+    metrics.child(metrics.inference_latency, model.name).observe(time.perf_counter() - started)
+    return scores
 
 
 @dataclass(frozen=True)
@@ -59,12 +74,14 @@ class HostedEndpoint:
         *,
         on_batch: Callable[[LoadedModel, int], None] | None = None,
         version: int | None = None,
+        metrics: ServingMetrics | None = None,
     ) -> None:
         self.host = host
         self._name = name
         self.alias = alias
         self.version = version
         self._on_batch = on_batch
+        self.metrics = metrics
         self.batcher: MicroBatcher[LoadedModel] = MicroBatcher(self._run, batching)
 
     @property
@@ -80,7 +97,7 @@ class HostedEndpoint:
         model = self.current()  # read once per batch: a switch lands between batches
         if self._on_batch is not None:
             self._on_batch(model, len(values))
-        return model.predict(values), model
+        return timed_predict(model, values, self.metrics), model
 
     async def predict(self, values: np.ndarray) -> Prediction:
         """Score rows with the current version, batched with concurrent calls."""
@@ -92,8 +109,9 @@ class HostedEndpoint:
 class VersionEndpoint:
     """One fixed loaded version, called directly (V2 `/versions/{v}` requests)."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, metrics: ServingMetrics | None = None) -> None:
         self._model = model
+        self.metrics = metrics
 
     @property
     def name(self) -> str:
@@ -107,4 +125,4 @@ class VersionEndpoint:
     async def predict(self, values: np.ndarray) -> Prediction:
         """Score rows with this version."""
         values = check_matrix(values, len(self._model.feature_names))
-        return Prediction(self._model.predict(values), self._model)
+        return Prediction(timed_predict(self._model, values, self.metrics), self._model)

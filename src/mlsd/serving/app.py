@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
 from mlsd.inference.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving import routes_admin, routes_v1, routes_v2, tuning
 from mlsd.serving.hotpath import HotPaths, score_handler
-from mlsd.serving.schemas import field_of
+from mlsd.serving.schemas import error_body, field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.settings import Settings, get_settings
@@ -30,19 +33,56 @@ from mlsd.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 
+def _error(
+    request: Request,
+    status: int,
+    kind: str,
+    message: str,
+    field: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """One error answer: `ErrorBody`, or `V2ErrorBody` on the Open Inference Protocol routes."""
+    body = error_body(kind, message, field, request.url.path)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 async def _mlsd_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, MlsdError):  # pragma: no cover - registered for MlsdError only
         raise exc
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    return _error(request, exc.http_status, type(exc).__name__, exc.message, exc.field)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     first = errors[0] if errors else {"loc": ("body",), "msg": str(exc)}
+    if first.get("type") == "json_invalid":
+        ctx = first.get("ctx")
+        reason = ctx.get("error", "") if isinstance(ctx, dict) else ""
+        message = f"body: not valid JSON ({reason})" if reason else "body: not valid JSON"
+        return _error(request, 422, "ValidationError", message, "body")
     field = field_of(first.get("loc", ()))
     message = f"{field}: {first.get('msg', 'invalid')}"
-    body = {"error": "ValidationError", "message": message, "field": field}
-    return JSONResponse(body, status_code=422)
+    return _error(request, 422, "ValidationError", message, field)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no route, wrong method, unreadable body) in mlsd's shape."""
+    if not isinstance(exc, StarletteHTTPException):  # pragma: no cover - registered for those
+        raise exc
+    path, status = request.url.path, exc.status_code
+    if status == 404:
+        return _error(request, 404, "NotFoundError", f"no route {path}", None, exc.headers)
+    if status == 405:
+        message = f"{request.method} is not allowed on {path}"
+        return _error(request, 405, "MethodNotAllowedError", message, None, exc.headers)
+    if status == 400:  # FastAPI could not read the body as JSON (or form) at all
+        return _error(request, 422, "ValidationError", "body: not valid JSON", "body")
+    return _error(request, status, "HTTPError", str(exc.detail), None, exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: the JSON error shape still (the traceback goes to the server log)."""
+    return _error(request, 500, "MlsdError", "internal error; see the server log", None)
 
 
 class MetricsMiddleware:
@@ -151,6 +191,8 @@ def create_app(
     _offline_docs(app)
     app.add_exception_handler(MlsdError, _mlsd_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
     app.include_router(routes_admin.router)
@@ -174,6 +216,8 @@ def create_app(
         api_key=settings.api_key,
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,
+        metrics=svc.metrics,
+        route_of=RouteTemplates(app),
     )
     return app
 
@@ -199,6 +243,29 @@ def _offline_docs(app: FastAPI) -> None:
             swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
         )
+
+
+class RouteTemplates:
+    """The route template a request's path would reach (`unmatched` if none): the metric
+    label of answers given before routing (401, 413). Compiled once, on first use."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def __call__(self, scope: Scope) -> str:
+        if self._compiled is None:
+            paths = list(self.app.openapi().get("paths", {}))
+            for route in self.app.routes:
+                path = getattr(route, "path", None)
+                if isinstance(path, str):
+                    paths.append(path)
+            self._compiled = [(compile_path(p)[0], p) for p in dict.fromkeys(paths)]
+        asked = scope.get("path", "")
+        for regex, template in self._compiled:
+            if regex.match(asked):
+                return template
+        return "unmatched"
 
 
 def _load_quietly(service: Service, stop: threading.Event) -> None:

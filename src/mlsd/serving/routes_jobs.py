@@ -14,15 +14,35 @@ from mlsd.serving.schemas import TransactionBody
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+RELATIVE_PARQUET: dict[str, Any] = {"pattern": r"^[^/\x00][^\x00]*\.parquet$"}
 
 
 class JobRequest(BaseModel):
-    """A batch to score later: transactions inline, or a Parquet file in the data folder."""
+    """A batch to score later: transactions inline, or a Parquet file in the data folder
+    (exactly one of the two, as the spec says)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["rows"],
+                    "properties": {"rows": {"type": "array"}, "path": {"type": "null"}},
+                },
+                {
+                    "required": ["path"],
+                    "properties": {"path": {"type": "string"}, "rows": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     rows: Annotated[list[TransactionBody], Field(min_length=1, max_length=100_000)] | None = None
-    path: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    #: (the spec narrows it to relative paths: an absolute one is taken when inside home)
+    path: (
+        Annotated[str, Field(min_length=1, max_length=1024, json_schema_extra=RELATIVE_PARQUET)]
+        | None
+    ) = None
     model: (
         Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")] | None
     ) = None

@@ -51,7 +51,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
         (401, "missing or wrong credentials"),
-        (404, "unknown model or version"),
+        (404, "unknown model, version or route"),
+        (405, "method not allowed on this path (`Allow` lists the allowed ones)"),
         (409, "conflict with the served state"),
         (413, "body too large"),
         (422, "invalid input; `field` names the culprit"),
@@ -111,7 +112,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SCORE_BODY: TypeAdapter[TransactionBody | ScoreBatch] = TypeAdapter(ScoreBody)
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # anchored: JSON Schema searches
 SCORE_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,

@@ -3,7 +3,10 @@
 Inputs: either one tensor `input` of shape [n, k] (or [k] for one row), or one
 tensor per feature, named by the signature, of shape [n] or [n, 1]. Output:
 `probabilities` FP32 [n, 2] (column 1 is the fraud probability), as the ONNX
-model itself returns.
+model itself returns. Bodies are JSON, or JSON plus binary tensor data (the
+extension tritonclient uses by default; see `mlsd.serving.tensors`), with or
+without a Content-Type. Errors take the protocol's shape, `{"error": "<message>"}`
+(plus `field`), so V2 clients show the message.
 
 Every row scored is appended to the prediction log with `endpoint="v2"`, the
 input tensor's values as features, and request id `X-Request-ID` (else the body's
@@ -28,19 +31,62 @@ from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.spec import LoadedModel
 from mlsd.registry.formats import ONNX_INPUT, ONNX_OUTPUT
-from mlsd.serving.routes_v1 import ERRORS, request_id_of, service_of
+from mlsd.serving.routes_v1 import ERRORS, _inline_refs, request_id_of, service_of
 from mlsd.serving.schemas import (
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
-    RequestInput,
     ResponseOutput,
     ServerMetadata,
     TensorMetadata,
+    V2ErrorBody,
 )
 from mlsd.serving.service import Service
+from mlsd.serving.tensors import (
+    HEADER_LENGTH,
+    Tensor,
+    encode_response,
+    inflate,
+    matrix,
+    parse_request,
+    wants_binary,
+)
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+
+#: The REST error answers, in the protocol's shape.
+V2_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {**spec, "model": V2ErrorBody} for code, spec in ERRORS.items()
+}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **V2_ERRORS,
+    200: {
+        "description": "the outputs, as JSON or (binary tensor data extension) a JSON header "
+        "of `Inference-Header-Content-Length` bytes followed by the raw outputs",
+        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+    },
+}
+
+
+def _json_body_schema() -> dict[str, Any]:
+    """`InferenceRequest` as a JSON body holds it: every tensor with its `data` (the binary
+    extension's `binary_data_size` needs the raw bytes after the JSON, which JSON cannot
+    carry)."""
+    schema = _inline_refs(InferenceRequest.model_json_schema())
+    tensor = schema["properties"]["inputs"]["items"]
+    tensor["required"] = [*tensor["required"], "data"]
+    data = tensor["properties"]["data"]
+    data["anyOf"] = [option for option in data["anyOf"] if option != {"type": "null"}]
+    data.pop("default", None)
+    return schema
+
+
+INFER_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _json_body_schema()}},
+    }
+}
 
 ModelName = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 Version = Annotated[str, Path(max_length=12, pattern=r"^[0-9]{1,9}$")]
@@ -50,7 +96,7 @@ PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "lightgbm": "lightgbm"}
 def _endpoint(service: Service, name: str, version: str | None) -> Endpoint:
     if version is None:
         return service.endpoint(name)
-    return VersionEndpoint(service.host.get(name, version=int(version)))
+    return VersionEndpoint(service.host.get(name, version=int(version)), service.metrics)
 
 
 def _metadata(service: Service, model: LoadedModel) -> ModelMetadata:
@@ -60,49 +106,15 @@ def _metadata(service: Service, model: LoadedModel) -> ModelMetadata:
         versions=versions,
         platform=PLATFORMS.get(model.runtime.name, model.runtime.name),
         inputs=[
-            TensorMetadata(name=ONNX_INPUT, datatype="FP32", shape=[-1, len(model.feature_names)])
+            TensorMetadata(
+                name=ONNX_INPUT,
+                datatype="FP32",
+                shape=[-1, len(model.feature_names)],
+                parameters={"feature_names": ",".join(model.feature_names)},
+            )
         ],
         outputs=[TensorMetadata(name=ONNX_OUTPUT, datatype="FP32", shape=[-1, 2])],
     )
-
-
-def _matrix(inputs: list[RequestInput], names: tuple[str, ...]) -> np.ndarray:
-    """The (n, k) float32 matrix the inputs describe."""
-    for tensor in inputs:
-        if tensor.datatype == "BYTES":
-            raise ValidationError(f"tensor {tensor.name!r} must be numeric", field="inputs")
-    k = len(names)
-    if len(inputs) == 1 and inputs[0].name == ONNX_INPUT:
-        tensor = inputs[0]
-        values = np.asarray(tensor.flat(), dtype=np.float32)
-        if len(tensor.shape) == 1 and tensor.shape[0] == k:
-            return values.reshape(1, k)
-        if len(tensor.shape) == 2 and tensor.shape[1] == k:
-            return values.reshape(tensor.shape[0], k)
-        raise ValidationError(
-            f"tensor {ONNX_INPUT!r} must have shape [n, {k}], got {tensor.shape}",
-            field="inputs.shape",
-        )
-    by_name = {t.name: t for t in inputs}
-    unknown = sorted(set(by_name) - set(names))
-    if unknown:
-        raise ValidationError(
-            f"unknown input {unknown[0]!r}: send {ONNX_INPUT!r} [n, {k}] or one tensor per "
-            "feature of the model signature",
-            field="inputs",
-        )
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ValidationError(f"missing input {missing[0]!r}", field=missing[0])
-    columns = []
-    for name in names:
-        tensor = by_name[name]
-        if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
-            raise ValidationError(f"tensor {name!r} must have shape [n] or [n, 1]", field=name)
-        columns.append(np.asarray(tensor.flat(), dtype=np.float32))
-    if len({len(c) for c in columns}) != 1:
-        raise ValidationError("feature tensors have different lengths", field="inputs")
-    return np.stack(columns, axis=1)
 
 
 @router.get("/health/live", summary="The server process answers")
@@ -124,20 +136,30 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("", response_model=ServerMetadata, responses=ERRORS, summary="Server metadata")
+@router.get("", response_model=ServerMetadata, responses=V2_ERRORS, summary="Server metadata")
 async def server_metadata() -> ServerMetadata:
     """Name, version and protocol extensions of this server."""
-    return ServerMetadata(name="mlsd", version=__version__, extensions=[])
+    return ServerMetadata(name="mlsd", version=__version__, extensions=["binary_tensor_data"])
 
 
-@router.get("/models/{name}", response_model=ModelMetadata, responses=ERRORS)
+@router.get(
+    "/models/{name}",
+    response_model=ModelMetadata,
+    responses=V2_ERRORS,
+    response_model_exclude_none=True,
+)
 async def model_metadata(request: Request, name: ModelName) -> ModelMetadata:
     """Metadata of the version the model's endpoint serves."""
     service = service_of(request)
     return _metadata(service, _endpoint(service, name, None).current())
 
 
-@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, responses=ERRORS)
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=V2_ERRORS,
+    response_model_exclude_none=True,
+)
 async def version_metadata(request: Request, name: ModelName, version: Version) -> ModelMetadata:
     """Metadata of one loaded version."""
     service = service_of(request)
@@ -151,13 +173,13 @@ def _ready(service: Service, name: str, version: str | None) -> Response:
     return JSONResponse({"name": name, "ready": True})
 
 
-@router.get("/models/{name}/ready", responses=ERRORS, summary="Model readiness")
+@router.get("/models/{name}/ready", responses=V2_ERRORS, summary="Model readiness")
 async def model_ready(request: Request, name: ModelName) -> Response:
     """200 when the model is loaded and warmed; 404 when unknown."""
     return _ready(service_of(request), name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready", responses=ERRORS)
+@router.get("/models/{name}/versions/{version}/ready", responses=V2_ERRORS)
 async def version_ready(request: Request, name: ModelName, version: Version) -> Response:
     """200 when the version is loaded and warmed; 404 when unknown."""
     return _ready(service_of(request), name, version)
@@ -171,7 +193,7 @@ def _request_id(request: Request, body: InferenceRequest) -> str:
 
 
 async def _infer(
-    request: Request, name: str, version: str | None, body: InferenceRequest
+    request: Request, name: str, version: str | None, body: InferenceRequest, tensors: list[Tensor]
 ) -> InferenceResponse:
     service = service_of(request)
     endpoint = _endpoint(service, name, version)
@@ -182,7 +204,7 @@ async def _infer(
                 f"unknown output {out!r}: this model has {ONNX_OUTPUT!r}", field="outputs"
             )
     current = endpoint.current()  # the version the tensor rows are built for
-    values = _matrix(body.inputs, current.feature_names)
+    values = matrix(tensors, current.feature_names, ONNX_INPUT)
     batch = await service.score(
         ScoringRequest(
             _request_id(request, body), "v2", values=values, model=name,
@@ -209,17 +231,34 @@ async def _infer(
     )
 
 
-@router.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS)
-async def infer(request: Request, name: ModelName, body: InferenceRequest) -> InferenceResponse:
-    """Score tensors with the version the model's endpoint serves."""
-    return await _infer(request, name, None, body)
+async def _answer(request: Request, name: str, version: str | None) -> Response:
+    """Parse the body (JSON or binary extension), score it, answer in the form asked for."""
+    service = service_of(request)
+    _endpoint(service, name, version).current()  # 404 first: no model, no body
+    limit = service.settings.max_body_bytes
+    raw = inflate(await request.body(), request.headers.get("content-encoding"), limit)
+    body, tensors = parse_request(raw, request.headers.get(HEADER_LENGTH))
+    response = await _infer(request, name, version, body, tensors)
+    return encode_response(response, wants_binary(body, ONNX_OUTPUT))
 
 
 @router.post(
-    "/models/{name}/versions/{version}/infer", response_model=InferenceResponse, responses=ERRORS
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_RESPONSES,
+    openapi_extra=INFER_OPENAPI,
 )
-async def infer_version(
-    request: Request, name: ModelName, version: Version, body: InferenceRequest
-) -> InferenceResponse:
+async def infer(request: Request, name: ModelName) -> Response:
+    """Score tensors with the version the model's endpoint serves."""
+    return await _answer(request, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_model=InferenceResponse,
+    responses=INFER_RESPONSES,
+    openapi_extra=INFER_OPENAPI,
+)
+async def infer_version(request: Request, name: ModelName, version: Version) -> Response:
     """Score tensors with one loaded version."""
-    return await _infer(request, name, version, body)
+    return await _answer(request, name, version)

@@ -8,16 +8,45 @@ objects that are already correct.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
 
 from mlsd.data.transaction import Transaction
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-EntityId = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
+
+
+def _integral(value: float) -> int:
+    if not value.is_integer():
+        raise ValueError("Input should be a valid integer")
+    return int(value)
+
+
+#: The largest id: 2**53 - 1, the largest integer every JSON client holds exactly
+#: (RFC 8259, section 6), so an id survives a round trip through any of them.
+MAX_ID = 2**53 - 1
+
+#: A non-negative id. JSON Schema's `integer` holds `1.0` too, so an integral float is
+#: taken, as the second member of a union: plain ints are checked in Rust and never reach
+#: Python. Strings, booleans and `1.5` are refused.
+EntityId = Annotated[
+    Annotated[int, Strict(), Field(ge=0, le=MAX_ID)]
+    | Annotated[float, Strict(), Field(ge=0, le=MAX_ID), AfterValidator(_integral)],
+    Field(union_mode="left_to_right"),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+]
 
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,10 +66,20 @@ def _aware(value: datetime) -> datetime:
     return utc
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+#: In the spec: a date-time with its offset (required) in the years 1971-2199, which the
+#: server always takes whatever the offset (it takes a few hours more at both ends).
+AwareDatetime = Annotated[
+    datetime,
+    AfterValidator(_aware),
+    Field(
+        json_schema_extra={
+            "pattern": r"^(197[1-9]|19[89][0-9]|2[01][0-9]{2})-.*(Z|z|[+-][0-9]{2}:[0-9]{2})$"
+        }
+    ),
+]
 
 
-_SKIP = frozenset({"body", "one", "batch", "query", "path", "header"})
+_SKIP = frozenset({"body", "one", "batch", "query", "path", "header", "constrained-int"})
 
 
 def field_of(loc: Sequence[Any]) -> str:
@@ -62,9 +101,8 @@ class TransactionBody(BaseModel):
 
     def to_domain(self) -> Transaction:
         """The domain record scoring takes."""
-        return Transaction(
-            self.transaction_id, self.customer_id, self.terminal_id, self.amount, self.timestamp
-        )
+        ids = cast(tuple[int, int, int], (self.transaction_id, self.customer_id, self.terminal_id))
+        return Transaction(*ids, self.amount, self.timestamp)
 
 
 class ScoreBatch(BaseModel):
@@ -106,11 +144,31 @@ class ScoreResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The body of every error answer."""
+    """The body of every REST error answer (`/v1`, `/admin`): its kind, message and field."""
 
     error: str
     message: str
     field: str | None = None
+
+
+class V2ErrorBody(BaseModel):
+    """An Open Inference Protocol error: `error` is the message, which V2 clients show
+    (tritonclient reads only that key); `field` names the culprit when one does."""
+
+    error: str
+    field: str | None = None
+
+
+def is_v2(path: str) -> bool:
+    """Whether `path` is an Open Inference Protocol route (its errors take the OIP shape)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(kind: str, message: str, field: str | None, path: str) -> dict[str, str | None]:
+    """The error answer for a request to `path`: `V2ErrorBody` on /v2, else `ErrorBody`."""
+    if is_v2(path):
+        return {"error": message, "field": field}
+    return {"error": kind, "message": message, "field": field}
 
 
 # --- Open Inference Protocol (V2) --------------------------------------------------------------
@@ -129,6 +187,18 @@ Scalar = bool | int | float | str
 #: Row-major tensor data, flat or nested up to three levels (as V2 clients send it).
 NestedData = Scalar | list[Scalar] | list[list[Scalar]] | list[list[list[Scalar]]]
 
+#: The values each integer datatype holds.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+}
+#: The largest finite magnitude of each float datatype.
+FLOAT_MAX: dict[str, float] = {
+    "FP16": 65504.0,
+    "FP32": 3.4028234663852886e38,
+    "FP64": sys.float_info.max,
+}
+
 
 def _flatten(data: NestedData) -> list[Scalar]:
     if not isinstance(data, list):
@@ -144,8 +214,39 @@ def _flatten(data: NestedData) -> list[Scalar]:
     return out
 
 
+def _check_values(name: str, datatype: str, flat: list[Scalar]) -> None:
+    """ValueError naming the tensor unless every value fits `datatype` (JSON data)."""
+    if datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in flat):
+            raise ValueError(f"tensor {name!r} of BOOL must hold true/false")
+        return
+    numbers: list[int | float] = []
+    for value in flat:
+        if isinstance(value, str | bool):
+            raise ValueError(f"tensor {name!r} of {datatype} holds {value!r}, not a number")
+        numbers.append(value)
+    if datatype in INT_RANGES:
+        low, high = INT_RANGES[datatype]
+        for number in numbers:
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError(f"tensor {name!r} of {datatype} holds {number!r}, not an integer")
+            if not low <= number <= high:
+                raise ValueError(
+                    f"tensor {name!r} holds {number!r}, outside {datatype}'s range [{low}, {high}]"
+                )
+        return
+    largest = FLOAT_MAX[datatype]
+    for number in numbers:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"tensor {name!r} holds NaN or infinity")
+        if abs(number) > largest:
+            raise ValueError(f"tensor {name!r} holds {number!r}, outside {datatype}'s range")
+
+
 class RequestInput(BaseModel):
-    """One input tensor: a name, a shape, a datatype and row-major data (flat or nested)."""
+    """One input tensor: a name, a shape, a datatype and row-major data (flat or nested), or,
+    with the binary tensor data extension, `parameters.binary_data_size` bytes after the
+    JSON header instead of `data`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -153,10 +254,18 @@ class RequestInput(BaseModel):
     shape: Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]], Field(max_length=8)]
     datatype: V2Datatype
     parameters: dict[str, Scalar] | None = None
-    data: NestedData
+    data: NestedData | None = None
 
     @model_validator(mode="after")
     def _check_data(self) -> RequestInput:
+        if self.data is None:
+            size = self.binary_size()
+            if size is None:
+                raise ValueError(
+                    f"tensor {self.name!r} has no data (send `data`, or the binary extension's "
+                    "parameters.binary_data_size)"
+                )
+            return self
         flat = _flatten(self.data)
         expected = math.prod(self.shape)
         if len(flat) != expected:
@@ -165,16 +274,21 @@ class RequestInput(BaseModel):
                 f"{expected}"
             )
         if self.datatype in NUMERIC_TYPES:
-            for value in flat:
-                if isinstance(value, str):
-                    raise ValueError(f"tensor {self.name!r} of {self.datatype} holds a string")
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"tensor {self.name!r} holds NaN or infinity")
+            _check_values(self.name, self.datatype, flat)
         return self
 
+    def binary_size(self) -> int | None:
+        """Bytes of binary data this tensor has after the JSON header (None: JSON `data`)."""
+        size = (self.parameters or {}).get("binary_data_size")
+        if size is None:
+            return None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"tensor {self.name!r}: binary_data_size must be an integer >= 0")
+        return size
+
     def flat(self) -> list[Scalar]:
-        """The data as one flat row-major list."""
-        return _flatten(self.data)
+        """The JSON data as one flat row-major list (empty for binary data)."""
+        return [] if self.data is None else _flatten(self.data)
 
 
 class RequestOutput(BaseModel):
@@ -198,13 +312,13 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
-    """One output tensor."""
+    """One output tensor (without `data` when sent as binary: `parameters.binary_data_size`)."""
 
     name: str
     shape: list[int]
     datatype: V2Datatype
     parameters: dict[str, Scalar] | None = None
-    data: list[float]
+    data: list[float] | None = None
 
 
 class InferenceResponse(BaseModel):
@@ -218,11 +332,13 @@ class InferenceResponse(BaseModel):
 
 
 class TensorMetadata(BaseModel):
-    """Name, datatype and shape (-1 for any) of a model input or output."""
+    """Name, datatype and shape (-1 for any) of a model input or output; for the model's
+    input, `parameters.feature_names` lists its columns in order, comma-separated."""
 
     name: str
     datatype: V2Datatype
     shape: list[int]
+    parameters: dict[str, Scalar] | None = None
 
 
 class ModelMetadata(BaseModel):
@@ -243,12 +359,36 @@ class ServerMetadata(BaseModel):
     extensions: list[str]
 
 
+#: A registry model name (`mlsd.registry.names`): 1-64 of `A-Z a-z 0-9 _ . -`, starting with a
+#: letter or digit, never `..` (written without look-ahead: JSON Schema generators and
+#: pydantic's regex engine have none).
+REGISTRY_NAME = r"[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?"
+#: A registry alias: lower-case, starting with a letter, at most 32 characters.
+REGISTRY_ALIAS = r"[a-z][a-z0-9_-]{0,31}"
+NO_DOUBLE_DOT = {"not": {"pattern": r"\.\."}}
+
+
+def _no_double_dot(value: str) -> str:
+    if ".." in value:
+        raise ValueError("a model name never holds '..'")
+    return value
+
+
 class ModelRef(BaseModel):
     """A model named by alias (`fraud@champion`) or version (`fraud/3`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.\-]+[@/].+$")]
+    model: Annotated[
+        str,
+        Field(
+            min_length=3,
+            max_length=97,
+            pattern=rf"^[A-Za-z0-9][A-Za-z0-9_.\-]{{0,63}}(?:@{REGISTRY_ALIAS}|/[1-9][0-9]{{0,8}})$",
+            json_schema_extra=NO_DOUBLE_DOT,
+        ),
+        AfterValidator(_no_double_dot),
+    ]
 
 
 class AliasMoveRequest(BaseModel):
@@ -256,8 +396,8 @@ class AliasMoveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    alias: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=rf"^{REGISTRY_NAME}$")]
+    alias: Annotated[str, Field(min_length=1, max_length=32, pattern=rf"^{REGISTRY_ALIAS}$")]
     version: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 

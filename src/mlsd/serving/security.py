@@ -5,16 +5,25 @@
 - everything else needs the scoring key (`X-API-Key: <key>` or `Authorization: Bearer <key>`)
   when one is configured;
 - a body over `max_body_bytes` is refused with 413 before the app reads it.
+
+Those refusals are counted in `mlsd_request_duration_seconds` like any answer (by the
+route template the request would have reached), since they never reach the app's
+metrics middleware.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import AuthError, MlsdError, PayloadTooLargeError
+from mlsd.serving.schemas import error_body
+
+if TYPE_CHECKING:
+    from mlsd.inference.metrics import ServingMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,9 +35,11 @@ OPEN_PATHS = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready", "/hea
 ADMIN_PREFIX = "/admin/"
 
 
-async def send_error(send: Send, exc: MlsdError, headers: list[tuple[bytes, bytes]]) -> None:
-    """Answer with the JSON error body every mlsd endpoint uses."""
-    body = json.dumps(exc.to_dict()).encode()
+async def send_error(
+    send: Send, exc: MlsdError, headers: list[tuple[bytes, bytes]], path: str = ""
+) -> None:
+    """Answer with the JSON error body of `path`'s API (`ErrorBody`, or V2's on /v2)."""
+    body = json.dumps(error_body(type(exc).__name__, exc.message, exc.field, path)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -50,16 +61,28 @@ def _same(given: str, expected: str) -> bool:
 class SecurityMiddleware:
     """Checks credentials and body size, then hands the request to `app`."""
 
-    def __init__(self, app: ASGIApp, *, api_key: str, admin_token: str, max_body_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_key: str,
+        admin_token: str,
+        max_body_bytes: int,
+        metrics: ServingMetrics | None = None,
+        route_of: Callable[[Scope], str] | None = None,
+    ):
         self.app = app
         self.api_key = api_key
         self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         path: str = scope["path"]
         headers: dict[bytes, bytes] = dict(scope["headers"])
         try:
@@ -73,12 +96,20 @@ class SecurityMiddleware:
             elif scope.get("method") in ("POST", "PUT", "PATCH"):
                 receive = await self._buffered(receive)
         except AuthError as exc:
-            await send_error(send, exc, [(b"www-authenticate", b"Bearer")])
+            await send_error(send, exc, [(b"www-authenticate", b"Bearer")], path)
+            self._observe(scope, exc.http_status, started)
             return
         except PayloadTooLargeError as exc:
-            await send_error(send, exc, [(b"connection", b"close")])
+            await send_error(send, exc, [(b"connection", b"close")], path)
+            self._observe(scope, exc.http_status, started)
             return
         await self.app(scope, receive, send)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        if self.metrics is not None:
+            route = self.route_of(scope) if self.route_of is not None else "unmatched"
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(route, scope.get("method", ""), status, seconds)
 
     def _authorize(self, path: str, headers: dict[bytes, bytes]) -> None:
         if path in OPEN_PATHS:

@@ -131,7 +131,7 @@ class Service:
         endpoint = HostedEndpoint(
             self.host, name, alias, batching,
             on_batch=lambda m, n: self.metrics.child(self.metrics.batch_size, m.name).observe(n),
-            version=version,
+            version=version, metrics=self.metrics,
         )  # fmt: skip
         self.endpoints[name] = endpoint
         self.pipeline.add_endpoint(name, default_variant(endpoint, alias, version))
@@ -220,7 +220,7 @@ class Service:
 
     def _pinned(self, name: str, version: int) -> Endpoint:
         self.check(name)
-        return VersionEndpoint(self.host.get(name, version=version))
+        return VersionEndpoint(self.host.get(name, version=version), self.metrics)
 
     def endpoint(self, name: str) -> Endpoint:
         """The endpoint of a model name."""

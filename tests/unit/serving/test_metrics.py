@@ -52,3 +52,16 @@ def test_prediction_log_gets_every_scored_row(
     assert set(frame["model"]) == {"fraud"}
     assert set(frame["version"]) == {"1"}
     assert frame["features"][0]["TX_AMOUNT"] == 42.5
+
+
+def test_model_inference_duration_is_observed_per_model_call(client: Any) -> None:
+    """`mlsd_model_inference_duration_seconds`: one observation per model call, batched
+    (`/v1/score`, V2 by alias) or pinned (V2 `/versions/{v}`)."""
+    assert client.post("/v1/score", json=sample_transaction()).status_code == 200
+    for i, path in enumerate(("/v2/models/fraud/infer", "/v2/models/fraud/versions/1/infer")):
+        data = [0.1 + i] * 15 + [0.2 + i] * 15  # rows no cache holds
+        tensor = {"name": "input", "shape": [2, 15], "datatype": "FP32", "data": data}
+        assert client.post(path, json={"inputs": [tensor]}).status_code == 200, path
+    text = client.get("/metrics").text
+    assert 'mlsd_model_inference_duration_seconds_count{model="fraud"} 3.0' in text
+    assert 'mlsd_model_inference_duration_seconds_bucket{le="2.5",model="fraud"} 3.0' in text

@@ -72,3 +72,35 @@ def test_oversized_body_is_413_declared_or_streamed(secured: Any) -> None:
     assert streamed.status_code == 413
     small = secured.post("/v1/score", content=iter([b'{"a"', b": 1}"]), headers=key)
     assert small.status_code == 422  # read through the buffer, then validated
+
+
+def test_refusals_are_counted_in_the_request_metrics(secured: Any) -> None:
+    """401 and 413 are answered before the metrics middleware: counted all the same, by the
+    route template the request would have reached."""
+    key = {"X-API-Key": "k3y", "content-type": "application/json"}
+    assert secured.post("/v1/score", json=sample_transaction()).status_code == 401
+    assert secured.get("/v2/models/fraud").status_code == 401
+    assert secured.get("/admin/models").status_code == 401
+    assert secured.get("/nowhere").status_code == 401
+    big = b'{"transactions": [' + b" " * 5000 + b"]}"
+    assert secured.post("/v1/score", content=big, headers=key).status_code == 413
+    text = secured.get("/metrics").text
+    for needle in (
+        'mlsd_request_duration_seconds_count{method="POST",route="/v1/score",status="401"} 1.0',
+        'mlsd_request_duration_seconds_count{method="GET",route="/v2/models/{name}",status="401"}',
+        'mlsd_request_duration_seconds_count{method="GET",route="/admin/models",status="401"}',
+        'mlsd_request_duration_seconds_count{method="GET",route="unmatched",status="401"} 1.0',
+        'mlsd_request_duration_seconds_count{method="POST",route="/v1/score",status="413"} 1.0',
+    ):
+        assert needle in text, needle
+
+
+def test_refusals_on_v2_take_the_open_inference_protocol_shape(secured: Any) -> None:
+    denied = secured.get("/v2/models/fraud")
+    assert denied.status_code == 401
+    assert denied.json() == {
+        "error": "missing or wrong API key (X-API-Key header)",
+        "field": "x-api-key",
+    }
+    rest = secured.get("/admin/models")
+    assert rest.json()["error"] == "AuthError"  # REST keeps ErrorBody: kind, message, field
