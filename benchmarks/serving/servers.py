@@ -77,12 +77,8 @@ def mlsd_app() -> FastAPI:
     if batch:
         size, delay = batch.split(",")
         options.batching = BatchConfig(max_batch_size=int(size), max_delay_ms=float(delay))
+    options.log_predictions = os.environ.get("MLSD_BENCH_PREDLOG", "1") != "0"
+    options.cache_predictions = os.environ.get("MLSD_BENCH_CACHE", "1") != "0"
     service = build_service(settings, options)
-    if os.environ.get("MLSD_BENCH_PREDLOG", "1") == "0" and service.prediction_log is not None:
-        service.prediction_log.close()
-        service.prediction_log = None
-    if os.environ.get("MLSD_BENCH_CACHE", "1") == "0" and service.cache is not None:
-        service.cache.close()
-        service.cache = None
     hot_path = os.environ.get("MLSD_BENCH_HOT_PATH", "1") != "0"
     return create_app(settings, service=service, hot_path=hot_path)

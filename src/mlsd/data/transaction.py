@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every scoring request, a frozen init is 2x
 class Transaction:
     """One raw card payment: who paid whom, how much, when (timezone-aware, UTC)."""
 

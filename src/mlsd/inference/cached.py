@@ -20,6 +20,19 @@ from mlsd.inference.spec import LoadedModel
 Lookup = tuple[list[str], list[float | None], list[int]]
 
 
+def _flags(n: int, value: bool) -> np.ndarray:
+    """n cached flags all `value`; one shared read-only array for the one-row request."""
+    if n == 1:
+        return _ONE_CACHED if value else _ONE_FRESH
+    return np.full(n, value, dtype=bool)
+
+
+_ONE_CACHED = np.ones(1, dtype=bool)
+_ONE_FRESH = np.zeros(1, dtype=bool)
+_ONE_CACHED.flags.writeable = False
+_ONE_FRESH.flags.writeable = False
+
+
 def _lookup(
     cache: PredictionCache, metrics: ServingMetrics, values: np.ndarray, model: LoadedModel
 ) -> Lookup:
@@ -59,17 +72,17 @@ async def predict_cached(
     """
     n = len(values)
     if cache is None:
-        return await endpoint.predict(values), np.zeros(n, dtype=bool)
+        return await endpoint.predict(values), _flags(n, False)
     hashes, got, miss = _lookup(cache, metrics, values, model)
     if not miss:
-        return Prediction(np.asarray(got, dtype=np.float64), model), np.ones(n, dtype=bool)
+        return Prediction(np.asarray(got, dtype=np.float64), model), _flags(n, True)
     hits = n - len(miss)
     fresh = await endpoint.predict(values[miss] if hits else values)
     if fresh.model.key != model.key:  # the alias moved meanwhile: score all rows anew
-        return await endpoint.predict(values), np.zeros(n, dtype=bool)
+        return await endpoint.predict(values), _flags(n, False)
     cache.put_many(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
     if not hits:
-        return fresh, np.zeros(n, dtype=bool)
+        return fresh, _flags(n, False)
     scores, cached = _merge(got, miss, fresh.scores)
     return Prediction(scores, model, fresh.variant), cached
 
@@ -83,12 +96,12 @@ def predict_cached_sync(
     """`predict_cached` in the calling thread with one fixed version (jobs, streams)."""
     n = len(values)
     if cache is None:
-        return timed_predict(model, values, metrics), np.zeros(n, dtype=bool)
+        return timed_predict(model, values, metrics), _flags(n, False)
     hashes, got, miss = _lookup(cache, metrics, values, model)
     if not miss:
-        return np.asarray(got, dtype=np.float64), np.ones(n, dtype=bool)
+        return np.asarray(got, dtype=np.float64), _flags(n, True)
     fresh = timed_predict(model, values[miss] if len(miss) < n else values, metrics)
     cache.put_many(model.key, [hashes[i] for i in miss], fresh.tolist())
     if len(miss) == n:
-        return fresh, np.zeros(n, dtype=bool)
+        return fresh, _flags(n, False)
     return _merge(got, miss, fresh)

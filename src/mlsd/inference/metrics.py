@@ -127,14 +127,21 @@ class MetricsObserver:
 
     def __init__(self, metrics: ServingMetrics) -> None:
         self.metrics = metrics
+        self._children: dict[tuple[str, str, str, bool], tuple[Any, Any]] = {}
 
     def observe(self, batch: ScoredBatch) -> None:
         """One request and its rows into `mlsd_model_requests_total` / `mlsd_predictions_total`."""
-        m = self.metrics
-        model = batch.model
-        labels = (
-            model.name, str(model.version), batch.variant, batch.role,
-            "degraded" if batch.degraded else "ok",
-        )  # fmt: skip
-        m.child(m.model_requests, *labels).inc()
-        m.child(m.predictions, *labels).inc(len(batch.scores))
+        key = (batch.model.key, batch.variant, batch.role, batch.degraded)
+        children = self._children.get(key)
+        if children is None:  # once per (version, variant, role, outcome)
+            m, model = self.metrics, batch.model
+            labels = (
+                model.name, str(model.version), batch.variant, batch.role,
+                "degraded" if batch.degraded else "ok",
+            )  # fmt: skip
+            children = self._children[key] = (
+                m.model_requests.labels(*labels),
+                m.predictions.labels(*labels),
+            )
+        children[0].inc()
+        children[1].inc(len(batch.scores))

@@ -176,7 +176,12 @@ class ScoringPipeline:
     ) -> ScoredBatch:
         endpoint = variant.endpoint
         model = endpoint.current()
-        values, statuses, degraded = await self._rows_async(request, model)
+        if request.values is None:  # raw transactions (the common case: no extra await)
+            values, statuses, degraded = await self.assembler.build_async(
+                request.transactions, model.feature_names
+            )
+        else:
+            values, statuses, degraded = self._given_rows(request.values, model)
         prediction, cached = await predict_cached(endpoint, self.cache, self.metrics, values, model)
         if prediction.model.feature_names != model.feature_names:  # new version, new features
             values, statuses, degraded = await self._rows_async(request, prediction.model)

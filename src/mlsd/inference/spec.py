@@ -41,11 +41,11 @@ class LoadedModel:
     spec: ServingSpec
     runtime: Runtime
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: `name/version`, the cache and metrics key of this version (made once: read per request).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """`name/version`, the cache and metrics key of this version."""
-        return f"{self.name}/{self.version}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.name}/{self.version}")
 
     @property
     def feature_names(self) -> tuple[str, ...]:

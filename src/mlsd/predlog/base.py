@@ -248,11 +248,16 @@ class BufferedLog(ABC, Generic[Chunk]):
     def _encode_ahead(self) -> None:
         """Encode what is buffered now, to be written with the next flush."""
         with self._write_lock:
-            self._encode_buffer()
+            self._encode_buffer(seal=False)
 
-    def _encode_buffer(self) -> None:
-        """Move the buffer into an encoded batch (call with the write lock held)."""
-        if self._journal is not None:
+    def _encode_buffer(self, *, seal: bool = True) -> None:
+        """Move the buffer into an encoded batch (call with the write lock held).
+
+        `seal` (at a write) closes the journal segment holding everything taken since the
+        last write, deleted once stored; an encoding ahead of the write leaves its records
+        in the open segment (a new segment per tick cost the hot path page faults).
+        """
+        if self._journal is not None and seal:
             try:
                 self._journal.prepare()  # the next segment, made outside the lock
             except OSError as exc:  # seal tries again, under the lock
@@ -261,7 +266,7 @@ class BufferedLog(ABC, Generic[Chunk]):
             batch, self._buffer = self._buffer, []
             if not batch:
                 return
-            segment = self._journal.seal() if self._journal is not None else None
+            segment = self._journal.seal() if self._journal is not None and seal else None
             last_seq = self._taken_seq = self._seq
         chunk = self._encode_dropping_bad(batch)
         if chunk is None:  # all malformed: nothing to store, but its segment must go

@@ -134,8 +134,8 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
         host,
         options=options,
         features=features,
-        cache=make_cache(settings),
-        prediction_log=open_prediction_log(settings),
+        cache=make_cache(settings) if options.cache_predictions else None,
+        prediction_log=open_prediction_log(settings) if options.log_predictions else None,
         metrics=metrics,
     )
     service.jobs = open_jobs(settings, service)

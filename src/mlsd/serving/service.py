@@ -52,6 +52,10 @@ class ServeOptions:
     breaker_first_probe_s: float = 0.05
     breaker_reset_s: float = 1.0
     watch_aliases: bool = True
+    #: Open the prediction log and the prediction cache the settings name (benchmarks turn
+    #: them off to measure what they cost; a service without its log keeps no audit trail).
+    log_predictions: bool = True
+    cache_predictions: bool = True
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
@@ -215,8 +219,13 @@ class Service:
 
     async def score(self, request: ScoringRequest) -> ScoredBatch:
         """Score through the pipeline, once the named endpoint exists (503 while loading)."""
-        self.check(request.model)
-        return await self.pipeline.score(request)
+        try:
+            return await self.pipeline.score(request)
+        except NotFoundError as exc:
+            if exc.field != "model":
+                raise
+            self.check(request.model)  # 503 while loading, else the 404 with its name
+            raise
 
     def _pinned(self, name: str, version: int) -> Endpoint:
         self.check(name)

@@ -66,10 +66,10 @@ def test_a_bug_answers_500_in_the_same_shape(settings: Settings, service: Servic
 
     app = create_app(settings, service=service, hot_path=False)
 
-    def broken(model: str | None = None) -> Any:
+    async def broken(request: Any) -> Any:
         raise RuntimeError("boom")
 
-    service.scorer = broken  # type: ignore[method-assign]
+    service.pipeline.score = broken  # type: ignore[method-assign]
     quiet = starlette_client()(app, raise_server_exceptions=False)
     with quiet:
         response = quiet.post("/v1/score", json=sample_transaction())

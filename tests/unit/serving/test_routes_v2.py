@@ -149,14 +149,18 @@ def _tensor(datatype: str, values: list[Any], name: str = "input") -> dict[str, 
 def test_values_outside_their_datatype_are_refused_naming_the_input(
     client: Any, service: Any, datatype: str, bad: Any
 ) -> None:
-    before = service.metrics.child(service.metrics.predictions, "fraud", "1", "ok")._value.get()
+    before = service.metrics.child(
+        service.metrics.predictions, "fraud", "1", "champion", "primary", "ok"
+    )._value.get()
     body = {"inputs": [_tensor(datatype, [bad] + [0] * 14, name="input")]}
     if datatype == "BOOL":
         body = {"inputs": [_tensor(datatype, [bad] + [False] * 14, name="input")]}
     response = client.post("/v2/models/fraud/infer", json=body)
     assert response.status_code == 422, response.text
     assert "'input'" in response.json()["error"]
-    after = service.metrics.child(service.metrics.predictions, "fraud", "1", "ok")._value.get()
+    after = service.metrics.child(
+        service.metrics.predictions, "fraud", "1", "champion", "primary", "ok"
+    )._value.get()
     assert after == before  # nothing was scored (no NaN score logged as "legit")
 
 
