@@ -266,8 +266,10 @@ class BufferedLog(ABC, Generic[Chunk]):
             batch, self._buffer = self._buffer, []
             if not batch:
                 return
-            segment = self._journal.seal() if self._journal is not None and seal else None
+            swapped = self._journal.swap() if self._journal is not None and seal else None
             last_seq = self._taken_seq = self._seq
+        # unmapped and cut outside the lock: appends (the scoring path) never wait on it
+        segment = self._journal.finish(swapped) if self._journal is not None else None
         chunk = self._encode_dropping_bad(batch)
         if chunk is None:  # all malformed: nothing to store, but its segment must go
             if segment is not None and self._journal is not None:

@@ -234,6 +234,14 @@ class Journal:
     def seal(self) -> Path | None:
         """Close the current segment and start the next one; the sealed path (None if
         empty: the segment stays current)."""
+        return self.finish(self.swap())
+
+    def swap(self) -> _Segment | None:
+        """Start the next segment; the old one, still open (None if empty: it stays current).
+
+        Quick, so it may run under the log's lock; `finish` (unmap, cut to size: that can
+        take milliseconds) runs after it, outside the lock, off the scoring path.
+        """
         if self._segment.size == 0:
             return None
         sealed = self._segment
@@ -244,6 +252,12 @@ class Journal:
             log.warning("prediction journal cannot start a segment: %s", exc)
             return None
         self._spare = None
+        return sealed
+
+    def finish(self, sealed: _Segment | None) -> Path | None:
+        """Close a swapped-out segment; its path."""
+        if sealed is None:
+            return None
         try:
             sealed.close()
         except OSError as exc:  # its content is written; only the cut failed
