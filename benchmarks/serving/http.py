@@ -19,6 +19,7 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "bare": ("bare_app", "/openapi.json", {}),
     "naive_onnx": ("naive_app", "/openapi.json", {}),
     "mlsd": ("mlsd_app", "/v2/health/ready", {}),
+    "mlsd_no_journal": ("mlsd_app", "/v2/health/ready", {"MLSD_PREDICTION_LOG_JOURNAL": "0"}),
     "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
     # what each serving lesson is worth: the FastAPI route instead of the hot path, and
     # no GC / GIL tuning

@@ -49,7 +49,11 @@ def _flush(settings: Settings) -> tuple[float, int]:
 
 def parquet_log(o: Opening) -> PredictionLog:
     """The embedded log: Parquet files in `home/predictions`."""
-    return ParquetPredictionLog(o.settings.path("predictions"), *_flush(o.settings))
+    return ParquetPredictionLog(
+        o.settings.path("predictions"),
+        *_flush(o.settings),
+        journal=o.settings.prediction_log_journal,
+    )
 
 
 def postgres_log(o: Opening) -> PredictionLog:
@@ -62,7 +66,7 @@ def postgres_log(o: Opening) -> PredictionLog:
         "predictions",
         *_flush(o.settings),
         connect_timeout_s=max(1, round(o.url.timeout(5.0))),
-        journal=journal_folder(o.settings),
+        journal=journal_folder(o.settings) if o.settings.prediction_log_journal else None,
     )
 
 

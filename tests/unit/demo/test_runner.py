@@ -168,3 +168,35 @@ def _demo(home: Path, *args: str, timeout: float) -> subprocess.CompletedProcess
         check=False,
         env=env,
     )
+
+
+@pytest.mark.slow
+def test_a_rerun_after_another_dataset_in_the_same_home_serves_a_correct_store(
+    tmp_path: Path,
+) -> None:
+    """The trap of the README's session: another dataset materialized into the store the
+    demo serves from (its watermark past the demo's data) must not leave the replay scoring
+    on missing or foreign features."""
+    home = tmp_path / "home"
+    own = demo_settings(Settings(home=home)).home  # where the demo keeps its state
+    env: dict[str, Any] = {**os.environ, "MLSD_HOME": str(own), "COLUMNS": "80"}
+    other = tmp_path / "other"
+    for command in (
+        ["simulate", "--out", str(other), "--customers", "60", "--terminals", "90",
+         "--days", "40", "--seed", "99", "--start-date", "2018-05-01"],
+        ["features", "apply"],
+        ["features", "build", str(other)],
+        ["features", "materialize"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "mlsd.cli.main", *command],
+            capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+    proc = _demo(home, "--small", "--for", "3", timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(demo_settings(Settings(home=home)).path(REPORT).read_text())
+    serving = report["serving"]
+    assert serving["requests"] > 20
+    assert serving["all_present"] >= 0.99 * (serving["requests"] - serving["failed"])
+    assert serving["future"] == serving["expired"] == serving["missing"] == 0
