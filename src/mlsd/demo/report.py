@@ -217,7 +217,7 @@ def explain(result: dict[str, Any], size: DemoSize) -> str:
         f"not comparable. It is also a mean over {len(cp['per_day'])} replayed day(s), "
         "the last one possibly cut short, where the handbook averages a full test week.\n"
         f"- The demo served {serving['requests_per_s']:,.0f} requests/s measured by its "
-        "own client, where docs/benchmarks.md shows about 7,300: here the sending threads "
+        "own client, where docs/benchmarks.md shows about 6,100: here the sending threads "
         "(Python, httpx), the HTTP server and the model share one process and its GIL on "
         "2 cores, and a transaction waits for the answer to its card's or terminal's "
         "previous one (its feature row must be pushed first), while the benchmark drives "
