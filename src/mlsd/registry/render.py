@@ -31,21 +31,26 @@ def models_table(models: Sequence[ModelSummary]) -> Table:
 def versions_table(
     versions: Sequence[ModelVersion], aliases: Mapping[str, dict[str, int]]
 ) -> Table:
-    """One row per version with its headline metrics, tags and the aliases on it."""
-    table = Table(title="model versions")
-    for column in ("uri", "flavor", "created (UTC)", *HEADLINE_METRICS, "aliases", "tags"):
-        label = column.replace("card_precision_at_", "CP@")
-        table.add_column(  # fold, not cut, on a narrow terminal
-            label, justify="right" if column in HEADLINE_METRICS else "left", overflow="fold"
-        )
+    """One row per version with its headline metrics, tags and the aliases on it.
+
+    Narrow enough for 80 columns: `fraud/3` for `models:/fraud/3`, minutes for the time,
+    AUC / AP / CP@100 for the metrics (their full names are in `registry show`).
+    """
+    table = Table(
+        title="model versions", box=None, padding=(0, 1, 0, 0), header_style="bold underline"
+    )
+    for column in ("version", "flavor", "created (UTC)", "AUC", "AP", "CP@100", "aliases"):
+        table.add_column(column, justify="right" if column[0].isupper() else "left", no_wrap=True)
+    table.add_column("tags", overflow="fold")  # the one that may fold on a narrow terminal
     for mv in versions:
         on = [f"@{a}" for a, v in aliases.get(mv.name, {}).items() if v == mv.version]
-        metrics = [f"{mv.metrics[m]:.4f}" if m in mv.metrics else "-" for m in HEADLINE_METRICS]
+        metrics = [f"{mv.metrics[m]:.3f}" if m in mv.metrics else "-" for m in HEADLINE_METRICS]
         tags = ", ".join(f"{k}={v}" for k, v in mv.tags.items())
         status = "" if mv.status == "ready" else f" ({mv.status})"
         table.add_row(
-            mv.uri + status, mv.flavor, _when(mv.created_at), *metrics, " ".join(on), tags
-        )
+            f"{mv.name}/{mv.version}{status}", mv.flavor,
+            mv.created_at.strftime("%Y-%m-%d %H:%M"), *metrics, " ".join(on), tags,
+        )  # fmt: skip
     return table
 
 

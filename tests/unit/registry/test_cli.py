@@ -38,8 +38,8 @@ def run(cli: CliRunner, *args: str) -> str:
 def test_list_show_and_json(cli: CliRunner) -> None:
     assert "fraud" in run(cli, "list")
     listing = run(cli, "list", "fraud")
-    assert "models:/fraud/3" in listing
-    assert "0.9100" in listing
+    assert "fraud/3 " in listing
+    assert "0.910" in listing
     shown = run(cli, "show", "models:/fraud/2")
     assert "transaction_features@1" in shown
     assert "matches this environment" in shown
@@ -70,8 +70,8 @@ def test_alias_promote_rollback_history(cli: CliRunner) -> None:
 def test_tags_and_tag_search(cli: CliRunner) -> None:
     assert "release=v3.2-prod" in run(cli, "tag", "fraud/2", "release=v3.2-prod", "team=risk")
     listing = run(cli, "list", "--tag", "release=v3.2-prod")
-    assert "models:/fraud/2" in listing
-    assert "models:/fraud/1" not in listing
+    assert "fraud/2" in listing
+    assert "fraud/1" not in listing
     assert "release=v3.2-prod" in run(cli, "tag", "fraud/2", "--remove", "team")
     with pytest.raises(ValidationError):
         run(cli, "tag", "fraud/2", "no-equals-sign")
