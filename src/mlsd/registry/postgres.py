@@ -42,33 +42,58 @@ class PostgresMetadataStore(SqlMetadataStore):
 
     def __init__(self, url: str, schema: str | None = None, cache_size: int = 4096) -> None:
         super().__init__(cache_size)
-        import psycopg
-
-        dsn, url_schema = split_schema(url)
+        self._dsn, url_schema = split_schema(url)
         self.schema = schema or url_schema
         if self.schema is not None and not self.schema.replace("_", "").isalnum():
             raise ConfigError(f"invalid PostgreSQL schema name {self.schema!r}", field="schema")
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise UnavailableError(f"cannot reach the registry database: {exc}") from exc
-        if self.schema is not None:
-            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            self._conn.execute(f'SET search_path TO "{self.schema}"')
-        self._tx = _PgTx(self._conn)
+        self._connect(create_schema=True)
         with self._write() as tx:
             tx.run(f"SELECT pg_advisory_xact_lock({DDL_LOCK})")
             self._create_tables(tx)
 
+    def _connect(self, *, create_schema: bool = False) -> None:
+        """A fresh connection (at open, and after the server dropped the last one)."""
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+            if self.schema is not None:
+                if create_schema:
+                    self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                self._conn.execute(f'SET search_path TO "{self.schema}"')
+        except psycopg.OperationalError as exc:
+            raise UnavailableError(f"cannot reach the registry database: {exc}") from exc
+        self._tx = _PgTx(self._conn)
+
+    def _live(self) -> _PgTx:
+        """The connection, replaced first if the server dropped it (a restart, a failover,
+        `pg_terminate_backend`): the alias watcher keeps following after an outage."""
+        if self._conn.closed or self._conn.broken:
+            self._connect()
+        return self._tx
+
     @contextmanager
     def _write(self) -> Iterator[_PgTx]:
-        with self._lock, self._conn.transaction():
-            yield self._tx
+        import psycopg
+
+        with self._lock:
+            tx = self._live()
+            try:
+                with self._conn.transaction():
+                    yield tx
+            except psycopg.OperationalError as exc:  # the next call reconnects
+                raise UnavailableError(f"the registry database failed: {exc}") from exc
 
     @contextmanager
     def _read(self) -> Iterator[_PgTx]:
+        import psycopg
+
         with self._lock:
-            yield self._tx
+            tx = self._live()
+            try:
+                yield tx
+            except psycopg.OperationalError as exc:  # the next call reconnects
+                raise UnavailableError(f"the registry database failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
