@@ -353,7 +353,13 @@ class BufferedLog(ABC, Generic[Chunk]):
 
     def close(self) -> None:
         """Stop the flusher, write everything left, release the backend and the journal
-        (deleted when everything is stored, kept for the next writer's replay if not)."""
+        (deleted when everything is stored, kept for the next writer's replay if not).
+
+        A store that is down at the stop (PostgreSQL unreachable, a full disk) is not an
+        error of the stop: the records stay in the journal, the next writer on this log
+        replays them, and a warning says how many. Without a journal they are lost, and the
+        warning says that too.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -364,6 +370,16 @@ class BufferedLog(ABC, Generic[Chunk]):
         try:
             self.flush()
             stored = True
+        except MlsdError as exc:
+            with self._lock:
+                left = len(self._buffer) + self._encoded_rows
+            where = (
+                "kept in the journal for the next start to replay"
+                if self._journal is not None
+                else "lost (no journal)"
+            )
+            log.warning("prediction log closed with its store down (%s): %d records %s",
+                        exc.message, left, where)  # fmt: skip
         finally:
             with self._durable_changed:
                 self._durable_changed.notify_all()

@@ -230,3 +230,32 @@ def test_a_failed_replay_raises_and_keeps_the_journal_for_the_next_writer(
     assert plog.stats().replayed == 4
     plog.close()
     assert len(plog.read()) == 4
+
+
+def test_a_stop_with_the_store_down_keeps_the_buffer_for_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping while the storage is down (disk full, database gone) used to lose the whole
+    buffer and end in a traceback; now the records wait in the journal and are replayed."""
+    from mlsd.errors import UnavailableError
+
+    root = tmp_path / "predictions"
+    plog = ParquetPredictionLog(root, flush_seconds=60, compact_every_s=None)
+    for i in range(50):
+        plog.append([record(i)])
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise UnavailableError("no space left on device")
+
+    monkeypatch.setattr(plog, "_store", down)
+    with caplog.at_level("WARNING", logger="mlsd.predlog.base"):
+        plog.close()  # no exception: a stop is not the place to fail
+    assert any("50 records kept in the journal" in r.getMessage() for r in caplog.records)
+    monkeypatch.undo()
+    again = ParquetPredictionLog(root, flush_seconds=60, compact_every_s=None)
+    try:
+        assert again.stats().replayed == 50
+        frame = again.read()
+        assert sorted(frame["request_id"]) == sorted(record(i).request_id for i in range(50))
+    finally:
+        again.close()
