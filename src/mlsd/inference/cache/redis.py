@@ -17,7 +17,10 @@ Needs Redis >= 5 (ZPOPMIN, and TIME inside scripts that write).
 A member outlives its key by at most one TTL (a read refreshes recency, not the
 TTL); members unused for a TTL are dropped at every write, so expired entries
 do not hold room for long. A Redis error never fails a request: lookups miss,
-writes are dropped, and the error is counted.
+writes are dropped, and the error is counted. Every call goes through a circuit breaker:
+after three failed or slow calls in a row (each waits at most `socket_timeout_s`) the cache
+is skipped, probed again from 50 ms on, so a stalled Redis costs a few timeouts, not one
+per request, and the cache is back within a probe interval of Redis.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from collections.abc import Sequence
 import redis
 
 from mlsd.backends import glob_escape
+from mlsd.errors import UnavailableError
+from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.cache.base import CacheStats
 
 log = logging.getLogger(__name__)
@@ -136,6 +141,15 @@ class RedisCache:
         self._hits = 0
         self._misses = 0
         self._errors = 0
+        #: Skips Redis while it fails or stalls (a stall blocks the event loop per call).
+        self.breaker = CircuitBreaker(
+            failure_threshold=3,
+            reset_timeout_s=1.0,
+            call_timeout_s=socket_timeout_s,
+            first_probe_s=0.05,
+            name="the Redis prediction cache",
+            failures=(redis.RedisError,),
+        )
 
     def _key(self, model_key: str, digest: str) -> str:
         return f"{self.prefix}{model_key}:{digest}"
@@ -155,9 +169,10 @@ class RedisCache:
             return []
         keys = [self.lru_key, *(self._key(model_key, d) for d in hashes)]
         try:
-            raw = self._get(keys=keys)
-        except redis.RedisError as exc:
-            log.warning("prediction cache lookup failed: %s", exc)
+            raw = self.breaker.call(self._get, keys=keys)
+        except UnavailableError as exc:
+            if self.breaker.failure_threshold > self.breaker.stats().consecutive_failures:
+                log.warning("prediction cache lookup failed: %s", exc.message)
             self._count(0, len(hashes), 1)
             return [None] * len(hashes)
         found = [None if value is None else float(value) for value in raw]
@@ -178,9 +193,10 @@ class RedisCache:
         args: list[int | str] = [self.ttl_ms, self.max_entries]
         args.extend(repr(float(s)) for s in scores)
         try:
-            self._put(keys=keys, args=args)
-        except redis.RedisError as exc:
-            log.warning("prediction cache write failed: %s", exc)
+            self.breaker.call(self._put, keys=keys, args=args)
+        except UnavailableError as exc:
+            if self.breaker.failure_threshold > self.breaker.stats().consecutive_failures:
+                log.warning("prediction cache write failed: %s", exc.message)
             self._count(0, 0, 1)
 
     def clear_model(self, model_name: str) -> None:
