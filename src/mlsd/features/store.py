@@ -302,6 +302,14 @@ class FeatureStore:
             on_switch=on_switch,
         )
 
+    def online_watermarks(self) -> dict[str, int | None]:
+        """The materialization watermark of each served batch view in the online store
+        (None: never materialized there, or lost with the store's data)."""
+        return {
+            r.view.name: self.online.watermark(r.view.name, r.version)
+            for r in self.batch_requests()
+        }
+
     def online_vectors(
         self,
         requests: Sequence[Mapping[str, Any]],

@@ -23,6 +23,7 @@ from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.coalescer import Coalescer
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.request_features import REQUEST_FEATURES
+from mlsd.inference.store_probe import StoreProbe
 
 #: (rows (n, k) float32 in signature order, a status per feature per row, degraded)
 Built = tuple[np.ndarray, list[dict[str, str]], bool]
@@ -82,11 +83,14 @@ class FeatureAssembler:
         *,
         breaker: CircuitBreaker | None = None,
         fail_when_degraded: bool = False,
+        probe: StoreProbe | None = None,
     ) -> None:
         self.features = features
         self.metrics = metrics
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
+        #: Tells when the store answers but lost its data (every stored feature missing).
+        self.probe = probe
         self._layouts: dict[tuple[str, ...], _Layout] = {}
         self._coalescers: dict[
             tuple[str, ...], Coalescer[dict[str, Any], tuple[np.ndarray, dict[str, str]]]
@@ -156,7 +160,14 @@ class FeatureAssembler:
     def _found(self, rows: list[tuple[np.ndarray, dict[str, str]]]) -> Built:
         self._breaker_gauge(failed=False)
         values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
-        return values, [status for _, status in rows], False
+        degraded = self.probe is not None and self.probe.lost()
+        if degraded:
+            if self.fail_when_degraded:
+                raise UnavailableError("the online feature store lost its data", field="features")
+            self.metrics.degraded.labels("online_store_empty").inc()
+        if self.probe is not None:
+            self.metrics.store_empty.set(1 if degraded else 0)
+        return values, [status for _, status in rows], degraded
 
     def _degrade(self, n: int, stored: list[str], started: float) -> Built:
         self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)

@@ -99,6 +99,11 @@ class ServingMetrics:
         self.loaded_models = Gauge(
             "mlsd_loaded_models", "Model versions held by the host.", registry=r
         )
+        self.store_empty = Gauge(
+            "mlsd_online_store_empty",
+            "1 while the online store answers but lost its data (a watermark seen is gone).",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "mlsd_feature_breaker_open",
             "1 while the online store circuit breaker is open or half-open.",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
+from mlsd.features.store import FeatureStore
 from mlsd.inference.assemble import FeatureAssembler, FeatureSource
 from mlsd.inference.batcher import BatchConfig
 from mlsd.inference.breaker import CircuitBreaker
@@ -28,6 +29,7 @@ from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
 from mlsd.inference.spec import LoadedModel
+from mlsd.inference.store_probe import StoreProbe
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ class ServeOptions:
     #: The online store's breaker probes `breaker_first_probe_s` after opening, doubling
     #: after each failed probe up to `breaker_reset_s`: a 2 s stall is over ~0.1 s after it.
     breaker_first_probe_s: float = 0.05
+    #: How often scoring checks that the online store still holds its data (watermarks).
+    store_probe_s: float = 1.0
     breaker_reset_s: float = 1.0
     watch_aliases: bool = True
     #: Open the prediction log and the prediction cache the settings name (benchmarks turn
@@ -100,6 +104,11 @@ class Service:
                 self.metrics,
                 breaker=self.breaker if features is not None else None,
                 fail_when_degraded=self.options.fail_when_degraded,
+                probe=(
+                    StoreProbe(features.online_watermarks, interval_s=self.options.store_probe_s)
+                    if isinstance(features, FeatureStore)
+                    else None
+                ),
             ),
             self.metrics,
             cache=cache,

@@ -1,0 +1,73 @@
+"""Notices an online store that lost its data, so scoring says so instead of quietly
+answering on fill values.
+
+A Redis restarted empty (no persistence, a failover to an empty replica, a FLUSHALL) still
+answers every lookup, with every stored feature missing. The materialization watermark of
+each served view lives in the same store, so it is gone too: a view whose watermark was
+seen and has vanished means the store lost its data. Checked at most once per
+`interval_s` on the scoring path (one small read), so it costs nothing per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from mlsd.errors import MlsdError
+
+log = logging.getLogger(__name__)
+
+
+class StoreProbe:
+    """`lost()` is True while a view's watermark seen earlier is missing from the store.
+
+    >>> marks = {"customer_spending": 5}
+    >>> probe = StoreProbe(lambda: dict(marks), interval_s=0.0)
+    >>> probe.lost()
+    False
+    >>> marks["customer_spending"] = None  # the store came back empty
+    >>> probe.lost(), probe.views_lost
+    (True, ['customer_spending'])
+    >>> marks["customer_spending"] = 9  # `mlsd features materialize` repaired it
+    >>> probe.lost()
+    False
+    """
+
+    def __init__(
+        self,
+        watermarks: Callable[[], Mapping[str, int | None]],
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._watermarks = watermarks
+        self.interval_s = interval_s
+        self._clock = clock
+        self._next = 0.0
+        self._seen: set[str] = set()
+        self.views_lost: list[str] = []
+
+    def lost(self) -> bool:
+        """Whether the store lost its data (probed again when `interval_s` has passed)."""
+        now = self._clock()
+        if now < self._next:
+            return bool(self.views_lost)
+        self._next = now + self.interval_s
+        try:
+            marks = self._watermarks()
+        except MlsdError:  # the store is down: the breaker's business, not this probe's
+            return bool(self.views_lost)
+        present = {view for view, mark in marks.items() if mark is not None}
+        gone = sorted(self._seen - present)
+        if gone and not self.views_lost:
+            log.error(
+                "the online store lost its data (no watermark for %s): requests are scored "
+                "degraded until `mlsd features materialize` refills it",
+                ", ".join(gone),
+            )
+        elif self.views_lost and not gone:
+            log.warning("the online store holds its data again: %s", ", ".join(self.views_lost))
+        self.views_lost = gone
+        self._seen |= present
+        return bool(gone)
