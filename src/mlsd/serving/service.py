@@ -63,8 +63,10 @@ class ServeOptions:
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
-    #: Seconds between load attempts while a model is not in the registry yet.
+    #: Seconds between load attempts while a model is not in the registry yet; a version
+    #: that fails to load is retried with a wait doubling up to `load_retry_max_s`.
     load_retry_s: float = 2.0
+    load_retry_max_s: float = 30.0
 
 
 class Service:
@@ -177,19 +179,25 @@ class Service:
             self.host.start()
 
     def load_when_available(self, stop: threading.Event) -> bool:
-        """`load_all`, retried every `options.load_retry_s` while a model is missing from the
-        registry (no `fraud@champion` yet: NotFoundError) or the registry is down
-        (UnavailableError). True once loaded; False when `stop` is set or another error
-        (one retrying cannot cure) ends it, with the reason in `load_error`.
+        """`load_all`, retried until it works or `stop` is set; True once loaded.
+
+        Whatever failed is retried: a model not in the registry yet (no `fraud@champion`:
+        NotFoundError), the registry down (UnavailableError), and an alias pointing at a
+        version that does not load (a corrupt artifact, features this server does not serve)
+        — the alias may be moved back, and a server that gave up would answer 503 forever
+        while its liveness says OK. The wait starts at `options.load_retry_s` and doubles up
+        to `options.load_retry_max_s`; the reason is in `load_error` (and /v2/health/ready).
         """
+        wait = self.options.load_retry_s
         while not stop.is_set():
             try:
                 self.load_all()
                 return True
             except (NotFoundError, UnavailableError):
-                stop.wait(self.options.load_retry_s)
+                stop.wait(self.options.load_retry_s)  # expected while the registry fills
             except MlsdError:
-                return False
+                stop.wait(wait)
+                wait = min(wait * 2.0, max(self.options.load_retry_max_s, wait))
         return False
 
     def close(self) -> None:

@@ -57,6 +57,36 @@ def test_the_service_loads_the_model_once_the_alias_appears(
     assert client.post("/v1/score", json=tx()).status_code == 200
 
 
+def test_an_alias_on_a_version_that_does_not_load_is_retried_until_it_moves(
+    settings: Settings,
+    store: FeatureStore,
+    artifacts: dict[int, dict[str, bytes]],
+    make_client: Any,
+) -> None:
+    """Started while the alias points at a corrupt version, the server used to answer 503
+    for good (the first load was final, the watcher never started) though liveness was OK."""
+    from mlsd.registry.formats import ONNX_ARTIFACT
+
+    registry = Registry.open(settings)
+    good = register_tiny_model(registry, artifacts[1], store.view_versions())
+    corrupt = register_tiny_model(registry, {ONNX_ARTIFACT: b"not a model"}, store.view_versions())
+    registry.set_alias("fraud", "champion", corrupt.version, reason="bad release", actor="t")
+    host = ModelHost(registry, served_views=store.view_versions, poll_interval_s=0.1)
+    options = ServeOptions(load_retry_s=0.02, load_retry_max_s=0.1)
+    service = Service(settings, host, options=options, features=store)
+    service.owned.append(registry)
+    client = make_client(create_app(settings, service=service))
+    _until(lambda: service.load_error is not None)
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 503
+    assert "ONNX" in ready.json()["error"]
+    registry.set_alias("fraud", "champion", good.version, reason="rollback", actor="t")
+    _until(lambda: service.ready)
+    answer = client.post("/v1/score", json=tx())
+    assert answer.status_code == 200
+    assert answer.json()["results"][0]["version"] == good.version
+
+
 def test_a_stopped_wait_ends_the_retries(settings: Settings, store: FeatureStore) -> None:
     registry = Registry.open(settings)
     host = ModelHost(registry, served_views=store.view_versions)
