@@ -104,6 +104,8 @@ class ModelHost:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        #: (name, alias) -> (version served, version the alias points at, why not loaded)
+        self.lagging: dict[tuple[str, str], tuple[int, int, str]] = {}
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -257,15 +259,32 @@ class ModelHost:
             listener(old, new)
 
     def refresh(self) -> int:
-        """Poll the registry once; load, warm and switch every moved alias. Returns switches."""
+        """Poll the registry once; load, warm and switch every moved alias. Returns switches.
+
+        An alias whose new version does not load keeps serving the old one and is listed in
+        `lagging` (served version, the alias's version, why), so readiness and metrics can
+        say the server is behind; the first such error is raised after every alias was tried.
+        """
         switched = 0
+        failure: MlsdError | None = None
         for name in {n for n, _ in self.followed()}:
             targets = self.registry.aliases(name)
             for (n, alias), current in list(self._aliases.items()):
-                if n != name or alias not in targets or targets[alias] == current.version:
+                if n != name or alias not in targets:
                     continue
-                self.load(f"{name}@{alias}")
+                if targets[alias] == current.version:
+                    self.lagging.pop((name, alias), None)
+                    continue
+                try:
+                    self.load(f"{name}@{alias}")
+                except MlsdError as exc:
+                    self.lagging[(name, alias)] = (current.version, targets[alias], exc.message)
+                    failure = failure or exc
+                    continue
+                self.lagging.pop((name, alias), None)
                 switched += 1
+        if failure is not None:
+            raise failure
         return switched
 
     def start(self) -> None:

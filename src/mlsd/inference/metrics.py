@@ -99,6 +99,13 @@ class ServingMetrics:
         self.loaded_models = Gauge(
             "mlsd_loaded_models", "Model versions held by the host.", registry=r
         )
+        self.alias_lag = Gauge(
+            "mlsd_alias_lagging",
+            "1 while an alias points at a version this server could not load (it serves the "
+            "previous one).",
+            ["model", "alias"],
+            registry=r,
+        )
         self.store_empty = Gauge(
             "mlsd_online_store_empty",
             "1 while the online store answers but lost its data (a watermark seen is gone).",

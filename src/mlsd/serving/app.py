@@ -204,6 +204,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
+        svc.observe_lag()
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)

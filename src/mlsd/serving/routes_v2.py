@@ -133,6 +133,12 @@ async def ready(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"ready": ok}
     if service.load_error:
         body["error"] = service.load_error
+    lagging = service.host.lagging
+    if lagging:  # still serving, but behind the registry: say so (and why)
+        body["lagging"] = [
+            {"model": f"{n}@{a}", "serving": served, "alias": wanted, "error": why}
+            for (n, a), (served, wanted, why) in sorted(lagging.items())
+        ]
     return JSONResponse(body, status_code=200 if ok else 503)
 
 

@@ -200,6 +200,13 @@ class Service:
                 wait = min(wait * 2.0, max(self.options.load_retry_max_s, wait))
         return False
 
+    def observe_lag(self) -> None:
+        """`mlsd_alias_lagging` for every followed alias: 1 while it points at a version this
+        server could not load (read at each scrape)."""
+        lagging = self.host.lagging
+        for name, alias in self.host.followed():
+            self.metrics.alias_lag.labels(name, alias).set(1 if (name, alias) in lagging else 0)
+
     def close(self) -> None:
         """Stop the watcher and the job queue, flush the log, release backends."""
         self.host.stop()

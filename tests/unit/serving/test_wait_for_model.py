@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from mlsd.errors import IntegrityError
 from mlsd.features.store import FeatureStore
 from mlsd.inference.host import ModelHost
 from mlsd.registry import Registry
@@ -143,3 +146,37 @@ def test_serve_before_any_model_prints_waiting(home: Path) -> None:
     assert "serving" not in second.split(":")[0]
     assert f"health http://127.0.0.1:{port}/v2/health/ready" in second
     assert f"metrics http://127.0.0.1:{port}/metrics" in second
+
+
+def test_an_alias_moved_to_a_version_that_does_not_load_is_reported_as_lagging(
+    settings: Settings,
+    store: FeatureStore,
+    artifacts: dict[int, dict[str, bytes]],
+    make_client: Any,
+) -> None:
+    """The old version keeps serving; readiness and `mlsd_alias_lagging` say it is behind."""
+    from mlsd.registry.formats import ONNX_ARTIFACT
+
+    registry = Registry.open(settings)
+    good = register_tiny_model(registry, artifacts[1], store.view_versions())
+    corrupt = register_tiny_model(registry, {ONNX_ARTIFACT: b"not a model"}, store.view_versions())
+    registry.set_alias("fraud", "champion", good.version, reason="first", actor="t")
+    host = ModelHost(registry, served_views=store.view_versions, poll_interval_s=3600)
+    service = Service(settings, host, options=ServeOptions(watch_aliases=False), features=store)
+    service.owned.append(registry)
+    client = make_client(create_app(settings, service=service))
+    _until(lambda: service.ready)
+    registry.set_alias("fraud", "champion", corrupt.version, reason="bad release", actor="t")
+    with pytest.raises(IntegrityError):
+        host.refresh()  # what the watcher thread does every poll (it logs the error)
+    ready = client.get("/v2/health/ready").json()
+    assert ready["ready"] is True
+    assert ready["lagging"][0]["serving"] == good.version
+    assert ready["lagging"][0]["alias"] == corrupt.version
+    metrics = client.get("/metrics").text
+    assert 'mlsd_alias_lagging{alias="champion",model="fraud"} 1.0' in metrics
+    assert client.post("/v1/score", json=tx()).json()["results"][0]["version"] == good.version
+    registry.set_alias("fraud", "champion", good.version, reason="rollback", actor="t")
+    assert host.refresh() == 0
+    assert "lagging" not in client.get("/v2/health/ready").json()
+    assert 'mlsd_alias_lagging{alias="champion",model="fraud"} 0.0' in client.get("/metrics").text
