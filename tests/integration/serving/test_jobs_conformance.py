@@ -197,3 +197,24 @@ def test_make_job_queue_picks_by_url(make: Factory, request: pytest.FixtureReque
         close = getattr(queue, "close", None)
         if close is not None:
             close()
+
+
+def test_a_file_job_is_capped_at_submit_and_a_non_parquet_file_refused(
+    make: Factory, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 2 M-row file job ran 91 s inside the serving process: files are capped like rows."""
+    import mlsd.serving.jobs.base as jobs_base
+
+    monkeypatch.setattr(jobs_base, "MAX_FILE_ROWS", 10)  # the cap, small enough to test
+    queue = make()
+    pd.DataFrame(rows(11)).to_parquet(home / "big.parquet")
+    pd.DataFrame(rows(10)).to_parquet(home / "fits.parquet")
+    (home / "fake.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ValidationError, match="11 rows") as refused:
+        queue.submit(JobSpec(path="big.parquet"))
+    assert refused.value.field == "path"
+    with pytest.raises(ValidationError, match="not a readable Parquet file"):
+        queue.submit(JobSpec(path="fake.parquet"))
+    queue.start(score)
+    job = queue.submit(JobSpec(path="fits.parquet"))
+    assert wait_for(queue, job, 30).state is JobState.DONE

@@ -33,6 +33,10 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.FAILED)
 
 
+#: Rows a Parquet job file may hold.
+MAX_FILE_ROWS = 1_000_000
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A batch to score: `rows` (a list of objects) or `path` (a Parquet file in home)."""
@@ -41,8 +45,13 @@ class JobSpec:
     path: str | None = None
     model: str | None = None
 
-    def checked(self, home: Path, max_rows: int) -> JobSpec:
-        """This spec validated, its path made absolute; ValidationError naming the bad field."""
+    def checked(self, home: Path, max_rows: int, max_file_rows: int | None = None) -> JobSpec:
+        """This spec validated, its path made absolute; ValidationError naming the bad field.
+
+        Both kinds are capped: at most `max_rows` inline rows, at most `max_file_rows`
+        (`MAX_FILE_ROWS` unless given) in a Parquet file, read from its footer, so a 2 M-row
+        file is refused at submit instead of scoring for minutes in the serving process.
+        """
         if (self.rows is None) == (self.path is None):
             raise ValidationError("give exactly one of rows or path", field="rows")
         if self.model is not None and not self.model.strip():
@@ -58,7 +67,26 @@ class JobSpec:
                 if not isinstance(row, Mapping):
                     raise ValidationError(f"row {i} is not an object", field=f"rows[{i}]")
             return self
-        return JobSpec(path=str(resolve_in_home(home, str(self.path))), model=self.model)
+        resolved = resolve_in_home(home, str(self.path))
+        rows, cap = parquet_rows(resolved), max_file_rows or MAX_FILE_ROWS
+        if rows > cap:
+            raise ValidationError(
+                f"{rows:,} rows in {self.path!r}: at most {cap:,} per job", field="path"
+            )
+        return JobSpec(path=str(resolved), model=self.model)
+
+
+def parquet_rows(path: Path) -> int:
+    """The row count in a Parquet file's footer; ValidationError if it is not Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(
+            f"{path.name} is not a readable Parquet file: {exc}", field="path"
+        ) from None
 
 
 def resolve_in_home(home: Path, path: str) -> Path:
