@@ -47,27 +47,26 @@ def _transactions(n: int) -> list[Any]:
 def log_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float]:
     """p50/p99 (µs) of one-transaction scoring calls with and without the log."""
     from mlsd.inference.batcher import BatchConfig
-    from mlsd.inference.log_observer import PredictionLogObserver
     from mlsd.inference.observers import ScoringRequest
     from mlsd.serving.app import build_service
     from mlsd.serving.service import ServeOptions
     from mlsd.settings import Settings
 
     settings = Settings(home=home)
-    options = ServeOptions(
-        models=("fraud@champion",), watch_aliases=False, batching=BatchConfig(1, -1.0)
-    )
-    services = {"log": build_service(settings, options), "no_log": build_service(settings, options)}
-    for name, service in services.items():
-        if service.cache is not None:  # every call must reach the model and the log
-            service.cache.close()
-            service.cache = service.pipeline.cache = None
-        if name == "no_log" and service.prediction_log is not None:
-            for observer in service.pipeline.observers:
-                if isinstance(observer, PredictionLogObserver):
-                    service.pipeline.remove_observer(observer)
-            service.prediction_log.close()
-            service.prediction_log = None
+    services = {
+        name: build_service(
+            settings,
+            ServeOptions(
+                models=("fraud@champion",),
+                watch_aliases=False,
+                batching=BatchConfig(1, -1.0),
+                cache_predictions=False,  # every call must reach the model and the log
+                log_predictions=name == "log",
+            ),
+        )
+        for name in ("log", "no_log")
+    }
+    for service in services.values():
         service.load_all()
     txs = _transactions(calls)
     timings: dict[str, list[float]] = {name: [] for name in services}

@@ -97,6 +97,7 @@ class FeatureAssembler:
         ] = {}
         self._lookup_ok = metrics.feature_latency.labels("ok")
         self._breaker_was_open = False
+        self._store_was_empty = False
 
     def _fetch(
         self, requests: list[dict[str, Any]], stored: list[str]
@@ -161,12 +162,13 @@ class FeatureAssembler:
         self._breaker_gauge(failed=False)
         values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
         degraded = self.probe is not None and self.probe.lost()
+        if degraded != self._store_was_empty:  # the gauge moves with the state, not per request
+            self._store_was_empty = degraded
+            self.metrics.store_empty.set(1 if degraded else 0)
         if degraded:
             if self.fail_when_degraded:
                 raise UnavailableError("the online feature store lost its data", field="features")
             self.metrics.degraded.labels("online_store_empty").inc()
-        if self.probe is not None:
-            self.metrics.store_empty.set(1 if degraded else 0)
         return values, [status for _, status in rows], degraded
 
     def _degrade(self, n: int, stored: list[str], started: float) -> Built:
