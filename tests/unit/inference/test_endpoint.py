@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from mlsd.inference.endpoint import Endpoint, Prediction
-from mlsd.inference.observers import ScoringRequest
-from mlsd.inference.routing import Route, Variant
+from mlsd.inference.routing import Variant
 from mlsd.inference.spec import LoadedModel
 from mlsd.serving.app import create_app
 from mlsd.serving.testing import sample_transaction
+from tests.unit.inference.layers import Answering
 
 
 class Tagged:
@@ -35,18 +35,6 @@ class Tagged:
         return Prediction(found.scores, found.model, self.variant)
 
 
-class ToVariant:
-    """A routing layer sending every request to one variant."""
-
-    name = "to-variant"
-
-    def __init__(self, variant: Variant) -> None:
-        self.variant = variant
-
-    def route(self, request: ScoringRequest, route: Route) -> Route:
-        return Route(self.variant, route.shadows)
-
-
 def test_a_wrapping_layer_serves_and_is_logged(
     settings: Any, store: Any, build_service: Any, make_client: Any
 ) -> None:
@@ -55,7 +43,7 @@ def test_a_wrapping_layer_serves_and_is_logged(
     log = make_prediction_log(settings)
     svc = build_service(store, prediction_log=log, cache=False)
     layer = Tagged(svc.endpoints["fraud"], "blue")
-    svc.pipeline.install(ToVariant(Variant("blue", layer)))
+    svc.pipeline.install(Answering(Variant("blue", layer)))
     client = make_client(create_app(settings, service=svc))
     response = client.post("/v1/score", json=sample_transaction())
     assert response.status_code == 200

@@ -11,10 +11,11 @@ import pytest
 from mlsd.data.transaction import Transaction
 from mlsd.errors import ValidationError
 from mlsd.inference.endpoint import VersionEndpoint
-from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.routing import Route, Variant
 from mlsd.rollout import RolloutSpec, ShadowLayer, SplitLayer, bucket, layer_for
 from mlsd.serving.service import Service
+from tests.unit.inference.layers import Seen
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -62,14 +63,6 @@ def test_buckets_are_the_same_in_another_process() -> None:
     code = "from mlsd.rollout import bucket; print([bucket('r1', c) for c in range(5)])"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == str([bucket("r1", c) for c in range(5)])
-
-
-class Seen:
-    def __init__(self) -> None:
-        self.batches: list[ScoredBatch] = []
-
-    def observe(self, batch: ScoredBatch) -> None:
-        self.batches.append(batch)
 
 
 def test_a_shadow_share_mirrors_about_that_share(service: Service) -> None:

@@ -33,6 +33,19 @@ def settings(home: Path) -> Settings:
     return Settings(home=home)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def online_settings(request: pytest.FixtureRequest, home: Path) -> Settings:
+    """Settings on a fresh data folder with the online store on each backend (embedded,
+    then the real Redis under a fresh key prefix)."""
+    if request.param == "redis":
+        return Settings(
+            home=home,
+            online_store=request.getfixturevalue("redis_url"),
+            redis_prefix=request.getfixturevalue("redis_prefix"),
+        )
+    return Settings(home=home)
+
+
 @pytest.fixture
 def store(settings: Settings) -> Iterator[FeatureStore]:
     """The embedded feature store with the handbook views and a few customers' features."""

@@ -7,24 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from mlsd.features.store import FeatureStore
 from mlsd.features.testing import synthetic_transactions, write_transactions
 from mlsd.serving.app import create_app
 from mlsd.serving.testing import sample_transaction
 from mlsd.settings import Settings
-
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def online_settings(request: pytest.FixtureRequest, home: Path) -> Settings:
-    if request.param == "redis":
-        return Settings(
-            home=home,
-            online_store=request.getfixturevalue("redis_url"),
-            redis_prefix=request.getfixturevalue("redis_prefix"),
-        )
-    return Settings(home=home)
 
 
 def test_a_store_that_lost_its_data_scores_degraded_until_rematerialized(

@@ -47,16 +47,10 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFr
     return folder, data.transactions
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def settings(request: pytest.FixtureRequest, home: Path) -> Settings:
-    """Settings with the online store on each backend."""
-    if request.param == "redis":
-        return Settings(
-            home=home,
-            online_store=request.getfixturevalue("redis_url"),
-            redis_prefix=request.getfixturevalue("redis_prefix"),
-        )
-    return Settings(home=home)
+@pytest.fixture
+def settings(online_settings: Settings) -> Settings:
+    """This module's tests run with the online store on each backend."""
+    return online_settings
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from mlsd.errors import IntegrityError
 from mlsd.features.store import FeatureStore
 from mlsd.inference.host import ModelHost
-from mlsd.registry import Registry
+from mlsd.registry import ModelVersion, Registry
 from mlsd.serving.app import create_app
 from mlsd.serving.service import ServeOptions, Service
 from mlsd.serving.testing import register_tiny_model
@@ -60,6 +60,18 @@ def test_the_service_loads_the_model_once_the_alias_appears(
     assert client.post("/v1/score", json=tx()).status_code == 200
 
 
+def _good_and_corrupt(
+    settings: Settings, store: FeatureStore, artifacts: dict[int, dict[str, bytes]]
+) -> tuple[Registry, ModelVersion, ModelVersion]:
+    """A registry holding a version that loads and one whose ONNX model is garbage."""
+    from mlsd.registry.formats import ONNX_ARTIFACT
+
+    registry = Registry.open(settings)
+    good = register_tiny_model(registry, artifacts[1], store.view_versions())
+    corrupt = register_tiny_model(registry, {ONNX_ARTIFACT: b"not a model"}, store.view_versions())
+    return registry, good, corrupt
+
+
 def test_an_alias_on_a_version_that_does_not_load_is_retried_until_it_moves(
     settings: Settings,
     store: FeatureStore,
@@ -68,11 +80,7 @@ def test_an_alias_on_a_version_that_does_not_load_is_retried_until_it_moves(
 ) -> None:
     """Started while the alias points at a corrupt version, the server used to answer 503
     for good (the first load was final, the watcher never started) though liveness was OK."""
-    from mlsd.registry.formats import ONNX_ARTIFACT
-
-    registry = Registry.open(settings)
-    good = register_tiny_model(registry, artifacts[1], store.view_versions())
-    corrupt = register_tiny_model(registry, {ONNX_ARTIFACT: b"not a model"}, store.view_versions())
+    registry, good, corrupt = _good_and_corrupt(settings, store, artifacts)
     registry.set_alias("fraud", "champion", corrupt.version, reason="bad release", actor="t")
     host = ModelHost(registry, served_views=store.view_versions, poll_interval_s=0.1)
     options = ServeOptions(load_retry_s=0.02, load_retry_max_s=0.1)
@@ -155,11 +163,7 @@ def test_an_alias_moved_to_a_version_that_does_not_load_is_reported_as_lagging(
     make_client: Any,
 ) -> None:
     """The old version keeps serving; readiness and `mlsd_alias_lagging` say it is behind."""
-    from mlsd.registry.formats import ONNX_ARTIFACT
-
-    registry = Registry.open(settings)
-    good = register_tiny_model(registry, artifacts[1], store.view_versions())
-    corrupt = register_tiny_model(registry, {ONNX_ARTIFACT: b"not a model"}, store.view_versions())
+    registry, good, corrupt = _good_and_corrupt(settings, store, artifacts)
     registry.set_alias("fraud", "champion", good.version, reason="first", actor="t")
     host = ModelHost(registry, served_views=store.view_versions, poll_interval_s=3600)
     service = Service(settings, host, options=ServeOptions(watch_aliases=False), features=store)
