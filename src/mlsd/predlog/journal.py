@@ -20,10 +20,13 @@ that the store keeps atomically with the records, so a replay stores only what t
 writer had not stored: exactly once, whatever instant the kill hit.
 
 A frame is `<length u32><crc32 u32>` then a marshal (version 2: plain tuples, lists,
-dicts, str, int, float, bool, None; loading it runs no code) of
-`(first sequence number, new feature-name tables, records)`. Feature names are written
-once per segment and referred to by index: one shared tuple per model, it would
-otherwise be most of a frame.
+dicts, str, bytes, int, float, bool, None; loading it runs no code) of
+`(FORMAT, first sequence number, new feature-name tables, new contexts, entries)`.
+What every record of one model's variant repeats (model, version, threshold, entry point,
+variant, feature names) is a context, written once per segment and referred to by index,
+as the feature names are; a record's feature values, when they are plain numbers, are
+packed float64 bytes (one copy, no per-value object for marshal to walk). The journal is
+on the scoring path: each of these halves what a frame costs there.
 A torn or corrupt frame (power loss, a full disk) ends the replay of its segment.
 """
 
@@ -38,6 +41,7 @@ import os
 import struct
 import uuid
 import zlib
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,10 +54,12 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")
 _MARSHAL_VERSION = 2
+#: The frame layout this module writes (the first item of a frame).
+FORMAT = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-#: The types of an entry's fields (features checked apart).
-_FIELDS = frozenset({str, int, float, bool, type(None), list, tuple, dict})
+#: The types of an entry's fields (features checked apart, unless packed as bytes).
+_FIELDS = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict})
 #: Marks an entry's feature names as absent (a features mapping, or names not given).
 NO_NAMES = -1
 
@@ -98,6 +104,7 @@ class _Segment:
     map: mmap.mmap | None  # the file's first `capacity` bytes, shared; None: pwrite only
     capacity: int
     names: dict[int, tuple[int, object]] = field(default_factory=dict)  # id -> (index, keep)
+    contexts: dict[tuple[Any, ...], int] = field(default_factory=dict)  # context -> index
     size: int = 0
 
     def close(self) -> None:
@@ -184,20 +191,25 @@ class Journal:
                 log.warning("prediction journal write failed: %s", exc)
                 return
         segment.size = end
-        if added:
-            segment.names.update(added)
+        names, contexts = added
+        if names:
+            segment.names.update(names)
+        if contexts:
+            segment.contexts.update(contexts)
 
     def _frame(
         self, records: Sequence[PredictionRecord], first_seq: int
-    ) -> tuple[bytes, dict[int, tuple[int, object]]]:
-        """The frame, and the feature-name tables it adds to the segment.
+    ) -> tuple[bytes, tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]]:
+        """The frame, and the feature-name tables and contexts it adds to the segment.
 
         marshal writes any buffer (a numpy array or scalar) as bytes, so every value must
         be of a plain type (`_FIELDS`); a TypeError sends the caller to `_plain`.
         """
-        known = self._segment.names
+        known, known_contexts = self._segment.names, self._segment.contexts
         added: dict[int, tuple[int, object]] = {}
+        added_contexts: dict[tuple[Any, ...], int] = {}
         new_names: list[tuple[int, tuple[str, ...]]] = []
+        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
         entries = []
         last_ts: datetime | None = None
         ts_us = 0
@@ -213,23 +225,41 @@ class Journal:
                     new_names.append((index, tuple(str(n) for n in names)))
                 else:
                     index = found[0]
+            key = (r.model, r.version, r.threshold, r.endpoint, r.variant, index)
+            context = known_contexts.get(key)
+            if context is None:
+                context = added_contexts.get(key)
+                if context is None:
+                    if not _FIELDS.issuperset(map(type, key)):
+                        raise TypeError("values that are not plain str, int, float or None")
+                    context = len(known_contexts) + len(added_contexts)
+                    added_contexts[key] = context
+                    new_contexts.append((context, key))
             features: Any = r.features
-            values = features.values() if type(features) is dict else features
+            if type(features) is list:
+                # plain numbers: packed; None among them, or other types: as they are
+                with contextlib.suppress(TypeError):
+                    features = array("d", features).tobytes()
+            if type(features) is not bytes:
+                values = features.values() if type(features) is dict else features
+                if not _FIELDS.issuperset(map(type, values)):
+                    raise TypeError("feature values that are not plain float or None")
             ts = r.ts
             if ts is not last_ts:  # a batch's records share one timestamp object
                 ts_us, last_ts = (ts - _EPOCH) // _MICROSECOND, ts
             tx_time = r.tx_time
             entry = (
-                r.request_id, ts_us, r.model, r.version, index, features,
-                r.score, r.decision, r.threshold, r.latency_ms, r.degraded, r.endpoint,
-                r.variant, r.transaction_id, r.customer_id, r.terminal_id,
+                r.request_id, ts_us, context, features, r.score, r.decision, r.latency_ms,
+                r.degraded, r.transaction_id, r.customer_id, r.terminal_id,
                 None if tx_time is None else (tx_time - _EPOCH) // _MICROSECOND,
             )  # fmt: skip
-            if not (_FIELDS.issuperset(map(type, entry)) and _FIELDS.issuperset(map(type, values))):
+            if not _FIELDS.issuperset(map(type, entry)):
                 raise TypeError("values that are not plain str, int, float, bool or None")
             entries.append(entry)
-        payload = marshal.dumps((first_seq, new_names, entries), _MARSHAL_VERSION)
-        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, added
+        payload = marshal.dumps(
+            (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
+        )
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
 
     def seal(self) -> Path | None:
         """Close the current segment and start the next one; the sealed path (None if
@@ -347,6 +377,7 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     """The (sequence number, record) pairs of one segment, up to its first bad frame."""
     data = path.read_bytes()
     names: dict[int, tuple[str, ...]] = {}
+    contexts: dict[int, tuple[Any, ...]] = {}
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
@@ -358,10 +389,14 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
             log.warning("prediction journal %s: a torn frame at byte %d ends it", path, offset)
             return
         try:
-            first_seq, new_names, entries = marshal.loads(payload)
+            frame = marshal.loads(payload)
+            if frame[0] != FORMAT:
+                raise ValueError(f"frame format {frame[0]!r}, this version reads {FORMAT}")
+            _, first_seq, new_names, new_contexts, entries = frame
             names.update((int(i), tuple(n)) for i, n in new_names)
-            records = [_record(e, names) for e in entries]
-        except (ValueError, TypeError, EOFError, KeyError) as exc:
+            contexts.update((int(i), tuple(c)) for i, c in new_contexts)
+            records = [_record(e, names, contexts) for e in entries]
+        except (ValueError, TypeError, EOFError, KeyError, IndexError) as exc:
             log.warning("prediction journal %s: bad frame at byte %d: %s", path, offset, exc)
             return
         for i, record in enumerate(records):
@@ -371,15 +406,19 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
         log.warning("prediction journal %s: a torn header at byte %d ends it", path, offset)
 
 
-def _record(entry: Any, names: dict[int, tuple[str, ...]]) -> PredictionRecord:
+def _record(
+    entry: Any, names: dict[int, tuple[str, ...]], contexts: dict[int, tuple[Any, ...]]
+) -> PredictionRecord:
     (
-        request_id, ts, model, version, index, features, score, decision, threshold,
-        latency_ms, degraded, endpoint, variant, transaction_id, customer_id, terminal_id,
-        tx_time,
+        request_id, ts, context, features, score, decision, latency_ms, degraded,
+        transaction_id, customer_id, terminal_id, tx_time,
     ) = entry  # fmt: skip
+    model, version, threshold, endpoint, variant, index = contexts[context]
     timestamp = _from_micros(ts)
     if timestamp is None:
         raise ValueError("a journal entry without a timestamp")
+    if type(features) is bytes:
+        features = array("d", features).tolist()
     return PredictionRecord(
         request_id, timestamp, model, version, features, score, decision, threshold,
         latency_ms, degraded, None if index == NO_NAMES else names[index], endpoint, variant,

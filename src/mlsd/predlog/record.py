@@ -104,7 +104,10 @@ def _finite(value: Any) -> float | None:
 
 
 def _utc(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
+    tz = ts.tzinfo
+    if tz is UTC:  # the common case, and astimezone's copy costs as much as Arrow's conversion
+        return ts
+    if tz is None:
         raise ValidationError("prediction timestamps must be timezone-aware", field="ts")
     return ts.astimezone(UTC)
 
