@@ -62,12 +62,12 @@ class OfflineStore:
         parts = self.parts(view.name, version)
         files = ", ".join(f"'{p}'" for p in parts)
         key = view.entity.join_key if view.entity else ""
-        base = f"SELECT * FROM read_parquet([{files}])"
-        if len(parts) == 1:
-            return base
-        return (
-            f"{base} QUALIFY row_number() OVER (PARTITION BY {key}, {EVENT_TS} "
-            f"ORDER BY {CREATED_TS} DESC) = 1"
+        if len(parts) == 1:  # a part holds one row per (key, event time): written so
+            return f"SELECT * FROM read_parquet([{files}])"
+        return (  # of equal created times, the later part (names sort by creation)
+            f"SELECT * EXCLUDE (filename) FROM read_parquet([{files}], filename = true) "
+            f"QUALIFY row_number() OVER (PARTITION BY {key}, {EVENT_TS} "
+            f"ORDER BY {CREATED_TS} DESC, filename DESC) = 1"
         )
 
 

@@ -360,11 +360,14 @@ class FeatureStore:
             rows[list(fv.features)].to_numpy(dtype=np.float64)
         )
         if to in ("offline", "both"):
-            table = pd.DataFrame({key: rows[key].to_numpy(dtype=np.int64)})
-            table["event_timestamp"] = pd.to_datetime(event_us, unit="us", utc=True)
-            table["created_timestamp"] = pd.to_datetime(created.to_numpy(), unit="us", utc=True)
+            keys = rows[key].to_numpy(dtype=np.int64)
+            created_us = np.asarray(created.to_numpy(), dtype=np.int64)
+            keep = _latest_per_event(keys, event_us, created_us)
+            table = pd.DataFrame({key: keys[keep]})
+            table["event_timestamp"] = pd.to_datetime(event_us[keep], unit="us", utc=True)
+            table["created_timestamp"] = pd.to_datetime(created_us[keep], unit="us", utc=True)
             for i, feat in enumerate(fv.features):
-                table[feat] = values[:, i]
+                table[feat] = values[keep, i]
             folder = self.offline.folder(fv.name, fv.version)
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{now_us}-push-{uuid.uuid4().hex[:8]}.parquet"
@@ -426,3 +429,17 @@ class FeatureStore:
     ) -> SkewReport:
         """Mismatch rate per feature between served (logged) values and offline values."""
         return skew_report(self, logged, features, timestamp_column)
+
+
+def _latest_per_event(
+    keys: npt.NDArray[np.int64], event_us: npt.NDArray[np.int64], created_us: npt.NDArray[np.int64]
+) -> npt.NDArray[np.intp]:
+    """Positions of the rows a part keeps: per (key, event time) the latest created, and of
+    equal created the later row, the one materialization serves. The point-in-time join
+    dedups across parts, not inside one, so a tie left in a part would be joined either way.
+    """
+    order = np.lexsort((created_us, event_us, keys))  # stable: equal rows keep their order
+    k, e = keys[order], event_us[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
+    return np.sort(order[last])
