@@ -100,9 +100,13 @@ class TransactionBody(BaseModel):
     timestamp: AwareDatetime
 
     def to_domain(self) -> Transaction:
-        """The domain record scoring takes."""
+        """The domain record scoring takes, its time in the standard library's UTC.
+
+        pydantic parses a zone into its own `TzInfo`, whose offset is a call into Rust:
+        every later subtraction (feature ages, the log's timestamps) would cost 2.5x.
+        """
         ids = cast(tuple[int, int, int], (self.transaction_id, self.customer_id, self.terminal_id))
-        return Transaction(*ids, self.amount, self.timestamp)
+        return Transaction(*ids, self.amount, self.timestamp.astimezone(UTC))
 
 
 class ScoreBatch(BaseModel):
