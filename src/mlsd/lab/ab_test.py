@@ -37,7 +37,7 @@ def _curves(sa: Any, sb: Any, n: Any, tau: float) -> tuple[Any, Any]:
     return peek, seq
 
 
-def _share(first: Any, hours: float) -> float:
+def _share(first: Any, hours: Any) -> float:
     return float((first <= hours).mean())
 
 
@@ -56,8 +56,9 @@ def _plot(hours: int, horizon: int, h0: dict[str, Any], h1: dict[str, Any]) -> A
 
         t = np.arange(1, hours + 1)
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-        for ax, data, title in ((left, h0, "no difference: false positives"),
-                                (right, h1, f"+{MDE / BASELINE:.0%} block rate: power")):  # fmt: skip
+        panels = ((left, h0, "no difference: false positives"),
+                  (right, h1, f"+{MDE / BASELINE:.0%} block rate: power"))  # fmt: skip
+        for ax, data, title in panels:
             ax.plot(t, [_share(data["peek"], h) for h in t], label="z-test, peeked hourly")
             ax.plot(t, [_share(data["msprt"], h) for h in t], label="mSPRT, read hourly")
             ax.step([horizon, hours], [data["once"]] * 2, where="post",

@@ -42,8 +42,8 @@ class DivergenceAlert:
     """The challenger approves more of the champion's blocks than allowed, significantly.
 
     `requests` and `blocks` count the pairs and champion blocks up to the pair at which the
-    test first crossed (`at`); `approved` / `blocks` is the rate seen then; `p_value` is the
-    always-valid p-value over the whole history checked.
+    test first crossed (`at`); `approved` / `blocks` is the rate seen then, `p_value` the
+    always-valid p-value then (<= alpha); `p_value_now` is over the whole history checked.
     """
 
     rollout: str
@@ -53,6 +53,7 @@ class DivergenceAlert:
     approved: int
     rate: Interval
     p_value: float
+    p_value_now: float
     max_rate: float
     alpha: float
     event: str = EVENT
@@ -114,7 +115,8 @@ class DangerousDivergence:
             blocks=blocks,
             approved=approved,
             rate=wilson(approved, blocks),
-            p_value=float(p[-1]),
+            p_value=float(p[k]),
+            p_value_now=float(p[-1]),
             max_rate=self.max_rate,
             alpha=self.alpha,
         )

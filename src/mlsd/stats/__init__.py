@@ -10,7 +10,7 @@ Vectorised with numpy and scipy; the streaming tests speak river's verbs (`updat
 from mlsd.stats.distance import KS, ks, psi, quantile_edges
 from mlsd.stats.msprt import MSPRT, always_valid_pvalues, mean_pvalues, proportion_pvalues
 from mlsd.stats.proportion import Interval, newcombe, wilson
-from mlsd.stats.rate_test import RateAboveTest, rate_log_ratios
+from mlsd.stats.rate_test import RateAboveTest, rate_boundary, rate_log_ratios
 from mlsd.stats.sample_size import Plan, fixed_horizon_n, plan, z_test_pvalues
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "proportion_pvalues",
     "psi",
     "quantile_edges",
+    "rate_boundary",
     "rate_log_ratios",
     "wilson",
     "z_test_pvalues",

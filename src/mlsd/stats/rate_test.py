@@ -52,6 +52,31 @@ def rate_log_ratios(
     return np.where(np.isfinite(out), out, -np.inf)
 
 
+def rate_boundary(n_max: int, p0: float, alpha: float, strength: float = 10.0) -> NDArray[np.int64]:
+    """The fewest hits that reject after each of n = 1..n_max trials (n + 1: none can).
+
+    Λ grows with the hits at a fixed n (every θ of the prior is above p0), so a stream
+    rejects at the first n where its hits reach this boundary: one binary search per n
+    instead of a special function per trial and per stream, for simulations.
+
+    >>> rate_boundary(6, p0=0.1, alpha=0.01).tolist()  # nothing before 5 of 5, then 6 of 6
+    [2, 3, 4, 5, 5, 6]
+    """
+    if n_max < 1:
+        raise ValidationError(f"n_max must be >= 1, not {n_max}", field="n_max")
+    if not 0.0 < alpha < 1.0:
+        raise ValidationError(f"alpha must be in (0, 1), not {alpha}", field="alpha")
+    n = np.arange(1, n_max + 1, dtype=np.int64)
+    lo, hi = np.zeros(n_max, dtype=np.int64), n + 1
+    level = math.log(1.0 / alpha)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        ok = (mid <= n) & (rate_log_ratios(np.minimum(mid, n), n, p0, strength) >= level)
+        hi = np.where((lo < hi) & ok, mid, hi)
+        lo = np.where((lo < hi) & ~ok, mid + 1, lo)
+    return hi
+
+
 class RateAboveTest:
     """Streaming "is the rate above p0?" test in river's shape: `update(hit)`, `get()` (the
     always-valid p-value), read-only `rejected`.

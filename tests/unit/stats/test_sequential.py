@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from mlsd.errors import ValidationError
-from mlsd.stats import MSPRT, RateAboveTest, proportion_pvalues, rate_log_ratios, z_test_pvalues
-from mlsd.stats.msprt import always_valid_pvalues
+from mlsd.stats import (
+    MSPRT,
+    RateAboveTest,
+    proportion_pvalues,
+    rate_boundary,
+    rate_log_ratios,
+    z_test_pvalues,
+)
 from mlsd.stats.sample_size import first_look, simulate_counts
 
 
@@ -44,13 +50,14 @@ def test_streaming_msprt_on_means_and_its_p_value_never_rises() -> None:
 
 def test_the_rate_test_keeps_its_alpha_at_the_limit_checked_after_every_trial() -> None:
     rng = np.random.default_rng(6)
-    hits = (rng.random((400, 2000)) < 0.1).cumsum(axis=1)  # the rate exactly at p0
-    n = np.arange(1, 2001)
-    p = always_valid_pvalues(rate_log_ratios(hits, n, p0=0.1))
-    false_alarms = (p[:, -1] <= 0.05).mean()
-    assert false_alarms < 0.05  # 400 runs: a true 5 % would show 0.05 +- 0.011
-    below = (rng.random((200, 2000)) < 0.05).cumsum(axis=1)  # well under: almost never
-    assert (always_valid_pvalues(rate_log_ratios(below, n, p0=0.1))[:, -1] <= 0.05).mean() < 0.01
+    edge = rate_boundary(5000, p0=0.1, alpha=0.05)
+    hits = (rng.random((2000, 5000)) < 0.1).cumsum(axis=1)  # the rate exactly at p0
+    false_alarms = (hits >= edge).any(axis=1).mean()
+    assert false_alarms < 0.05  # 2,000 runs: a true 5 % would show 0.05 +- 0.005
+    below = (rng.random((500, 5000)) < 0.05).cumsum(axis=1)  # well under: almost never
+    assert (below >= edge).any(axis=1).mean() < 0.01
+    above = (rng.random((500, 5000)) < 0.15).cumsum(axis=1)  # 15 % against 10 %: found
+    assert (above >= edge).any(axis=1).mean() > 0.95
 
 
 def test_bad_arguments_are_refused_naming_the_field() -> None:
@@ -66,3 +73,17 @@ def test_bad_arguments_are_refused_naming_the_field() -> None:
     assert info.value.field == "max_rate"
     with pytest.raises(ValidationError):
         RateAboveTest(p0=0.1).update_counts(3, 2)
+
+
+def test_the_rejection_boundary_is_where_the_ratio_crosses() -> None:
+    import math
+
+    n = np.arange(1, 401)
+    edge = rate_boundary(400, p0=0.2, alpha=0.05)
+    level = math.log(1 / 0.05)
+    can = edge <= n
+    assert can[-1]
+    assert not can[0]
+    assert np.all(rate_log_ratios(edge[can], n[can], 0.2) >= level)
+    assert np.all(rate_log_ratios(edge[can] - 1, n[can], 0.2) < level)
+    assert np.all(np.diff(edge[can]) >= 0)
