@@ -43,12 +43,26 @@ def _root(
 
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
-    from mlsd.cli import demo, features, lab, predictions, registry, serve, simulate, train
+    from mlsd.cli import (
+        ab,
+        demo,
+        divergence,
+        features,
+        lab,
+        predictions,
+        registry,
+        serve,
+        simulate,
+        train,
+    )
 
     app.command("simulate")(simulate.simulate)
     for module in (features, train, registry, serve, lab, predictions):
         module.register(app)
     app.command("demo")(demo.demo)
+    # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
+    app.command("divergence")(divergence.divergence)
+    app.command("ab")(ab.ab)
 
 
 _register()

@@ -70,12 +70,14 @@ class DangerousDivergence:
     """The rule: alert when the share of champion blocks the challenger approves is above
     `max_rate` with significance `alpha` (one-sided, always valid under repeated checks).
 
-    `strength` is the weight of the test's Beta prior (mean `max_rate`): the test is
-    quickest on rates a little above `max_rate` when it is small, on large excesses when
-    large; 10 is a fair middle.
+    The default, 20 %, sits above what an equally good retrained model approves (7-13 % of
+    the champion's blocks in `mlsd lab run shadow-divergence`), far below a broken or stale
+    one (35-65 % there). `strength` is the weight of the test's Beta prior (mean
+    `max_rate`): the test is quickest on rates a little above `max_rate` when it is large,
+    on large excesses when small; 10 is a fair middle.
     """
 
-    max_rate: float = 0.1
+    max_rate: float = 0.2
     alpha: float = 0.01
     strength: float = 10.0
 
