@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,14 @@ from mlsd.data import schema
 from mlsd.lab.experiment import Findings, LabContext, Row
 from mlsd.lab.world import Model, World, build_world, train_model
 from mlsd.predlog.record import PredictionRecord, finish_frame, to_table
-from mlsd.rollout.divergence import DangerousDivergence, DivergenceReport, analyse
+from mlsd.rollout.divergence import (
+    DangerousDivergence,
+    DivergenceAlert,
+    DivergenceReport,
+    analyse,
+)
 from mlsd.rollout.pairs import pairs
+from mlsd.stats import wilson
 from mlsd.stats.rate_test import rate_boundary
 
 QUESTION = (
@@ -63,10 +69,9 @@ def _records(world: World, rows: pd.DataFrame, model: Model, variant: str,
         values[:, [i, j]] = values[:, [j, i]]
     scores = model.scores(values)
     names = tuple(world.features)
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     return [
         PredictionRecord(
-            f"r{tid}", now, "fraud", model.name, row, score,
+            f"r{tid}", ts, "fraud", model.name, row, score,
             "fraud" if score >= model.threshold else "legit", model.threshold, 1.0, False,
             names, "score", variant, int(tid), int(cid), int(term), ts,
         )
@@ -77,14 +82,9 @@ def _records(world: World, rows: pd.DataFrame, model: Model, variant: str,
     ]  # fmt: skip
 
 
-def _log(records: list[PredictionRecord], rows: pd.DataFrame) -> pd.DataFrame:
-    """The records as a log read returns them, in the order the requests came."""
-    frame = finish_frame(to_table(records).to_pandas())
-    order = dict(zip(rows[schema.TRANSACTION_ID].astype(int), range(len(rows)), strict=True))
-    frame["ts"] = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
-        frame["transaction_id"].astype(int).map(order), unit="s"
-    )  # one second per request: the log read is in request order
-    return frame
+def _log(records: list[PredictionRecord]) -> pd.DataFrame:
+    """The records as a log read returns them (scored when they happened: a replay)."""
+    return finish_frame(to_table(records).to_pandas())
 
 
 def _stream_alarms(
@@ -150,8 +150,10 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{x:.1%}"
 
 
-def _row(name: str, r: DivergenceReport, resampled: np.ndarray, runs: int) -> Row:
+def _row(name: str, r: DivergenceReport, flags: np.ndarray, by_block: DivergenceAlert | None,
+         resampled: np.ndarray, runs: int) -> Row:  # fmt: skip
     d = r.dangerous
+    cards = wilson(int(flags.sum()), flags.size) if flags.size else None
     return {
         "challenger": name, "pairs": r.pairs,
         "disagreement": f"{r.disagreement.estimate:.2%} [{r.disagreement.low:.2%}, "
@@ -159,7 +161,11 @@ def _row(name: str, r: DivergenceReport, resampled: np.ndarray, runs: int) -> Ro
         "KS": r.ks_statistic, "PSI": r.psi, "champion blocks": r.champion_blocks,
         "approves of blocks": "—" if d is None else f"{_pct(d.estimate)} [{_pct(d.low)}, "
                                                     f"{_pct(d.high)}]",
+        "blocked cards": flags.size,
+        "approves of blocked cards": "—" if cards is None else f"{_pct(cards.estimate)} "
+                                     f"[{_pct(cards.low)}, {_pct(cards.high)}]",
         "alert after (requests, in order)": r.alert.requests if r.alert else "none",
+        "alert by block (in order)": by_block.requests if by_block else "none",
         f"streams of {PER:,} alarmed": float(np.isfinite(resampled).mean()),
         "median requests to alert (resampled)": float(np.nanmedian(resampled))
         if np.isfinite(resampled).any() else "—",
@@ -198,7 +204,7 @@ class ShadowDivergenceExperiment:
         records = _records(world, rows, champion, "champion")
         for i, (_, model, swap) in enumerate(challengers):
             records += _records(world, rows, model, f"sd{i}:shadow", swap)
-        frame = _log(records, rows)
+        frame = _log(records)
         rng = np.random.default_rng(ctx.seed)
         rule = DangerousDivergence(MAX_RATE, ALPHA)
         table: list[Row] = []
@@ -209,14 +215,18 @@ class ShadowDivergenceExperiment:
             for i, (name, _, _) in enumerate(challengers):
                 found = pairs(frame, f"sd{i}")
                 report = analyse(found, rule)
-                blocked = (found["champion_decision"] == "fraud").to_numpy()
-                flags = found["challenger_decision"].to_numpy()[blocked] != "fraud"
-                resampled = _stream_alarms(flags, float(blocked.mean()), size.runs, PER, rng)
-                table.append(_row(name, report, resampled, size.runs))
+                trials = rule.trials(found)  # the first block of each card and day
+                flags = found["challenger_decision"].to_numpy()[trials] != "fraud"
+                trial_share = trials.size / len(found)
+                resampled = _stream_alarms(flags, trial_share, size.runs, PER, rng)
+                by_block = DangerousDivergence(MAX_RATE, ALPHA, unit="block").check(found)
+                table.append(_row(name, report, flags, by_block, resampled, size.runs))
                 series[name] = _series(found)
                 alerts[name] = float(report.alert.requests) if report.alert else math.nan
                 found_all[name] = {
                     "report": report.to_dict(),
+                    "card_rate": float(flags.mean()) if flags.size else None,
+                    "alert_by_block": by_block.to_dict() if by_block else None,
                     "resampled_alarm_share": float(np.isfinite(resampled).mean()),
                     "resampled_median_requests": float(np.nanmedian(resampled))
                     if np.isfinite(resampled).any() else None,
@@ -225,47 +235,61 @@ class ShadowDivergenceExperiment:
             served = frame[frame["variant"] == "champion"]
             share = float((served["decision"] == "fraud").mean())
             exactly = np.r_[np.ones(1), np.zeros(round(1 / MAX_RATE) - 1)].astype(bool)
-            boundary = _stream_alarms(exactly, share, size.runs * 4, PER, rng)
+            boundary = _stream_alarms(exactly, trial_share, size.runs * 4, PER, rng)
             advance()
         table.append({
             "challenger": f"worst case allowed: approves exactly {MAX_RATE:.0%}",
-            "pairs": PER, "champion blocks": round(share * PER),
+            "pairs": PER, "blocked cards": round(trial_share * PER),
             f"streams of {PER:,} alarmed": float(np.isfinite(boundary).mean()),
             "runs": size.runs * 4,
         })  # fmt: skip
-        return self._findings(ctx, size, len(rows), share, table, found_all, boundary, series,
-                              alerts)  # fmt: skip
+        return self._findings(ctx, size, len(rows), share, trial_share, table, found_all,
+                              boundary, series, alerts)  # fmt: skip
 
-    def _findings(self, ctx: LabContext, size: Size, n: int, share: float, table: list[Row],
+    def _findings(self, ctx: LabContext, size: Size, n: int, share: float, trial_share: float,
+                  table: list[Row],
                   found: dict[str, Any], boundary: np.ndarray,
                   series: dict[str, dict[str, list[float]]],
                   alerts: dict[str, float]) -> Findings:  # fmt: skip
         names = list(found)
-        aa, retrained, swapped, stale = (found[k] for k in names)
+        aa, retrained, swapped = (found[k] for k in names[:3])
 
         def alert(k: str) -> str:
             a = found[k]["report"]["alert"]
-            return "no alert" if a is None else f"alert after {a['requests']:,} requests"
+            if a is None:
+                return "no alert"
+            return (f"alert after {a['requests']:,} requests in request order ({a['approved']}"
+                    f" of the first {a['blocks']} blocked cards approved; median over resampled "
+                    "streams "
+                    f"{_num(found[k]['resampled_median_requests'])})")  # fmt: skip
 
         def rate(k: str) -> str:
-            d = found[k]["report"]["dangerous"]
-            return "—" if d is None else f"{d['estimate']:.1%}"
+            d, c = found[k]["report"]["dangerous"], found[k]["card_rate"]
+            if d is None or c is None:
+                return "—"
+            return f"{c:.1%} of the blocked cards ({d['estimate']:.1%} of the blocks)"
+
+        def block(k: str) -> str:
+            a = found[k]["alert_by_block"]
+            return "never" if a is None else f"after {a['requests']:,} requests"
 
         worst = float(np.isfinite(boundary).mean())
         answer = (
-            f"Rule: alert when the challenger approves more than {MAX_RATE:.0%} of what the "
-            f"champion blocks, one-sided sequential test at alpha {ALPHA}, checked after every "
-            f"request. Over {n:,} mirrored requests ({share:.1%} blocked by the champion): the "
-            f"challenger trained before the card-testing drift approves {rate(names[3])} of "
-            f"the champion's blocks, {alert(names[3])} in request order (median "
-            f"{_num(stale['resampled_median_requests'])} over resampled streams); the one with "
-            f"two inputs swapped approves {rate(names[2])}, {alert(names[2])} (median "
-            f"{_num(swapped['resampled_median_requests'])}) — while its score distribution "
+            f"Rule: alert when the challenger approves more than {MAX_RATE:.0%} of the cards "
+            f"the champion blocks (one trial per card and day), one-sided sequential test at "
+            f"alpha {ALPHA}, checked after every request. Over {n:,} mirrored requests "
+            f"({share:.1%} blocked by the champion, {trial_share * n:,.0f} card-days): the "
+            f"challenger trained before the card-testing drift approves {rate(names[3])}: "
+            f"{alert(names[3])}; the one with two inputs swapped approves {rate(names[2])}: "
+            f"{alert(names[2])} — while its score distribution "
             f"barely moves (PSI {swapped['report']['psi']:.3f}, KS "
             f"{swapped['report']['ks_statistic']:.3f}: 'stable' by the usual PSI < 0.1), so a "
-            f"distance alone would have let it through. False alarms per {PER:,} requests: "
+            f"distance alone would have let it through. Counting every block instead of every "
+            f"card fires sooner ({block(names[3])} and {block(names[2])}), but one card-testing "
+            "burst then counts as many independent trials, which the test's guarantee does "
+            f"not cover. False alarms per {PER:,} requests: "
             f"A/A (challenger = champion) {aa['resampled_alarm_share']:.3g}, its decisions "
-            f"being identical; a retrained copy approving {rate(names[1])} of the blocks "
+            f"being identical; a retrained copy approving {rate(names[1])} "
             f"{retrained['resampled_alarm_share']:.3g} ({size.runs:,} resampled streams); a "
             f"challenger at exactly the allowed {MAX_RATE:.0%}, the worst case the guarantee "
             f"covers, {worst:.3g} ({size.runs * 4:,} streams; the bound is alpha = {ALPHA})."
@@ -282,9 +306,10 @@ class ShadowDivergenceExperiment:
             "encoded as the log stores them, joined by `mlsd.rollout.pairs`, analysed by "
             "`mlsd.rollout.divergence` (`DangerousDivergence(max_rate="
             f"{MAX_RATE}, alpha={ALPHA})`). 'Alert after' is the first crossing in request "
-            f"order. False alarms: streams of {PER:,} requests resampled with replacement "
-            "from each challenger's own champion blocks (the k-th block counted as k / block "
-            "share requests); a stream that alarms once is stopped, so the share of streams "
+            "order; 'by block' is the same rule with `unit='block'`. False alarms: streams of "
+            f"{PER:,} requests resampled with replacement "
+            "from each challenger's own trials (blocked card-days; the k-th counted as k / their "
+            "share of requests); a stream that alarms once is stopped, so the share of streams "
             f"that alarmed is the number of false alarms per {PER:,} requests."
         )
         results = {

@@ -6,7 +6,8 @@ disagree (with a Wilson interval), overall and by segment; and the one disagreem
 costs money: the challenger approving what the champion blocks.
 
 `DangerousDivergence(max_rate, alpha).check(pairs)` is the rule a controller calls: each
-champion block is a trial, "did the challenger approve it?", and a one-sided sequential
+card the champion blocks (its first block of the day; or each block, `unit="block"`) is a
+trial, "did the challenger approve it?", and a one-sided sequential
 test (`mlsd.stats.RateAboveTest`'s statistic, over the whole history) asks whether that
 rate exceeds `max_rate`. Its p-value is the running maximum over every pair, so checking
 every minute, every hour or after every request gives the same guarantee: on a
@@ -41,9 +42,10 @@ BLOCK: Final = "fraud"
 class DivergenceAlert:
     """The challenger approves more of the champion's blocks than allowed, significantly.
 
-    `requests` and `blocks` count the pairs and champion blocks up to the pair at which the
-    test first crossed (`at`); `approved` / `blocks` is the rate seen then, `p_value` the
-    always-valid p-value then (<= alpha); `p_value_now` is over the whole history checked.
+    `requests` and `blocks` count the pairs and the trials (blocked cards with
+    `unit="card"`, champion blocks with "block") up to the pair at which the test first
+    crossed (`at`); `approved` / `blocks` is the rate seen then, `p_value` the always-valid
+    p-value then (<= alpha); `p_value_now` is over the whole history checked.
     """
 
     rollout: str
@@ -56,6 +58,7 @@ class DivergenceAlert:
     p_value_now: float
     max_rate: float
     alpha: float
+    unit: str = "card"
     event: str = EVENT
     #: What the controller does with it: a dangerous challenger is stopped.
     stop_rollout: bool = True
@@ -80,19 +83,42 @@ class DangerousDivergence:
     max_rate: float = 0.2
     alpha: float = 0.01
     strength: float = 10.0
+    #: "card": one trial per card and day, its first champion block (a burst of blocks on
+    #: one card is one piece of evidence, not ten: the test assumes independent trials);
+    #: "block": every champion block.
+    unit: str = "card"
 
     def __post_init__(self) -> None:
+        if self.unit not in ("card", "block"):
+            raise ValidationError(f"unit must be 'card' or 'block', not {self.unit!r}",
+                                  field="unit")  # fmt: skip
         if not 0.0 < self.max_rate < 1.0:
             raise ValidationError(f"max_rate must be in (0, 1), not {self.max_rate}",
                                   field="max_rate")  # fmt: skip
         if not 0.0 < self.alpha < 0.5:
             raise ValidationError(f"alpha must be in (0, 0.5), not {self.alpha}", field="alpha")
 
+    def trials(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Positions (in `pairs`) of the trials: the champion blocks, or with unit "card"
+        the first block of each card (customer) and UTC day; a row without a customer is a
+        card of its own."""
+        where = np.flatnonzero((pairs["champion_decision"] == BLOCK).to_numpy())
+        if self.unit == "block" or where.size == 0:
+            return where
+        rows = pairs.iloc[where]
+        if "customer_id" in rows:
+            card = rows["customer_id"].astype("string").fillna("row:" + pd.Series(
+                where.astype(str), index=rows.index))  # fmt: skip
+        else:
+            card = pd.Series(where.astype(str), index=rows.index)
+        day = pd.to_datetime(rows["ts"], utc=True).dt.strftime("%Y-%m-%d")
+        first = ~pd.DataFrame({"card": card.to_numpy(), "day": day.to_numpy()}).duplicated()
+        return where[first.to_numpy()]
+
     def p_values(self, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The always-valid p-value after each champion block, and the position (in
-        `pairs`) of each block; pairs in time order."""
-        blocked = (pairs["champion_decision"] == BLOCK).to_numpy()
-        where = np.flatnonzero(blocked)
+        """The always-valid p-value after each trial (see `trials`) and the trials'
+        positions in `pairs`; pairs in time order."""
+        where = self.trials(pairs)
         approved = (pairs["challenger_decision"].to_numpy()[where] != BLOCK).cumsum()
         n = np.arange(1, where.size + 1)
         lr = rate_log_ratios(approved, n, self.max_rate, self.strength)
@@ -121,10 +147,12 @@ class DangerousDivergence:
             p_value_now=float(p[-1]),
             max_rate=self.max_rate,
             alpha=self.alpha,
+            unit=self.unit,
         )
         log.warning(
-            "%s rollout=%s approved=%d/%d champion blocks (limit %.3g) p=%.2g after %d requests",
-            EVENT, alert.rollout, approved, blocks, self.max_rate, alert.p_value, row + 1,
+            "%s rollout=%s approved=%d/%d blocked %ss (limit %.3g) p=%.2g after %d requests",
+            EVENT, alert.rollout, approved, blocks, self.unit, self.max_rate, alert.p_value,
+            row + 1,
             extra={"event": EVENT, "alert": alert.to_dict()},
         )  # fmt: skip
         return alert

@@ -135,3 +135,23 @@ def test_the_rule_refuses_nonsense() -> None:
     with pytest.raises(ValidationError) as info:
         DangerousDivergence(alpha=0.7)
     assert info.value.field == "alpha"
+
+
+def test_a_burst_on_one_card_is_one_trial_unless_counted_by_block() -> None:
+    burst = pd.DataFrame(
+        {
+            "rollout": "s1",
+            "ts": pd.date_range(T0, periods=10, freq="min"),
+            "customer_id": pd.array([42] * 10, dtype="Int64"),
+            "request_id": [f"q{i}" for i in range(10)],
+            "champion_decision": "fraud",
+            "challenger_decision": "legit",
+        }
+    )
+    assert DangerousDivergence(max_rate=0.2).check(burst) is None  # one card: one trial
+    by_block = DangerousDivergence(max_rate=0.2, unit="block").check(burst)
+    assert by_block is not None
+    assert by_block.unit == "block"
+    with pytest.raises(ValidationError) as info:
+        DangerousDivergence(unit="minute")
+    assert info.value.field == "unit"
