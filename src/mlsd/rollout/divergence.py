@@ -73,9 +73,9 @@ class DangerousDivergence:
     """The rule: alert when the share of champion blocks the challenger approves is above
     `max_rate` with significance `alpha` (one-sided, always valid under repeated checks).
 
-    The default, 20 %, sits above what an equally good retrained model approves (7-13 % of
-    the champion's blocks in `mlsd lab run shadow-divergence`), far below a broken or stale
-    one (35-65 % there). `strength` is the weight of the test's Beta prior (mean
+    The default, 20 %, sits above what an equally good retrained model approves (10 % of
+    the champion's blocked cards in `mlsd lab run shadow-divergence`), below a broken or
+    stale one (30-35 % there). `strength` is the weight of the test's Beta prior (mean
     `max_rate`): the test is quickest on rates a little above `max_rate` when it is large,
     on large excesses when small; 10 is a fair middle.
     """
