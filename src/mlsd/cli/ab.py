@@ -104,3 +104,33 @@ def ab(
             f"{comparison['false_positive_rate_p']:.3g}); recall "
             f"{_pct(comparison['recall_diff'])} (p {comparison['recall_p']:.3g})"
         )
+
+
+def ab_plan(
+    baseline: float = typer.Option(..., "--baseline", help="The champion's rate, e.g. 0.02."),
+    mde: float = typer.Option(..., "--mde", help="Smallest difference worth finding (absolute)."),
+    per_hour: float = typer.Option(..., "--per-hour", help="Requests per arm per hour."),
+    alpha: float = typer.Option(0.05, "--alpha", help="False-positive rate."),
+    power: float = typer.Option(0.8, "--power", help="Power of the fixed-horizon test."),
+    tau: float | None = typer.Option(None, "--tau", help="mSPRT mixture scale (default: mde)."),
+    runs: int = typer.Option(500, "--runs", help="Simulated mSPRT runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """How long an A/B test needs: fixed horizon, and the mSPRT by simulation."""
+    from mlsd.stats import plan
+
+    p = plan(baseline, mde, per_hour, alpha=alpha, power=power, tau=tau, runs=runs)
+
+    def hours(value: float) -> str:  # NaN: too few runs stopped to say
+        return "—" if value != value else f"{value:,.0f} h"
+
+    if as_json:
+        typer.echo(json.dumps(p.to_dict(), indent=2))
+        return
+    typer.echo(
+        f"fixed horizon: {p.fixed_n_per_arm:,} per arm = {p.fixed_hours:,.1f} h at "
+        f"{p.per_hour:,.0f}/h per arm (z-test read ONCE, power {p.power:.0%})\n"
+        f"mSPRT (tau {p.msprt_tau:g}, read as often as you like): power {p.msprt_power:.0%} "
+        f"within {p.horizon_hours:,} h; median {hours(p.msprt_median_hours)}, 80 % of runs "
+        f"by {hours(p.msprt_p80_hours)} ({p.runs} simulated runs at the effect)"
+    )

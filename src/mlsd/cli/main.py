@@ -63,6 +63,7 @@ def _register() -> None:
     # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
     app.command("divergence")(divergence.divergence)
     app.command("ab")(ab.ab)
+    app.command("ab-plan")(ab.ab_plan)
 
 
 _register()

@@ -98,3 +98,17 @@ def test_ab_arms_against_the_labels_of_a_dataset(
     assert found["comparison"]["false_positive_rate_p"] < 0.05
     assert _cli(monkeypatch, "ab", "ab1", "--labels", str(folder)) == 0
     assert "always-valid p" in capsys.readouterr().out
+
+
+def test_ab_plan_prints_both_horizons_and_refuses_nonsense(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["ab-plan", "--baseline", "0.2", "--mde", "0.1", "--per-hour", "10", "--runs", "50"]
+    assert _cli(monkeypatch, *args, "--json") == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["fixed_n_per_arm"] == 294
+    assert plan["fixed_hours"] == pytest.approx(29.4)
+    assert _cli(monkeypatch, *args) == 0
+    assert "mSPRT" in capsys.readouterr().out
+    assert _cli(monkeypatch, "ab-plan", "--baseline", "0", "--mde", "0.1", "--per-hour", "9") == 2
+    assert "baseline" in capsys.readouterr().err
