@@ -104,7 +104,7 @@ def _stream_alarms(
 
 
 def _series(found: pd.DataFrame) -> dict[str, list[float]]:
-    """The running approval share and -log10 p after each champion block."""
+    """The running approval share and -log10 p after each trial (blocked card-day)."""
     rule = DangerousDivergence(MAX_RATE, ALPHA)
     p, where = rule.p_values(found)
     approved = (found["challenger_decision"].to_numpy()[where] != "fraud").cumsum()
@@ -131,7 +131,7 @@ def _plot(series: dict[str, dict[str, list[float]]], alerts: dict[str, float]) -
                 right.axvline(alerts[name], color=line.get_color(), lw=0.8, ls=":")
         left.axhline(MAX_RATE, color="red", lw=0.8, ls="--", label=f"limit {MAX_RATE:.0%}")
         left.set(xscale="log", xlabel="requests mirrored", ylim=(0, 1),
-                 ylabel="share of champion blocks the challenger approves",
+                 ylabel="share of blocked cards the challenger approves",
                  title="dangerous divergence, running")  # fmt: skip
         right.axhline(-math.log10(ALPHA), color="red", lw=0.8, ls="--",
                       label=f"alert: p <= {ALPHA}")  # fmt: skip
