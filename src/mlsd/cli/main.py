@@ -44,7 +44,9 @@ def _root(
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
     from mlsd.cli import (
+        ab,
         demo,
+        divergence,
         features,
         importing,
         lab,
@@ -59,6 +61,10 @@ def _register() -> None:
     for module in (importing, features, train, registry, serve, lab, predictions):
         module.register(app)
     app.command("demo")(demo.demo)
+    # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
+    app.command("divergence")(divergence.divergence)
+    app.command("ab")(ab.ab)
+    app.command("ab-plan")(ab.ab_plan)
 
 
 _register()

@@ -9,7 +9,9 @@ from mlsd.lab.experiment import Experiment
 
 #: name -> "module:attribute" of its `Experiment`.
 EXPERIMENTS: dict[str, str] = {
+    "ab-test": "mlsd.lab.ab_test:EXPERIMENT",
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
+    "shadow-divergence": "mlsd.lab.shadow_divergence:EXPERIMENT",
 }
 
 
