@@ -1,0 +1,108 @@
+"""Drift over a time window of the prediction log, one report per model version.
+
+Each logged record names its model, version and variant, and carries the feature
+values the version saw. A window may hold several versions (an alias moved, a canary):
+each is compared with its own reference profile, since each was trained on its own data.
+
+Bad windows fail loudly: no record in the window (`NoDataError`), a version unknown to
+the registry (`NotFoundError`), a version without a profile (`MissingProfileError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from mlsd.errors import NotFoundError, ValidationError
+from mlsd.monitoring.binning import BinnedWindow
+from mlsd.monitoring.drift import DriftReport, compare
+from mlsd.registry.models import ModelVersion
+from mlsd.registry.profile import ReferenceProfile
+
+
+class NoDataError(NotFoundError):
+    """A window holds no prediction to compare."""
+
+
+class ProfileSource(Protocol):
+    """What window drift needs from the registry (`mlsd.registry.Registry` has it)."""
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        """One version by number."""
+        ...
+
+    def reference_profile(self, mv: ModelVersion) -> ReferenceProfile:
+        """Its reference profile."""
+        ...
+
+
+class LogReader(Protocol):
+    """What window drift needs from the prediction log (`PredictionLogReader`)."""
+
+    def read(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+        """Stored records with start <= ts < end."""
+        ...
+
+
+def feature_matrix(frame: pd.DataFrame, names: Sequence[str]) -> NDArray[np.float64]:
+    """The `features` dicts of logged records as a matrix in `names` order (absent -> NaN)."""
+    if frame.empty:
+        return np.empty((0, len(names)))
+    wide = pd.DataFrame.from_records(list(frame["features"]), index=frame.index)
+    return wide.reindex(columns=list(names)).to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _version(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"the prediction log holds version {value!r}, not a number", field="version"
+        ) from None
+
+
+def window_drift(
+    registry: ProfileSource,
+    reader: LogReader,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+) -> list[DriftReport]:
+    """One drift report per (model, version) logged in [start, end), largest first."""
+    if start is not None and end is not None and end <= start:
+        raise ValidationError(f"the window ends ({end}) before it starts ({start})", field="to")
+    frame = reader.read(start, end)
+    what = "" if model is None else f" of model {model!r}"
+    if model is not None and not frame.empty:
+        frame = frame[frame["model"] == model]
+    if version is not None and not frame.empty:
+        frame = frame[frame["version"].astype(str) == str(version)]
+        what += f" version {version}"
+    if frame.empty:
+        raise NoDataError(
+            f"no prediction{what} logged in {start or 'the beginning'} .. {end or 'now'}",
+            field="window",
+        )
+    reports = []
+    for (name, logged), rows in frame.groupby(["model", "version"], sort=False):
+        mv = registry.get(str(name), _version(logged))
+        profile = registry.reference_profile(mv)
+        X = feature_matrix(rows, profile.feature_names)
+        window = BinnedWindow(profile).add(X, rows["score"].to_numpy(dtype=np.float64))
+        report = compare(window, model=str(name), version=mv.version, start=start, end=end)
+        absent = [n for n in profile.feature_names if not _logged(rows, n)]
+        if absent:
+            report.notes.append(f"features never logged (counted missing): {absent}")
+        reports.append(report)
+    return sorted(reports, key=lambda r: r.n_rows, reverse=True)
+
+
+def _logged(rows: pd.DataFrame, name: str) -> bool:
+    return any(name in f for f in rows["features"].head(100))
