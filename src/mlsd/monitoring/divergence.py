@@ -17,7 +17,7 @@ divergence, never inf or NaN); KS and chi-squared use the raw counts.
 >>> round(psi(ref, same), 6), round(ks(ref, same)[0], 6)
 (0.0, 0.0)
 >>> round(psi(ref, np.array([10, 10, 10, 70])), 3)
-0.612
+0.84
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ SMOOTHING = 0.5
 def proportions(counts: NDArray[Any], smoothing: float = SMOOTHING) -> NDArray[np.float64]:
     """Counts as proportions, each bin given `smoothing` extra counts."""
     c: NDArray[np.float64] = np.asarray(counts, dtype=np.float64) + smoothing
-    return c / c.sum()
+    out: NDArray[np.float64] = c / c.sum()
+    return out
 
 
 def psi(ref: NDArray[Any], win: NDArray[Any]) -> float:

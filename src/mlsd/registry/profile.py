@@ -124,7 +124,8 @@ def quantile_edges(values: NDArray[np.float64], n_bins: int) -> NDArray[np.float
         return np.empty(0)
     qs = np.quantile(values, np.arange(1, n_bins) / n_bins, method="linear")
     edges: NDArray[np.float64] = np.unique(qs)
-    return edges[edges < values.max()]  # a top edge at the max would leave the last bin empty
+    kept: NDArray[np.float64] = edges[edges < values.max()]
+    return kept  # a top edge at the max would leave the last bin empty
 
 
 def bin_counts(values: NDArray[Any], edges: NDArray[np.float64]) -> NDArray[np.int64]:

@@ -1,0 +1,1 @@
+"""Streaming statistics in river's shape (`update`, `get`, read-only flags)."""
