@@ -119,7 +119,7 @@ def renewal_threshold(streams: list[Records], rate: float, horizon: int) -> floa
 
 
 def _horizon(rate: float, horizon: int | None) -> int:
-    return horizon if horizon is not None else int(math.ceil(4.0 / rate))
+    return horizon if horizon is not None else math.ceil(4.0 / rate)
 
 
 # -- Page-Hinkley -------------------------------------------------------------------------
@@ -300,9 +300,9 @@ class KSWIN:
 
 
 def _river_adwin(delta: float, clock: int) -> Any:
-    from river.drift import ADWIN as RiverADWIN
+    from river import drift
 
-    return RiverADWIN(delta=delta, clock=clock)  # type: ignore[no-untyped-call]
+    return drift.ADWIN(delta=delta, clock=clock)  # type: ignore[no-untyped-call]
 
 
 class ADWIN:
