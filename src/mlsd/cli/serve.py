@@ -73,6 +73,15 @@ def serve(
         "--tune/--no-tune",
         help="GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms.",
     ),
+    drift_window_rows: int = typer.Option(
+        5000, "--drift-window-rows", min=1, help="Rows per live drift window (mlsd_drift_*)."
+    ),
+    alert_rules: str | None = typer.Option(
+        None, "--alert-rules", help="YAML alert rules on live drift (docs/monitoring.md)."
+    ),
+    alert_webhook: str | None = typer.Option(
+        None, "--alert-webhook", help="POST each alert event as JSON to this http(s) URL."
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve fraud scores over HTTP with one uvicorn worker.
@@ -97,7 +106,16 @@ def serve(
         batching=BatchConfig(max_batch_size, max_delay_ms),
         fail_when_degraded=fail_degraded,
         tune_process=tune_process,
+        drift_window_rows=drift_window_rows,
+        alert_rules=alert_rules,
+        alert_webhook=alert_webhook,
     )
+    if alert_rules:
+        from pathlib import Path
+
+        from mlsd.monitoring.alerts import load_rules
+
+        load_rules(Path(alert_rules))  # a malformed file fails here, before anything loads
     settings = get_settings()
     service = build_service(settings, options)
     service.host.on_load(_announce)
