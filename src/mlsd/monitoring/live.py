@@ -69,10 +69,11 @@ class DriftMonitor(Collector):
         self.alerts = alerts
         self.interval_s = interval_s
         self.clock = clock
-        self._queue: deque[tuple[Key, np.ndarray, np.ndarray]] = deque()
+        self._queue: deque[tuple[Key, np.ndarray, np.ndarray, float]] = deque()
         self._profiles: dict[tuple[str, int], ReferenceProfile | None] = {}
         self._open: dict[Key, _Open] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the windows and reports the collector reads
+        self._draining = threading.Lock()  # one drain at a time (the thread, or a caller)
         self.reports: dict[Key, DriftReport] = {}
         self.windows_closed = 0
         self._stop = threading.Event()
@@ -83,7 +84,7 @@ class DriftMonitor(Collector):
     def observe(self, batch: ScoredBatch) -> None:
         """Queue one batch's features and scores (the binning happens off the request path)."""
         key = (batch.model.name, batch.model.version, batch.variant)
-        self._queue.append((key, batch.values, batch.scores))
+        self._queue.append((key, batch.values, batch.scores, self.clock()))
 
     def prepare(self, model: LoadedModel, _seconds: float = 0.0) -> None:
         """Fetch a freshly loaded version's profile (a `ModelHost.on_load` listener)."""
@@ -107,15 +108,19 @@ class DriftMonitor(Collector):
 
     def drain(self) -> list[DriftReport]:
         """Bin every queued batch; close the windows that are full or old. Returns closed ones."""
+        with self._draining:
+            return self._drain()
+
+    def _drain(self) -> list[DriftReport]:
         while self._queue:
-            key, values, scores = self._queue.popleft()
+            key, values, scores, seen = self._queue.popleft()
             profile = self.profile(key[0], key[1])
             if profile is None or values.ndim != 2 or values.shape[1] != len(profile.features):
                 continue
             with self._lock:
                 opened = self._open.get(key)
                 if opened is None:
-                    opened = self._open[key] = _Open(BinnedWindow(profile), self.clock())
+                    opened = self._open[key] = _Open(BinnedWindow(profile), seen)
             opened.window.add(values, scores)
         return self._close_due()
 
@@ -208,7 +213,11 @@ class DriftMonitor(Collector):
             reports = dict(self.reports)
             pending = {k for k in self._open if k not in reports}
         seen = {(k[0], k[1]) for k in (*reports, *pending)}
-        pending |= {(m, v, "") for m, v in self._profiles if (m, v) not in seen}
+        pending |= {
+            (m, v, "")
+            for (m, v), p in self._profiles.items()
+            if p is not None and (m, v) not in seen
+        }
         for (model, version, variant), report in sorted(reports.items()):
             base = [model, str(version), variant]
             for f in report.features:
