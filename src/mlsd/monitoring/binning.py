@@ -26,7 +26,6 @@ from mlsd.registry.profile import (
     FeatureProfile,
     ReferenceProfile,
     reconstruction_error,
-    standardise,
 )
 
 Counts = NDArray[np.int64]
@@ -82,6 +81,41 @@ class _Group:
         return found
 
 
+MAX_SPAN = 256
+"""A categorical feature whose integer values span at most this many is counted by offset."""
+
+
+class _Dense:
+    """Integer categories counted in one `bincount`: code = value - min + the feature's offset.
+
+    One pass whatever the number of categories, where equality needs one per category.
+    """
+
+    def __init__(self, columns: list[int], values: list[list[float]]) -> None:
+        self.columns = np.asarray(columns, dtype=np.intp)
+        self.low = np.array([v[0] for v in values], dtype=np.float64)
+        spans = np.array([int(v[-1] - v[0]) + 1 for v in values], dtype=np.int64)
+        self.spans = spans.astype(np.float64)
+        self.offsets = np.concatenate([[0], np.cumsum(spans)[:-1]]).astype(np.int64)
+        self.values = values
+        self.hits = np.zeros(int(spans.sum()), dtype=np.int64)
+
+    def add(self, part: NDArray[Any]) -> None:
+        rel = part - self.low.astype(part.dtype)
+        ok = (rel >= 0) & (rel < self.spans.astype(part.dtype)) & (rel == np.floor(rel))
+        codes = rel.astype(np.int64, copy=False) + self.offsets
+        self.hits += np.bincount(codes[ok], minlength=self.hits.size)
+
+    def counts(self, i: int) -> NDArray[np.int64]:
+        idx = self.offsets[i] + (np.asarray(self.values[i]) - self.low[i]).astype(np.int64)
+        out: NDArray[np.int64] = self.hits[idx]
+        return out
+
+
+def _dense(values: list[float]) -> bool:
+    return bool(values) and all(v == int(v) for v in values) and values[-1] - values[0] < MAX_SPAN
+
+
 class BinnedWindow:
     """Per-feature counts of one window (features in the profile's order), growing by `add`.
 
@@ -104,8 +138,11 @@ class BinnedWindow:
         feats = list(enumerate(profile.features))
         numeric = [(j, f.edges) for j, f in feats if f.kind == "numeric"]
         categorical = [(j, f.values) for j, f in feats if f.kind == "categorical"]
+        dense = [(j, v) for j, v in categorical if _dense(v)]
+        sparse = [(j, v) for j, v in categorical if not _dense(v)]
         self._numeric = _Group([j for j, _ in numeric], [c for _, c in numeric])
-        self._categorical = _Group([j for j, _ in categorical], [c for _, c in categorical])
+        self._categorical = _Group([j for j, _ in sparse], [c for _, c in sparse])
+        self._dense = _Dense([j for j, _ in dense], [v for _, v in dense])
 
     def add(self, X: NDArray[Any], scores: NDArray[Any] | None = None) -> BinnedWindow:
         """Count a batch of rows (n x features, profile order) and their scores; returns self."""
@@ -133,9 +170,14 @@ class BinnedWindow:
                     edges = group.edges_as(X.dtype)
                     for k in range(edges.shape[0]):
                         group.hits[k] += np.add.reduce(op(part, edges[k]), axis=0, dtype=np.int64)
+            if self._dense.columns.size:
+                self._dense.add(chunk[:, self._dense.columns])
             if pca is not None and self.pca_counts is not None and self.profile.pca:
                 mean, scale, components = pca
-                err = reconstruction_error(standardise(chunk, mean, scale), components)
+                z = (chunk - mean) / scale
+                if not finite.all():
+                    z[~finite] = 0.0  # missing at the mean, as `standardise` does
+                err = reconstruction_error(z, components)
                 self.pca_counts += column_counts(err, self.profile.pca.error)[0]
         if scores is not None and self.profile.score is not None and self.score_counts is not None:
             s = np.asarray(scores, dtype=np.float64)
@@ -172,6 +214,8 @@ class BinnedWindow:
             out[j] = bins.astype(np.int64)
         for i, j in enumerate(categorical.columns):
             out[j] = categorical.hits[: categorical.sizes[i], i].copy()
+        for i, j in enumerate(self._dense.columns):
+            out[j] = self._dense.counts(i)
         return out
 
     @property

@@ -125,10 +125,9 @@ def compare(
     if window.n == 0:
         raise ValidationError("the window holds no rows: nothing to compare", field="window")
     profile: ReferenceProfile = window.profile
+    counts, missing, unseen = window.counts, window.missing, window.unseen
     features = [
-        distribution_drift(
-            ref, window.counts[j], int(window.missing[j]), int(window.unseen[j]), window.n
-        )
+        distribution_drift(ref, counts[j], int(missing[j]), int(unseen[j]), window.n)
         for j, ref in enumerate(profile.features)
     ]
     score = None
