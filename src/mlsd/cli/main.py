@@ -74,6 +74,7 @@ DRIVER_EXTRAS = {
     "nats": "nats",
     "confluent_kafka": "kafka",
     "ray": "ray",
+    "river": "monitoring",
 }
 
 

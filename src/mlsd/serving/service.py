@@ -70,8 +70,9 @@ class ServeOptions:
     #: Live drift (`mlsd.monitoring.live`): tumbling windows of served rows against each
     #: version's reference profile, exported as `mlsd_drift_*` gauges; alert rules (YAML,
     #: `mlsd.monitoring.alerts`) evaluated on each closed window, events to the log and to
-    #: `alert_webhook` when set.
-    monitor_drift: bool = True
+    #: `alert_webhook` when set. Off by default (embedded apps, benchmarks, the demo);
+    #: `mlsd serve` turns it on.
+    monitor_drift: bool = False
     drift_window_rows: int = 5_000
     drift_window_s: float = 300.0
     alert_rules: str | None = None

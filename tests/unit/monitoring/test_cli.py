@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlsd.cli.main import app
-from mlsd.errors import NotFoundError, ValidationError
+from mlsd.errors import ConfigError, NotFoundError, ValidationError
 from mlsd.predlog import ParquetPredictionLog
 from mlsd.registry import Registry
 from mlsd.registry.profile import MissingProfileError
@@ -84,3 +84,16 @@ def test_errors_are_one_line_and_an_exit_code(logged: Path) -> None:
     assert proc.returncode == 3
     assert "no reference profile" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alert-rules", "/nonexistent/rules.yml"], "does not exist"),
+        (["--alert-webhook", "ftp://example/hook"], "http"),
+    ],
+)
+def test_serve_refuses_bad_alert_settings_before_starting(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["serve", "--port", "1", *args])
+    assert isinstance(result.exception, ConfigError)
+    assert message in result.exception.message
