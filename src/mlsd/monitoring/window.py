@@ -22,7 +22,7 @@ from mlsd.errors import NotFoundError, ValidationError
 from mlsd.monitoring.binning import BinnedWindow
 from mlsd.monitoring.drift import DriftReport, compare
 from mlsd.registry.models import ModelVersion
-from mlsd.registry.profile import ReferenceProfile
+from mlsd.registry.profile import MissingProfileError, ReferenceProfile
 
 
 class NoDataError(NotFoundError):
@@ -91,9 +91,19 @@ def window_drift(
             field="window",
         )
     reports = []
-    for (name, logged), rows in frame.groupby(["model", "version"], sort=False):
+    groups = list(frame.groupby(["model", "version"], sort=False))
+    present = ", ".join(f"{n}/{v}" for (n, v), _ in groups)
+    for (name, logged), rows in groups:
         mv = registry.get(str(name), _version(logged))
-        profile = registry.reference_profile(mv)
+        try:
+            profile = registry.reference_profile(mv)
+        except MissingProfileError as exc:
+            if len(groups) == 1:
+                raise
+            raise MissingProfileError(
+                f"{exc.message}; the window holds {present}: pick one with --model/--version",
+                field=exc.field,
+            ) from None
         X = feature_matrix(rows, profile.feature_names)
         window = BinnedWindow(profile).add(X, rows["score"].to_numpy(dtype=np.float64))
         report = compare(window, model=str(name), version=mv.version, start=start, end=end)

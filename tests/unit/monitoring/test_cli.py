@@ -67,6 +67,9 @@ def test_bad_windows(logged: Path) -> None:
         run("--from", "2026-03-02", "--to", "2026-03-03", "--model", "other")
     with pytest.raises(MissingProfileError, match="models:/fraud/1 has no reference profile"):
         run("--from", "2026-03-02T13:00", "--to", "2026-03-02T14:00")
+    with pytest.raises(MissingProfileError, match="holds fraud/2, fraud/1: pick one"):
+        run("--from", "2026-03-02", "--to", "2026-03-02T14:00")
+    assert "fraud/2" in run("--from", "2026-03-02", "--to", "2026-03-02T14:00", "--version", "2")
     with pytest.raises(NotFoundError, match="7"):
         run("--from", "2026-03-02T14:00", "--to", "2026-03-02T15:00")
     with pytest.raises(ValidationError, match="before it starts"):
