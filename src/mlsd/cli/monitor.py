@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import typer
@@ -66,13 +66,16 @@ def drift(
     end: str = typer.Option(..., "--to", help="Window end, exclusive, ISO date or time (UTC)."),
     model: str | None = typer.Option(None, "--model", help="Only this model name."),
     version: int | None = typer.Option(None, "--version", help="Only this version."),
+    every: str | None = typer.Option(
+        None, "--every", help="Tumbling windows of this length (e.g. 30m, 6h, 1d): one line each."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
 ) -> None:
     """PSI, JS, KL, KS / chi-squared per feature, score and joint drift of a window.
 
     Each model version logged in the window is compared with its own reference profile
-    (stored at registration). Exit 3 when the window is empty, the version unknown or
-    registered without a profile.
+    (stored at registration). With --every, one line per tumbling window instead. Exit 3
+    when the window is empty, the version unknown or registered without a profile.
     """
     from rich.console import Console
 
@@ -83,6 +86,9 @@ def drift(
 
     settings = get_settings()
     window = (_when(start, "from"), _when(end, "to"))
+    if every is not None:
+        _over_time(window, _duration(every), model, version, as_json)
+        return
     reader = open_reader(settings)
     try:
         with Registry.open(settings) as registry:
@@ -101,6 +107,71 @@ def drift(
         )
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}")
+
+
+def _duration(value: str) -> timedelta:
+    import re
+
+    found = re.fullmatch(r"(\d+)([mhd])", value.strip())
+    if found is None or int(found.group(1)) == 0:
+        raise ValidationError(
+            f"--every: expected a length such as 30m, 6h or 1d, not {value!r}", field="every"
+        )
+    unit = {"m": "minutes", "h": "hours", "d": "days"}[found.group(2)]
+    return timedelta(**{unit: int(found.group(1))})
+
+
+def _over_time(
+    window: tuple[datetime | None, datetime | None],
+    every: timedelta,
+    model: str | None,
+    version: int | None,
+    as_json: bool,
+) -> None:
+    """One line per tumbling window: rows, score and joint PSI, the most drifted feature."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlsd.monitoring.window import tumbling_drift
+    from mlsd.predlog import open_reader
+    from mlsd.registry import Registry
+    from mlsd.settings import get_settings
+
+    start, end = window
+    if start is None or end is None:  # both are required options; kept for the type checker
+        raise ValidationError("--every needs --from and --to", field="every")
+    settings = get_settings()
+    reader = open_reader(settings)
+    try:
+        with Registry.open(settings) as registry:
+            windows = tumbling_drift(
+                registry, reader, start, end, every, model=model, version=version
+            )
+    finally:
+        reader.close()
+    if as_json:
+        rows = [
+            {"start": a.isoformat(), "end": b.isoformat(), "reports": [r.to_dict() for r in rs]}
+            for a, b, rs in windows
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"drift every {every} from {start} to {end}")
+    for column in ("window start", "version", "rows", "score PSI", "joint PSI", "most drifted"):
+        table.add_column(column)
+    for at, _, reports in windows:
+        if not reports:
+            table.add_row(at.isoformat(), "", "0", "", "", "no data")
+        for r in reports:
+            top = r.ranked()[0]
+            colour = COLOURS[top.severity]
+            table.add_row(
+                at.isoformat(), f"{r.model}/{r.version}", f"{r.n_rows:,}",
+                "" if r.score is None else f"{r.score.psi:.3f}",
+                "" if r.multivariate is None else f"{r.multivariate.psi:.3f}",
+                f"[{colour}]{top.name} {top.psi:.3f}[/]",
+            )  # fmt: skip
+    Console().print(table)
 
 
 def register(root: typer.Typer) -> None:

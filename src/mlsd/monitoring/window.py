@@ -11,7 +11,7 @@ the registry (`NotFoundError`), a version without a profile (`MissingProfileErro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,6 +66,23 @@ def _version(value: Any) -> int:
         ) from None
 
 
+def _select(
+    frame: pd.DataFrame, model: str | None, version: int | None
+) -> tuple[pd.DataFrame, str]:
+    what = "" if model is None else f" of model {model!r}"
+    if model is not None and not frame.empty:
+        frame = frame[frame["model"] == model]
+    if version is not None and not frame.empty:
+        frame = frame[frame["version"].astype(str) == str(version)]
+        what += f" version {version}"
+    return frame, what
+
+
+def _check_window(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and end <= start:
+        raise ValidationError(f"the window ends ({end}) before it starts ({start})", field="to")
+
+
 def window_drift(
     registry: ProfileSource,
     reader: LogReader,
@@ -76,20 +93,58 @@ def window_drift(
     version: int | None = None,
 ) -> list[DriftReport]:
     """One drift report per (model, version) logged in [start, end), largest first."""
-    if start is not None and end is not None and end <= start:
-        raise ValidationError(f"the window ends ({end}) before it starts ({start})", field="to")
-    frame = reader.read(start, end)
-    what = "" if model is None else f" of model {model!r}"
-    if model is not None and not frame.empty:
-        frame = frame[frame["model"] == model]
-    if version is not None and not frame.empty:
-        frame = frame[frame["version"].astype(str) == str(version)]
-        what += f" version {version}"
+    _check_window(start, end)
+    frame, what = _select(reader.read(start, end), model, version)
     if frame.empty:
         raise NoDataError(
             f"no prediction{what} logged in {start or 'the beginning'} .. {end or 'now'}",
             field="window",
         )
+    return frame_drift(registry, frame, start, end)
+
+
+def tumbling_drift(
+    registry: ProfileSource,
+    reader: LogReader,
+    start: datetime,
+    end: datetime,
+    every: timedelta,
+    *,
+    model: str | None = None,
+    version: int | None = None,
+) -> list[tuple[datetime, datetime, list[DriftReport]]]:
+    """Drift per tumbling window of `every` over [start, end), read once.
+
+    A window without predictions has an empty list (no data, not an error); a range
+    without any is `NoDataError`.
+    """
+    _check_window(start, end)
+    if every <= timedelta(0):
+        raise ValidationError("a window must last more than 0 s", field="every")
+    if (end - start) / every > MAX_WINDOWS:
+        raise ValidationError(
+            f"{start} .. {end} by {every} is more than {MAX_WINDOWS} windows", field="every"
+        )
+    frame, what = _select(reader.read(start, end), model, version)
+    if frame.empty:
+        raise NoDataError(f"no prediction{what} logged in {start} .. {end}", field="window")
+    out = []
+    at = start
+    while at < end:
+        stop = min(at + every, end)
+        rows = frame[(frame["ts"] >= at) & (frame["ts"] < stop)]
+        out.append((at, stop, frame_drift(registry, rows, at, stop) if len(rows) else []))
+        at = stop
+    return out
+
+
+MAX_WINDOWS = 10_000
+
+
+def frame_drift(
+    registry: ProfileSource, frame: pd.DataFrame, start: datetime | None, end: datetime | None
+) -> list[DriftReport]:
+    """One drift report per (model, version) of logged records, largest first."""
     reports = []
     groups = list(frame.groupby(["model", "version"], sort=False))
     present = ", ".join(f"{n}/{v}" for (n, v), _ in groups)

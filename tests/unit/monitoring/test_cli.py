@@ -100,3 +100,23 @@ def test_serve_refuses_bad_alert_settings_before_starting(args: list[str], messa
     result = CliRunner().invoke(app, ["serve", "--port", "1", *args])
     assert isinstance(result.exception, ConfigError)
     assert message in result.exception.message
+
+
+def test_drift_over_time(logged: Path) -> None:
+    out = run(
+        "--from", "2026-03-02T12:00", "--to", "2026-03-02T13:00", "--every", "15m", "--version", "2"
+    )
+    assert out.count("fraud/2") == 3  # 2,000 rows one a second: 33 min in 15-minute windows
+    assert "no data" in out
+    assert "f1" in out
+    windows = json.loads(
+        run("--from", "2026-03-02T12:00", "--to", "2026-03-02T13:00", "--every", "15m",
+            "--version", "2", "--json")
+    )  # fmt: skip
+    assert [sum(r["n_rows"] for r in w["reports"]) for w in windows] == [900, 900, 200, 0]
+    with pytest.raises(ValidationError, match="30m, 6h or 1d"):
+        run("--from", "2026-03-02", "--to", "2026-03-03", "--every", "soon")
+    with pytest.raises(ValidationError, match="windows"):
+        run("--from", "2026-03-02", "--to", "2036-03-03", "--every", "1m")
+    with pytest.raises(NotFoundError, match="no prediction"):
+        run("--from", "2026-03-05", "--to", "2026-03-06", "--every", "1h")
