@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mlsd.errors import MlsdError
@@ -34,6 +34,7 @@ from mlsd.monitoring.alerts import AlertEngine
 from mlsd.monitoring.binning import BinnedWindow
 from mlsd.monitoring.drift import DriftReport, compare
 from mlsd.registry.profile import MissingProfileError, ReferenceProfile
+from mlsd.stats.streaming import PageHinkley
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class DriftMonitor(Collector):
         alerts: AlertEngine | None = None,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        score_alarm_rate: float | None = 1e-5,
     ) -> None:
         if window_rows < 1 or min_rows < 1 or window_s <= 0 or interval_s <= 0:
             raise ValueError("window_rows, min_rows, window_s and interval_s must be positive")
@@ -78,6 +80,10 @@ class DriftMonitor(Collector):
         self.windows_closed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.score_alarm_rate = score_alarm_rate
+        self._calibrated: dict[tuple[str, int], PageHinkley | None] = {}
+        self._detectors: dict[Key, PageHinkley] = {}
+        self.score_alarms: dict[Key, int] = {}
 
     # -- the scoring path ---------------------------------------------------------------------
 
@@ -122,7 +128,36 @@ class DriftMonitor(Collector):
                 if opened is None:
                     opened = self._open[key] = _Open(BinnedWindow(profile), seen)
             opened.window.add(values, scores)
+            self._detect(key, profile, scores)
         return self._close_due()
+
+    def _detect(self, key: Key, profile: ReferenceProfile, scores: np.ndarray) -> None:
+        """Feed the scores to the version's Page-Hinkley detector, calibrated once on the
+        profile's score quantiles at `score_alarm_rate` false alarms per score."""
+        if self.score_alarm_rate is None or len(profile.score_quantiles) < 2:
+            return
+        detector = self._detectors.get(key)
+        if detector is None:
+            version = (key[0], key[1])
+            if version not in self._calibrated:
+                try:
+                    self._calibrated[version] = PageHinkley.calibrate(
+                        np.asarray(profile.score_quantiles), rate=self.score_alarm_rate
+                    )
+                except ValueError as exc:  # a constant score: nothing to detect on
+                    log.warning("no score detector for %s/%s: %s", *version, exc)
+                    self._calibrated[version] = None
+            model = self._calibrated[version]
+            if model is None:
+                return
+            detector = self._detectors[key] = PageHinkley(
+                model.mean, model.std, threshold=model.threshold, delta=model.delta
+            )
+            self.score_alarms.setdefault(key, 0)
+        alarms = sum(detector.update(x).drift_detected for x in scores.tolist())
+        if alarms:
+            with self._lock:
+                self.score_alarms[key] += alarms
 
     def _close_due(self) -> list[DriftReport]:
         now = self.clock()
@@ -168,6 +203,30 @@ class DriftMonitor(Collector):
             self._thread = None
 
     # -- Prometheus -----------------------------------------------------------------------------
+
+    def _detector_metrics(self, labels: list[str]) -> Iterator[Any]:
+        alarms = CounterMetricFamily(
+            "mlsd_drift_score_alarms",
+            "Alarms of the score stream's Page-Hinkley detector, calibrated to the stated "
+            "false-alarm rate per score on the reference (label rate).",
+            labels=[*labels, "rate"],
+        )
+        level = GaugeMetricFamily(
+            "mlsd_drift_score_cusum_ratio",
+            "The score detector's CUSUM over its threshold (an alarm at 1, then it restarts).",
+            labels=labels,
+        )
+        with self._lock:
+            counts = dict(self.score_alarms)
+        rate = f"{self.score_alarm_rate:g}"
+        for key, count in sorted(counts.items()):
+            base = [key[0], str(key[1]), key[2]]
+            alarms.add_metric([*base, rate], float(count))
+            detector = self._detectors.get(key)
+            if detector is not None:
+                level.add_metric(base, detector.get() / detector.threshold)
+        yield alarms
+        yield level
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The gauges of the last closed window per version and variant (see module doc)."""
@@ -239,6 +298,8 @@ class DriftMonitor(Collector):
             if profile is None:
                 missing.add_metric([model, str(version)], 1.0)
         yield from (*per_feature.values(), score, joint, rows, ended, no_data, missing)
+        if self.score_alarm_rate is not None:
+            yield from self._detector_metrics(labels)
         if self.alerts is not None:
             firing = GaugeMetricFamily(
                 "mlsd_alerts_firing", "Alert rules firing now, by rule and severity.",

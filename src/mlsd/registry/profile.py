@@ -8,7 +8,8 @@ window, so registration stores a summary instead, as the artifact `PROFILE_ARTIF
 - per numeric feature, the reference quantile cut points and the row count in each bin
   (drift metrics then need only a window's counts in the same bins);
 - per categorical feature (few distinct values: flags, small counts), each value's count;
-- missing rates (non-finite values), the score distribution in its own quantile bins;
+- missing rates (non-finite values), the score distribution in its own quantile bins and
+  as 1,001 quantiles (a sample to calibrate streaming detectors on);
 - a PCA of the standardised features with its reconstruction-error bins, for
   multivariate drift (a joint change no single feature shows).
 
@@ -45,6 +46,7 @@ DEFAULT_BINS = 10
 MAX_CATEGORIES = 20
 """A feature with at most this many distinct integer values is profiled as categorical."""
 PCA_SAMPLE = 50_000
+SCORE_QUANTILES = 1_001
 PCA_VARIANCE = 0.9
 
 Kind = Literal["numeric", "categorical"]
@@ -103,6 +105,9 @@ class ReferenceProfile(BaseModel):
     source: str = ""
     features: list[FeatureProfile]
     score: FeatureProfile | None = None
+    score_quantiles: list[float] = Field(default_factory=list)
+    """`SCORE_QUANTILES` evenly spaced quantiles of the scores: a sample of their
+    distribution for calibrating streaming detectors (empty in older profiles)."""
     pca: PcaProfile | None = None
 
     @property
@@ -229,14 +234,19 @@ def build_profile(
         profile_column(name, X[:, j], n_bins=n_bins, max_categories=max_categories)
         for j, name in enumerate(feature_names)
     ]
-    score = None
+    score, quantiles = None, []
     if scores is not None:
-        score = profile_column("score", np.asarray(scores), n_bins=n_bins, kind="numeric")
+        s = np.asarray(scores, dtype=np.float64)
+        score = profile_column("score", s, n_bins=n_bins, kind="numeric")
+        s = s[np.isfinite(s)]
+        if s.size:
+            quantiles = np.quantile(s, np.linspace(0, 1, SCORE_QUANTILES)).tolist()
     return ReferenceProfile(
         n_rows=len(X),
         source=source,
         features=features,
         score=score,
+        score_quantiles=quantiles,
         pca=profile_pca(X, n_bins=n_bins),
     )
 

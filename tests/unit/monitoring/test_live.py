@@ -39,14 +39,11 @@ def lookup(name: str, version: int) -> ReferenceProfile:
     return PROFILE
 
 
-def batch(version: int, values: np.ndarray, variant: str = "champion") -> Any:
+def batch(version: int, values: np.ndarray, variant: str = "champion", scores: Any = None) -> Any:
     model = SimpleNamespace(name="fraud", version=version)
-    return SimpleNamespace(
-        model=model,
-        variant=variant,
-        values=values,
-        scores=np.random.default_rng(1).uniform(size=len(values)),
-    )
+    if scores is None:
+        scores = np.random.default_rng(1).uniform(size=len(values))
+    return SimpleNamespace(model=model, variant=variant, values=values, scores=scores)
 
 
 def samples(families: list[Any]) -> dict[str, list[Any]]:
@@ -61,7 +58,9 @@ def scrape(monitor: DriftMonitor) -> dict[str, list[Any]]:
 
 def test_windows_close_by_rows_and_gauges_never_hold_nan() -> None:
     rule = AlertRule(name="drift", metric="psi", above=0.25, severity="critical")
-    monitor = DriftMonitor(lookup, window_rows=1000, alerts=AlertEngine([rule]))
+    monitor = DriftMonitor(
+        lookup, window_rows=1000, alerts=AlertEngine([rule]), score_alarm_rate=None
+    )
     monitor.prepare(SimpleNamespace(name="fraud", version=1))  # type: ignore[arg-type]
     got = scrape(monitor)
     assert got["mlsd_drift_profile_missing"][0].value == 1.0
@@ -98,7 +97,12 @@ def test_windows_close_by_rows_and_gauges_never_hold_nan() -> None:
 def test_windows_close_by_age_with_enough_rows() -> None:
     now = [1000.0]
     monitor = DriftMonitor(
-        lookup, window_rows=10_000, window_s=60, min_rows=100, clock=lambda: now[0]
+        lookup,
+        window_rows=10_000,
+        window_s=60,
+        min_rows=100,
+        clock=lambda: now[0],
+        score_alarm_rate=None,
     )
     monitor.observe(batch(2, np.random.default_rng(3).normal(size=(50, 3))))
     now[0] += 120
@@ -107,6 +111,26 @@ def test_windows_close_by_age_with_enough_rows() -> None:
     (report,) = monitor.drain()
     assert report.n_rows == 130
     assert report.drifted() == []
+
+
+def test_the_score_detector_alarms_on_a_shift_and_rarely_before() -> None:
+    monitor = DriftMonitor(lookup, window_rows=100_000, score_alarm_rate=1e-3)
+    rng = np.random.default_rng(8)
+    for _ in range(6):  # 3,000 scores like the reference's (uniform): about 3 false alarms
+        monitor.observe(batch(2, rng.normal(size=(500, 3)), scores=rng.uniform(size=500)))
+    monitor.drain()
+    quiet = monitor.score_alarms[("fraud", 2, "champion")]
+    assert quiet <= 12
+    shifted = np.clip(rng.uniform(size=1000) + 0.3, 0, 1)
+    monitor.observe(batch(2, rng.normal(size=(1000, 3)), scores=shifted))
+    monitor.drain()
+    assert monitor.score_alarms[("fraud", 2, "champion")] - quiet >= 5
+    got = scrape(monitor)
+    (alarms,) = got["mlsd_drift_score_alarms"]
+    assert alarms.name == "mlsd_drift_score_alarms_total"
+    assert alarms.labels["rate"] == "0.001"
+    (ratio,) = got["mlsd_drift_score_cusum_ratio"]
+    assert 0.0 <= ratio.value <= 1.0
 
 
 def test_served_rows_reach_the_metrics_endpoint(home: Path, make_client: Any) -> None:
