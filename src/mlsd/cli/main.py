@@ -50,6 +50,7 @@ def _register() -> None:
         features,
         importing,
         lab,
+        monitor,
         predictions,
         registry,
         serve,
@@ -58,7 +59,13 @@ def _register() -> None:
     )
 
     app.command("simulate")(simulate.simulate)
-    for module in (importing, features, train, registry, serve, lab, predictions):
+        ab,
+        demo,
+        divergence,
+        features,
+        importing,
+        lab,
+        monitor,
         module.register(app)
     app.command("demo")(demo.demo)
     # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
@@ -80,6 +87,7 @@ DRIVER_EXTRAS = {
     "nats": "nats",
     "confluent_kafka": "kafka",
     "ray": "ray",
+    "river": "monitoring",
 }
 
 

@@ -73,6 +73,18 @@ def serve(
         "--tune/--no-tune",
         help="GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms.",
     ),
+    monitor_drift: bool = typer.Option(
+        True, "--drift/--no-drift", help="Live drift against each version's reference profile."
+    ),
+    drift_window_rows: int = typer.Option(
+        5000, "--drift-window-rows", min=1, help="Rows per live drift window (mlsd_drift_*)."
+    ),
+    alert_rules: str | None = typer.Option(
+        None, "--alert-rules", help="YAML alert rules on live drift (docs/monitoring.md)."
+    ),
+    alert_webhook: str | None = typer.Option(
+        None, "--alert-webhook", help="POST each alert event as JSON to this http(s) URL."
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve fraud scores over HTTP with one uvicorn worker.
@@ -91,12 +103,26 @@ def serve(
 
     for ref in model:
         parse_ref(ref)  # a bad reference fails here, with its exit code
+    if alert_rules:
+        from pathlib import Path
+
+        from mlsd.monitoring.alerts import load_rules
+
+        load_rules(Path(alert_rules))  # a malformed file fails here, before anything loads
+    if alert_webhook:
+        from mlsd.monitoring.alerts import WebhookSink
+
+        WebhookSink(alert_webhook)  # so does a URL that is not http(s)
     check_port(host, port)
     options = ServeOptions(
         models=tuple(model),
         batching=BatchConfig(max_batch_size, max_delay_ms),
         fail_when_degraded=fail_degraded,
         tune_process=tune_process,
+        monitor_drift=monitor_drift,
+        drift_window_rows=drift_window_rows,
+        alert_rules=alert_rules,
+        alert_webhook=alert_webhook,
     )
     settings = get_settings()
     service = build_service(settings, options)

@@ -41,6 +41,7 @@ from mlsd.registry.names import (
     check_version,
     parse_uri,
 )
+from mlsd.registry.profile import PROFILE_ARTIFACT, ReferenceProfile, load_profile
 from mlsd.registry.signature import Signature
 from mlsd.settings import Settings, get_settings
 
@@ -174,6 +175,13 @@ class Registry:
                 field="artifacts",
             )
         return verified(digest, self.artifacts.get(digest), f"{filename} of {mv.uri}")
+
+    def reference_profile(self, mv: ModelVersion) -> ReferenceProfile:
+        """The version's reference profile (`MissingProfileError` for an old version)."""
+        data = None
+        if PROFILE_ARTIFACT in mv.artifacts:
+            data = self.load_artifact(mv, PROFILE_ARTIFACT)
+        return load_profile(data, mv.uri)
 
     def verify(self, mv: ModelVersion) -> None:
         """Load and check every artifact of `mv` (IntegrityError on the first bad one)."""

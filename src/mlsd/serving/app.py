@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -140,7 +141,35 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
     )
     service.jobs = open_jobs(settings, service)
     service.owned = [host.registry, features]
+    if options.monitor_drift:
+        service.owned.insert(0, install_drift(service, options))
     return service
+
+
+def install_drift(service: Service, options: ServeOptions) -> Any:
+    """The live drift monitor as an observer, a load listener and a metrics collector."""
+    from pathlib import Path
+
+    from mlsd.monitoring.alerts import AlertEngine, AlertSink, LogSink, WebhookSink, load_rules
+    from mlsd.monitoring.live import DriftMonitor, registry_profiles
+
+    alerts = None
+    if options.alert_rules:
+        sinks: list[AlertSink] = [LogSink()]
+        if options.alert_webhook:
+            sinks.append(WebhookSink(options.alert_webhook))
+        alerts = AlertEngine(load_rules(Path(options.alert_rules)), sinks)
+    monitor = DriftMonitor(
+        registry_profiles(service.host.registry),
+        window_rows=options.drift_window_rows,
+        window_s=options.drift_window_s,
+        alerts=alerts,
+    )
+    service.pipeline.add_observer(monitor)
+    service.host.on_load(monitor.prepare)
+    service.metrics.registry.register(monitor)
+    monitor.start()
+    return monitor
 
 
 def create_app(

@@ -67,6 +67,16 @@ class ServeOptions:
     #: that fails to load is retried with a wait doubling up to `load_retry_max_s`.
     load_retry_s: float = 2.0
     load_retry_max_s: float = 30.0
+    #: Live drift (`mlsd.monitoring.live`): tumbling windows of served rows against each
+    #: version's reference profile, exported as `mlsd_drift_*` gauges; alert rules (YAML,
+    #: `mlsd.monitoring.alerts`) evaluated on each closed window, events to the log and to
+    #: `alert_webhook` when set. Off by default (embedded apps, benchmarks, the demo);
+    #: `mlsd serve` turns it on.
+    monitor_drift: bool = False
+    drift_window_rows: int = 5_000
+    drift_window_s: float = 300.0
+    alert_rules: str | None = None
+    alert_webhook: str | None = None
 
 
 class Service:

@@ -1,7 +1,8 @@
 """Statistics shared by rollouts and monitoring: two-sample distances (PSI, KS),
 confidence intervals for proportions (Wilson, Newcombe), sequential tests with
 always-valid p-values (the mSPRT for an A/B difference, a one-sided test that a rate
-exceeds a limit) and the sample-size / duration calculator.
+exceeds a limit), the sample-size / duration calculator, and streaming drift detectors
+(`mlsd.stats.streaming`: Page-Hinkley, KSWIN, ADWIN, calibrated to a false-alarm rate).
 
 Vectorised with numpy and scipy; the streaming tests speak river's verbs (`update`,
 `get`, read-only `rejected`).

@@ -44,6 +44,7 @@ from mlsd.training.threshold import ThresholdChoice, choose_threshold
 if TYPE_CHECKING:
     from mlsd.registry import ModelVersion, PromotionGate, Registry
     from mlsd.registry.gate import GateDecision, Rescored
+    from mlsd.registry.profile import ReferenceProfile
 
 Progress = Callable[[str], None]
 
@@ -78,6 +79,8 @@ class TrainResult:
     """The test rows (after removing known cards) with their features, in score order."""
     n_train: int
     timings: dict[str, float] = field(default_factory=dict)
+    train_features: NDArray[np.float32] | None = None
+    """The final training rows' features (model order): the registered reference profile."""
 
 
 def _skip(_: str) -> None:
@@ -155,6 +158,7 @@ def train(
         test=final.test.reset_index(drop=True),
         n_train=len(final.train),
         timings=timings,
+        train_features=matrix(final.train, config.features),
     )
 
 
@@ -229,6 +233,7 @@ def register_result(
 ) -> ModelVersion:
     """Register one flavor of `result` (the primary by default) with its full lineage."""
     from mlsd.registry import DecisionThreshold, Lineage, Signature
+    from mlsd.registry.profile import PROFILE_ARTIFACT, profile_bytes
 
     chosen = flavor or result.primary
     if chosen not in result.models:
@@ -264,9 +269,12 @@ def register_result(
         dtypes=["float32"] * len(config.features),
         output="fraud_probability",
     )
+    artifacts = model.model.artifacts(list(config.features))
+    if result.train_features is not None:
+        artifacts[PROFILE_ARTIFACT] = profile_bytes(reference_profile(result, chosen))
     return registry.register(
         name,
-        model.model.artifacts(list(config.features)),
+        artifacts,
         flavor=chosen,
         signature=signature,
         lineage=lineage,
@@ -280,6 +288,27 @@ def register_result(
             parameter=model.threshold.parameter,
             validation=model.threshold.validation,
         ),
+    )
+
+
+def reference_profile(result: TrainResult, flavor: str) -> ReferenceProfile:
+    """The profile registered with `flavor`: features of the training rows, scores of the
+    test rows.
+
+    Scores come from the test block, not the training rows: a model scores the rows it
+    was fitted on more confidently than new ones, and serving sees new ones.
+    """
+    from mlsd.registry.profile import build_profile
+
+    if result.train_features is None:
+        raise ValidationError("this result kept no training features", field="train_features")
+    split = result.split
+    return build_profile(
+        result.train_features,
+        list(result.config.features),
+        scores=result.models[flavor].scores,
+        source=f"features: training rows {split.train_start}..{split.train_end}; "
+        f"scores: test rows {split.test_start}..{split.test_end}",
     )
 
 

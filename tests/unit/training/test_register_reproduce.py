@@ -47,7 +47,7 @@ def test_register_records_lineage_and_serves_onnx(
     mv = register_result(registry, trained, "fraud", flavor="lightgbm")
     assert mv.version == 1
     assert mv.flavor == "lightgbm"
-    assert set(mv.artifacts) == {"model.onnx", "model.lgb.txt"}
+    assert set(mv.artifacts) == {"model.onnx", "model.lgb.txt", "reference_profile.json"}
     lineage = mv.lineage
     assert lineage.training_set_hash == trained.training_set_hash
     assert lineage.feature_views == store.view_versions()
@@ -75,9 +75,33 @@ def test_register_records_lineage_and_serves_onnx(
     registry.promote("fraud", 1, gate=PromotionGate(), actor="test", reason="first")
     second = register_result(registry, trained, "fraud", flavor="logistic")
     assert second.lineage.parent_version == 1
-    assert set(second.artifacts) == {"model.onnx", "coefficients.json"}
+    assert set(second.artifacts) == {"model.onnx", "coefficients.json", "reference_profile.json"}
     with pytest.raises(ValidationError):
         register_result(registry, trained, "fraud", flavor="forest")
+
+
+def test_the_reference_profile_is_the_training_rows(
+    registry: Registry, trained: TrainResult
+) -> None:
+    mv = register_result(registry, trained, "fraud", flavor="lightgbm")
+    profile = registry.reference_profile(mv)
+    features = list(trained.config.features)
+    assert profile.feature_names == features
+    assert profile.n_rows == trained.n_train
+    assert all(
+        f.n == trained.n_train and sum(f.counts) == f.n - f.missing for f in profile.features
+    )
+    amount = profile.feature("TX_AMOUNT")
+    assert amount.kind == "numeric"
+    assert len(amount.edges) == 9
+    assert amount.mean == pytest.approx(
+        float(trained.train_features[:, features.index("TX_AMOUNT")].mean()), rel=1e-5
+    )  # type: ignore[index]
+    assert profile.feature("TX_DURING_WEEKEND").kind == "categorical"
+    assert profile.score is not None
+    assert profile.score.n == len(trained.test)
+    assert profile.pca is not None
+    assert 0.9 <= profile.pca.explained <= 1.0
 
 
 @pytest.mark.parametrize("flavor", ["lightgbm", "logistic"])
