@@ -59,13 +59,7 @@ def _register() -> None:
     )
 
     app.command("simulate")(simulate.simulate)
-        ab,
-        demo,
-        divergence,
-        features,
-        importing,
-        lab,
-        monitor,
+    for module in (importing, features, train, registry, serve, lab, predictions, monitor):
         module.register(app)
     app.command("demo")(demo.demo)
     # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
