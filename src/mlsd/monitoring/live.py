@@ -118,11 +118,30 @@ class DriftMonitor(Collector):
             return self._drain()
 
     def _drain(self) -> list[DriftReport]:
+        # One add per (model, version, variant) for everything queued since the last drain:
+        # binning costs tens of µs per call whatever its size, and a request is one row.
+        grouped: dict[Key, tuple[list[np.ndarray], list[np.ndarray], float]] = {}
         while self._queue:
             key, values, scores, seen = self._queue.popleft()
+            found = grouped.get(key)
+            if found is None:
+                grouped[key] = ([values], [scores], seen)
+            else:
+                found[0].append(values)
+                found[1].append(scores)
+        for key, (all_values, all_scores, seen) in grouped.items():
             profile = self.profile(key[0], key[1])
-            if profile is None or values.ndim != 2 or values.shape[1] != len(profile.features):
+            if profile is None:
                 continue
+            width = len(profile.features)
+            fits = [
+                (v, sc) for v, sc in zip(all_values, all_scores, strict=True)
+                if v.ndim == 2 and v.shape[1] == width
+            ]  # fmt: skip
+            if not fits:
+                continue
+            values = np.concatenate([v for v, _ in fits])
+            scores = np.concatenate([sc for _, sc in fits])
             with self._lock:
                 opened = self._open.get(key)
                 if opened is None:
