@@ -33,6 +33,7 @@ from mlsd.registry.models import (
     ModelVersion,
     utcnow,
 )
+from mlsd.registry.rollouts import RolloutStore
 from mlsd.registry.names import (
     check_alias,
     check_filename,
@@ -83,6 +84,11 @@ class Registry:
         except BaseException:
             metadata.close()
             raise
+
+    @property
+    def rollouts(self) -> RolloutStore:
+        """Rollout state (rows, history, leases, change counter), in the metadata database."""
+        return cast(RolloutStore, self.metadata)
 
     def close(self) -> None:
         """Release the metadata connection."""
