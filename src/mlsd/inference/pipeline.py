@@ -8,8 +8,10 @@
       -> the variant's cache -> its model -> decisions at its threshold
       -> observers (prediction log, metrics, later shadow comparison, drift, audit ...)
 
-The primary's batch answers the caller; shadows are scored after it (on the event loop,
-once the caller's answer is on its way) and only observers see them. Routing layers and
+The primary's batch answers the caller; shadows are scored after it by the shadow queue's
+worker thread (bounded: a full queue drops and counts, `mlsd.inference.shadow_queue`) and
+only observers see them. A route may name a fallback (a canary's champion): when the
+primary raises, the failure goes to the failure observers and the fallback answers. Routing layers and
 observers are installed through `install` and `add_observer`, never by mutating a handler.
 """
 
@@ -28,9 +30,17 @@ from mlsd.inference.cache import PredictionCache
 from mlsd.inference.cached import predict_cached, predict_cached_sync
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.observers import Role, ScoredBatch, ScoringObserver, ScoringRequest, decide
+from mlsd.inference.observers import (
+    FailureObserver,
+    Role,
+    ScoredBatch,
+    ScoringObserver,
+    ScoringRequest,
+    decide,
+)
 from mlsd.inference.routing import Route, RoutingLayer, Variant
 from mlsd.inference.runtimes import check_matrix
+from mlsd.inference.shadow_queue import ShadowQueue
 from mlsd.inference.spec import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,7 @@ class ScoringPipeline:
         *,
         cache: PredictionCache | None = None,
         pinned: PinnedEndpoints | None = None,
+        shadow_capacity: int = 1024,
     ) -> None:
         self.assembler = assembler
         self.metrics = metrics
@@ -57,7 +68,8 @@ class ScoringPipeline:
         self._routes: dict[str | None, Route] = {}
         self._layers: list[RoutingLayer] = []
         self._observers: list[tuple[ScoringObserver, bool]] = []
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._failure_observers: list[FailureObserver] = []
+        self.shadows = ShadowQueue(self._score_shadow, metrics, shadow_capacity)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -108,6 +120,14 @@ class ScoringPipeline:
         """Stop showing batches to `observer`."""
         self._observers = [(o, c) for o, c in self._observers if o is not observer]
 
+    def add_failure_observer(self, observer: FailureObserver) -> None:
+        """Tell `observer` of every variant that raised while scoring (primary or shadow)."""
+        self._failure_observers.append(observer)
+
+    def remove_failure_observer(self, observer: FailureObserver) -> None:
+        """Stop telling `observer` of failures."""
+        self._failure_observers = [o for o in self._failure_observers if o is not observer]
+
     # -- routing ------------------------------------------------------------------------------
 
     def route(self, request: ScoringRequest) -> Route:
@@ -136,40 +156,60 @@ class ScoringPipeline:
         """Score a request on the event loop; shadows follow without delaying the answer."""
         started = time.perf_counter()
         route = self.route(request)
-        batch = await self._score_async(route.primary, "primary", request, started)
+        try:
+            batch = await self._score_async(route.primary, "primary", request, started)
+        except Exception:
+            if route.fallback is None:
+                raise
+            self._failed(route.primary, "primary", request, started)
+            batch = await self._score_async(route.fallback, "primary", request, started)
         self._notify(batch)
         if route.shadows:
-            task = asyncio.get_running_loop().create_task(self._shadows(route.shadows, request))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
+            self.shadows.put(route.shadows, request)
         return batch
 
     def score_sync(self, request: ScoringRequest) -> ScoredBatch:
         """Score a request in the calling thread (jobs, stream processors); shadows inline."""
         started = time.perf_counter()
         route = self.route(request)
-        batch = self._score_sync(route.primary, "primary", request, started)
+        try:
+            batch = self._score_sync(route.primary, "primary", request, started)
+        except Exception:
+            if route.fallback is None:
+                raise
+            self._failed(route.primary, "primary", request, started)
+            batch = self._score_sync(route.fallback, "primary", request, started)
         self._notify(batch)
         for variant in route.shadows:
             try:
-                self._notify(self._score_sync(variant, "shadow", request, time.perf_counter()))
+                self._score_shadow(variant, request)
             except Exception:
                 log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
         return batch
 
     async def drain(self) -> None:
-        """Wait for the shadows still being scored (tests, shutdown)."""
-        while self._shadow_tasks:
-            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+        """Wait for the shadows still queued or being scored (tests, shutdown)."""
+        await asyncio.to_thread(self.shadows.join)
 
-    async def _shadows(self, variants: tuple[Variant, ...], request: ScoringRequest) -> None:
-        await asyncio.sleep(0)  # let the caller's answer go out first
-        for variant in variants:
+    def _score_shadow(self, variant: Variant, request: ScoringRequest) -> None:
+        started = time.perf_counter()
+        try:
+            batch = self._score_sync(variant, "shadow", request, started)
+        except Exception:
+            self._failed(variant, "shadow", request, started)
+            raise
+        self._notify(batch)
+
+    def _failed(self, variant: Variant, role: Role, request: ScoringRequest, started: float) -> None:
+        log.warning(
+            "%s %s failed on request %s", role, variant.name, request.request_id, exc_info=True
+        )
+        latency = time.perf_counter() - started
+        for observer in self._failure_observers:
             try:
-                batch = await self._score_async(variant, "shadow", request, time.perf_counter())
-                self._notify(batch)
+                observer.failed(request, variant.name, role, latency)
             except Exception:
-                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+                log.exception("failure observer %r failed", observer)
 
     async def _score_async(
         self, variant: Variant, role: Role, request: ScoringRequest, started: float

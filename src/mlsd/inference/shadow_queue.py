@@ -1,0 +1,80 @@
+"""The shadow queue: shadows are scored by one worker thread, off the response path.
+
+A shadow scored on the event loop would run its model inline (the micro-batcher calls the
+runtime on the loop): a challenger that takes 50 ms would delay every answer. Here a
+request's shadows are put on a bounded queue and scored by a worker thread through the
+pipeline's synchronous path (features, cache, model, observers); the runtimes release the
+GIL while they compute. When the queue is full the shadow is dropped and counted
+(`mlsd_shadow_dropped_total`): memory stays bounded whatever the shadow's speed, and a
+shadow that raises is logged and forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.routing import Variant
+
+log = logging.getLogger(__name__)
+
+#: Scores one shadow of one request and tells the observers.
+ShadowScorer = Callable[[Variant, ScoringRequest], None]
+
+
+class ShadowQueue:
+    """A bounded queue of (shadow variant, request) and the thread that scores them."""
+
+    def __init__(self, score: ShadowScorer, metrics: ServingMetrics, capacity: int = 1024) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._score = score
+        self._metrics = metrics
+        self._queue: queue.Queue[tuple[Variant, ScoringRequest]] = queue.Queue(capacity)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def put(self, variants: tuple[Variant, ...], request: ScoringRequest) -> None:
+        """Queue every shadow of `request`; drop (and count) what does not fit. Never waits."""
+        self._start()
+        for variant in variants:
+            try:
+                self._queue.put_nowait((variant, request))
+            except queue.Full:
+                self.dropped += 1
+                self._metrics.child(self._metrics.shadow_dropped, variant.name).inc()
+        self._metrics.shadow_queued.set(self._queue.qsize())
+
+    def join(self) -> None:
+        """Wait until every queued shadow was scored (tests, shutdown)."""
+        self._queue.join()
+
+    @property
+    def depth(self) -> int:
+        """Shadows waiting now."""
+        return self._queue.qsize()
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="mlsd-shadow-worker", daemon=True
+                )
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            variant, request = self._queue.get()
+            try:
+                self._score(variant, request)
+            except Exception:
+                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+            finally:
+                self._queue.task_done()
