@@ -105,7 +105,7 @@ def status(
 ) -> None:
     """Where rollouts stand: state, step, challenger share, failed checks."""
     with _manager() as manager:
-        found = [manager.get(rollout_id)] if rollout_id else manager.list(active_only=active)
+        found = [manager.get(rollout_id)] if rollout_id else manager.rollouts(active_only=active)
         _show(found, as_json)
 
 

@@ -11,8 +11,9 @@
 The primary's batch answers the caller; shadows are scored after it by the shadow queue's
 worker thread (bounded: a full queue drops and counts, `mlsd.inference.shadow_queue`) and
 only observers see them. A route may name a fallback (a canary's champion): when the
-primary raises, the failure goes to the failure observers and the fallback answers. Routing layers and
-observers are installed through `install` and `add_observer`, never by mutating a handler.
+primary raises, the failure goes to the failure observers and the fallback answers.
+Routing layers and observers are installed through `install` and `add_observer`, never by
+mutating a handler.
 """
 
 from __future__ import annotations
@@ -200,7 +201,9 @@ class ScoringPipeline:
             raise
         self._notify(batch)
 
-    def _failed(self, variant: Variant, role: Role, request: ScoringRequest, started: float) -> None:
+    def _failed(
+        self, variant: Variant, role: Role, request: ScoringRequest, started: float
+    ) -> None:
         log.warning(
             "%s %s failed on request %s", role, variant.name, request.request_id, exc_info=True
         )

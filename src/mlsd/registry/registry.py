@@ -33,7 +33,6 @@ from mlsd.registry.models import (
     ModelVersion,
     utcnow,
 )
-from mlsd.registry.rollouts import RolloutStore
 from mlsd.registry.names import (
     check_alias,
     check_filename,
@@ -42,6 +41,7 @@ from mlsd.registry.names import (
     check_version,
     parse_uri,
 )
+from mlsd.registry.rollouts import RolloutStore
 from mlsd.registry.signature import Signature
 from mlsd.settings import Settings, get_settings
 

@@ -114,9 +114,7 @@ class RolloutStore(Protocol):
         """A counter bumped by every rollout change (servers poll it)."""
         ...
 
-    def take_lease(
-        self, rollout_id: str, holder: str, *, now: datetime, until: datetime
-    ) -> bool:
+    def take_lease(self, rollout_id: str, holder: str, *, now: datetime, until: datetime) -> bool:
         """Become (or stay) the one process deciding for a running rollout, until `until`;
         False while another holder's lease has not run out."""
         ...

@@ -1,8 +1,9 @@
 """The SQL both metadata backends share; each backend supplies a connection and a dialect.
 
 This module holds versions, tags, search and environments; `sql_aliases` holds
-alias moves and gate decisions; `sql_rollouts` rollout state; `sql_schema` the tables. A parsed-version cache
-makes repeated reads cheap without ever serving stale tags or status.
+alias moves and gate decisions; `sql_rollouts` the rollout state; `sql_schema` the
+tables. A parsed-version cache makes repeated reads cheap without ever serving stale tags
+or status.
 """
 
 from __future__ import annotations

@@ -223,7 +223,9 @@ class RolloutAgent:
             except Exception as exc:
                 message = exc.message if isinstance(exc, MlsdError) else repr(exc)
                 if message != last_error:
-                    log.warning("rollout agent: %s", message, exc_info=not isinstance(exc, MlsdError))
+                    log.warning(
+                        "rollout agent: %s", message, exc_info=not isinstance(exc, MlsdError)
+                    )
                 last_error = message
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from mlsd.errors import ConflictError
 from mlsd.rollout.analysis import CanaryAnalysis, CheckResult
@@ -76,7 +76,7 @@ class CanaryController:
             return "gone"
 
     def _record(self, decision: Decision, result: CheckResult, figures: dict[str, object],
-                **changes: object) -> Decision:  # fmt: skip
+                **changes: Any) -> Decision:  # fmt: skip
         record = self.rollout.record
         kind = "step" if decision == "step" else "check"
         shown = {k: changes.get(k, getattr(record, k)) for k in ("step", "share")}

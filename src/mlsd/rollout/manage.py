@@ -63,7 +63,7 @@ class RolloutManager:
         """One rollout (NotFoundError naming it)."""
         return parsed(self.store.get_rollout(rollout_id))
 
-    def list(self, endpoint: str | None = None, *, active_only: bool = False) -> list[Rollout]:
+    def rollouts(self, endpoint: str | None = None, *, active_only: bool = False) -> list[Rollout]:
         """Rollouts, newest first."""
         return [parsed(r) for r in self.store.list_rollouts(endpoint, active_only=active_only)]
 
@@ -120,7 +120,12 @@ class RolloutManager:
         return Rollout(record, found.spec)
 
     def rollback(
-        self, rollout_id: str, *, actor: str, reason: str = "", figures: dict[str, object] | None = None
+        self,
+        rollout_id: str,
+        *,
+        actor: str,
+        reason: str = "",
+        figures: dict[str, object] | None = None,
     ) -> Rollout:
         """Back to the pinned champion: a running rollout goes to 0 %, a promoted one moves
         the alias back to the spec's champion version."""
@@ -161,8 +166,7 @@ class RolloutManager:
             )
         if current != spec.champion:
             raise ConflictError(
-                f"champion: {spec.endpoint}@{spec.alias} is version {current}, "
-                f"not {spec.champion}",
+                f"champion: {spec.endpoint}@{spec.alias} is version {current}, not {spec.champion}",
                 field="champion",
             )
         try:
@@ -192,5 +196,7 @@ class RolloutManager:
         except NotFoundError:
             return False
         except ValidationError:
-            raise ValidationError(f"endpoint: invalid model name {name!r}", field="endpoint") from None
+            raise ValidationError(
+                f"endpoint: invalid model name {name!r}", field="endpoint"
+            ) from None
         return True

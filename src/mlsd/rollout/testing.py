@@ -32,11 +32,21 @@ def _row_keys(values: np.ndarray) -> np.ndarray:
     return np.array([zlib.crc32(row.tobytes()) for row in np.ascontiguousarray(values)])
 
 
-class RaisingRuntime:
+class _Wrapped:
+    """A runtime around another one (same inputs)."""
+
+    def __init__(self, inner: Runtime, what: str) -> None:
+        self.inner = inner
+        self.name = f"{what}({inner.name})"
+        self.n_features = inner.n_features
+
+
+class RaisingRuntime(_Wrapped):
     """Raises on about `every`-th of the rows (any batch holding one fails)."""
 
     def __init__(self, inner: Runtime, every: int = 10) -> None:
-        self.inner, self.every, self.name = inner, every, f"raising({inner.name})"
+        super().__init__(inner, "raising")
+        self.every = every
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         if np.any(_row_keys(values) % self.every == 0):
@@ -44,33 +54,35 @@ class RaisingRuntime:
         return self.inner.predict(values)
 
 
-class SlowRuntime:
+class SlowRuntime(_Wrapped):
     """The real scores, `delay_s` late."""
 
     def __init__(self, inner: Runtime, delay_s: float = 0.05) -> None:
-        self.inner, self.delay_s, self.name = inner, delay_s, f"slow({inner.name})"
+        super().__init__(inner, "slow")
+        self.delay_s = delay_s
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         time.sleep(self.delay_s)
         return self.inner.predict(values)
 
 
-class ConstantRuntime:
+class ConstantRuntime(_Wrapped):
     """One score for every row (a broken export, a model that learnt the base rate)."""
 
     def __init__(self, inner: Runtime, score: float = 0.02) -> None:
-        self.inner, self.score, self.name = inner, score, f"constant({inner.name})"
+        super().__init__(inner, "constant")
+        self.score = score
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         return np.full(len(values), self.score, dtype=np.float64)
 
 
-class WorseRuntime:
+class WorseRuntime(_Wrapped):
     """The real scores, but a deterministic `share` of the rows get a low random score."""
 
     def __init__(self, inner: Runtime, share: float = 0.35, ceiling: float = 0.3) -> None:
-        self.inner, self.share, self.ceiling = inner, share, ceiling
-        self.name = f"worse({inner.name})"
+        super().__init__(inner, "worse")
+        self.share, self.ceiling = share, ceiling
 
     def predict(self, values: np.ndarray) -> np.ndarray:
         scores = np.asarray(self.inner.predict(values), dtype=np.float64).copy()
@@ -82,11 +94,16 @@ class WorseRuntime:
 
 def broken(model: LoadedModel, kind: BadKind) -> LoadedModel:
     """`model` with its runtime made bad in the named way."""
-    wrappers: dict[str, Callable[[Runtime], Runtime]] = {
-        "raising": RaisingRuntime, "slow": SlowRuntime, "constant": ConstantRuntime,
-        "worse": WorseRuntime,
-    }  # fmt: skip
-    return replace(model, runtime=wrappers[kind](model.runtime))
+    runtime: Runtime
+    if kind == "raising":
+        runtime = RaisingRuntime(model.runtime)
+    elif kind == "slow":
+        runtime = SlowRuntime(model.runtime)
+    elif kind == "constant":
+        runtime = ConstantRuntime(model.runtime)
+    else:
+        runtime = WorseRuntime(model.runtime)
+    return replace(model, runtime=runtime)
 
 
 def bad_challenger(

@@ -64,7 +64,7 @@ async def start(request: Request) -> RolloutView:
 def status_all(request: Request, active: bool = False) -> list[RolloutView]:
     """Every rollout, newest first (`?active=true`: the running ones)."""
     agent = _agent(request)
-    return [_view(agent, r) for r in agent.manager.list(active_only=active)]
+    return [_view(agent, r) for r in agent.manager.rollouts(active_only=active)]
 
 
 @router.get("/{rollout_id}", response_model=RolloutView, responses=ERRORS)

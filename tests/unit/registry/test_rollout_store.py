@@ -54,7 +54,8 @@ def test_one_running_rollout_per_endpoint(reg: Registry) -> None:
     assert store.rollout_clock() > clock
     with pytest.raises(ConflictError) as info:
         store.create_rollout(_record("r2"), _event("r2"))
-    assert info.value.field == "endpoint" and "r1" in info.value.message
+    assert info.value.field == "endpoint"
+    assert "r1" in info.value.message
     with pytest.raises(ConflictError) as taken:
         store.create_rollout(_record("r1", endpoint="other"), _event("r1"))
     assert taken.value.field == "id"
@@ -77,7 +78,8 @@ def test_a_transition_checks_state_and_records_history(reg: Registry) -> None:
     store.transition("r1", _event("r1", "abort"), state="aborted", share=0.0)
     with pytest.raises(ConflictError) as info:
         store.transition("r1", _event("r1", "promote"), state="promoted")
-    assert info.value.field == "state" and "aborted" in info.value.message
+    assert info.value.field == "state"
+    assert "aborted" in info.value.message
     history = store.rollout_events("r1")
     assert [e.kind for e in history] == ["start", "check", "abort"]
     assert history[1].figures == {"p99_ms": 3.5}

@@ -46,7 +46,9 @@ def test_a_good_challenger_steps_up_to_promotion(service: Service, registry: Reg
     assert decisions == ["step", "step", "promote"]
     assert registry.aliases("fraud")["champion"] == 2
     move = registry.alias_history("fraud", "champion")[-1]
-    assert move.kind == "promote" and "all 3 steps passed" in move.reason and "p99" in move.reason
+    assert move.kind == "promote"
+    assert "all 3 steps passed" in move.reason
+    assert "p99" in move.reason
     assert service.host.get("fraud", alias="champion").version == 2
     assert not service.pipeline.layers, "the layer is gone once the host follows the alias"
     kinds = [e.kind for e in registry.rollouts.rollout_events("good")]
@@ -100,7 +102,8 @@ def test_a_raising_challenger_fails_no_request(service: Service, registry: Regis
     send(service, range(600))  # raises inside: every request still answered (by the champion)
     assert len([b for b in seen.batches if b.role == "primary"]) == 600
     analysis = agent.installed["r"].analysis
-    assert analysis is not None and analysis.exposed_requests > 200
+    assert analysis is not None
+    assert analysis.exposed_requests > 200
     assert agent.check("r") == "rollback"
 
 

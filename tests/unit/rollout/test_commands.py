@@ -68,7 +68,9 @@ def _bad_bodies(unservable: int) -> list[tuple[Any, int, str]]:
 
 
 def test_bad_input_is_a_4xx_naming_the_field(admin: Any, service: Service, unservable: int) -> None:
-    assert admin.post("/admin/rollouts", json={**CANARY, "id": "c0"}, headers=ADMIN).status_code == 201
+    assert (
+        admin.post("/admin/rollouts", json={**CANARY, "id": "c0"}, headers=ADMIN).status_code == 201
+    )
     for body, status, field in _bad_bodies(unservable):
         sent = (
             admin.post("/admin/rollouts", content=body, headers=ADMIN)
@@ -108,7 +110,8 @@ def test_the_cli_runs_a_rollout_and_refuses_bad_input(
     spec = tmp_path / "c1.yaml"
     spec.write_text("id: c1\nkind: canary\nchampion: 1\nchallenger: 2\nsteps: [5, 50, 100]\n")
     started = _run(cli, "start", str(spec))
-    assert started.exit_code == 0 and "running" in started.output, started.output
+    assert started.exit_code == 0, started.output
+    assert "running" in started.output
     for body, kind, field in [
         ({**CANARY, "id": "c2"}, ConflictError, "endpoint"),
         ({**CANARY, "challenger": unservable, "id": "c3"}, ConflictError, "challenger"),
@@ -130,7 +133,8 @@ def test_the_cli_runs_a_rollout_and_refuses_bad_input(
     refused = _error(cli, "promote", "c1")
     assert (type(refused), refused.field) == (ConflictError, "state")
     history = _run(cli, "history", "c1")
-    assert "start" in history.output and "abort" in history.output
+    assert "start" in history.output
+    assert "abort" in history.output
     assert _error(cli, "history", "nope").exit_code == NotFoundError.exit_code
 
 
@@ -140,10 +144,13 @@ def test_the_cli_exit_code_and_message(registry: Registry, tmp_path: Path) -> No
     import sys
 
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({**CANARY, "kind": "ab", "weights": {"champion": 1, "challenger": 2}}))
+    bad.write_text(
+        json.dumps({**CANARY, "kind": "ab", "weights": {"champion": 1, "challenger": 2}})
+    )
     done = subprocess.run(
         [sys.executable, "-m", "mlsd.cli.main", "rollout", "start", str(bad)],
         capture_output=True, text=True, env={**os.environ}, check=False,
     )  # fmt: skip
     assert done.returncode == ValidationError.exit_code
-    assert "weights: must sum to 100" in done.stderr and "Traceback" not in done.stderr
+    assert "weights: must sum to 100" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -83,7 +82,8 @@ def test_a_rollback_decided_in_one_server_reaches_the_other_under_load(
     shared: tuple[Registry, Service, Service],
 ) -> None:
     admin, a, b = shared
-    assert a.rollouts is not None and b.rollouts is not None
+    assert a.rollouts is not None
+    assert b.rollouts is not None
     b.rollouts.control = False  # a decides (in production: whoever holds the lease)
     RolloutManager(admin).start(
         RolloutSpec(id="c1", kind="canary", champion=1, challenger=2, steps=[50, 100]),
