@@ -159,10 +159,10 @@ class ScoringPipeline:
         route = self.route(request)
         try:
             batch = await self._score_async(route.primary, "primary", request, started)
-        except Exception:
+        except Exception as exc:
             if route.fallback is None:
                 raise
-            self._failed(route.primary, "primary", request, started)
+            self._failed(route.primary, "primary", request, started, exc)
             batch = await self._score_async(route.fallback, "primary", request, started)
         self._notify(batch)
         if route.shadows:
@@ -175,10 +175,10 @@ class ScoringPipeline:
         route = self.route(request)
         try:
             batch = self._score_sync(route.primary, "primary", request, started)
-        except Exception:
+        except Exception as exc:
             if route.fallback is None:
                 raise
-            self._failed(route.primary, "primary", request, started)
+            self._failed(route.primary, "primary", request, started, exc)
             batch = self._score_sync(route.fallback, "primary", request, started)
         self._notify(batch)
         for variant in route.shadows:
@@ -196,17 +196,20 @@ class ScoringPipeline:
         started = time.perf_counter()
         try:
             batch = self._score_sync(variant, "shadow", request, started)
-        except Exception:
-            self._failed(variant, "shadow", request, started)
+        except Exception as exc:
+            self._failed(variant, "shadow", request, started, exc)
             raise
         self._notify(batch)
 
     def _failed(
-        self, variant: Variant, role: Role, request: ScoringRequest, started: float
+        self,
+        variant: Variant,
+        role: Role,
+        request: ScoringRequest,
+        started: float,
+        error: Exception,
     ) -> None:
-        log.warning(
-            "%s %s failed on request %s", role, variant.name, request.request_id, exc_info=True
-        )
+        log.warning("%s %s failed on request %s: %r", role, variant.name, request.request_id, error)
         latency = time.perf_counter() - started
         for observer in self._failure_observers:
             try:

@@ -88,6 +88,8 @@ class CheckResult:
     def summary(self) -> str:
         """One line for the history and the alias move's reason."""
         f = self.figures
+        if not self.conclusive:
+            return f"inconclusive ({f['requests']} < {f['min_requests']} requests)"
         parts = [
             f"n={f['requests']}",
             f"errors {f['error_rate']:.2%}",
@@ -98,8 +100,6 @@ class CheckResult:
         if f.get("catch_rate") is not None:
             parts.append(f"catch {f['catch_rate']:.2f} vs {f['champion_catch_rate']:.2f}")
         verdict = "; ".join(self.failures) if self.failures else "passed"
-        if not self.conclusive:
-            verdict = f"inconclusive ({f['requests']} < {f['min_requests']} requests)"
         return f"{', '.join(parts)}: {verdict}"
 
 
@@ -152,8 +152,16 @@ class CanaryAnalysis:
     # -- the check ----------------------------------------------------------------------------
 
     def check(self, guardrails: Guardrails) -> CheckResult:
-        """Close the interval and judge the challenger (a new interval starts empty)."""
+        """Judge the challenger on the interval's requests and start a new interval — unless
+        the interval had too few challenger requests to decide, which then runs on."""
         with self._lock:
+            seen = self._arms.get("challenger", ArmWindow())
+            if seen.requests < guardrails.min_requests and seen.errors < 3:
+                return CheckResult(
+                    {"requests": seen.requests, "min_requests": guardrails.min_requests},
+                    (),
+                    conclusive=False,
+                )
             arms, self._arms = self._arms, {}
         champion = arms.get("champion", ArmWindow())
         challenger = arms.get("challenger", ArmWindow())
@@ -172,7 +180,6 @@ class CanaryAnalysis:
             "catch_rate": None,
             "champion_catch_rate": None,
         }
-        conclusive = challenger.requests >= guardrails.min_requests
         failures: list[str] = []
         if figures["error_rate"] > guardrails.max_error_rate:
             failures.append(
@@ -182,9 +189,8 @@ class CanaryAnalysis:
             failures.append(f"p99 {figures['p99_ms']:.1f} ms > {guardrails.max_p99_ms:g} ms")
         self._shift(challenger, figures, failures, guardrails)
         self._catch(champion, challenger, figures, failures, guardrails)
-        if failures and challenger.errors and challenger.errors >= 3:
-            conclusive = True  # repeated errors are a verdict whatever the sample size
-        return CheckResult(figures, tuple(failures), conclusive)
+        # conclusive: enough requests, or 3+ errors (a verdict whatever the sample size)
+        return CheckResult(figures, tuple(failures), conclusive=True)
 
     def _shift(
         self, challenger: ArmWindow, figures: dict[str, Any], failures: list[str], g: Guardrails

@@ -58,8 +58,8 @@ class CanaryController:
         self.last = result
         figures = dict(result.figures)
         try:
-            if not result.conclusive:
-                return self._record("wait", result, figures)
+            if not result.conclusive:  # the interval runs on: nothing to record yet
+                return "wait"
             if result.failures:
                 failed = record.failed_checks + 1
                 if failed >= spec.max_failed_checks:
