@@ -35,6 +35,12 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             f"prediction log over HTTP: {http['log_overhead_p50'] * 100:+.1f} % p50 at equal rate, "
             f"{-http['log_overhead_rps'] * 100:+.1f} % max req/s (target < 10 % p50)"
         )
+        if "shadow_overhead_p99" in http:
+            console.print(
+                f"100 % shadow: champion p99 {http['shadow_overhead_p99'] * 100:+.1f} % at "
+                f"mlsd's half rate (target <= +5 %), {http['shadow_dropped']:.0f} shadow "
+                "scorings dropped (queue full)"
+            )
     cost = results.get("log_cost")
     if cost:
         console.print(

@@ -166,7 +166,7 @@ class ScoringPipeline:
             batch = await self._score_async(route.fallback, "primary", request, started)
         self._notify(batch)
         if route.shadows:
-            self.shadows.put(route.shadows, request)
+            self.shadows.put(route.shadows, request, batch)
         return batch
 
     def score_sync(self, request: ScoringRequest) -> ScoredBatch:
@@ -183,7 +183,7 @@ class ScoringPipeline:
         self._notify(batch)
         for variant in route.shadows:
             try:
-                self._score_shadow(variant, request)
+                self._score_shadow(variant, request, batch)
             except Exception:
                 log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
         return batch
@@ -192,10 +192,21 @@ class ScoringPipeline:
         """Wait for the shadows still queued or being scored (tests, shutdown)."""
         await asyncio.to_thread(self.shadows.join)
 
-    def _score_shadow(self, variant: Variant, request: ScoringRequest) -> None:
+    def _score_shadow(
+        self, variant: Variant, request: ScoringRequest, primary: ScoredBatch | None = None
+    ) -> None:
         started = time.perf_counter()
         try:
-            batch = self._score_sync(variant, "shadow", request, started)
+            model = variant.endpoint.current()
+            if primary is not None and primary.model.feature_names == model.feature_names:
+                values, statuses, degraded = primary.values, primary.statuses, primary.degraded
+            else:
+                values, statuses, degraded = self._rows_sync(request, model)
+            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+            batch = self._batch(
+                request, variant, "shadow", model, values, scores, cached, statuses, degraded,
+                started,
+            )  # fmt: skip
         except Exception as exc:
             self._failed(variant, "shadow", request, started, exc)
             raise

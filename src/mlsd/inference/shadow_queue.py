@@ -3,7 +3,9 @@
 A shadow scored on the event loop would run its model inline (the micro-batcher calls the
 runtime on the loop): a challenger that takes 50 ms would delay every answer. Here a
 request's shadows are put on a bounded queue and scored by a worker thread through the
-pipeline's synchronous path (features, cache, model, observers); the runtimes release the
+pipeline's synchronous path (features, cache, model, observers) — reusing the primary's
+feature rows when the shadow takes the same features, so a shadow costs no second online
+store read and is compared with the champion on exactly its inputs; the runtimes release the
 GIL while they compute. When the queue is full the shadow is dropped and counted
 (`mlsd_shadow_dropped_total`): memory stays bounded whatever the shadow's speed, and a
 shadow that raises is logged and forgotten.
@@ -17,13 +19,15 @@ import threading
 from collections.abc import Callable
 
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.routing import Variant
 
 log = logging.getLogger(__name__)
 
-#: Scores one shadow of one request and tells the observers.
-ShadowScorer = Callable[[Variant, ScoringRequest], None]
+#: Scores one shadow of one request (the primary's batch given, for its feature rows) and
+#: tells the observers.
+ShadowScorer = Callable[[Variant, ScoringRequest, ScoredBatch | None], None]
+Item = tuple[Variant, ScoringRequest, ScoredBatch | None]
 
 
 class ShadowQueue:
@@ -34,17 +38,22 @@ class ShadowQueue:
             raise ValueError("capacity must be >= 1")
         self._score = score
         self._metrics = metrics
-        self._queue: queue.Queue[tuple[Variant, ScoringRequest]] = queue.Queue(capacity)
+        self._queue: queue.Queue[Item] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.dropped = 0
 
-    def put(self, variants: tuple[Variant, ...], request: ScoringRequest) -> None:
+    def put(
+        self,
+        variants: tuple[Variant, ...],
+        request: ScoringRequest,
+        primary: ScoredBatch | None = None,
+    ) -> None:
         """Queue every shadow of `request`; drop (and count) what does not fit. Never waits."""
         self._start()
         for variant in variants:
             try:
-                self._queue.put_nowait((variant, request))
+                self._queue.put_nowait((variant, request, primary))
             except queue.Full:
                 self.dropped += 1
                 self._metrics.child(self._metrics.shadow_dropped, variant.name).inc()
@@ -71,9 +80,9 @@ class ShadowQueue:
 
     def _work(self) -> None:
         while True:
-            variant, request = self._queue.get()
+            variant, request, primary = self._queue.get()
             try:
-                self._score(variant, request)
+                self._score(variant, request, primary)
             except Exception:
                 log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
             finally:

@@ -75,6 +75,8 @@ class ServeOptions:
     #: read (a change reaches every server within it).
     watch_rollouts: bool = True
     rollout_poll_s: float = 0.2
+    #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
+    shadow_capacity: int = 1024
 
 
 class Service:
@@ -123,6 +125,7 @@ class Service:
             self.metrics,
             cache=cache,
             pinned=self._pinned,
+            shadow_capacity=self.options.shadow_capacity,
         )
         self.pipeline.add_observer(MetricsObserver(self.metrics))
         if prediction_log is not None:
