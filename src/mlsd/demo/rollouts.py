@@ -79,8 +79,8 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         agent.labels = labels
         rows = []
         try:
-            for rid, version, what in (("demo-good", good, "copy of the champion"),
-                                       ("demo-bad", bad, "raises on 10 % of inputs")):  # fmt: skip
+            for rid, version, what in (("demo-good", good, "the champion's copy"),
+                                       ("demo-bad", bad, "raises on 10 %")):  # fmt: skip
                 rows.append(_canary(service, registry, rid, version, what, txs))
         finally:
             service.close()
@@ -107,7 +107,7 @@ def _canary(service: Service, registry: Any, rid: str, challenger: int, what: st
     agent = service.rollouts
     assert agent is not None
     agent.sync()
-    analysis = agent.installed[spec.id].analysis
+    analysis, controller = agent.installed[spec.id].analysis, agent.controller(spec.id)
     assert analysis is not None
     started = time.monotonic()
     answered, failed = asyncio.run(_traffic(service, txs, lambda: spec.id not in agent.installed))
@@ -117,13 +117,20 @@ def _canary(service: Service, registry: Any, rid: str, challenger: int, what: st
         manager.abort(spec.id, actor="demo", reason=f"the demo's {CAP_S:g} s cap")
         record = registry.rollouts.get_rollout(spec.id)
     events = registry.rollouts.rollout_events(spec.id)
+    last = controller.last
+    if record.state == "promoted":
+        why = f"all {len(STEPS)} steps passed ({len(events) - 1} decisions)"
+    elif last is not None and last.failures:
+        why = "; ".join(last.failures)
+    else:
+        why = events[-1].reason
     return {
-        "rollout": spec.id, "challenger": f"fraud/{challenger} ({what})",
+        "rollout": spec.id, "challenger": f"v{challenger}: {what}",
         "outcome": record.state, "steps reached": max(e.share for e in events),
         "seconds": round(took, 1), "requests": answered,
         "answered by challenger": analysis.exposed_requests,
         "customers exposed": len(analysis.exposed_customers), "failed requests": failed,
-        "why": events[-1].reason,
+        "why": why, "history": [e.reason for e in events],
     }  # fmt: skip
 
 
@@ -144,15 +151,25 @@ async def _traffic(service: Service, txs: list[Transaction], over: Any) -> tuple
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"canary rollouts: steps {' → '.join(f'{s:g}' for s in STEPS)} % of "
-                  f"customers, a check every {INTERVAL_S:g} s, one failed check rolls back")  # fmt: skip
-    for column in ("challenger", "outcome", "max share %", "s", "requests", "by challenger",
-                   "customers exposed", "failed requests", "last decision"):  # fmt: skip
+    steps = " → ".join(f"{s:g}" for s in STEPS)
+    title = (
+        f"canary rollouts: steps {steps} % of customers, a check every {INTERVAL_S:g} s, "
+        "one failed check rolls back"
+    )
+    caption = (
+        "seconds: start to promotion or rollback; requests: the held-out days' transactions "
+        f"sent meanwhile ({RATE:g}/s); on challenger: those it answered; customers: distinct "
+        "ones it answered; failed: requests answered with an error (the champion answers "
+        "when the challenger raises)"
+    )
+    table = Table(title=title, caption=caption)
+    for column in ("challenger", "outcome", "max %", "seconds", "requests", "on challenger",
+                   "customers", "failed", "why"):  # fmt: skip
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
-            r["challenger"], r["outcome"], f"{r['steps reached']:g}", f"{r['seconds']:.1f}",
-            str(r["requests"]), str(r["answered by challenger"]), str(r["customers exposed"]),
-            str(r["failed requests"]), r["why"],
+            r["challenger"], r["outcome"].replace("_", " "), f"{r['steps reached']:g}",
+            f"{r['seconds']:.1f}", str(r["requests"]), str(r["answered by challenger"]),
+            str(r["customers exposed"]), str(r["failed requests"]), r["why"],
         )  # fmt: skip
     return table

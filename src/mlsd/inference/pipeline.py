@@ -70,6 +70,7 @@ class ScoringPipeline:
         self._layers: list[RoutingLayer] = []
         self._observers: list[tuple[ScoringObserver, bool]] = []
         self._failure_observers: list[FailureObserver] = []
+        self._failed_variants: set[str] = set()
         self.shadows = ShadowQueue(self._score_shadow, metrics, shadow_capacity)
 
     # -- registration -------------------------------------------------------------------------
@@ -220,7 +221,12 @@ class ScoringPipeline:
         started: float,
         error: Exception,
     ) -> None:
-        log.warning("%s %s failed on request %s: %r", role, variant.name, request.request_id, error)
+        if variant.name not in self._failed_variants:  # once per variant: a canary may fail a lot
+            self._failed_variants.add(variant.name)
+            log.warning(
+                "%s %s failed on request %s: %r (further failures are counted, not logged)",
+                role, variant.name, request.request_id, error,
+            )  # fmt: skip
         latency = time.perf_counter() - started
         for observer in self._failure_observers:
             try:
