@@ -83,10 +83,10 @@ class RolloutAgent:
 
     def sync(self, *, force: bool = False) -> bool:
         """Reconcile if the rollout counter moved (or `force`); True if it did."""
-        clock = self.manager.store.rollout_clock()
-        if clock == self._clock and not force:
-            return False
-        with self._lock:
+        with self._lock:  # a caller returns only once the state it saw is applied
+            clock = self.manager.store.rollout_clock()
+            if clock == self._clock and not force:
+                return False
             self._clock = clock
             self._reconcile()
         return True
@@ -170,12 +170,13 @@ class RolloutAgent:
 
     def check(self, rollout_id: str) -> Decision:
         """Run one check of a canary now (holding its lease), then apply what it decided."""
-        controller = self.controller(rollout_id)
-        if not self._lease(controller):
-            return "wait"
-        decision = controller.check()
-        self.sync(force=True)
-        return decision
+        with self._lock:  # one check at a time, whoever calls (the thread, a test, the API)
+            controller = self.controller(rollout_id)
+            if not self._lease(controller):
+                return "wait"
+            decision = controller.check()
+            self.sync(force=True)
+            return decision
 
     def tick(self) -> None:
         """Check every canary whose interval is over, if this process holds its lease."""
