@@ -41,6 +41,14 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
                 f"mlsd's half rate (target <= +5 %), {http['shadow_dropped']:.0f} shadow "
                 "scorings dropped (queue full)"
             )
+    shadow = results.get("shadow_cost")
+    if shadow:
+        console.print(
+            f"100 % shadow, in process: answer p50 {shadow['overhead_p50'] * 100:+.1f} %, "
+            f"p99 {shadow['overhead_p99'] * 100:+.1f} % (target <= +5 %); CPU per call "
+            f"{shadow['none_cpu_us_per_call']:.0f} -> {shadow['shadow_cpu_us_per_call']:.0f} µs "
+            f"({shadow['overhead_cpu'] * 100:+.0f} %); {shadow['dropped']:.0f} shadows dropped"
+        )
     cost = results.get("log_cost")
     if cost:
         console.print(

@@ -41,7 +41,7 @@ from mlsd.inference.observers import (
 )
 from mlsd.inference.routing import Route, RoutingLayer, Variant
 from mlsd.inference.runtimes import check_matrix
-from mlsd.inference.shadow_queue import ShadowQueue
+from mlsd.inference.shadow_queue import Item, ShadowQueue
 from mlsd.inference.spec import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class ScoringPipeline:
         self._observers: list[tuple[ScoringObserver, bool]] = []
         self._failure_observers: list[FailureObserver] = []
         self._failed_variants: set[str] = set()
-        self.shadows = ShadowQueue(self._score_shadow, metrics, shadow_capacity)
+        self.shadows = ShadowQueue(self._score_shadows, metrics, shadow_capacity)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -212,6 +212,54 @@ class ScoringPipeline:
             self._failed(variant, "shadow", request, started, exc)
             raise
         self._notify(batch)
+
+    def _score_shadows(self, items: list[Item]) -> None:
+        """Score queued shadows: one model call per variant for those reusing their primary's
+        rows (the common case), one by one otherwise or if the joint call fails."""
+        groups: dict[str, list[Item]] = {}
+        for item in items:
+            groups.setdefault(item[0].name, []).append(item)
+        for group in groups.values():
+            variant = group[0][0]
+            try:
+                model = variant.endpoint.current()
+            except Exception as exc:  # noqa: BLE001 - each shadow's failure is reported
+                for _, request, _ in group:
+                    self._failed(variant, "shadow", request, time.perf_counter(), exc)
+                continue
+            joint: list[Item] = []
+            alone: list[Item] = []
+            for item in group:
+                same = item[2] is not None and item[2].model.feature_names == model.feature_names
+                (joint if same else alone).append(item)
+            if len(joint) < 2 or not self._joint(variant, model, joint):
+                alone += joint
+            for _, request, primary in alone:
+                try:
+                    self._score_shadow(variant, request, primary)
+                except Exception:  # noqa: BLE001 - reported by _score_shadow
+                    continue
+
+    def _joint(self, variant: Variant, model: LoadedModel, group: list[Item]) -> bool:
+        """Score `group` (primaries' rows, same features) in one call; False if it failed."""
+        started = time.perf_counter()
+        primaries = [p for _, _, p in group if p is not None]
+        values = np.concatenate([p.values for p in primaries], axis=0)
+        try:
+            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+            batches, start = [], 0
+            for (_, request, _), p in zip(group, primaries, strict=True):
+                end = start + len(p.values)
+                batches.append(self._batch(
+                    request, variant, "shadow", model, p.values, scores[start:end],
+                    cached[start:end], p.statuses, p.degraded, started,
+                ))  # fmt: skip
+                start = end
+        except Exception:  # noqa: BLE001 - scored again one by one, each failure reported
+            return False
+        for batch in batches:
+            self._notify(batch)
+        return True
 
     def _failed(
         self,

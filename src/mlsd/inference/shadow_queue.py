@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 from mlsd.inference.metrics import ServingMetrics
@@ -24,19 +25,30 @@ from mlsd.inference.routing import Variant
 
 log = logging.getLogger(__name__)
 
-#: Scores one shadow of one request (the primary's batch given, for its feature rows) and
-#: tells the observers.
-ShadowScorer = Callable[[Variant, ScoringRequest, ScoredBatch | None], None]
+#: One shadow to score: its variant, the request, the primary's batch (for its feature rows).
 Item = tuple[Variant, ScoringRequest, ScoredBatch | None]
+#: Scores a list of shadows (in one model call per variant where it can) and tells the
+#: observers; a failing shadow is reported by it, never raised.
+ShadowScorer = Callable[[list[Item]], None]
 
 
 class ShadowQueue:
     """A bounded queue of (shadow variant, request) and the thread that scores them."""
 
-    def __init__(self, score: ShadowScorer, metrics: ServingMetrics, capacity: int = 1024) -> None:
+    def __init__(
+        self,
+        score: ShadowScorer,
+        metrics: ServingMetrics,
+        capacity: int = 1024,
+        *,
+        linger_s: float = 0.005,
+        max_batch: int = 256,
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._score = score
+        self.linger_s = linger_s
+        self.max_batch = max_batch
         self._metrics = metrics
         self._queue: queue.Queue[Item] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
@@ -79,11 +91,24 @@ class ShadowQueue:
                 self._thread.start()
 
     def _work(self) -> None:
+        """Take what has queued up (lingering a few ms after the first), score it, repeat.
+
+        Waking the worker for each request would hand the GIL back and forth once per
+        request; lingering gathers a few, scored in one model call per variant.
+        """
         while True:
-            variant, request, primary = self._queue.get()
+            items = [self._queue.get()]
+            if self.linger_s > 0:
+                time.sleep(self.linger_s)
+            while len(items) < self.max_batch:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._score(variant, request, primary)
+                self._score(items)
             except Exception:
-                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+                log.exception("%d shadow(s) failed", len(items))
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()

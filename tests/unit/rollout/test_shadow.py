@@ -58,7 +58,7 @@ def test_the_shadow_queue_is_bounded(service: Service) -> None:
 
     release = threading.Event()
 
-    def score(variant: Variant, request: ScoringRequest) -> None:
+    def score(items: list[object]) -> None:
         release.wait(10)  # a shadow that hangs: the queue behind it fills
 
     queue = ShadowQueue(score, service.metrics, capacity=8)
@@ -70,3 +70,26 @@ def test_the_shadow_queue_is_bounded(service: Service) -> None:
     release.set()
     queue.join()
     assert queue.depth == 0
+
+
+def test_shadows_scored_together_get_their_own_rows_and_scores(service: Service) -> None:
+    service.host.load("fraud/2")
+    model = service.host.get("fraud", version=2)
+    service.pipeline.install(ShadowLayer("s1", Variant("v2", VersionEndpoint(model)), 100.0))
+    seen = Seen()
+    service.pipeline.add_observer(seen)
+
+    async def main() -> None:
+        await asyncio.gather(
+            *(service.score(ScoringRequest(f"q{i}", "score", [transaction(i)])) for i in range(64))
+        )
+        await service.pipeline.drain()
+
+    asyncio.run(main())
+    primary = {b.request.request_id: b for b in seen.batches if b.role == "primary"}
+    shadows = {b.request.request_id: b for b in seen.batches if b.role == "shadow"}
+    assert set(shadows) == set(primary)
+    for rid, batch in shadows.items():
+        np.testing.assert_array_equal(batch.values, primary[rid].values)
+        np.testing.assert_allclose(batch.scores, model.predict(batch.values))
+        assert batch.request.transactions[0].transaction_id == int(rid[1:])
