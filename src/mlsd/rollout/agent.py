@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -228,13 +227,3 @@ class RolloutAgent:
                         "rollout agent: %s", message, exc_info=not isinstance(exc, MlsdError)
                     )
                 last_error = message
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    """Poll `condition` until true or the deadline (tests, the lab, the demo)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()

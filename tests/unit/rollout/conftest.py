@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from mlsd.data.transaction import Transaction
@@ -32,3 +33,13 @@ def send(service: Service, ids: Iterable[int], customers: int = 1000) -> None:
             await service.score(ScoringRequest(f"q{i}", "score", [transaction(i, customers)]))
 
     asyncio.run(main())
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll `condition` until true or the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()

@@ -13,11 +13,10 @@ from mlsd.inference.endpoint import VersionEndpoint
 from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.routing import Variant
 from mlsd.rollout import ShadowLayer
-from mlsd.rollout.agent import wait_until
 from mlsd.rollout.testing import broken
 from mlsd.serving.service import Service
 from tests.unit.inference.layers import Seen
-from tests.unit.rollout.conftest import transaction
+from tests.unit.rollout.conftest import transaction, wait_until
 
 
 @pytest.mark.parametrize("kind", ["slow", "raising"])

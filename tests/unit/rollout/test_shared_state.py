@@ -15,12 +15,11 @@ from mlsd.features.store import FeatureStore
 from mlsd.inference.observers import ScoringRequest
 from mlsd.registry import Registry
 from mlsd.rollout import RolloutSpec
-from mlsd.rollout.agent import wait_until
 from mlsd.rollout.manage import RolloutManager
 from mlsd.serving.service import Service
 from mlsd.serving.testing import register_tiny_model
 from mlsd.settings import Settings
-from tests.unit.rollout.conftest import transaction
+from tests.unit.rollout.conftest import transaction, wait_until
 from tests.unit.serving.conftest import make_service
 
 
