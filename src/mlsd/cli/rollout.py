@@ -106,7 +106,10 @@ def status(
     """Where rollouts stand: state, step, challenger share, failed checks."""
     with _manager() as manager:
         found = [manager.get(rollout_id)] if rollout_id else manager.rollouts(active_only=active)
-        _show(found, as_json)
+    if not found and not as_json:
+        typer.echo("no running rollouts" if active else "no rollouts yet")
+        return
+    _show(found, as_json)
 
 
 @app.command()

@@ -108,6 +108,7 @@ class RolloutAgent:
                 here.controller.rollout = here.rollout
             if isinstance(here.layer, SplitLayer) and here.layer.share_percent != record.share:
                 here.layer.set_share(record.share)
+            self._gauge(here.rollout, record.share)
 
     def _install(self, rollout: Rollout) -> None:
         spec = rollout.spec
@@ -131,6 +132,7 @@ class RolloutAgent:
             here.controller = CanaryController(self.manager, rollout, layer, here.analysis)
         self.pipeline.install(layer)
         self.installed[spec.id] = here
+        self._gauge(rollout, rollout.record.share)
         log.info("rollout %s installed (%s, share %s %%)", spec.id, spec.kind, rollout.record.share)
 
     def _finish(self, rollout_id: str) -> None:
@@ -141,10 +143,15 @@ class RolloutAgent:
         if record.state == "promoted":
             self._follow_alias(here.rollout)
         self.pipeline.uninstall(here.layer.name)
+        self._gauge(here.rollout, 0.0)
         if here.analysis is not None:
             self.pipeline.remove_observer(here.analysis)
             self.pipeline.remove_failure_observer(here.analysis)
         log.info("rollout %s ended here (%s)", rollout_id, record.state)
+
+    def _gauge(self, rollout: Rollout, share: float) -> None:
+        metrics = self.pipeline.metrics
+        metrics.rollout_share.labels(rollout.record.id, rollout.spec.kind).set(share)
 
     def _follow_alias(self, rollout: Rollout) -> None:
         """Switch the host to the promoted alias now (the version is loaded: a dict swap)."""
@@ -174,6 +181,8 @@ class RolloutAgent:
             if not self._lease(controller):
                 return "wait"
             decision = controller.check()
+            if decision not in ("wait", "gone"):
+                self.pipeline.metrics.rollout_decisions.labels(rollout_id, decision).inc()
             self.sync(force=True)
             return decision
 

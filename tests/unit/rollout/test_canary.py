@@ -55,6 +55,9 @@ def test_a_good_challenger_steps_up_to_promotion(service: Service, registry: Reg
     assert not service.pipeline.layers, "the layer is gone once the host follows the alias"
     kinds = [e.kind for e in registry.rollouts.rollout_events("good")]
     assert kinds == ["start", "step", "step", "promote"]
+    metrics = service.metrics.render().decode()
+    assert 'mlsd_rollout_decisions_total{decision="promote",rollout="good"} 1.0' in metrics
+    assert 'mlsd_rollout_share_percent{kind="canary",rollout="good"} 0.0' in metrics
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -92,6 +95,10 @@ def test_a_bad_challenger_is_rolled_back_within_its_step(
     assert all(b.variant == f"bad-{kind}:champion" or b.variant == "champion"
                for b in seen.batches[before:])  # fmt: skip
     assert not service.pipeline.layers
+    metrics = service.metrics.render().decode()
+    assert (
+        f'mlsd_rollout_decisions_total{{decision="rollback",rollout="bad-{kind}"}} 1.0' in metrics
+    )
 
 
 def test_a_raising_challenger_fails_no_request(service: Service, registry: Registry) -> None:

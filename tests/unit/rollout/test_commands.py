@@ -107,6 +107,7 @@ def _error(cli: CliRunner, *args: str) -> MlsdError:
 def test_the_cli_runs_a_rollout_and_refuses_bad_input(
     cli: CliRunner, tmp_path: Path, registry: Registry, unservable: int
 ) -> None:
+    assert _run(cli, "status").output.strip() == "no rollouts yet"
     spec = tmp_path / "c1.yaml"
     spec.write_text("id: c1\nkind: canary\nchampion: 1\nchallenger: 2\nsteps: [5, 50, 100]\n")
     started = _run(cli, "start", str(spec))
