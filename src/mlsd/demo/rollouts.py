@@ -68,7 +68,8 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         service = Service(settings, host, options=options, features=store)
         service.load_all()
         agent = service.rollouts
-        assert agent is not None
+        if agent is None:  # the service reads models from a registry: it has one
+            raise RuntimeError("the service has no rollout agent")
 
         def endpoint_for(name: str, version: int) -> Any:
             host.load(f"{name}/{version}")
@@ -105,10 +106,12 @@ def _canary(service: Service, registry: Any, rid: str, challenger: int, what: st
     manager = RolloutManager(registry)
     manager.start(spec, actor="demo")
     agent = service.rollouts
-    assert agent is not None
+    if agent is None:  # the service reads models from a registry: it has one
+        raise RuntimeError("the service has no rollout agent")
     agent.sync()
     analysis, controller = agent.installed[spec.id].analysis, agent.controller(spec.id)
-    assert analysis is not None
+    if analysis is None:  # a canary always has one
+        raise RuntimeError("the canary has no analysis")
     started = time.monotonic()
     answered, failed = asyncio.run(_traffic(service, txs, lambda: spec.id not in agent.installed))
     took = time.monotonic() - started

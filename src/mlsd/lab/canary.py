@@ -133,7 +133,8 @@ def _one(service: Service, registry: Registry, kind: BadKind, plan: str, interva
          rate: float, cap_s: float) -> Outcome:  # fmt: skip
     """One canary on the shared service; the next one starts on a clean endpoint."""
     agent = service.rollouts
-    assert agent is not None
+    if agent is None:  # the service reads models from a registry: it has one
+        raise RuntimeError("the service has no rollout agent")
     agent.endpoint_for = bad_challenger(service.host, kind)
     agent.labels = KnownLabels({i: _label(i) for i in range(int(rate * cap_s) + 10)})
     exposure = _Exposure(service.host.get("fraud", alias="champion"))

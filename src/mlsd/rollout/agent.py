@@ -124,11 +124,10 @@ class RolloutAgent:
         if isinstance(layer, SplitLayer):
             layer.set_share(rollout.record.share)
         here = Installed(rollout, layer)
-        if spec.kind == "canary":
+        if spec.kind == "canary" and isinstance(layer, SplitLayer):
             here.analysis = CanaryAnalysis(spec.id, self.labels)
             self.pipeline.add_observer(here.analysis)
             self.pipeline.add_failure_observer(here.analysis)
-            assert isinstance(layer, SplitLayer)
             here.controller = CanaryController(self.manager, rollout, layer, here.analysis)
         self.pipeline.install(layer)
         self.installed[spec.id] = here
