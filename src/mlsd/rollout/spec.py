@@ -29,7 +29,8 @@ class Guardrails(BaseModel):
 
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_p99_ms: Annotated[float, Field(gt=0, le=60_000)] = 50.0
-    #: Population stability index of the challenger's scores against the champion's.
+    #: Population stability index of the challenger's scores against the champion's (a check
+    #: fails on it only when a two-sample KS test also finds a difference, p < 0.01).
     max_score_psi: Annotated[float, Field(gt=0, le=10)] = 0.25
     #: When labels exist: the challenger's fraud catch rate must not be significantly
     #: (one-sided Fisher test, p < 0.05) below this fraction of the champion's.
