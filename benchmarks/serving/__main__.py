@@ -21,6 +21,7 @@ from benchmarks.serving.http import http_batching, http_benchmarks
 from benchmarks.serving.log_cost import append_cost, log_cost
 from benchmarks.serving.model_only import model_only
 from benchmarks.serving.report import plot, print_tables
+from benchmarks.serving.shadow_cost import shadow_cost
 from rich.console import Console
 from rich.progress import Progress
 
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         task = progress.add_task("prediction log cost (in process)", total=1)
         results["log_cost"] = log_cost(home, calls=2000 if args.quick else 6000)
         results["append_cost"] = append_cost(work / "append", calls=5000 if args.quick else 20000)
+        progress.advance(task)
+        task = progress.add_task("100 % shadow cost (in process)", total=1)
+        results["shadow_cost"] = shadow_cost(home, calls=2000 if args.quick else 6000)
         progress.advance(task)
         if not args.skip_http:
             common = {"server_cpu": server_cpu, "client_cpu": client_cpu}

@@ -25,6 +25,8 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     # no GC / GIL tuning
     "mlsd_fastapi_route": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_HOT_PATH": "0"}),
     "mlsd_untuned": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_TUNE": "0"}),
+    # a 100 % shadow (rollout issue: the champion's p99 at half rate grows <= 5 %)
+    "mlsd_shadow": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_SHADOW": "100"}),
 }
 
 #: (max_batch_size, max_delay_ms) served over HTTP for the batching curve; -1 = off.
@@ -35,6 +37,18 @@ def _median_run(runs: list[dict[str, float]], key: str) -> dict[str, float]:
     runs = [r for r in runs if not math.isnan(r[key])] or runs  # a run that completed nothing
     mid = statistics.median(r[key] for r in runs)
     return min(runs, key=lambda r: abs(r[key] - mid))
+
+
+def _dropped(score_url: str) -> float:
+    """Shadow scorings the server dropped (its queue full), from its /metrics."""
+    import httpx
+
+    text = httpx.get(score_url.replace("/v1/score", "/metrics"), timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("mlsd_shadow_dropped_total{")
+    )
 
 
 def http_benchmarks(
@@ -73,12 +87,14 @@ def http_benchmarks(
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in SERVERS}
         rates["mlsd_no_log"] = rates["mlsd"]  # same load as mlsd: the log's cost at equal rate
+        rates["mlsd_shadow"] = rates["mlsd"]  # and the shadow's
         task = progress.add_task("half rate (open loop)", total=repeats * len(SERVERS))
         for _ in range(repeats):
             for name, url in urls.items():
                 result = open_loop(url, bodies, rates[name], seconds)
                 half_runs[name].append(asdict(result))
                 progress.advance(task)
+        dropped = _dropped(urls["mlsd_shadow"])
     bare = max_rps["bare"]
     half = {n: _median_run(runs, "p50_ms") for n, runs in half_runs.items()}
     return {
@@ -90,6 +106,8 @@ def http_benchmarks(
         "half_rate": half,
         "log_overhead_p50": half["mlsd"]["p50_ms"] / half["mlsd_no_log"]["p50_ms"] - 1.0,
         "log_overhead_rps": 1.0 - max_rps["mlsd"] / max_rps["mlsd_no_log"],
+        "shadow_overhead_p99": half["mlsd_shadow"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0,
+        "shadow_dropped": dropped,
         "runs": {"max": max_runs, "half_rate": half_runs},
     }
 

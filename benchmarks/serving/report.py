@@ -35,6 +35,20 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             f"prediction log over HTTP: {http['log_overhead_p50'] * 100:+.1f} % p50 at equal rate, "
             f"{-http['log_overhead_rps'] * 100:+.1f} % max req/s (target < 10 % p50)"
         )
+        if "shadow_overhead_p99" in http:
+            console.print(
+                f"100 % shadow: champion p99 {http['shadow_overhead_p99'] * 100:+.1f} % at "
+                f"mlsd's half rate (target <= +5 %), {http['shadow_dropped']:.0f} shadow "
+                "scorings dropped (queue full)"
+            )
+    shadow = results.get("shadow_cost")
+    if shadow:
+        console.print(
+            f"100 % shadow, in process: answer p50 {shadow['overhead_p50'] * 100:+.1f} %, "
+            f"p99 {shadow['overhead_p99'] * 100:+.1f} % (target <= +5 %); CPU per call "
+            f"{shadow['none_cpu_us_per_call']:.0f} -> {shadow['shadow_cpu_us_per_call']:.0f} µs "
+            f"({shadow['overhead_cpu'] * 100:+.0f} %); {shadow['dropped']:.0f} shadows dropped"
+        )
     cost = results.get("log_cost")
     if cost:
         console.print(

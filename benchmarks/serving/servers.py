@@ -9,7 +9,9 @@ Options come from the environment: MLSD_BENCH_ONNX (naive model path),
 MLSD_BENCH_PREDLOG=0 (mlsd without its prediction log), MLSD_BENCH_CACHE=0 (no
 cache), MLSD_BENCH_BATCH="max_batch_size,max_delay_ms" (micro-batching),
 MLSD_BENCH_HOT_PATH=0 (/v1/score through its FastAPI route, not the hot path),
-MLSD_BENCH_TUNE=0 (no GC / GIL process tuning).
+MLSD_BENCH_TUNE=0 (no GC / GIL process tuning), MLSD_BENCH_SHADOW=100 (every request
+also scored in shadow by fraud/2, a copy of the champion under another version, so its
+cache entries are its own: the full cost of a 100 % shadow).
 """
 
 from __future__ import annotations
@@ -81,4 +83,13 @@ def mlsd_app() -> FastAPI:
     options.cache_predictions = os.environ.get("MLSD_BENCH_CACHE", "1") != "0"
     service = build_service(settings, options)
     hot_path = os.environ.get("MLSD_BENCH_HOT_PATH", "1") != "0"
+    shadow = float(os.environ.get("MLSD_BENCH_SHADOW", "0"))
+    if shadow > 0:
+        from mlsd.inference.endpoint import HostedEndpoint
+        from mlsd.inference.routing import Variant
+        from mlsd.rollout import ShadowLayer
+
+        service.host.load("fraud/2")
+        endpoint = HostedEndpoint(service.host, "fraud", None, version=2)
+        service.pipeline.install(ShadowLayer("bench", Variant("v2", endpoint), shadow))
     return create_app(settings, service=service, hot_path=hot_path)

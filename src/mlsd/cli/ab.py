@@ -1,4 +1,4 @@
-"""`mlsd ab`: an A/B rollout's arms against the delayed labels.
+"""`mlsd rollout ab` and `mlsd rollout plan`: an A/B rollout's arms against the delayed labels.
 
 Per arm (each answering variant of the rollout in the prediction log): precision of blocks,
 recall, false-positive rate, fraud € caught and missed, cards flagged per day; then the

@@ -1,4 +1,4 @@
-"""`mlsd divergence`: how a shadow challenger's decisions diverge from the champion's.
+"""`mlsd rollout divergence`: how a shadow challenger's decisions diverge from the champion's.
 
 Reads the prediction log (read-only), joins each shadow record with the answered record of
 the same request, and prints the score distances, the disagreement overall and by segment,

@@ -53,19 +53,20 @@ def _register() -> None:
         monitor,
         predictions,
         registry,
+        rollout,
         serve,
         simulate,
         train,
     )
 
     app.command("simulate")(simulate.simulate)
-    for module in (importing, features, train, registry, serve, lab, predictions, monitor):
+    # a rollout's measurements live under `mlsd rollout` beside its controls
+    rollout.app.command("divergence")(divergence.divergence)
+    rollout.app.command("ab")(ab.ab)
+    rollout.app.command("plan")(ab.ab_plan)
+    for module in (importing, features, train, registry, rollout, serve, lab, predictions, monitor):
         module.register(app)
     app.command("demo")(demo.demo)
-    # shadow divergence and A/B arms: top level until `mlsd rollout` exists (then under it)
-    app.command("divergence")(divergence.divergence)
-    app.command("ab")(ab.ab)
-    app.command("ab-plan")(ab.ab_plan)
 
 
 _register()

@@ -3,7 +3,8 @@
 simulate (history + held-out days) -> features (build, materialize, parity) -> train +
 register + promote -> serve and replay the held-out days, their feature updates pushed
 into the online store as they go (until the days end, `--for` seconds pass, or Ctrl-C)
--> what the prediction log and the true labels say.
+-> what the prediction log and the true labels say -> a canary promoting a challenger
+and one rolling a bad challenger back.
 """
 
 from __future__ import annotations
@@ -190,6 +191,13 @@ def _outcomes(
     }
 
 
+def _rollouts(settings: Settings, traffic: pd.DataFrame) -> dict[str, Any]:
+    from mlsd.demo.rollouts import rollout_step
+
+    return dict(_stage("canary: a good and a bad challenger",
+                       lambda: rollout_step(settings, traffic, console)))  # fmt: skip
+
+
 def run_demo(
     seconds: float | None = None,
     settings: Settings | None = None,
@@ -224,6 +232,7 @@ def run_demo(
         return {}
     result = _outcomes(settings, traffic, serving_started, alert_budget, figures)
     result["training"] = {"metrics": trained["metrics"], "uri": trained["uri"]}
+    result["rollouts"] = _rollouts(settings, traffic)
     console.print(report.explain(result, size))
     path = settings.path(REPORT)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,29 @@ class ServingMetrics:
             "1 while the online store answers but lost its data (a watermark seen is gone).",
             registry=r,
         )
+        self.shadow_dropped = Counter(
+            "mlsd_shadow_dropped_total",
+            "Shadow scorings dropped because the shadow queue was full (the answer never waits "
+            "for a shadow).",
+            ["variant"],
+            registry=r,
+        )
+        self.shadow_queued = Gauge(
+            "mlsd_shadow_queue_depth", "Shadow scorings waiting for the shadow worker.", registry=r
+        )
+        self.rollout_share = Gauge(
+            "mlsd_rollout_share_percent",
+            "The challenger's share of customers in each rollout this server carries out "
+            "(canary step, A/B weight; 100 for blue-green; 0 once ended).",
+            ["rollout", "kind"],
+            registry=r,
+        )
+        self.rollout_decisions = Counter(
+            "mlsd_rollout_decisions_total",
+            "Canary controller decisions taken in this server (step, failed, promote, rollback).",
+            ["rollout", "decision"],
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "mlsd_feature_breaker_open",
             "1 while the online store circuit breaker is open or half-open.",

@@ -102,3 +102,11 @@ class ScoringObserver(Protocol):
     def observe(self, batch: ScoredBatch) -> None:
         """Take note of one batch."""
         ...
+
+
+class FailureObserver(Protocol):
+    """Sees every variant that failed to score a request (a canary's error rate)."""
+
+    def failed(self, request: ScoringRequest, variant: str, role: Role, latency_s: float) -> None:
+        """Take note of one failed scoring call of `variant` (the error itself is logged)."""
+        ...

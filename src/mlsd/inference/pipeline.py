@@ -8,9 +8,12 @@
       -> the variant's cache -> its model -> decisions at its threshold
       -> observers (prediction log, metrics, later shadow comparison, drift, audit ...)
 
-The primary's batch answers the caller; shadows are scored after it (on the event loop,
-once the caller's answer is on its way) and only observers see them. Routing layers and
-observers are installed through `install` and `add_observer`, never by mutating a handler.
+The primary's batch answers the caller; shadows are scored after it by the shadow queue's
+worker thread (bounded: a full queue drops and counts, `mlsd.inference.shadow_queue`) and
+only observers see them. A route may name a fallback (a canary's champion): when the
+primary raises, the failure goes to the failure observers and the fallback answers.
+Routing layers and observers are installed through `install` and `add_observer`, never by
+mutating a handler.
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ from mlsd.inference.cache import PredictionCache
 from mlsd.inference.cached import predict_cached, predict_cached_sync
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.observers import Role, ScoredBatch, ScoringObserver, ScoringRequest, decide
+from mlsd.inference.observers import (
+    FailureObserver,
+    Role,
+    ScoredBatch,
+    ScoringObserver,
+    ScoringRequest,
+    decide,
+)
 from mlsd.inference.routing import Route, RoutingLayer, Variant
 from mlsd.inference.runtimes import check_matrix
+from mlsd.inference.shadow_queue import Item, ShadowQueue
 from mlsd.inference.spec import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,7 @@ class ScoringPipeline:
         *,
         cache: PredictionCache | None = None,
         pinned: PinnedEndpoints | None = None,
+        shadow_capacity: int = 1024,
     ) -> None:
         self.assembler = assembler
         self.metrics = metrics
@@ -57,7 +69,9 @@ class ScoringPipeline:
         self._routes: dict[str | None, Route] = {}
         self._layers: list[RoutingLayer] = []
         self._observers: list[tuple[ScoringObserver, bool]] = []
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._failure_observers: list[FailureObserver] = []
+        self._failed_variants: set[str] = set()
+        self.shadows = ShadowQueue(self._score_shadows, metrics, shadow_capacity)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -108,6 +122,14 @@ class ScoringPipeline:
         """Stop showing batches to `observer`."""
         self._observers = [(o, c) for o, c in self._observers if o is not observer]
 
+    def add_failure_observer(self, observer: FailureObserver) -> None:
+        """Tell `observer` of every variant that raised while scoring (primary or shadow)."""
+        self._failure_observers.append(observer)
+
+    def remove_failure_observer(self, observer: FailureObserver) -> None:
+        """Stop telling `observer` of failures."""
+        self._failure_observers = [o for o in self._failure_observers if o is not observer]
+
     # -- routing ------------------------------------------------------------------------------
 
     def route(self, request: ScoringRequest) -> Route:
@@ -136,40 +158,129 @@ class ScoringPipeline:
         """Score a request on the event loop; shadows follow without delaying the answer."""
         started = time.perf_counter()
         route = self.route(request)
-        batch = await self._score_async(route.primary, "primary", request, started)
+        try:
+            batch = await self._score_async(route.primary, "primary", request, started)
+        except Exception as exc:
+            if route.fallback is None:
+                raise
+            self._failed(route.primary, "primary", request, started, exc)
+            batch = await self._score_async(route.fallback, "primary", request, started)
         self._notify(batch)
         if route.shadows:
-            task = asyncio.get_running_loop().create_task(self._shadows(route.shadows, request))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
+            self.shadows.put(route.shadows, request, batch)
         return batch
 
     def score_sync(self, request: ScoringRequest) -> ScoredBatch:
         """Score a request in the calling thread (jobs, stream processors); shadows inline."""
         started = time.perf_counter()
         route = self.route(request)
-        batch = self._score_sync(route.primary, "primary", request, started)
+        try:
+            batch = self._score_sync(route.primary, "primary", request, started)
+        except Exception as exc:
+            if route.fallback is None:
+                raise
+            self._failed(route.primary, "primary", request, started, exc)
+            batch = self._score_sync(route.fallback, "primary", request, started)
         self._notify(batch)
         for variant in route.shadows:
             try:
-                self._notify(self._score_sync(variant, "shadow", request, time.perf_counter()))
+                self._score_shadow(variant, request, batch)
             except Exception:
                 log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
         return batch
 
     async def drain(self) -> None:
-        """Wait for the shadows still being scored (tests, shutdown)."""
-        while self._shadow_tasks:
-            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+        """Wait for the shadows still queued or being scored (tests, shutdown)."""
+        await asyncio.to_thread(self.shadows.join)
 
-    async def _shadows(self, variants: tuple[Variant, ...], request: ScoringRequest) -> None:
-        await asyncio.sleep(0)  # let the caller's answer go out first
-        for variant in variants:
+    def _score_shadow(
+        self, variant: Variant, request: ScoringRequest, primary: ScoredBatch | None = None
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            model = variant.endpoint.current()
+            if primary is not None and primary.model.feature_names == model.feature_names:
+                values, statuses, degraded = primary.values, primary.statuses, primary.degraded
+            else:
+                values, statuses, degraded = self._rows_sync(request, model)
+            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+            batch = self._batch(
+                request, variant, "shadow", model, values, scores, cached, statuses, degraded,
+                started,
+            )  # fmt: skip
+        except Exception as exc:
+            self._failed(variant, "shadow", request, started, exc)
+            raise
+        self._notify(batch)
+
+    def _score_shadows(self, items: list[Item]) -> None:
+        """Score queued shadows: one model call per variant for those reusing their primary's
+        rows (the common case), one by one otherwise or if the joint call fails."""
+        groups: dict[str, list[Item]] = {}
+        for item in items:
+            groups.setdefault(item[0].name, []).append(item)
+        for group in groups.values():
+            variant = group[0][0]
             try:
-                batch = await self._score_async(variant, "shadow", request, time.perf_counter())
-                self._notify(batch)
+                model = variant.endpoint.current()
+            except Exception as exc:  # noqa: BLE001 - each shadow's failure is reported
+                for _, request, _ in group:
+                    self._failed(variant, "shadow", request, time.perf_counter(), exc)
+                continue
+            joint: list[Item] = []
+            alone: list[Item] = []
+            for item in group:
+                same = item[2] is not None and item[2].model.feature_names == model.feature_names
+                (joint if same else alone).append(item)
+            if len(joint) < 2 or not self._joint(variant, model, joint):
+                alone += joint
+            for _, request, primary in alone:
+                try:
+                    self._score_shadow(variant, request, primary)
+                except Exception:  # noqa: BLE001 - reported by _score_shadow
+                    continue
+
+    def _joint(self, variant: Variant, model: LoadedModel, group: list[Item]) -> bool:
+        """Score `group` (primaries' rows, same features) in one call; False if it failed."""
+        started = time.perf_counter()
+        primaries = [p for _, _, p in group if p is not None]
+        values = np.concatenate([p.values for p in primaries], axis=0)
+        try:
+            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+            batches, start = [], 0
+            for (_, request, _), p in zip(group, primaries, strict=True):
+                end = start + len(p.values)
+                batches.append(self._batch(
+                    request, variant, "shadow", model, p.values, scores[start:end],
+                    cached[start:end], p.statuses, p.degraded, started,
+                ))  # fmt: skip
+                start = end
+        except Exception:  # noqa: BLE001 - scored again one by one, each failure reported
+            return False
+        for batch in batches:
+            self._notify(batch)
+        return True
+
+    def _failed(
+        self,
+        variant: Variant,
+        role: Role,
+        request: ScoringRequest,
+        started: float,
+        error: Exception,
+    ) -> None:
+        if variant.name not in self._failed_variants:  # once per variant: a canary may fail a lot
+            self._failed_variants.add(variant.name)
+            log.warning(
+                "%s %s failed on request %s: %r (further failures are counted, not logged)",
+                role, variant.name, request.request_id, error,
+            )  # fmt: skip
+        latency = time.perf_counter() - started
+        for observer in self._failure_observers:
+            try:
+                observer.failed(request, variant.name, role, latency)
             except Exception:
-                log.exception("shadow %s failed (request %s)", variant.name, request.request_id)
+                log.exception("failure observer %r failed", observer)
 
     async def _score_async(
         self, variant: Variant, role: Role, request: ScoringRequest, started: float

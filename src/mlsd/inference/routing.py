@@ -26,10 +26,13 @@ class Variant:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The variant that answers a request and the variants that score it in shadow."""
+    """The variant that answers a request, the variants that score it in shadow, and the
+    variant that answers instead if the primary fails (a canary's champion: a challenger
+    that raises costs its customers no failed request, and its error is still counted)."""
 
     primary: Variant
     shadows: tuple[Variant, ...] = ()
+    fallback: Variant | None = None
 
 
 class RoutingLayer(Protocol):

@@ -11,6 +11,7 @@ from mlsd.lab.experiment import Experiment
 EXPERIMENTS: dict[str, str] = {
     "ab-test": "mlsd.lab.ab_test:EXPERIMENT",
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
+    "canary": "mlsd.lab.canary:EXPERIMENT",
     "shadow-divergence": "mlsd.lab.shadow_divergence:EXPERIMENT",
 }
 

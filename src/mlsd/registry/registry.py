@@ -42,6 +42,7 @@ from mlsd.registry.names import (
     parse_uri,
 )
 from mlsd.registry.profile import PROFILE_ARTIFACT, ReferenceProfile, load_profile
+from mlsd.registry.rollouts import RolloutStore
 from mlsd.registry.signature import Signature
 from mlsd.settings import Settings, get_settings
 
@@ -84,6 +85,11 @@ class Registry:
         except BaseException:
             metadata.close()
             raise
+
+    @property
+    def rollouts(self) -> RolloutStore:
+        """Rollout state (rows, history, leases, change counter), in the metadata database."""
+        return cast(RolloutStore, self.metadata)
 
     def close(self) -> None:
         """Release the metadata connection."""

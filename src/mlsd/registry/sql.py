@@ -1,8 +1,9 @@
 """The SQL both metadata backends share; each backend supplies a connection and a dialect.
 
 This module holds versions, tags, search and environments; `sql_aliases` holds
-alias moves and gate decisions; `sql_schema` the tables. A parsed-version cache
-makes repeated reads cheap without ever serving stale tags or status.
+alias moves and gate decisions; `sql_rollouts` the rollout state; `sql_schema` the
+tables. A parsed-version cache makes repeated reads cheap without ever serving stale tags
+or status.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from datetime import datetime
 
 from mlsd.errors import NotFoundError, ValidationError
 from mlsd.registry.models import BODY_FIELDS, Environment, ModelSummary, ModelVersion
-from mlsd.registry.sql_aliases import SqlAliases
+from mlsd.registry.sql_rollouts import SqlRollouts
 from mlsd.registry.sql_schema import DDL, Row, Tx, ts
 
 __all__ = ["Row", "SqlMetadataStore", "Tx"]
 
 
-class SqlMetadataStore(SqlAliases):
+class SqlMetadataStore(SqlRollouts):
     """`MetadataStore` over any DB-API connection; subclasses give transactions and locks."""
 
     serial = "INTEGER PRIMARY KEY AUTOINCREMENT"

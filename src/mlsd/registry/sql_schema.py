@@ -2,8 +2,9 @@
 
 Tables: `registered_models` (one row per name, holding the version counter),
 `model_versions` (immutable JSON body + status), `version_tags`, `aliases`,
-`alias_moves` (the history), `environments` (stored once per digest) and
-`gate_decisions`. The body holds the fields of `BODY_FIELDS` (the decision threshold
+`alias_moves` (the history), `environments` (stored once per digest),
+`gate_decisions`, and the rollout state (`rollouts`, `rollout_events`, `rollout_clock`:
+see `sql_rollouts`). The body holds the fields of `BODY_FIELDS` (the decision threshold
 among them, so registries made before it existed need no migration: their versions
 read `threshold=None`). Timestamps are ISO-8601 UTC text, so both backends sort them
 the same way. SQL is written with `?` placeholders.
@@ -37,6 +38,17 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS environments (hash TEXT PRIMARY KEY, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS gate_decisions (seq {serial}, name TEXT NOT NULL,"
     " version INTEGER NOT NULL, alias TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS rollouts (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL,"
+    " kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL, step INTEGER NOT NULL,"
+    " share DOUBLE PRECISION NOT NULL, failed_checks INTEGER NOT NULL,"
+    " checks INTEGER NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    " holder TEXT, lease_until TEXT, active_endpoint TEXT UNIQUE)",
+    "CREATE TABLE IF NOT EXISTS rollout_events (seq {serial}, rollout_id TEXT NOT NULL,"
+    " at TEXT NOT NULL, kind TEXT NOT NULL, step INTEGER NOT NULL,"
+    " share DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, actor TEXT NOT NULL,"
+    " reason TEXT NOT NULL, figures TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS rollout_events_id ON rollout_events (rollout_id, seq)",
+    "CREATE TABLE IF NOT EXISTS rollout_clock (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
 )
 MOVE_COLUMNS = "name, alias, from_version, to_version, at, kind, reason, actor"
 

@@ -55,6 +55,7 @@ class SplitLayer:
         self.rollout_id = rollout_id
         self.challenger = Variant(f"{rollout_id}:challenger", challenger.endpoint)
         self._champion_name = f"{rollout_id}:champion"
+        self._champion: Variant | None = None  # made once per endpoint, not per request
         self._limit = _limit(share_percent)
 
     @property
@@ -69,10 +70,14 @@ class SplitLayer:
         self._limit = _limit(share_percent)
 
     def route(self, request: ScoringRequest, route: Route) -> Route:
-        """The challenger for customers below the split, the champion (renamed) otherwise."""
-        if bucket(self.rollout_id, assignment_key(request)) < self._limit:
-            return Route(self.challenger, route.shadows)
-        return Route(Variant(self._champion_name, route.primary.endpoint), route.shadows)
+        """The challenger for customers below the split (the champion answering if it
+        fails), the champion (renamed) otherwise."""
+        champion = self._champion
+        if champion is None or champion.endpoint is not route.primary.endpoint:
+            champion = self._champion = Variant(self._champion_name, route.primary.endpoint)
+        if self._limit and bucket(self.rollout_id, assignment_key(request)) < self._limit:
+            return Route(self.challenger, route.shadows, fallback=champion)
+        return Route(champion, route.shadows)
 
 
 class BlueGreenLayer:
@@ -83,8 +88,8 @@ class BlueGreenLayer:
         self.green = Variant(f"{rollout_id}:green", green.endpoint)
 
     def route(self, request: ScoringRequest, route: Route) -> Route:
-        """Green answers."""
-        return Route(self.green, route.shadows)
+        """Green answers; blue (the endpoint's own version) if green fails."""
+        return Route(self.green, route.shadows, fallback=route.primary)
 
 
 def layer_for(spec: RolloutSpec, challenger: Variant) -> ShadowLayer | SplitLayer | BlueGreenLayer:

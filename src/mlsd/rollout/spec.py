@@ -29,8 +29,14 @@ class Guardrails(BaseModel):
 
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     max_p99_ms: Annotated[float, Field(gt=0, le=60_000)] = 50.0
-    #: Population stability index of the challenger's scores against the champion's.
+    #: Population stability index of the challenger's scores against the champion's (a check
+    #: fails on it only when a two-sample KS test also finds a difference, p < 0.01).
     max_score_psi: Annotated[float, Field(gt=0, le=10)] = 0.25
+    #: When labels exist: the challenger's fraud catch rate must not be significantly
+    #: (one-sided Fisher test, p < 0.05) below this fraction of the champion's.
+    min_catch_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
+    #: A check on fewer challenger requests decides nothing (neither a pass nor a failure).
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 30
 
 
 def _even_split() -> dict[Arm, float]:
@@ -44,6 +50,8 @@ class RolloutSpec(BaseModel):
 
     id: Annotated[str, Field(pattern=NAME)]
     endpoint: Annotated[str, Field(pattern=NAME)] = "fraud"
+    #: The alias a promotion moves to the challenger (and a rollback back to the champion).
+    alias: Annotated[str, Field(pattern=NAME)] = "champion"
     kind: RolloutKind
     champion: Annotated[int, Field(ge=1)]
     challenger: Annotated[int, Field(ge=1)]

@@ -24,7 +24,7 @@ from starlette.routing import compile_path
 from mlsd import __version__
 from mlsd.errors import MlsdError
 from mlsd.inference.metrics import CONTENT_TYPE, ServingMetrics
-from mlsd.serving import routes_admin, routes_v1, routes_v2, tuning
+from mlsd.serving import routes_admin, routes_rollouts, routes_v1, routes_v2, tuning
 from mlsd.serving.hotpath import HotPaths, score_handler
 from mlsd.serving.schemas import error_body, field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
@@ -225,6 +225,7 @@ def create_app(
     app.include_router(routes_v1.router)
     app.include_router(routes_v2.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_rollouts.router)
 
     if svc.jobs is not None:
         from mlsd.serving import routes_jobs

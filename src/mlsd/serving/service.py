@@ -30,6 +30,9 @@ from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
 from mlsd.inference.spec import LoadedModel
 from mlsd.inference.store_probe import StoreProbe
+from mlsd.registry import Registry
+from mlsd.rollout.agent import RolloutAgent
+from mlsd.rollout.manage import RolloutManager
 from mlsd.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,6 +80,13 @@ class ServeOptions:
     drift_window_s: float = 300.0
     alert_rules: str | None = None
     alert_webhook: str | None = None
+    #: Follow the registry's rollouts (layers, shares, ends) and run the canary controllers
+    #: this process holds the lease of; `rollout_poll_s` is how often the change counter is
+    #: read (a change reaches every server within it).
+    watch_rollouts: bool = True
+    rollout_poll_s: float = 0.2
+    #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
+    shadow_capacity: int = 1024
 
 
 class Service:
@@ -125,6 +135,7 @@ class Service:
             self.metrics,
             cache=cache,
             pinned=self._pinned,
+            shadow_capacity=self.options.shadow_capacity,
         )
         self.pipeline.add_observer(MetricsObserver(self.metrics))
         if prediction_log is not None:
@@ -136,6 +147,18 @@ class Service:
         self.owned: list[Any] = []  # backends opened for this service, closed with it
         host.on_swap(self._swapped)
         host.on_load(self._loaded)
+        self.rollouts = self._rollout_agent()
+
+    def _rollout_agent(self) -> RolloutAgent | None:
+        """The rollout agent, when the models come from a registry (which holds the state)."""
+        registry = self.host.registry
+        if not isinstance(registry, Registry):
+            return None
+        views = self.features.view_versions if isinstance(self.features, FeatureStore) else None
+        return RolloutAgent(
+            RolloutManager(registry, views), self.pipeline, self.host,
+            poll_s=self.options.rollout_poll_s,
+        )  # fmt: skip
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -187,6 +210,11 @@ class Service:
         self.loaded = True
         if self.options.watch_aliases:
             self.host.start()
+        if self.rollouts is not None:
+            if self.options.watch_rollouts:
+                self.rollouts.start()
+            else:
+                self.rollouts.sync(force=True)  # the state at start, followed on demand
 
     def load_when_available(self, stop: threading.Event) -> bool:
         """`load_all`, retried until it works or `stop` is set; True once loaded.
@@ -218,7 +246,9 @@ class Service:
             self.metrics.alias_lag.labels(name, alias).set(1 if (name, alias) in lagging else 0)
 
     def close(self) -> None:
-        """Stop the watcher and the job queue, flush the log, release backends."""
+        """Stop the watchers and the job queue, flush the log, release backends."""
+        if self.rollouts is not None:
+            self.rollouts.stop()
         self.host.stop()
         if self.jobs is not None:
             self.jobs.stop()

@@ -49,6 +49,7 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
         "prediction log",
         "what the fraud team reads",
         "cards flagged per day",
+        "canary: a good and a bad challenger",
     )
     for stage in stages:
         assert stage in out
@@ -62,6 +63,9 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
     assert "Traceback" not in proc.stderr
     assert "{" not in out, "a raw dict was printed"
     assert "…" not in out, "a table cell was cut off at 80 columns"
+    canaries = json.loads((demo / "reports" / "demo-replay.json").read_text())["rollouts"]
+    outcomes = [(c["outcome"], c["failed requests"]) for c in canaries["canaries"]]
+    assert outcomes == [("promoted", 0), ("rolled_back", 0)], canaries
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`mlsd divergence` and `mlsd ab` on a stored prediction log: figures, alert, bad input."""
+"""`mlsd rollout divergence` and `mlsd rollout ab` on a stored log: figures, alert, bad input."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _store(home: Path, records: list[PredictionRecord]) -> None:
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    monkeypatch.setattr("sys.argv", ["mlsd", *args])
+    monkeypatch.setattr("sys.argv", ["mlsd", "rollout", *args])
     try:
         run()
     except SystemExit as exited:
@@ -103,12 +103,12 @@ def test_ab_arms_against_the_labels_of_a_dataset(
 def test_ab_plan_prints_both_horizons_and_refuses_nonsense(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["ab-plan", "--baseline", "0.2", "--mde", "0.1", "--per-hour", "10", "--runs", "50"]
+    args = ["plan", "--baseline", "0.2", "--mde", "0.1", "--per-hour", "10", "--runs", "50"]
     assert _cli(monkeypatch, *args, "--json") == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["fixed_n_per_arm"] == 294
     assert plan["fixed_hours"] == pytest.approx(29.4)
     assert _cli(monkeypatch, *args) == 0
     assert "mSPRT" in capsys.readouterr().out
-    assert _cli(monkeypatch, "ab-plan", "--baseline", "0", "--mde", "0.1", "--per-hour", "9") == 2
+    assert _cli(monkeypatch, "plan", "--baseline", "0", "--mde", "0.1", "--per-hour", "9") == 2
     assert "baseline" in capsys.readouterr().err

@@ -87,6 +87,7 @@ def make_service(
     opts = ServeOptions(
         batching=batching or BatchConfig(max_batch_size=32, max_delay_ms=-1),
         watch_aliases=options.pop("watch_aliases", False),
+        watch_rollouts=options.pop("watch_rollouts", False),
         **options,
     )
     service = Service(

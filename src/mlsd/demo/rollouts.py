@@ -1,0 +1,178 @@
+"""The demo's rollout step: a challenger goes through a canary to promotion, and a bad one
+(raising on a tenth of its inputs) is rolled back automatically.
+
+Both run on the demo's own registry and feature store, under the held-out days' real
+transactions (labels known, so the catch-rate guardrail is live), through a real service:
+`RolloutManager.start` writes the spec, the service's rollout agent installs the split and
+its controller decides every interval. The good challenger is the champion's artifacts
+registered again as a new version (training another model would cost the demo tens of
+seconds; what is shown is the canary, not a better model).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mlsd.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlsd.data.transaction import Transaction
+    from mlsd.serving.service import Service
+
+STEPS = [10.0, 50.0, 100.0]
+INTERVAL_S = 0.3
+RATE = 300.0  # requests per second, paced
+CAP_S = 6.0  # per rollout
+GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 50.0, "max_score_psi": 0.25,
+              "min_catch_ratio": 0.8, "min_requests": 30}  # fmt: skip
+
+
+def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) -> dict[str, Any]:
+    """Run both canaries; print their table; return its rows."""
+    from mlsd.data import schema
+    from mlsd.features.store import FeatureStore
+    from mlsd.inference.endpoint import VersionEndpoint
+    from mlsd.inference.host import ModelHost
+    from mlsd.registry import Registry
+    from mlsd.rollout.testing import KnownLabels, broken
+    from mlsd.serving.schemas import transactions_from_records
+    from mlsd.serving.service import ServeOptions, Service
+
+    txs = transactions_from_records(traffic.head(int(RATE * CAP_S * 2)).to_dict("records"))
+    labels = KnownLabels(dict(zip(traffic[schema.TRANSACTION_ID].tolist(),
+                                  traffic[schema.TX_FRAUD].tolist(), strict=True)))  # fmt: skip
+    store = FeatureStore.open(settings)
+    registry = Registry.open(settings)
+    try:
+        champion = registry.resolve("models:/fraud@champion")
+        files = {name: registry.load_artifact(champion, name) for name in champion.artifacts}
+
+        def again(note: str) -> int:
+            return registry.register(
+                "fraud", files, flavor=champion.flavor, signature=champion.signature,
+                lineage=champion.lineage, params=champion.params, metrics=champion.metrics,
+                threshold=champion.threshold, tags={"demo": note},
+                description=f"demo canary challenger: {note}",
+            ).version  # fmt: skip
+
+        good, bad = again("copy of the champion"), again("raises on 10 % of inputs")
+        host = ModelHost(registry, served_views=store.view_versions)
+        options = ServeOptions(watch_aliases=False, watch_rollouts=True, rollout_poll_s=0.05)
+        service = Service(settings, host, options=options, features=store)
+        service.load_all()
+        agent = service.rollouts
+        if agent is None:  # the service reads models from a registry: it has one
+            raise RuntimeError("the service has no rollout agent")
+
+        def endpoint_for(name: str, version: int) -> Any:
+            host.load(f"{name}/{version}")
+            model = host.get(name, version=version)
+            return VersionEndpoint(broken(model, "raising") if version == bad else model)
+
+        agent.endpoint_for = endpoint_for
+        agent.labels = labels
+        rows = []
+        try:
+            for rid, version, what in (("demo-good", good, "the champion's copy"),
+                                       ("demo-bad", bad, "raises on 10 %")):  # fmt: skip
+                rows.append(_canary(service, registry, rid, version, what, txs))
+        finally:
+            service.close()
+    finally:
+        registry.close()
+        store.close()
+    console.print(_table(rows))
+    return {"canaries": rows}
+
+
+def _canary(service: Service, registry: Any, rid: str, challenger: int, what: str,
+            txs: list[Transaction]) -> dict[str, Any]:  # fmt: skip
+    from mlsd.rollout.manage import RolloutManager
+    from mlsd.rollout.spec import RolloutSpec
+
+    champion = registry.aliases("fraud")["champion"]
+    spec = RolloutSpec.model_validate(
+        {"id": f"{rid}-{int(time.time())}", "kind": "canary", "champion": champion,
+         "challenger": challenger, "steps": STEPS, "interval_s": INTERVAL_S,
+         "max_failed_checks": 1, "guardrails": GUARDRAILS}
+    )  # fmt: skip
+    manager = RolloutManager(registry)
+    manager.start(spec, actor="demo")
+    agent = service.rollouts
+    if agent is None:  # the service reads models from a registry: it has one
+        raise RuntimeError("the service has no rollout agent")
+    agent.sync()
+    analysis, controller = agent.installed[spec.id].analysis, agent.controller(spec.id)
+    if analysis is None:  # a canary always has one
+        raise RuntimeError("the canary has no analysis")
+    started = time.monotonic()
+    answered, failed = asyncio.run(_traffic(service, txs, lambda: spec.id not in agent.installed))
+    took = time.monotonic() - started
+    record = registry.rollouts.get_rollout(spec.id)
+    if record.state == "running":
+        manager.abort(spec.id, actor="demo", reason=f"the demo's {CAP_S:g} s cap")
+        record = registry.rollouts.get_rollout(spec.id)
+    events = registry.rollouts.rollout_events(spec.id)
+    last = controller.last
+    if record.state == "promoted":
+        why = f"all {len(STEPS)} steps passed ({len(events) - 1} decisions)"
+    elif last is not None and last.failures:
+        why = "; ".join(last.failures)
+    else:
+        why = events[-1].reason
+    return {
+        "rollout": spec.id, "challenger": f"v{challenger}: {what}",
+        "outcome": record.state, "steps reached": max(e.share for e in events),
+        "seconds": round(took, 1), "requests": answered,
+        "answered by challenger": analysis.exposed_requests,
+        "customers exposed": len(analysis.exposed_customers), "failed requests": failed,
+        "why": why, "history": [e.reason for e in events],
+    }  # fmt: skip
+
+
+async def _traffic(service: Service, txs: list[Transaction], over: Any) -> tuple[int, int]:
+    from mlsd.inference.observers import ScoringRequest
+
+    started, sent, failed = time.monotonic(), 0, 0
+    for tx in txs:
+        if over() or time.monotonic() - started > CAP_S:
+            break
+        try:
+            await service.score(ScoringRequest(f"demo-{tx.transaction_id}", "score", [tx]))
+        except Exception:  # noqa: BLE001 - a failed answer is what this counts
+            failed += 1
+        sent += 1
+        await asyncio.sleep(max(started + sent / RATE - time.monotonic(), 0.0))
+    return sent, failed
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    steps = " → ".join(f"{s:g}" for s in STEPS)
+    title = (
+        f"canary rollouts: steps {steps} % of customers, a check every {INTERVAL_S:g} s, "
+        "one failed check rolls back"
+    )
+    caption = (
+        "seconds: start to promotion or rollback; requests: the held-out days' transactions "
+        f"sent meanwhile ({RATE:g}/s); on challenger: those it answered; customers: distinct "
+        "ones it answered; failed: requests answered with an error (the champion answers "
+        "when the challenger raises)"
+    )
+    table = Table(title=title, caption=caption)
+    for column in ("challenger", "outcome", "max %", "seconds", "requests", "on challenger",
+                   "customers", "failed", "why"):  # fmt: skip
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["challenger"], r["outcome"].replace("_", " "), f"{r['steps reached']:g}",
+            f"{r['seconds']:.1f}", str(r["requests"]), str(r["answered by challenger"]),
+            str(r["customers exposed"]), str(r["failed requests"]), r["why"],
+        )  # fmt: skip
+    return table
