@@ -11,10 +11,12 @@ the served `fraud` / version 1, so bodies reach the model; and the admin operati
 change what is served (load, unload, move an alias), apart: schemathesis reuses names it
 read in answers, so it does unload `fraud@champion`, after which readiness is rightly 503.
 
-Two allowances, only where a static spec cannot speak, both for valid data answered 422:
+Three allowances, only where a static spec cannot speak, all for valid data answered 422:
 a V2 tensor whose value count or shape does not fit the served model's signature
-(`[n, 15]`) on `/infer`; and a job `path` naming no Parquet file in the data folder on
-`/v1/jobs` (its rows are the `/v1/score` transactions, checked there without allowance).
+(`[n, 15]`) on `/infer`; a job `path` naming no Parquet file in the data folder on
+`/v1/jobs` (its rows are the `/v1/score` transactions, checked there without allowance);
+and a rollout spec sent as YAML text (any string to the spec) that is not a spec, on
+`POST /admin/rollouts`.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _config(run: str) -> SchemathesisConfig:
         "phases": {"stateful": {"enabled": False}},
         "operations": [  # schemathesis reuses `fraud` read in answers: every run needs them
             {
-                "include-path-regex": "/infer$|^/v1/jobs$",
+                "include-path-regex": "/infer$|^/v1/jobs$|^/admin/rollouts$",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "422"]}},
             }
         ],
