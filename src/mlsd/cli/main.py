@@ -43,10 +43,20 @@ def _root(
 
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
-    from mlsd.cli import demo, features, lab, predictions, registry, serve, simulate, train
+    from mlsd.cli import (
+        compress,
+        demo,
+        features,
+        lab,
+        predictions,
+        registry,
+        serve,
+        simulate,
+        train,
+    )
 
     app.command("simulate")(simulate.simulate)
-    for module in (features, train, registry, serve, lab, predictions):
+    for module in (features, train, registry, compress, serve, lab, predictions):
         module.register(app)
     app.command("demo")(demo.demo)
 

@@ -10,6 +10,9 @@ from mlsd.lab.experiment import Experiment
 #: name -> "module:attribute" of its `Experiment`.
 EXPERIMENTS: dict[str, str] = {
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
+    "compression": "mlsd.lab.compression:EXPERIMENT",
+    "quantization": "mlsd.lab.quantization:EXPERIMENT",
+    "latency-budget": "mlsd.lab.latency_budget:EXPERIMENT",
 }
 
 

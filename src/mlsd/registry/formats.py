@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 Flavor = Literal["lightgbm", "logistic"]
 FLAVORS: tuple[Flavor, ...] = ("lightgbm", "logistic")
+"""The flavors training fits."""
+StoredFlavor = Literal["lightgbm", "logistic", "onnx"]
+ONNX_FLAVOR: Literal["onnx"] = "onnx"
+"""A model known only by its ONNX graph: the compressed neural variants (`mlsd.compression`)."""
+STORED_FLAVORS: tuple[StoredFlavor, ...] = (*FLAVORS, ONNX_FLAVOR)
+"""The flavors the registry stores: the trainable ones, and ONNX-only models."""
 
 ONNX_ARTIFACT = "model.onnx"
 """Every flavor's serving form: ONNX, float32 `input` (n, k) -> `probabilities` (n, 2)."""
@@ -33,9 +39,10 @@ LIGHTGBM_ARTIFACT = "model.lgb.txt"
 """A LightGBM model's own text (`Booster.model_to_string`)."""
 COEFFICIENTS_ARTIFACT = "coefficients.json"
 """A logistic model's scaler statistics and weights, enough to score with numpy alone."""
-NATIVE_ARTIFACT: dict[Flavor, str] = {
+NATIVE_ARTIFACT: dict[StoredFlavor, str] = {
     "lightgbm": LIGHTGBM_ARTIFACT,
     "logistic": COEFFICIENTS_ARTIFACT,
+    "onnx": ONNX_ARTIFACT,
 }
 """Each flavor's own (non-ONNX) form, for audits, reloads and the native fallback."""
 
@@ -51,6 +58,19 @@ def check_flavor(flavor: str, field: str = "flavor") -> Flavor:
     """`flavor` if mlsd knows it; ValidationError naming `field` otherwise."""
     if flavor not in FLAVORS:
         raise ValidationError(f"unknown flavor {flavor!r}; use one of {FLAVORS}", field=field)
+    return flavor
+
+
+def check_stored_flavor(flavor: str, field: str = "flavor") -> StoredFlavor:
+    """`flavor` if the registry can store it (a trainable flavor or `onnx`).
+
+    >>> check_stored_flavor("onnx")
+    'onnx'
+    """
+    if flavor not in STORED_FLAVORS:
+        raise ValidationError(
+            f"unknown flavor {flavor!r}; use one of {STORED_FLAVORS}", field=field
+        )
     return flavor
 
 

@@ -1,0 +1,145 @@
+"""The compression report: one table, one Pareto plot, the answer in numbers, the GPU sum.
+
+The Pareto front is drawn over (one-row p50 latency, test AP): a variant is on it when no
+other is both faster and more accurate. Ratios are against the source measured in the same
+run, in the same runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mlsd.compression.measure import BATCHES, Measured
+
+Row = dict[str, str | int | float]
+
+GPU_NOTE = (
+    "No GPU or TPU is on this machine, so none was measured. To price your hardware: run "
+    "the same variant there at your batch size and read its rows/s (R) and the device's "
+    "price per hour (P, or for a CPU core: CPU-seconds per row x 1e6 / 3600 x $/core-hour); "
+    "cost per million predictions = P / (3600 x R) x 1e6, and one-row latency = the p50 "
+    "you measure at batch 1 plus the host-to-device copy. A GPU pays when R grows with the "
+    "batch faster than P exceeds a CPU core's price: for tree ensembles of this size on one "
+    "row it rarely does."
+)
+
+
+def table(measured: list[Measured], source: str) -> list[Row]:
+    """One row per variant and runtime, with speed and size ratios against the source."""
+    base = {m.runtime: m for m in measured if m.variant == source}
+    rows: list[Row] = []
+    for m in measured:
+        ref = base.get(m.runtime) or base["onnxruntime"]
+        row: Row = {
+            "variant": m.variant, "runtime": m.runtime, "AUC": m.auc_roc,
+            "AP": m.average_precision, "CP@100": m.card_precision_at_100,
+            "p50 µs": m.p50_us, "p99 µs": m.p99_us,
+        }  # fmt: skip
+        for batch in BATCHES:
+            row[f"rows/s @{batch}"] = m.rows_per_s[batch]
+        row["× rows/s @1024"] = m.rows_per_s[1024] / ref.rows_per_s[1024]
+        row["size KB"] = m.size_bytes / 1024
+        row["× size"] = m.size_bytes / ref.size_bytes
+        row["RSS MB"] = m.rss_mb
+        row["$ / M pred."] = m.usd_per_million
+        rows.append(row)
+    return rows
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both (lower x, higher y).
+
+    >>> pareto([(1.0, 0.5), (2.0, 0.6), (3.0, 0.55), (0.5, 0.1)])
+    [0, 1, 3]
+    """
+    front = []
+    for i, (x, y) in enumerate(points):
+        beaten = any(
+            (x2 <= x and y2 >= y) and (x2 < x or y2 > y)
+            for j, (x2, y2) in enumerate(points)
+            if j != i
+        )
+        if not beaten:
+            front.append(i)
+    return front
+
+
+def answer(measured: list[Measured], source: str, usd_per_core_hour: float) -> str:
+    """The measured answer: the source, the fastest on the front, the int8 story, the cost."""
+    onnx = [m for m in measured if m.runtime == "onnxruntime"]
+    src = next(m for m in onnx if m.variant == source)
+    front = [onnx[i] for i in pareto([(m.p50_us, m.average_precision) for m in onnx])]
+    near = [m for m in onnx if m.average_precision >= 0.98 * src.average_precision and m is not src]
+    parts = [
+        f"The source ({source}) scores test AP {src.average_precision:.3f}, AUC "
+        f"{src.auc_roc:.3f}, CP@100 {src.card_precision_at_100:.3f}; in ONNX Runtime one row "
+        f"takes {src.p50_us:.1f} µs p50 ({src.p99_us:.1f} µs p99), a 1,024-row batch "
+        f"{src.rows_per_s[1024]:,.0f} rows/s; {src.size_bytes / 1024:,.0f} KB, "
+        f"${src.usd_per_million:.5f} per million predictions at ${usd_per_core_hour:g}/core-hour."
+    ]
+    if near:
+        best = max(near, key=lambda m: m.rows_per_s[1024])
+        parts.append(
+            f"Within 2 % of its AP, {best.variant} (AP {best.average_precision:.3f}) serves "
+            f"{best.rows_per_s[1024] / src.rows_per_s[1024]:.1f}× the rows/s at batch 1,024 in "
+            f"{best.size_bytes / src.size_bytes:.0%} of the size."
+        )
+    parts.append(
+        "Pareto front (one-row p50 vs AP): "
+        + ", ".join(f"{m.variant} ({m.p50_us:.1f} µs, AP {m.average_precision:.3f})" for m in front)
+        + "."
+    )
+    fp32 = next(
+        (m for m in onnx if m.variant.endswith("mlp-fp32") and "student" in m.variant), None
+    )
+    int8 = [m for m in onnx if "int8" in m.variant]
+    if fp32 and int8:
+        slow = [m for m in int8 if m.rows_per_s[1024] < fp32.rows_per_s[1024]]
+        parts.append(
+            f"Honest where it hurts: {len(slow)} of {len(int8)} int8 variants are slower than "
+            f"the fp32 MLP they came from ({fp32.rows_per_s[1024]:,.0f} rows/s at 1,024; "
+            + ", ".join(f"{m.variant.split('-mlp-')[-1]} {m.rows_per_s[1024]:,.0f}" for m in int8)
+            + "): a 15-input MLP of 32+16 units does ~1,000 multiply-adds per row, so the "
+            "QuantizeLinear/DequantizeLinear (or dynamic range) work around each int8 MatMul "
+            "costs more than the int8 arithmetic saves; int8 pays on large layers and CPUs "
+            "with VNNI, and its sizes here (a few KB) save nothing that matters."
+        )
+    return " ".join(parts)
+
+
+def pareto_plot(measured: list[Measured], source: str) -> Callable[[Path], None]:
+    """AP against one-row p50 (log), one marker per variant (ONNX Runtime), front drawn."""
+
+    def draw(path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        onnx = [m for m in measured if m.runtime == "onnxruntime"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+        for axis, x_of, label in (
+            (left, lambda m: m.p50_us, "one-row p50 latency (µs), ONNX Runtime 1 thread"),
+            (right, lambda m: 1e6 / m.rows_per_s[1024], "µs per row at batch 1,024"),
+        ):
+            points = [(x_of(m), m.average_precision) for m in onnx]
+            front = sorted(pareto(points), key=lambda i: points[i][0])
+            for m, (x, y) in zip(onnx, points, strict=True):
+                colour = "tab:red" if m.variant == source else (
+                    "tab:green" if m.family == "tree" else "tab:blue")  # fmt: skip
+                axis.scatter([x], [y], s=20 + min(m.size_bytes / 1024, 400), color=colour,
+                             alpha=0.7)  # fmt: skip
+                axis.annotate(m.variant, (x, y), fontsize=7, xytext=(3, 3),
+                              textcoords="offset points")  # fmt: skip
+            axis.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--",
+                      lw=1, label="Pareto front")  # fmt: skip
+            axis.set(xscale="log", xlabel=label, ylabel="test average precision")
+            axis.legend(loc="lower right")
+        left.set_title("accuracy vs latency (marker area ~ size on disk)")
+        right.set_title("accuracy vs throughput cost; red = source, green = trees")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+    return draw
