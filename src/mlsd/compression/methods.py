@@ -61,7 +61,7 @@ def check_methods(methods: tuple[str, ...] | None, flavor: str) -> tuple[list[st
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """ONNX Runtime's quantizer logs a pre-processing hint on the root logger every call."""
     root = logging.getLogger()
     level = root.level
@@ -113,7 +113,7 @@ def make_variants(
         made.append(distill.label_mlp(blocks, **mlp))  # type: ignore[arg-type]
         advance("mlp")
     if base is not None and needs_base:
-        with _quiet():
+        with quiet():
             made += precision_variants(base, blocks, methods, options, advance)
     return made
 
@@ -174,12 +174,12 @@ def static_variant(
         def ap(graph: bytes) -> float:
             return float(average_precision_score(y, onnx_scorer(graph)(X)))
 
-        with _quiet():
+        with quiet():
             alone = quantize.sensitivity(base.onnx, matrix, ap)
         losses = {layer: fp32 - value for layer, value in alone.items()}
         keep = [max(losses, key=lambda k: losses[k])]
         extra = {"layer_validation_ap_loss": losses}
-    with _quiet():
+    with quiet():
         data = quantize.int8_static(base.onnx, matrix, per_channel=per_channel, keep_fp32=keep)
     suffix = {"int8_static": "int8-static", "int8_static_per_channel": "int8-static-channel",
               "int8_mixed": "int8-mixed"}[method]  # fmt: skip

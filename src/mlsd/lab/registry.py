@@ -12,7 +12,6 @@ EXPERIMENTS: dict[str, str] = {
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
     "compression": "mlsd.lab.compression:EXPERIMENT",
     "quantization": "mlsd.lab.quantization:EXPERIMENT",
-    "latency-budget": "mlsd.lab.latency_budget:EXPERIMENT",
 }
 
 
