@@ -45,7 +45,7 @@ class Blocks:
     test: pd.DataFrame
     config: TrainConfig
 
-    def X(self, part: str) -> NDArray[np.float32]:
+    def X(self, part: str) -> NDArray[np.float32]:  # noqa: N802 - X, y as scikit-learn names them
         """The float32 feature matrix of `train`, `valid` or `test` (`unlabelled` = `valid`)."""
         frame = self.valid if part == "unlabelled" else getattr(self, part)
         return matrix(frame, self.features)

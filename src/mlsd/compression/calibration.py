@@ -44,9 +44,9 @@ def calibration_set(
         n_fraud = round(rows * fraud_share)
     n_fraud = min(n_fraud, len(frauds))
     n_legit = min(rows - n_fraud, len(legit))
-    chosen = np.concatenate([
-        rng.choice(frauds, n_fraud, replace=False), rng.choice(legit, n_legit, replace=False)
-    ])  # fmt: skip
+    chosen = np.concatenate(
+        [rng.choice(frauds, n_fraud, replace=False), rng.choice(legit, n_legit, replace=False)]
+    )
     chosen.sort()
     values, labels = X[chosen], y[chosen]
     if len(values) == 0:
@@ -58,9 +58,11 @@ def calibration_set(
             "class clip the other's values; include frauds (a stratified set)",
             field="calibration",
         )
-    how = "legit only" if legit_only else (
-        "base rate" if fraud_share is None else f"stratified, {fraud_share:.0%} frauds"
-    )  # fmt: skip
+    how = (
+        "legit only"
+        if legit_only
+        else ("base rate" if fraud_share is None else f"stratified, {fraud_share:.0%} frauds")
+    )
     return values, Calibration(
         len(values), int(labels.sum()), calibration_hash(values, labels), how
     )

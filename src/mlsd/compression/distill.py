@@ -12,6 +12,8 @@ teaches them without a single label. Two students:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -22,8 +24,13 @@ from mlsd.compression.variant import Variant
 from mlsd.registry.formats import ONNX_ARTIFACT, ONNX_FLAVOR
 from mlsd.training.models import Scorer
 
-STUDENT_GBM = {"n_estimators": 60, "num_leaves": 8, "max_depth": 3, "learning_rate": 0.1,
-               "min_child_samples": 50}  # fmt: skip
+STUDENT_GBM: dict[str, Any] = {
+    "n_estimators": 60,
+    "num_leaves": 8,
+    "max_depth": 3,
+    "learning_rate": 0.1,
+    "min_child_samples": 50,
+}
 
 
 def transfer_set(
@@ -39,8 +46,15 @@ def student_gbm(blocks: Blocks, teacher: Scorer, seed: int = 0) -> Variant:
     import lightgbm as lgb
 
     X, soft = transfer_set(blocks, teacher)
-    params = {**STUDENT_GBM, "objective": "cross_entropy", "random_state": seed, "n_jobs": 1,
-              "deterministic": True, "force_row_wise": True, "verbose": -1}  # fmt: skip
+    params: dict[str, Any] = {
+        **STUDENT_GBM,
+        "objective": "cross_entropy",
+        "random_state": seed,
+        "n_jobs": 1,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
     fitted = lgb.LGBMRegressor(**params).fit(X, soft)
     text = fitted.booster_.model_to_string()
     # cross_entropy and binary share the link sigmoid(raw): stored as binary, it exports to
@@ -50,43 +64,67 @@ def student_gbm(blocks: Blocks, teacher: Scorer, seed: int = 0) -> Variant:
     return Variant(
         name=f"student-gbm-{STUDENT_GBM['n_estimators']}x{STUDENT_GBM['num_leaves']}",
         method="distilled_gbm",
-        params={**STUDENT_GBM, "objective": "cross_entropy (teacher probabilities)",
-                "transfer_rows": len(X), "unlabelled_rows": len(blocks.valid)},
+        params={
+            **STUDENT_GBM,
+            "objective": "cross_entropy (teacher probabilities)",
+            "transfer_rows": len(X),
+            "unlabelled_rows": len(blocks.valid),
+        },
         flavor="lightgbm",
         artifacts=lightgbm_files(text, blocks.features),
-    )  # fmt: skip
+    )
 
 
 def student_mlp(
-    blocks: Blocks, teacher: Scorer, *, hidden: tuple[int, ...] = (32, 16), max_iter: int = 60,
+    blocks: Blocks,
+    teacher: Scorer,
+    *,
+    hidden: tuple[int, ...] = (32, 16),
+    max_iter: int = 60,
     seed: int = 0,
-) -> Variant:  # fmt: skip
+) -> Variant:
     """An MLP regressing the teacher's logit on the transfer set; ONNX fp32."""
     X, soft = transfer_set(blocks, teacher)
     mlp = fit_mlp(X, soft, hidden=hidden, soft=True, max_iter=max_iter, seed=seed)
     return Variant(
         name="student-mlp-fp32",
         method="distilled_mlp",
-        params={"hidden": list(hidden), "max_iter": max_iter, "target": "teacher logit",
-                "transfer_rows": len(X), "unlabelled_rows": len(blocks.valid), "precision": "fp32"},
+        params={
+            "hidden": list(hidden),
+            "max_iter": max_iter,
+            "target": "teacher logit",
+            "transfer_rows": len(X),
+            "unlabelled_rows": len(blocks.valid),
+            "precision": "fp32",
+        },
         flavor=ONNX_FLAVOR,
         artifacts={ONNX_ARTIFACT: mlp_onnx(mlp)},
         extra={"layers": mlp.layer_names()},
-    )  # fmt: skip
+    )
 
 
 def label_mlp(
     blocks: Blocks, *, hidden: tuple[int, ...] = (32, 16), max_iter: int = 60, seed: int = 0
 ) -> Variant:
     """The same MLP fitted to the labels of the training days (no teacher): the baseline."""
-    mlp = fit_mlp(blocks.X("train"), blocks.y("train").astype(np.float64), hidden=hidden,
-                  soft=False, max_iter=max_iter, seed=seed)  # fmt: skip
+    mlp = fit_mlp(
+        blocks.X("train"),
+        blocks.y("train").astype(np.float64),
+        hidden=hidden,
+        soft=False,
+        max_iter=max_iter,
+        seed=seed,
+    )
     return Variant(
         name="mlp-fp32",
         method="mlp",
-        params={"hidden": list(hidden), "max_iter": max_iter, "target": "labels",
-                "precision": "fp32"},
+        params={
+            "hidden": list(hidden),
+            "max_iter": max_iter,
+            "target": "labels",
+            "precision": "fp32",
+        },
         flavor=ONNX_FLAVOR,
         artifacts={ONNX_ARTIFACT: mlp_onnx(mlp)},
         extra={"layers": mlp.layer_names()},
-    )  # fmt: skip
+    )

@@ -170,13 +170,20 @@ def measure(
                 cpu_per_row = cpu
         out.append(
             Measured(
-                variant=variant.name, method=variant.method, runtime=runtime.name,
+                variant=variant.name,
+                method=variant.method,
+                runtime=runtime.name,
                 family="tree" if variant.lightgbm is not None else "neural",
-                auc_roc=metrics["auc_roc"], average_precision=metrics["average_precision"],
+                auc_roc=metrics["auc_roc"],
+                average_precision=metrics["average_precision"],
                 card_precision_at_100=metrics["card_precision_at_100"],
-                p50_us=p50, p99_us=p99, rows_per_s=rates, cpu_us_per_row=cpu_per_row * 1e6,
-                size_bytes=size, rss_mb=rss,
+                p50_us=p50,
+                p99_us=p99,
+                rows_per_s=rates,
+                cpu_us_per_row=cpu_per_row * 1e6,
+                size_bytes=size,
+                rss_mb=rss,
                 usd_per_million=cpu_per_row * 1e6 / 3600.0 * usd_per_core_hour,
             )
-        )  # fmt: skip
+        )
     return out

@@ -95,7 +95,7 @@ def make_variants(
             if method in methods:
                 made.append(builders[method]())
                 advance(method)
-    mlp = {"hidden": options.mlp_hidden, "max_iter": options.mlp_iterations, "seed": seed}
+    hidden, iterations = options.mlp_hidden, options.mlp_iterations
     if "distilled_gbm" in methods:
         made.append(distill.student_gbm(blocks, teacher, seed))
         advance("distilled_gbm")
@@ -104,13 +104,15 @@ def make_variants(
         base = Variant("source-fp32", "source", {}, ONNX_FLAVOR, dict(artifacts))
     needs_base = any(m in PRECISION_METHODS for m in methods)
     if "distilled_mlp" in methods or (needs_base and base is None):
-        student = distill.student_mlp(blocks, teacher, **mlp)  # type: ignore[arg-type]
+        student = distill.student_mlp(
+            blocks, teacher, hidden=hidden, max_iter=iterations, seed=seed
+        )
         base = base or student
         if "distilled_mlp" in methods:
             made.append(student)
         advance("distilled_mlp")
     if "mlp" in methods:
-        made.append(distill.label_mlp(blocks, **mlp))  # type: ignore[arg-type]
+        made.append(distill.label_mlp(blocks, hidden=hidden, max_iter=iterations, seed=seed))
         advance("mlp")
     if base is not None and needs_base:
         with quiet():
@@ -121,10 +123,14 @@ def make_variants(
 def _child(base: Variant, suffix: str, method: str, data: bytes, **params: object) -> Variant:
     stem = base.name.removesuffix("-fp32")
     return Variant(
-        name=f"{stem}-{suffix}", method=method, params={**base.params, **params},
-        flavor=ONNX_FLAVOR, artifacts={ONNX_ARTIFACT: data}, parent=base.name,
+        name=f"{stem}-{suffix}",
+        method=method,
+        params={**base.params, **params},
+        flavor=ONNX_FLAVOR,
+        artifacts={ONNX_ARTIFACT: data},
+        parent=base.name,
         extra=base.extra,
-    )  # fmt: skip
+    )
 
 
 def precision_variants(
@@ -147,9 +153,12 @@ def precision_variants(
     if not static:
         return out
     values, calibration = cal.calibration_set(
-        blocks.X("train"), blocks.y("train"), rows=options.calibration_rows,
-        fraud_share=options.fraud_share, seed=options.seed,
-    )  # fmt: skip
+        blocks.X("train"),
+        blocks.y("train"),
+        rows=options.calibration_rows,
+        fraud_share=options.fraud_share,
+        seed=options.seed,
+    )
     for method in static:
         out.append(static_variant(base, blocks, method, values, calibration))
         advance(method)
@@ -181,11 +190,20 @@ def static_variant(
         extra = {"layer_validation_ap_loss": losses}
     with quiet():
         data = quantize.int8_static(base.onnx, matrix, per_channel=per_channel, keep_fp32=keep)
-    suffix = {"int8_static": "int8-static", "int8_static_per_channel": "int8-static-channel",
-              "int8_mixed": "int8-mixed"}[method]  # fmt: skip
+    suffix = {
+        "int8_static": "int8-static",
+        "int8_static_per_channel": "int8-static-channel",
+        "int8_mixed": "int8-mixed",
+    }[method]
     variant = _child(
-        base, suffix, method, data, precision="int8 static QDQ",
-        granularity="per-channel" if per_channel else "per-tensor", kept_fp32=keep,
-        calibration=calibration.to_dict(), **extra,
-    )  # fmt: skip
+        base,
+        suffix,
+        method,
+        data,
+        precision="int8 static QDQ",
+        granularity="per-channel" if per_channel else "per-tensor",
+        kept_fp32=keep,
+        calibration=calibration.to_dict(),
+        **extra,
+    )
     return Variant(**{**variant.__dict__, "calibration": calibration})

@@ -59,9 +59,16 @@ def fit_mlp(
     scale = X.std(axis=0).astype(np.float32)
     scale[scale == 0] = 1.0
     Z = (X - mean) / scale
-    common = {"hidden_layer_sizes": tuple(hidden), "max_iter": max_iter, "random_state": seed,
-              "early_stopping": True, "n_iter_no_change": 8, "batch_size": 256,
-              "learning_rate_init": 1e-3, "alpha": 1e-4}  # fmt: skip
+    common = {
+        "hidden_layer_sizes": tuple(hidden),
+        "max_iter": max_iter,
+        "random_state": seed,
+        "early_stopping": True,
+        "n_iter_no_change": 8,
+        "batch_size": 256,
+        "learning_rate_init": 1e-3,
+        "alpha": 1e-4,
+    }
     with warnings.catch_warnings():  # `max_iter` is the budget: stopping there is the plan
         warnings.simplefilter("ignore", ConvergenceWarning)
         if soft:

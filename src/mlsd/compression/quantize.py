@@ -106,7 +106,9 @@ def int8_static(
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         src.write_bytes(model_bytes)
         quantize_static(
-            src, dst, _Rows(calibration),
+            src,
+            dst,
+            _Rows(calibration),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -116,7 +118,7 @@ def int8_static(
             op_types_to_quantize=["MatMul", "Gemm"],
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             **extra,
-        )  # fmt: skip
+        )
         return dst.read_bytes()
 
 
@@ -129,10 +131,11 @@ def sensitivity(
 ) -> dict[str, float]:
     """Each MatMul layer quantized alone: `metric(graph bytes)` of the result, by layer."""
     return {
-        layer: float(metric(int8_static(model_bytes, calibration, per_channel=per_channel,
-                                        only=[layer])))
+        layer: float(
+            metric(int8_static(model_bytes, calibration, per_channel=per_channel, only=[layer]))
+        )
         for layer in matmul_layers(model_bytes)
-    }  # fmt: skip
+    }
 
 
 def describe(calibration: Calibration | None) -> str:

@@ -34,13 +34,18 @@ def thresholds_for(
     out = {}
     for variant in variants:
         choice = choose_threshold(
-            policy, blocks.valid, variant.score(X),
-            alert_budget_k=int(parameter), review_cost=float(parameter),
-        )  # fmt: skip
+            policy,
+            blocks.valid,
+            variant.score(X),
+            alert_budget_k=int(parameter),
+            review_cost=float(parameter),
+        )
         out[variant.name] = DecisionThreshold(
-            value=choice.value, policy=choice.policy, parameter=choice.parameter,
+            value=choice.value,
+            policy=choice.policy,
+            parameter=choice.parameter,
             validation=choice.validation,
-        )  # fmt: skip
+        )
     return out
 
 
@@ -81,18 +86,24 @@ def register_variants(
     for variant in variants:
         row = onnx_rows[variant.name]
         metrics = {
-            "auc_roc": row.auc_roc, "average_precision": row.average_precision,
+            "auc_roc": row.auc_roc,
+            "average_precision": row.average_precision,
             "card_precision_at_100": row.card_precision_at_100,
-            "p50_us_one_row": row.p50_us, "p99_us_one_row": row.p99_us,
+            "p50_us_one_row": row.p50_us,
+            "p99_us_one_row": row.p99_us,
             "rows_per_s_batch_1024": row.rows_per_s[1024],
             "size_bytes": float(row.size_bytes),
-        }  # fmt: skip
+        }
         out[variant.name] = registry.register(
-            mv.name, variant.artifacts, flavor=variant.flavor, signature=mv.signature,
+            mv.name,
+            variant.artifacts,
+            flavor=variant.flavor,
+            signature=mv.signature,
             lineage=lineage_of(mv, variant),
-            params={"method": variant.method, **variant.params}, metrics=metrics,
+            params={"method": variant.method, **variant.params},
+            metrics=metrics,
             tags={"compression": variant.method, "compressed_from": f"{mv.name}/{mv.version}"},
             description=f"{variant.name}: {variant.method} of {mv.uri}",
             threshold=thresholds[variant.name],
-        )  # fmt: skip
+        )
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mlsd.compression.measure import BATCHES, Measured
 
@@ -32,10 +33,14 @@ def table(measured: list[Measured], source: str) -> list[Row]:
     for m in measured:
         ref = base.get(m.runtime) or base["onnxruntime"]
         row: Row = {
-            "variant": m.variant, "runtime": m.runtime, "AUC": m.auc_roc,
-            "AP": m.average_precision, "CP@100": m.card_precision_at_100,
-            "p50 µs": m.p50_us, "p99 µs": m.p99_us,
-        }  # fmt: skip
+            "variant": m.variant,
+            "runtime": m.runtime,
+            "AUC": m.auc_roc,
+            "AP": m.average_precision,
+            "CP@100": m.card_precision_at_100,
+            "p50 µs": m.p50_us,
+            "p99 µs": m.p99_us,
+        }
         for batch in BATCHES:
             row[f"rows/s @{batch}"] = m.rows_per_s[batch]
         row["× rows/s @1024"] = m.rows_per_s[1024] / ref.rows_per_s[1024]
@@ -119,21 +124,39 @@ def pareto_plot(measured: list[Measured], source: str) -> Callable[[Path], None]
 
         onnx = [m for m in measured if m.runtime == "onnxruntime"]
         fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-        for axis, x_of, label in (
-            (left, lambda m: m.p50_us, "one-row p50 latency (µs), ONNX Runtime 1 thread"),
-            (right, lambda m: 1e6 / m.rows_per_s[1024], "µs per row at batch 1,024"),
-        ):
+
+        def latency(m: Measured) -> float:
+            return m.p50_us
+
+        def per_row(m: Measured) -> float:
+            return 1e6 / m.rows_per_s[1024]
+
+        axes: list[tuple[Any, Callable[[Measured], float], str]] = [
+            (left, latency, "one-row p50 latency (µs), ONNX Runtime 1 thread"),
+            (right, per_row, "µs per row at batch 1,024"),
+        ]
+        for axis, x_of, label in axes:
             points = [(x_of(m), m.average_precision) for m in onnx]
             front = sorted(pareto(points), key=lambda i: points[i][0])
             for m, (x, y) in zip(onnx, points, strict=True):
-                colour = "tab:red" if m.variant == source else (
-                    "tab:green" if m.family == "tree" else "tab:blue")  # fmt: skip
-                axis.scatter([x], [y], s=20 + min(m.size_bytes / 1024, 400), color=colour,
-                             alpha=0.7)  # fmt: skip
-                axis.annotate(m.variant, (x, y), fontsize=7, xytext=(3, 3),
-                              textcoords="offset points")  # fmt: skip
-            axis.plot([points[i][0] for i in front], [points[i][1] for i in front], "k--",
-                      lw=1, label="Pareto front")  # fmt: skip
+                colour = (
+                    "tab:red"
+                    if m.variant == source
+                    else ("tab:green" if m.family == "tree" else "tab:blue")
+                )
+                axis.scatter(
+                    [x], [y], s=20 + min(m.size_bytes / 1024, 400), color=colour, alpha=0.7
+                )
+                axis.annotate(
+                    m.variant, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+            axis.plot(
+                [points[i][0] for i in front],
+                [points[i][1] for i in front],
+                "k--",
+                lw=1,
+                label="Pareto front",
+            )
             axis.set(xscale="log", xlabel=label, ylabel="test average precision")
             axis.legend(loc="lower right")
         left.set_title("accuracy vs latency (marker area ~ size on disk)")

@@ -79,15 +79,23 @@ def compress(
     methods, skipped = check_methods(options.methods, mv.flavor)
     source = source_variant(registry, mv)
     blocks = load_blocks(mv, features)
-    step(f"blocks: {len(blocks.train):,} training, {len(blocks.valid):,} delay, "
-         f"{len(blocks.test):,} test rows")  # fmt: skip
+    step(
+        f"blocks: {len(blocks.train):,} training, {len(blocks.valid):,} delay, "
+        f"{len(blocks.test):,} test rows"
+    )
     variants = make_variants(blocks, mv.flavor, source.artifacts, methods, options, step)
     X_test = blocks.X("test")
     warm_libraries(source, X_test.shape[1])
     measured: list[Measured] = []
     for variant in (source, *variants):
-        measured += measure(variant, X_test, blocks.test, budget=budget,
-                            usd_per_core_hour=usd_per_core_hour, seed=options.seed)  # fmt: skip
+        measured += measure(
+            variant,
+            X_test,
+            blocks.test,
+            budget=budget,
+            usd_per_core_hour=usd_per_core_hour,
+            seed=options.seed,
+        )
         step(f"measured {variant.name}")
     result = Compression(mv, blocks, variants, measured, skipped, usd_per_core_hour)
     if min_ap is not None:

@@ -83,11 +83,16 @@ def fewer_trees(text: str, blocks: Blocks, tolerance: float = 0.01) -> Variant:
     return Variant(
         name=f"fewer-trees-{chosen}",
         method="fewer_trees",
-        params={"trees": chosen, "source_trees": source.num_trees(), "best_iteration": best,
-                "tolerance": tolerance, "stopped_on": "validation average precision"},
+        params={
+            "trees": chosen,
+            "source_trees": source.num_trees(),
+            "best_iteration": best,
+            "tolerance": tolerance,
+            "stopped_on": "validation average precision",
+        },
         flavor="lightgbm",
         artifacts=lightgbm_files(truncated, blocks.features),
-    )  # fmt: skip
+    )
 
 
 def smaller_trees(text: str, blocks: Blocks, tolerance: float = 0.01, seed: int = 0) -> Variant:
@@ -144,9 +149,15 @@ def pruned(
     return Variant(
         name=f"pruned-{kept}",
         method="pruned_ensemble",
-        params={"trees": kept, "source_trees": source.num_trees(), "l1_C": c,
-                "valid_ap": ap, "source_valid_ap": reference, "tolerance": tolerance,
-                "method": "ISLE: L1 logistic regression on the trees' outputs"},
+        params={
+            "trees": kept,
+            "source_trees": source.num_trees(),
+            "l1_C": c,
+            "valid_ap": ap,
+            "source_valid_ap": reference,
+            "tolerance": tolerance,
+            "method": "ISLE: L1 logistic regression on the trees' outputs",
+        },
         flavor="lightgbm",
         artifacts=lightgbm_files(model, blocks.features),
-    )  # fmt: skip
+    )

@@ -9,9 +9,14 @@ from typing import Any
 from mlsd.settings import Settings
 
 QUICK_GRID: dict[str, Any] = {
-    "n_estimators": 300, "learning_rate": 0.05, "max_depth": 4, "num_leaves": 15,
-    "min_child_samples": 50, "subsample": 0.8, "colsample_bytree": 0.8,
-}  # fmt: skip
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "max_depth": 4,
+    "num_leaves": 15,
+    "min_child_samples": 50,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+}
 
 
 def build_world(
@@ -28,15 +33,21 @@ def build_world(
     from mlsd.training.pipeline import register_result, train
 
     settings = Settings(home=home)
-    config = SimulatorConfig(n_customers=customers, n_terminals=2 * customers, n_days=days,
-                             seed=seed)  # fmt: skip
+    config = SimulatorConfig(
+        n_customers=customers, n_terminals=2 * customers, n_days=days, seed=seed
+    )
     dataset = write_dataset(simulate(config), home / "dataset")
     store = FeatureStore.open(settings)
     try:
         store.apply()
         store.build(dataset)
-        run = TrainConfig.make(dataset=str(dataset), n_folds=1, models=["lightgbm"],
-                               grids={"lightgbm": [grid or QUICK_GRID]}, seed=seed)  # fmt: skip
+        run = TrainConfig.make(
+            dataset=str(dataset),
+            n_folds=1,
+            models=["lightgbm"],
+            grids={"lightgbm": [grid or QUICK_GRID]},
+            seed=seed,
+        )
         result = train(run, store)
     finally:
         store.close()

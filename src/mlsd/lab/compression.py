@@ -65,7 +65,7 @@ def findings(result: Compression, *, quick: bool) -> Findings:
             "refused": result.refused,
             "usd_per_core_hour": result.usd_per_core_hour,
             "quick": quick,
-        },  # fmt: skip
+        },
         plots={"pareto": pareto_plot(result.measured, source)},
     )
 
@@ -85,18 +85,22 @@ class CompressionExperiment:
 
         customers, days = (300, 45) if ctx.quick else (1500, 100)
         with ctx.step("simulate, build features, train the champion", 1) as advance:
-            settings = build_world(ctx.workdir / "world", customers=customers, days=days,
-                                   seed=ctx.seed)  # fmt: skip
+            settings = build_world(
+                ctx.workdir / "world", customers=customers, days=days, seed=ctx.seed
+            )
             advance()
         options = Options(mlp_iterations=15 if ctx.quick else 60, seed=ctx.seed)
         store = FeatureStore.open(settings)
         try:
             with Registry.open(settings) as registry, ctx.step("variants", 25) as advance:
                 result = compress(
-                    registry, "fraud@champion", store, options=options,
+                    registry,
+                    "fraud@champion",
+                    store,
+                    options=options,
                     budget=Budget.quick() if ctx.quick else Budget(),
                     step=lambda _: advance(),
-                )  # fmt: skip
+                )
         finally:
             store.close()
         return findings(result, quick=ctx.quick)

@@ -41,8 +41,10 @@ def _plot(points: list[Point], fp32: dict[str, float]) -> Any:
 
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
         names = [p.name for p in points]
-        for axis, key, label in ((axes[0], "average_precision", "test AP"),
-                                 (axes[1], "auc_roc", "test AUC")):  # fmt: skip
+        for axis, key, label in (
+            (axes[0], "average_precision", "test AP"),
+            (axes[1], "auc_roc", "test AUC"),
+        ):
             values = [p.metrics[key] for p in points]
             colours = ["tab:red" if "bad" in n else "tab:blue" for n in names]
             axis.barh(names, values, color=colours)
@@ -83,8 +85,9 @@ class QuantizationExperiment:
 
         customers, days = (300, 45) if ctx.quick else (1500, 100)
         with ctx.step("world and student", 2) as advance:
-            settings = build_world(ctx.workdir / "world", customers=customers, days=days,
-                                   seed=ctx.seed)  # fmt: skip
+            settings = build_world(
+                ctx.workdir / "world", customers=customers, days=days, seed=ctx.seed
+            )
             advance()
             store = FeatureStore.open(settings)
             try:
@@ -94,8 +97,7 @@ class QuantizationExperiment:
                     blocks = load_blocks(mv, store)
             finally:
                 store.close()
-            student = student_mlp(blocks, teacher, max_iter=15 if ctx.quick else 60,
-                                  seed=ctx.seed)  # fmt: skip
+            student = student_mlp(blocks, teacher, max_iter=15 if ctx.quick else 60, seed=ctx.seed)
             advance()
         X_test, X_valid, y_valid = blocks.X("test"), blocks.X("valid"), blocks.y("valid")
 
@@ -107,15 +109,21 @@ class QuantizationExperiment:
 
         fp32 = metrics(student.onnx)
         Xt, yt = blocks.X("train"), blocks.y("train")
-        bad, bad_cal = calibration_set(Xt, yt, rows=BAD_ROWS, legit_only=True, seed=ctx.seed,
-                                       require_both_classes=False)  # fmt: skip
+        bad, bad_cal = calibration_set(
+            Xt, yt, rows=BAD_ROWS, legit_only=True, seed=ctx.seed, require_both_classes=False
+        )
         good, good_cal = calibration_set(Xt, yt, rows=GOOD_ROWS, fraud_share=0.1, seed=ctx.seed)
         points: list[Point] = []
         sensitive: dict[str, dict[str, float]] = {}
         settings_list = [("bad", bad, bad_cal), ("good", good, good_cal)]
         with quiet(), ctx.step("quantize", 7) as advance:
-            points.append(Point("int8 dynamic (no calibration)", "none",
-                                metrics(quantize.int8_dynamic(student.onnx))))  # fmt: skip
+            points.append(
+                Point(
+                    "int8 dynamic (no calibration)",
+                    "none",
+                    metrics(quantize.int8_dynamic(student.onnx)),
+                )
+            )
             advance()
             for label, values, cal in settings_list:
                 how = f"{cal.rows} rows, {cal.frauds} frauds ({cal.how})"
@@ -130,27 +138,51 @@ class QuantizationExperiment:
                 sensitive[label] = losses
                 keep = max(losses, key=lambda k: losses[k])
                 graph = quantize.int8_static(student.onnx, values, keep_fp32=[keep])
-                points.append(Point(f"{label} calibration, mixed ({keep} fp32)", how,
-                                    metrics(graph)))  # fmt: skip
+                points.append(
+                    Point(f"{label} calibration, mixed ({keep} fp32)", how, metrics(graph))
+                )
                 advance()
         ap0 = fp32["average_precision"]
         worst = next(p for p in points if p.name == "bad calibration, per-tensor")
         lost = ap0 - worst.metrics["average_precision"]
-        table: list[Row] = [{"setting": "fp32 (reference)", "calibration": "—",
-                             "AP": ap0, "AUC": fp32["auc_roc"],
-                             "CP@100": fp32["card_precision_at_100"], "AP lost": 0.0,
-                             "share of loss recovered": "—"}]  # fmt: skip
+        table: list[Row] = [
+            {
+                "setting": "fp32 (reference)",
+                "calibration": "—",
+                "AP": ap0,
+                "AUC": fp32["auc_roc"],
+                "CP@100": fp32["card_precision_at_100"],
+                "AP lost": 0.0,
+                "share of loss recovered": "—",
+            }
+        ]
         for p in points:
             ap = p.metrics["average_precision"]
-            recovered = (ap - worst.metrics["average_precision"]) / lost if lost > 0 else float("nan")
-            table.append({"setting": p.name, "calibration": p.calibration, "AP": ap,
-                          "AUC": p.metrics["auc_roc"], "CP@100": p.metrics["card_precision_at_100"],
-                          "AP lost": ap0 - ap,
-                          "share of loss recovered": f"{recovered:.0%}" if np.isfinite(recovered) else "n/a"})  # fmt: skip
+            recovered = (
+                (ap - worst.metrics["average_precision"]) / lost if lost > 0 else float("nan")
+            )
+            table.append(
+                {
+                    "setting": p.name,
+                    "calibration": p.calibration,
+                    "AP": ap,
+                    "AUC": p.metrics["auc_roc"],
+                    "CP@100": p.metrics["card_precision_at_100"],
+                    "AP lost": ap0 - ap,
+                    "share of loss recovered": f"{recovered:.0%}"
+                    if np.isfinite(recovered)
+                    else "n/a",
+                }
+            )
         by = {p.name: p.metrics["average_precision"] for p in points}
         good_tensor = by["good calibration, per-tensor"]
         lost = lost if lost > 0 else float("nan")
         best = max(points, key=lambda p: p.metrics["average_precision"])
+        mixed = {
+            label: next(v for k, v in by.items() if k.startswith(f"{label} calibration, mixed"))
+            for label in ("good", "bad")
+        }
+        recovered_by_set = (good_tensor - worst.metrics["average_precision"]) / lost
         answer = (
             f"The fp32 student scores test AP {ap0:.4f}. Static int8 calibrated on "
             f"{bad_cal.rows} legitimate rows loses {lost:.4f} AP ({lost / ap0:.1%}): its "
@@ -159,11 +191,10 @@ class QuantizationExperiment:
             f"AP {good_tensor:.4f} (loss {ap0 - good_tensor:.4f}); per-channel scales on the "
             f"good set {by['good calibration, per-channel']:.4f}, on the bad set "
             f"{by['bad calibration, per-channel']:.4f}; keeping the most sensitive layer in fp32 "
-            f"(mixed precision) {by[next(n for n in by if n.startswith('good calibration, mixed'))]:.4f} "
-            f"on the good set and {by[next(n for n in by if n.startswith('bad calibration, mixed'))]:.4f} "
+            f"(mixed precision) {mixed['good']:.4f} on the good set and {mixed['bad']:.4f} "
             f"on the bad one. Best: {best.name}, AP {best.metrics['average_precision']:.4f}. "
-            f"The calibration set recovers {(good_tensor - worst.metrics['average_precision']) / lost:.0%} "
-            "of the loss on its own; fix it first, as the ranges are where the loss comes "
+            f"The calibration set recovers {recovered_by_set:.0%} of the loss on its own; "
+            "fix it first, as the ranges are where the loss comes "
             "from, then keep the layer the sensitivity scan names in fp32. Differences below "
             "the run-to-run noise of the test AP cannot be told apart: read the full run."
         )
@@ -182,9 +213,12 @@ class QuantizationExperiment:
             answer=answer,
             method=method,
             table=table,
-            results={"fp32": fp32, "points": [p.__dict__ for p in points],
-                     "sensitivity": sensitive,
-                     "calibration": {"bad": bad_cal.to_dict(), "good": good_cal.to_dict()}},  # fmt: skip
+            results={
+                "fp32": fp32,
+                "points": [p.__dict__ for p in points],
+                "sensitivity": sensitive,
+                "calibration": {"bad": bad_cal.to_dict(), "good": good_cal.to_dict()},
+            },
             plots={"quantization": _plot(points, fp32)},
         )
 

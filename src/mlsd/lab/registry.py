@@ -12,6 +12,7 @@ EXPERIMENTS: dict[str, str] = {
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
     "compression": "mlsd.lab.compression:EXPERIMENT",
     "quantization": "mlsd.lab.quantization:EXPERIMENT",
+    "latency-budget": "mlsd.lab.latency_budget:EXPERIMENT",
 }
 
 

@@ -28,14 +28,23 @@ def _run(world: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
     ("args", "code", "message"),
     [
         (["--method", "int8_cubic"], ValidationError.exit_code, "unknown method 'int8_cubic'"),
-        (["--method", "distilled_gbm", "--min-ap", "0.999"], GateRejectedError.exit_code,
-         "fail the accuracy floor"),
-        (["--method", "int8_static", "--calibration-rows", "0"], ValidationError.exit_code,
-         "calibration set is empty"),
-        (["--method", "int8_static", "--fraud-share", "0"], ValidationError.exit_code,
-         "only legitimate rows"),
+        (
+            ["--method", "distilled_gbm", "--min-ap", "0.999"],
+            GateRejectedError.exit_code,
+            "fail the accuracy floor",
+        ),
+        (
+            ["--method", "int8_static", "--calibration-rows", "0"],
+            ValidationError.exit_code,
+            "calibration set is empty",
+        ),
+        (
+            ["--method", "int8_static", "--fraud-share", "0"],
+            ValidationError.exit_code,
+            "only legitimate rows",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exits_with_its_code_and_registers_nothing(
     world: Settings,
     monkeypatch: pytest.MonkeyPatch,
@@ -56,8 +65,10 @@ def test_tree_methods_refuse_a_source_that_is_not_lightgbm(
     world: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An ONNX-only MLP cannot be pruned as trees: the flavor is named, nothing registered."""
-    assert _run(world, monkeypatch, "--from", "fraud@champion", "--quick",
-                "--method", "distilled_mlp") == 0  # fmt: skip
+    assert (
+        _run(world, monkeypatch, "--from", "fraud@champion", "--quick", "--method", "distilled_mlp")
+        == 0
+    )
     with Registry.open(world) as registry:
         mlp = registry.latest("fraud")
     assert mlp.flavor == "onnx"

@@ -28,9 +28,12 @@ def compressed(world: Settings) -> Iterator[Compression]:
     try:
         with Registry.open(world) as registry:
             yield compress(
-                registry, "fraud@champion", store,
-                options=Options(methods=METHODS, mlp_iterations=10), budget=Budget.quick(),
-            )  # fmt: skip
+                registry,
+                "fraud@champion",
+                store,
+                options=Options(methods=METHODS, mlp_iterations=10),
+                budget=Budget.quick(),
+            )
     finally:
         store.close()
 
@@ -39,15 +42,23 @@ def test_every_variant_is_measured_and_registered_with_its_lineage(
     compressed: Compression, world: Settings
 ) -> None:
     assert [v.method for v in compressed.variants] == [
-        "fewer_trees", "pruned_ensemble", "distilled_gbm", "distilled_mlp", "int8_static",
-    ]  # fmt: skip
+        "fewer_trees",
+        "pruned_ensemble",
+        "distilled_gbm",
+        "distilled_mlp",
+        "int8_static",
+    ]
     rows = {(m.variant, m.runtime) for m in compressed.measured}
-    assert ("source v1", "lightgbm") in rows and ("source v1", "onnxruntime") in rows
+    assert ("source v1", "lightgbm") in rows
+    assert ("source v1", "onnxruntime") in rows
     trees = compressed.variants[0]
     assert trees.params["trees"] < trees.params["source_trees"]
     for m in compressed.measured:
-        assert 0.0 < m.average_precision <= 1.0 and 0.5 < m.auc_roc <= 1.0
-        assert m.p99_us >= m.p50_us > 0 and m.rows_per_s[1024] > 0 and m.usd_per_million > 0
+        assert 0.0 < m.average_precision <= 1.0
+        assert 0.5 < m.auc_roc <= 1.0
+        assert m.p99_us >= m.p50_us > 0
+        assert m.rows_per_s[1024] > 0
+        assert m.usd_per_million > 0
     with Registry.open(world) as registry:
         for name, mv in compressed.registered.items():
             stored = registry.get("fraud", mv.version)
@@ -57,9 +68,11 @@ def test_every_variant_is_measured_and_registered_with_its_lineage(
             assert stored.threshold is not None
             registry.verify(stored)
             if info["method"] == "int8_static":
-                assert stored.flavor == "onnx" and info["derived_from"] == "student-mlp-fp32"
+                assert stored.flavor == "onnx"
+                assert info["derived_from"] == "student-mlp-fp32"
                 calibration = info["calibration_set"]
-                assert calibration["rows"] == 2048 and calibration["frauds"] > 0
+                assert calibration["rows"] == 2048
+                assert calibration["frauds"] > 0
                 assert len(calibration["sha256"]) == 64
             if info["method"] in ("fewer_trees", "pruned_ensemble", "distilled_gbm"):
                 assert set(stored.artifacts) == {ONNX_ARTIFACT, LIGHTGBM_ARTIFACT}
@@ -90,13 +103,22 @@ def test_a_quantized_variant_is_served_by_v1_score(
     registry = Registry.open(world)
     try:
         host = ModelHost(registry, served_views=store.view_versions)
-        options = ServeOptions(models=(f"fraud/{version}",), watch_aliases=False,
-                               log_predictions=False, cache_predictions=False)  # fmt: skip
+        options = ServeOptions(
+            models=(f"fraud/{version}",),
+            watch_aliases=False,
+            log_predictions=False,
+            cache_predictions=False,
+        )
         service = Service(world, host, options=options, features=store)
         service.load_all()
         with test_client()(create_app(world, service=service)) as client:
-            body: dict[str, Any] = {"transaction_id": 1, "customer_id": 3, "terminal_id": 5,
-                                    "amount": 120.0, "timestamp": "2018-05-01T12:00:00Z"}  # fmt: skip
+            body: dict[str, Any] = {
+                "transaction_id": 1,
+                "customer_id": 3,
+                "terminal_id": 5,
+                "amount": 120.0,
+                "timestamp": "2018-05-01T12:00:00Z",
+            }
             response = client.post("/v1/score", json=body)
         service.close()
     finally:
