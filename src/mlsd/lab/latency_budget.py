@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
