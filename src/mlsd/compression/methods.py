@@ -12,7 +12,7 @@ from mlsd.compression import distill, quantize, trees
 from mlsd.compression.blocks import Blocks
 from mlsd.compression.variant import Calibration, Variant
 from mlsd.errors import ValidationError
-from mlsd.registry.formats import ONNX_ARTIFACT, ONNX_FLAVOR
+from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT, ONNX_FLAVOR
 from mlsd.training.models import Scorer, onnx_scorer
 
 TREE_METHODS = ("fewer_trees", "smaller_trees", "pruned_ensemble")
@@ -85,7 +85,7 @@ def make_variants(
     made: list[Variant] = []
     seed = options.seed
     if flavor == "lightgbm":
-        text = artifacts["model.lgb.txt"].decode()
+        text = artifacts[LIGHTGBM_ARTIFACT].decode()
         builders: dict[str, Callable[[], Variant]] = {
             "fewer_trees": lambda: trees.fewer_trees(text, blocks, options.tolerance),
             "smaller_trees": lambda: trees.smaller_trees(text, blocks, options.tolerance, seed),

@@ -243,7 +243,7 @@ class LatencyBudgetExperiment:
         from mlsd.inference.batcher import BatchConfig
         from mlsd.predlog import make_prediction_log
         from mlsd.registry import Registry
-        from mlsd.registry.formats import ONNX_ARTIFACT, onnx_session
+        from mlsd.registry.formats import ONNX_ARTIFACT, ONNX_INPUT, onnx_session
         from mlsd.serving.app import create_app
         from mlsd.training.dataset import read_dataset_manifest
 
@@ -292,16 +292,8 @@ class LatencyBudgetExperiment:
                 one = np.zeros((1, len(champion.signature.feature_names)), dtype=np.float32)
                 threads = {}
                 for k in (1, 2):
-                    session = onnx_session(graph)
-                    if k == 2:
-                        import onnxruntime as ort
-
-                        opts = ort.SessionOptions()
-                        opts.intra_op_num_threads = 2
-                        session = ort.InferenceSession(
-                            graph, sess_options=opts, providers=["CPUExecutionProvider"]
-                        )
-                    threads[k] = _p50_us(partial(session.run, None, {"input": one}), n)
+                    session = onnx_session(graph, intra_op_threads=k)
+                    threads[k] = _p50_us(partial(session.run, None, {ONNX_INPUT: one}), n)
                 advance()
         finally:
             log.close()

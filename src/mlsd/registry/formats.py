@@ -74,17 +74,20 @@ def check_stored_flavor(flavor: str, field: str = "flavor") -> StoredFlavor:
     return flavor
 
 
-def onnx_session(model_bytes: bytes, *, source: str = "ONNX model") -> onnxruntime.InferenceSession:
+def onnx_session(
+    model_bytes: bytes, *, source: str = "ONNX model", intra_op_threads: int = 1
+) -> onnxruntime.InferenceSession:
     """THE ONNX Runtime session of mlsd: CPU, one intra-op and one inter-op thread, quiet.
 
     One thread each, because servers scale by batching and by processes, and a
-    benchmark must measure the same session serving runs. IntegrityError naming
-    `source` when the bytes are no ONNX model; `check_onnx_contract` checks an mlsd one.
+    benchmark must measure the same session serving runs (`intra_op_threads` is for the
+    lab's measurement of what more threads buy). IntegrityError naming `source` when the
+    bytes are no ONNX model; `check_onnx_contract` checks an mlsd one.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
