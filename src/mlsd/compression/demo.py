@@ -32,8 +32,9 @@ def _verdict(result: Compression, source: Measured, variant: Measured) -> str:
             f"A student of {made.params['n_estimators']} trees of {made.params['num_leaves']} "
             f"leaves, fitted to the {result.source.flavor} champion's scores (no label)"
         )
+    share = f"{size:.0%} of" if size <= 1 else f"{size:.0f}×"
     text = (
-        f"{how}: {f'{size:.0%} of' if size <= 1 else f'{size:.0f}×'} its size, {speed:.1f}× its rows/s at batch 1,024, AP {ap:+.3f} "
+        f"{how}: {share} its size, {speed:.1f}× its rows/s at batch 1,024, AP {ap:+.3f} "
         "on the same test rows (timings of a short run on a shared machine: indicative)."
     )
     if size > 1 or speed < 1:
