@@ -18,8 +18,8 @@ from mlsd.registry.formats import (
     ONNX_ARTIFACT,
     STORED_FLAVORS,
     check_flavor,
-    check_stored_flavor,
     check_onnx_contract,
+    check_stored_flavor,
     onnx_session,
 )
 from mlsd.registry.loaders import load_onnx
