@@ -198,6 +198,10 @@ class QuantizationExperiment:
             "from, then keep the layer the sensitivity scan names in fp32. Differences below "
             "the run-to-run noise of the test AP cannot be told apart: read the full run."
         )
+        scan = "; ".join(
+            f"{label}: " + ", ".join(f"{k.split('/')[0]} {v:+.4f}" for k, v in losses.items())
+            for label, losses in sensitive.items()
+        )
         method = (
             f"World: {customers} customers, {days} days; LightGBM champion trained by the "
             f"handbook protocol; a distilled MLP student (32+16 ReLU units, logit regression on "
@@ -206,7 +210,7 @@ class QuantizationExperiment:
             "QDQ format, int8 weights (symmetric) and activations (asymmetric), MinMax "
             "calibration, MatMul layers; mixed precision keeps in fp32 the MatMul whose "
             "quantization alone costs most validation (delay-day) AP — the scan, per calibration "
-            f"set: {sensitive}. Metrics on the {len(blocks.test):,} test rows "
+            f"set: {scan}. Metrics on the {len(blocks.test):,} test rows "
             f"({int(blocks.y('test').sum())} frauds), ONNX Runtime 1 thread."
         )
         return Findings(
