@@ -39,7 +39,7 @@ def _plot(points: list[Point], fp32: dict[str, float]) -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
         names = [p.name for p in points]
         for axis, key, label in (
             (axes[0], "average_precision", "test AP"),
@@ -49,10 +49,12 @@ def _plot(points: list[Point], fp32: dict[str, float]) -> Any:
             colours = ["tab:red" if "bad" in n else "tab:blue" for n in names]
             axis.barh(names, values, color=colours)
             axis.axvline(fp32[key], color="k", ls="--", label=f"fp32 {fp32[key]:.4f}")
-            low = min([*values, fp32[key]])
-            axis.set_xlim(low - 0.1 * (fp32[key] - low + 0.01), None)
-            axis.set(xlabel=label, title=f"{label}: int8 static QDQ (red = bad calibration)")
+            low, high = min([*values, fp32[key]]), max([*values, fp32[key]])
+            margin = 0.1 * (high - low + 0.002)
+            axis.set_xlim(low - margin, high + margin)
+            axis.set(xlabel=label, title=label)
             axis.legend(loc="lower right")
+        fig.suptitle("int8 quantization of the distilled MLP (red: calibrated on a few legit rows)")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
