@@ -75,9 +75,12 @@ def demo_step(settings: Settings, console: Console, name: str = "fraud") -> dict
         store.close()
     made = result.variants[0]
     variant_mv = result.registered[made.name]
-    table = Table(title=f"compression ({method}): the champion and its variant, same test rows")
-    table.add_column("model", no_wrap=True)
-    for column in ("AP", "AUC", "CP@100", "p50 µs 1 row", "rows/s @1024", "KB"):
+    table = Table(
+        title=f"compression ({method}): the champion and its variant, same test rows",
+        caption="µs/row: one-row p50, ONNX Runtime 1 thread",
+    )
+    table.add_column("model", overflow="fold")
+    for column in ("AP", "AUC", "CP@100", "µs/row", "rows/s @1024", "KB"):
         table.add_column(column, justify="right")
     labels = {
         f"source v{result.source.version}": f"v{result.source.version} champion",
