@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from mlsd.compression.measure import Measured
+from mlsd.lab.experiment import Row
+
+Figure = Callable[[Measured], float]
 
 
 def main() -> None:
@@ -51,15 +57,15 @@ def main() -> None:
             ]
             runs.append({(m.variant, m.runtime): m for m in rows})
             print(f"run {run + 1}/{args.runs} done", flush=True)
-    table = []
+    table: list[Row] = []
     for key, first in runs[0].items():
         src = (source.name, key[1])
 
-        def med(get: object, k: tuple[str, str] = key) -> float:
-            return statistics.median(get(r[k]) for r in runs)  # type: ignore[operator]
+        def med(get: Figure, k: tuple[str, str] = key) -> float:
+            return statistics.median(get(r[k]) for r in runs)
 
-        def ratio(get: object, k: tuple[str, str] = key, s: tuple[str, str] = src) -> float:
-            return statistics.median(get(r[k]) / get(r[s]) for r in runs)  # type: ignore[operator]
+        def ratio(get: Figure, k: tuple[str, str] = key, s: tuple[str, str] = src) -> float:
+            return statistics.median(get(r[k]) / get(r[s]) for r in runs)
 
         table.append(
             {
