@@ -24,8 +24,8 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from mlsd.data import schema
-from mlsd.errors import ValidationError
-from mlsd.training.dataset import FeatureSource, matrix
+from mlsd.errors import ConflictError, ValidationError
+from mlsd.training.dataset import FeatureSource, matrix, training_set_hash
 from mlsd.training.pipeline import load_frame
 from mlsd.training.protocol import DAY, split_frame, with_day
 from mlsd.training.reproduce import recorded_config
@@ -70,15 +70,32 @@ def load_blocks(mv: ModelVersion, source: FeatureSource) -> Blocks:
     """The blocks of `mv`'s recorded training run, from `source` (the feature store).
 
     ValidationError when the version has no recorded training configuration (a version
-    registered by hand), or its blocks hold no fraud to measure with.
+    registered by hand), or its blocks hold no fraud to measure with; ConflictError when the
+    feature store serves other view versions or its rows of the training days are not the
+    ones the source was fitted on (its training set hash), so every figure would be wrong.
     """
     config = recorded_config(_trained(mv))
     if config.train_start is None:
         raise ValidationError(f"{mv.uri} has no recorded training start", field="lineage")
+    recorded = dict(mv.lineage.feature_views)
+    if recorded and dict(source.view_versions()) != recorded:
+        raise ConflictError(
+            f"{mv.uri} was trained on feature views {recorded}; the feature store serves "
+            f"{dict(source.view_versions())}",
+            field="feature_views",
+        )
     features = list(mv.signature.feature_names)
     split = config.split_at(config.train_start)
     frame = load_frame(config, source, split.train_start, split.test_end)
     train, test = split_frame(frame, split)
+    expected = mv.lineage.training_set_hash
+    if expected and training_set_hash(train, config.features) != expected:
+        raise ConflictError(
+            f"the training rows of {mv.uri} rebuilt from the feature store differ from the ones "
+            f"it was fitted on (training set hash): rebuild the offline tables from its dataset "
+            f"(mlsd features build {config.dataset})",
+            field="training_set_hash",
+        )
     days = with_day(frame)[DAY]
     delay_end = split.train_end + timedelta(days=split.delay_days)
     valid = frame[(days >= split.train_end) & (days < delay_end)]

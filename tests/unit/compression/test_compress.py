@@ -145,3 +145,40 @@ def test_an_empty_or_one_class_calibration_set_is_refused(compressed: Compressio
     student = next(v for v in compressed.variants if v.method == "distilled_mlp")
     with pytest.raises(ValidationError, match="empty"):
         int8_static(student.onnx, X[:0])
+
+
+class _ShiftedAmounts:
+    """A feature store whose amounts drifted by 1 % since training: other training rows."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+
+    def get_training_set(
+        self, entity_df: Any, features: list[str], timestamp_column: str = "TX_DATETIME"
+    ) -> Any:
+        out = self.store.get_training_set(entity_df, features, timestamp_column)
+        out["TX_AMOUNT"] = out["TX_AMOUNT"] * 1.01
+        return out
+
+    def view_versions(self) -> dict[str, str]:
+        return self.store.view_versions()
+
+
+def test_rows_that_are_not_the_training_rows_are_refused(world: Settings) -> None:
+    from mlsd.errors import ConflictError
+
+    store = FeatureStore.open(world)
+    try:
+        with Registry.open(world) as registry:
+            before = len(registry.search(name="fraud"))
+            with pytest.raises(ConflictError, match="training set hash"):
+                compress(
+                    registry,
+                    "fraud@champion",
+                    _ShiftedAmounts(store),
+                    options=Options(methods=("distilled_gbm",)),
+                    budget=Budget.quick(),
+                )
+            assert len(registry.search(name="fraud")) == before
+    finally:
+        store.close()
