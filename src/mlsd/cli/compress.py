@@ -43,9 +43,9 @@ def compress(
     """Make, measure and register compressed variants; write one table and one Pareto plot."""
     from mlsd.compression.measure import Budget
     from mlsd.compression.methods import Options
-    from mlsd.compression.run import Compression
+    from mlsd.compression.run import AccuracyFloorError, Compression
     from mlsd.compression.run import compress as run_compress
-    from mlsd.errors import GateRejectedError, ValidationError
+    from mlsd.errors import ValidationError
     from mlsd.features.store import FeatureStore
     from mlsd.lab.compression import CompressionExperiment, findings
     from mlsd.lab.report import write_report
@@ -88,10 +88,8 @@ def compress(
                     usd_per_core_hour=core_hour_usd,
                     step=lambda text: status.update(text),
                 )
-            except GateRejectedError as exc:
-                partial = getattr(exc, "compression", None)
-                if partial is not None:
-                    console.print(f"report of the refused run: {write(partial)}")
+            except AccuracyFloorError as exc:
+                console.print(f"report of the refused run: {write(exc.compression)}")
                 raise
     finally:
         store.close()

@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 Step = Callable[[str], None]
 
 
+class AccuracyFloorError(GateRejectedError):
+    """Variants below the accuracy floor: nothing was registered; the run's figures ride along
+    (`compression`), so the report of the refused run can still be written."""
+
+    def __init__(self, message: str, compression: Compression) -> None:
+        super().__init__(message, field="min_ap")
+        self.compression = compression
+
+
 @dataclass
 class Compression:
     """What one run made and found."""
@@ -64,8 +73,8 @@ def compress(
 ) -> Compression:
     """Compress `uri` (e.g. `fraud@champion`); register the variants unless `register=False`.
 
-    GateRejectedError (nothing registered) when a variant's test AP is below `min_ap`; the
-    returned figures are then on the error's `compression` attribute for the report.
+    AccuracyFloorError (a GateRejectedError; nothing registered) when a variant's test AP is
+    below `min_ap`; the figures are then on the error's `compression` attribute.
     """
     options = options or Options()
     budget = budget or Budget()
@@ -106,15 +115,13 @@ def compress(
             if ap[v.name] < min_ap
         }
         if result.refused:
-            error = GateRejectedError(
+            raise AccuracyFloorError(
                 f"{len(result.refused)} of {len(variants)} variants fail the accuracy floor "
                 f"(--min-ap {min_ap:g}): "
                 + "; ".join(f"{n}: {why}" for n, why in result.refused.items())
                 + ". Nothing was registered.",
-                field="min_ap",
+                result,
             )
-            error.compression = result  # type: ignore[attr-defined]
-            raise error
     if register and variants:
         thresholds = thresholds_for(mv, blocks, variants)
         result.registered = register_variants(registry, mv, blocks, variants, measured, thresholds)

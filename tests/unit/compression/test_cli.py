@@ -59,6 +59,8 @@ def test_bad_input_exits_with_its_code_and_registers_nothing(
     assert message in err.replace("\n", " ")
     assert "Traceback" not in err
     assert _versions(world) == before
+    if code == GateRejectedError.exit_code:  # the refused run's figures are still reported
+        assert (world.home / "reports" / "compress-fraud-v1" / "report.md").is_file()
 
 
 def test_tree_methods_refuse_a_source_that_is_not_lightgbm(
