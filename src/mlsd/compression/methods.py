@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
 
 from mlsd.compression import calibration as cal
 from mlsd.compression import distill, quantize, trees
@@ -166,13 +169,15 @@ def precision_variants(
 
 
 def static_variant(
-    base: Variant, blocks: Blocks, method: str, values: object, calibration: Calibration
+    base: Variant,
+    blocks: Blocks,
+    method: str,
+    matrix: NDArray[np.float32],
+    calibration: Calibration,
 ) -> Variant:
-    """One static int8 variant of `base` calibrated on `values` (`method` picks how)."""
-    import numpy as np
+    """One static int8 variant of `base` calibrated on `matrix` (`method` picks how)."""
     from sklearn.metrics import average_precision_score
 
-    matrix = np.asarray(values, dtype=np.float32)
     per_channel = method == "int8_static_per_channel"
     keep: list[str] = []
     extra: dict[str, object] = {}
@@ -206,4 +211,4 @@ def static_variant(
         calibration=calibration.to_dict(),
         **extra,
     )
-    return Variant(**{**variant.__dict__, "calibration": calibration})
+    return replace(variant, calibration=calibration)

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mlsd.compression.variant import Calibration
 from mlsd.errors import ValidationError
 from mlsd.registry.formats import ONNX_INPUT
 
@@ -136,10 +135,3 @@ def sensitivity(
         )
         for layer in matmul_layers(model_bytes)
     }
-
-
-def describe(calibration: Calibration | None) -> str:
-    """`2,048 rows (205 frauds, stratified, 10% frauds)`."""
-    if calibration is None:
-        return "none"
-    return f"{calibration.rows:,} rows ({calibration.frauds:,} frauds, {calibration.how})"

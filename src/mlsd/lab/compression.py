@@ -8,9 +8,9 @@ runtimes. `findings` turns a `Compression` into the report, for the lab and the 
 
 from __future__ import annotations
 
+from mlsd.compression.calibration import describe
 from mlsd.compression.measure import BATCHES, Budget
 from mlsd.compression.methods import Options
-from mlsd.compression.quantize import describe
 from mlsd.compression.report import GPU_NOTE, answer, pareto_plot, table
 from mlsd.compression.run import Compression
 from mlsd.lab.experiment import Findings, LabContext
