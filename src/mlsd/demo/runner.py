@@ -222,7 +222,7 @@ def run_demo(
     _features(settings, dataset)
     trained = _train(settings, dataset)
     _registry(settings)
-    _stage("distil the champion", lambda: _compress(settings))
+    _stage("compress the champion", lambda: _compress(settings))
     serving_started = datetime.now(UTC)
     try:
         figures, traffic = _serve(settings, dataset, replay, seconds, speedup)
