@@ -45,6 +45,7 @@ def compress(
     from mlsd.compression.methods import Options
     from mlsd.compression.run import AccuracyFloorError, Compression
     from mlsd.compression.run import compress as run_compress
+    from mlsd.compression.width_probe import probe
     from mlsd.errors import ValidationError
     from mlsd.features.store import FeatureStore
     from mlsd.lab.compression import CompressionExperiment, findings
@@ -69,9 +70,8 @@ def compress(
         folder = out or settings.path(
             f"reports/compress-{result.source.name}-v{result.source.version}"
         )
-        return write_report(
-            folder, CompressionExperiment(), findings(result, quick=quick), quick=quick
-        )
+        made = findings(result, quick=quick, widths=probe(0.05 if quick else 0.3))
+        return write_report(folder, CompressionExperiment(), made, quick=quick)
 
     store = FeatureStore.open(settings)
     try:

@@ -8,11 +8,14 @@ runtimes. `findings` turns a `Compression` into the report, for the lab and the 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from mlsd.compression.calibration import describe
 from mlsd.compression.measure import BATCHES, Budget
 from mlsd.compression.methods import Options
 from mlsd.compression.report import GPU_NOTE, answer, pareto_plot, table
 from mlsd.compression.run import Compression
+from mlsd.compression.width_probe import WIDTHS, WidthPoint, probe, summary
 from mlsd.lab.experiment import Findings, LabContext
 
 QUESTION = (
@@ -22,8 +25,11 @@ QUESTION = (
 )
 
 
-def findings(result: Compression, *, quick: bool) -> Findings:
-    """The report of one compression run: answer, method, the table, the Pareto plot."""
+def findings(
+    result: Compression, *, quick: bool, widths: list[WidthPoint] | None = None
+) -> Findings:
+    """The report of one compression run: answer, method, the table, the Pareto plot; with
+    `widths` (`width_probe.probe`), where int8 starts to pay."""
     source = f"source v{result.source.version}"
     rows = table(result.measured, source)
     calibrated = next((v.calibration for v in result.variants if v.calibration), None)
@@ -49,8 +55,15 @@ def findings(result: Compression, *, quick: bool) -> Findings:
         f"allocator's granularity). Static int8 calibration: {describe(calibrated)}. "
         f"Skipped methods: {skipped}. Registered: {registered}. {GPU_NOTE}"
     )
+    text = answer(result.measured, source, result.usd_per_core_hour)
+    if widths:
+        text += (
+            " Where int8 starts to pay, measured with the same graph builder, quantizers and "
+            f"runtime on MLPs of hidden width {', '.join(str(w) for w in WIDTHS)} (random "
+            f"weights, speed only): {summary(widths)}."
+        )
     return Findings(
-        answer=answer(result.measured, source, result.usd_per_core_hour),
+        answer=text,
         method=method,
         table=rows,
         results={
@@ -65,6 +78,7 @@ def findings(result: Compression, *, quick: bool) -> Findings:
             "refused": result.refused,
             "usd_per_core_hour": result.usd_per_core_hour,
             "quick": quick,
+            "int8_width_probe": [asdict(p) for p in widths or []],
         },
         plots={"pareto": pareto_plot(result.measured, source)},
     )
@@ -103,7 +117,10 @@ class CompressionExperiment:
                 )
         finally:
             store.close()
-        return findings(result, quick=ctx.quick)
+        with ctx.step("int8 at growing layer widths", 1) as advance:
+            widths = probe(0.05 if ctx.quick else 0.3, seed=ctx.seed)
+            advance()
+        return findings(result, quick=ctx.quick, widths=widths)
 
 
 EXPERIMENT = CompressionExperiment()
