@@ -11,9 +11,7 @@ same components and the same inputs the pipeline uses; then each remedy is measu
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
-from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,122 +19,21 @@ from typing import Any
 import numpy as np
 
 from mlsd.lab.experiment import Findings, LabContext, Row
+from mlsd.lab.serving_timers import (
+    Bodies,
+    asgi_post,
+    concurrent_us,
+    p50_us,
+    p50_us_async,
+    service_for,
+    socket_p50_us,
+)
 
 QUESTION = (
     "Your model meets its accuracy target but adds latency — what would you do? Where does "
     "the time of one /v1/score go (HTTP, parse, feature lookup, cache, model, log, metrics), "
     "and what do micro-batching, a compressed variant, caching, fewer features and threads buy?"
 )
-
-
-def _p50_us(fn: Callable[[], object], n: int) -> float:
-    """Median µs of `n` timed calls (after 20 untimed ones)."""
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1e6
-
-
-async def _p50_us_async(fn: Callable[[], Awaitable[object]], n: int) -> float:
-    for _ in range(20):
-        await fn()
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1e6
-
-
-def _asgi_post(app: Any, body: bytes) -> Callable[[], Awaitable[None]]:
-    """One `POST /v1/score` through the ASGI app, as uvicorn would call it (no socket)."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/score",
-        "raw_path": b"/v1/score",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-    async def call() -> None:
-        given = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal given
-            if not given:
-                given = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()  # the client stays connected
-            return {"type": "http.disconnect"}
-
-        status: list[int] = []
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-
-        await app(dict(scope), receive, send)
-        if status != [200]:
-            raise RuntimeError(f"/v1/score answered {status}")
-
-    return call
-
-
-class _Bodies:
-    """One-transaction bodies of real customers and terminals, each a new transaction id."""
-
-    def __init__(self, customers: int, at: str, seed: int, count: int) -> None:
-        import json
-
-        rng = np.random.default_rng(seed)
-        self._bodies = [
-            json.dumps(
-                {
-                    "transaction_id": 10_000_000 + i,
-                    "customer_id": int(rng.integers(customers)),
-                    "terminal_id": int(rng.integers(2 * customers)),
-                    "amount": float(round(rng.gamma(2.0, 30.0), 2)),
-                    "timestamp": at,
-                }
-            ).encode()
-            for i in range(count)
-        ]
-        self._next = 0
-
-    def __call__(self) -> bytes:
-        self._next = (self._next + 1) % len(self._bodies)
-        return self._bodies[self._next]
-
-
-def _service(settings: Any, store: Any, registry: Any, *, batching: Any, log: Any) -> Any:
-    from mlsd.inference.cache import MemoryCache
-    from mlsd.inference.host import ModelHost
-    from mlsd.serving.service import ServeOptions, Service
-
-    host = ModelHost(registry, served_views=store.view_versions)
-    options = ServeOptions(batching=batching, watch_aliases=False)
-    service = Service(
-        settings,
-        host,
-        options=options,
-        features=store,
-        cache=MemoryCache(100_000, 300.0),
-        prediction_log=log,
-    )
-    service.load_all()
-    return service
 
 
 def _plot(stages: list[tuple[str, float]], total: float, remedies: list[tuple[str, float]]) -> Any:
@@ -189,44 +86,6 @@ def _plot(stages: list[tuple[str, float]], total: float, remedies: list[tuple[st
     return draw
 
 
-def _socket_p50_us(app: Any, bodies: _Bodies, n: int) -> float:
-    """Median µs of a keep-alive `POST /v1/score` over loopback to uvicorn (client included)."""
-    import http.client
-
-    from mlsd.serving.server import BackgroundServer
-
-    with BackgroundServer(app) as server:
-        connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-        headers = {"content-type": "application/json"}
-
-        def post() -> None:
-            connection.request("POST", "/v1/score", bodies(), headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise RuntimeError(f"/v1/score answered {response.status}")
-
-        try:
-            return _p50_us(post, n)
-        finally:
-            connection.close()
-
-
-async def _concurrent_us(service: Any, requests: list[Any], clients: int, rounds: int) -> float:
-    """Server µs per request with `clients` requests in flight (median over rounds)."""
-    from mlsd.inference.observers import ScoringRequest
-
-    per = []
-    for r in range(rounds):
-        chunk = [requests[(r * clients + i) % len(requests)] for i in range(clients)]
-        began = time.perf_counter()
-        await asyncio.gather(
-            *(service.score(ScoringRequest(f"c{i}", "score", txs)) for i, txs in enumerate(chunk))
-        )
-        per.append((time.perf_counter() - began) / clients)
-    return statistics.median(per) * 1e6
-
-
 class LatencyBudgetExperiment:
     """The time of one request by stage, then what each remedy buys."""
 
@@ -258,7 +117,7 @@ class LatencyBudgetExperiment:
             registry = Registry.open(settings)
             end = read_dataset_manifest(ctx.workdir / "world" / "dataset")["end_date"]
             # every timed request is a new transaction (none is a cache hit by accident)
-            bodies = _Bodies(customers, f"{end}T23:59:59Z", ctx.seed, count=4 * (n + 100))
+            bodies = Bodies(customers, f"{end}T23:59:59Z", ctx.seed, count=4 * (n + 100))
             log = make_prediction_log(settings)
             off = BatchConfig(1, -1.0, True)
             advance()
@@ -268,7 +127,7 @@ class LatencyBudgetExperiment:
             )
             with ctx.step("socket round trip", 1) as advance:
                 service = self._fresh(settings, store, registry, off)
-                socket_us = _socket_p50_us(create_app(settings, service=service), bodies, n)
+                socket_us = socket_p50_us(create_app(settings, service=service), bodies, n)
                 advance()
             with ctx.step("remedies", 3) as advance:
                 batched = asyncio.run(self._batching(settings, store, registry, bodies))
@@ -293,7 +152,7 @@ class LatencyBudgetExperiment:
                 threads = {}
                 for k in (1, 2):
                     session = onnx_session(graph, intra_op_threads=k)
-                    threads[k] = _p50_us(partial(session.run, None, {ONNX_INPUT: one}), n)
+                    threads[k] = p50_us(partial(session.run, None, {ONNX_INPUT: one}), n)
                 advance()
         finally:
             log.close()
@@ -303,10 +162,10 @@ class LatencyBudgetExperiment:
 
     @staticmethod
     def _fresh(settings: Any, store: Any, registry: Any, batching: Any, log: Any = None) -> Any:
-        return _service(settings, store, registry, batching=batching, log=log)
+        return service_for(settings, store, registry, batching=batching, log=log)
 
     async def _inprocess(
-        self, settings: Any, store: Any, registry: Any, log: Any, bodies: _Bodies, off: Any, n: int
+        self, settings: Any, store: Any, registry: Any, log: Any, bodies: Bodies, off: Any, n: int
     ) -> tuple[dict[str, float], dict[str, float]]:
         from mlsd.inference.cache import hash_rows
         from mlsd.inference.log_observer import PredictionLogObserver
@@ -323,21 +182,21 @@ class LatencyBudgetExperiment:
         def txs() -> Any:
             return requests[next(turn) % len(requests)]
 
-        asgi = await _p50_us_async(lambda: _asgi_post(app, bodies())(), n)
+        asgi = await p50_us_async(lambda: asgi_post(app, bodies())(), n)
         raw = bodies()
-        parse = _p50_us(lambda: parse_score_body(raw), n)
-        payload = await _p50_us_async(
+        parse = p50_us(lambda: parse_score_body(raw), n)
+        payload = await p50_us_async(
             lambda: score_payload(service, bodies(), None, "lab", time.perf_counter()), n
         )
-        pipeline = await _p50_us_async(
+        pipeline = await p50_us_async(
             lambda: service.score(ScoringRequest("lab", "score", txs())), n
         )
         model = service.endpoint(service.default_model or "fraud").current()
         names = model.feature_names
         assembler = service.pipeline.assembler
-        features = await _p50_us_async(lambda: assembler.build_async(txs(), names), n)
+        features = await p50_us_async(lambda: assembler.build_async(txs(), names), n)
         customer_only = tuple(f for f in names if not f.startswith("TERMINAL_ID_"))
-        fewer = await _p50_us_async(lambda: assembler.build_async(txs(), customer_only), n)
+        fewer = await p50_us_async(lambda: assembler.build_async(txs(), customer_only), n)
         built = [(await assembler.build_async(r, names))[0] for r in requests[:256]]
         rows = iter(range(10**9))
 
@@ -347,20 +206,20 @@ class LatencyBudgetExperiment:
             service.cache.get_many(model.key, hashes)
             service.cache.put_many(model.key, hashes, [0.5])
 
-        cache = _p50_us(cache_miss, n)
+        cache = p50_us(cache_miss, n)
         one = built[0]
-        model_us = _p50_us(lambda: model.predict(one), n)
+        model_us = p50_us(lambda: model.predict(one), n)
         batch = await service.score(ScoringRequest("lab", "score", requests[0]))
         log_observer, metrics_observer = (
             PredictionLogObserver(log),
             MetricsObserver(service.metrics),
         )
-        log_us = _p50_us(lambda: log_observer.observe(batch), n)
-        metrics_us = _p50_us(lambda: metrics_observer.observe(batch), n)
+        log_us = p50_us(lambda: log_observer.observe(batch), n)
+        metrics_us = p50_us(lambda: metrics_observer.observe(batch), n)
         # a hit: the same transactions again (their rows are cached by now)
         for r in requests:
             await service.score(ScoringRequest("warm", "score", r))
-        hit = await _p50_us_async(lambda: service.score(ScoringRequest("lab", "score", txs())), n)
+        hit = await p50_us_async(lambda: service.score(ScoringRequest("lab", "score", txs())), n)
         service.close()
         stages = {
             "parse (JSON -> transactions)": parse,
@@ -384,7 +243,7 @@ class LatencyBudgetExperiment:
         }
 
     async def _batching(
-        self, settings: Any, store: Any, registry: Any, bodies: _Bodies
+        self, settings: Any, store: Any, registry: Any, bodies: Bodies
     ) -> dict[str, float]:
         from mlsd.inference.batcher import BatchConfig
         from mlsd.serving.routes_v1 import parse_score_body
@@ -396,8 +255,8 @@ class LatencyBudgetExperiment:
             ("on", BatchConfig(64, 2.0, True)),
         ):
             service = self._fresh(settings, store, registry, config)
-            await _concurrent_us(service, requests, 64, 3)
-            out[label] = await _concurrent_us(service, requests, 64, 15)
+            await concurrent_us(service, requests, 64, 3)
+            out[label] = await concurrent_us(service, requests, 64, 15)
             service.close()
         return out
 
