@@ -26,7 +26,11 @@ QUESTION = (
 
 
 def findings(
-    result: Compression, *, quick: bool, widths: list[WidthPoint] | None = None
+    result: Compression,
+    *,
+    quick: bool,
+    widths: list[WidthPoint] | None = None,
+    registered_in: str = "the registry",
 ) -> Findings:
     """The report of one compression run: answer, method, the table, the Pareto plot; with
     `widths` (`width_probe.probe`), where int8 starts to pay."""
@@ -53,7 +57,7 @@ def findings(
         "price: pass your own with --core-hour-usd); RSS = growth of resident memory per "
         "loaded copy of the runtime (averaged over several copies; 0 means below the "
         f"allocator's granularity). Static int8 calibration: {describe(calibrated)}. "
-        f"Skipped methods: {skipped}. Registered: {registered}. {GPU_NOTE}"
+        f"Skipped methods: {skipped}. Registered in {registered_in}: {registered}. {GPU_NOTE}"
     )
     text = answer(result.measured, source, result.usd_per_core_hour)
     if widths:
@@ -120,7 +124,8 @@ class CompressionExperiment:
         with ctx.step("int8 at growing layer widths", 1) as advance:
             widths = probe(0.05 if ctx.quick else 0.3, seed=ctx.seed)
             advance()
-        return findings(result, quick=ctx.quick, widths=widths)
+        scratch = "the run's scratch registry (removed with the run)"
+        return findings(result, quick=ctx.quick, widths=widths, registered_in=scratch)
 
 
 EXPERIMENT = CompressionExperiment()
