@@ -45,6 +45,7 @@ def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
     from mlsd.cli import (
         ab,
+        compress,
         demo,
         divergence,
         features,
@@ -64,7 +65,8 @@ def _register() -> None:
     rollout.app.command("divergence")(divergence.divergence)
     rollout.app.command("ab")(ab.ab)
     rollout.app.command("plan")(ab.ab_plan)
-    for module in (importing, features, train, registry, rollout, serve, lab, predictions, monitor):
+    commands = (importing, features, train, registry, compress, rollout, serve, lab, predictions)
+    for module in (*commands, monitor):
         module.register(app)
     app.command("demo")(demo.demo)
 

@@ -133,6 +133,12 @@ def _registry(settings: Settings) -> None:
     demo_step(settings, name="fraud", console=console)
 
 
+def _compress(settings: Settings) -> None:
+    from mlsd.compression.demo import demo_step
+
+    demo_step(settings, console)
+
+
 def _serve(
     settings: Settings,
     dataset: Path,
@@ -224,6 +230,7 @@ def run_demo(
     _features(settings, dataset)
     trained = _train(settings, dataset)
     _registry(settings)
+    _stage("compress the champion", lambda: _compress(settings))
     serving_started = datetime.now(UTC)
     try:
         figures, traffic = _serve(settings, dataset, replay, seconds, speedup)

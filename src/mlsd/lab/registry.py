@@ -12,6 +12,9 @@ EXPERIMENTS: dict[str, str] = {
     "ab-test": "mlsd.lab.ab_test:EXPERIMENT",
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
     "canary": "mlsd.lab.canary:EXPERIMENT",
+    "compression": "mlsd.lab.compression:EXPERIMENT",
+    "latency-budget": "mlsd.lab.latency_budget:EXPERIMENT",
+    "quantization": "mlsd.lab.quantization:EXPERIMENT",
     "shadow-divergence": "mlsd.lab.shadow_divergence:EXPERIMENT",
 }
 

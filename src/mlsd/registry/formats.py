@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 Flavor = Literal["lightgbm", "logistic"]
 FLAVORS: tuple[Flavor, ...] = ("lightgbm", "logistic")
+"""The flavors training fits."""
+StoredFlavor = Literal["lightgbm", "logistic", "onnx"]
+ONNX_FLAVOR: Literal["onnx"] = "onnx"
+"""A model known only by its ONNX graph: the compressed neural variants (`mlsd.compression`)."""
+STORED_FLAVORS: tuple[StoredFlavor, ...] = (*FLAVORS, ONNX_FLAVOR)
+"""The flavors the registry stores: the trainable ones, and ONNX-only models."""
 
 ONNX_ARTIFACT = "model.onnx"
 """Every flavor's serving form: ONNX, float32 `input` (n, k) -> `probabilities` (n, 2)."""
@@ -33,9 +39,10 @@ LIGHTGBM_ARTIFACT = "model.lgb.txt"
 """A LightGBM model's own text (`Booster.model_to_string`)."""
 COEFFICIENTS_ARTIFACT = "coefficients.json"
 """A logistic model's scaler statistics and weights, enough to score with numpy alone."""
-NATIVE_ARTIFACT: dict[Flavor, str] = {
+NATIVE_ARTIFACT: dict[StoredFlavor, str] = {
     "lightgbm": LIGHTGBM_ARTIFACT,
     "logistic": COEFFICIENTS_ARTIFACT,
+    "onnx": ONNX_ARTIFACT,
 }
 """Each flavor's own (non-ONNX) form, for audits, reloads and the native fallback."""
 
@@ -54,17 +61,33 @@ def check_flavor(flavor: str, field: str = "flavor") -> Flavor:
     return flavor
 
 
-def onnx_session(model_bytes: bytes, *, source: str = "ONNX model") -> onnxruntime.InferenceSession:
+def check_stored_flavor(flavor: str, field: str = "flavor") -> StoredFlavor:
+    """`flavor` if the registry can store it (a trainable flavor or `onnx`).
+
+    >>> check_stored_flavor("onnx")
+    'onnx'
+    """
+    if flavor not in STORED_FLAVORS:
+        raise ValidationError(
+            f"unknown flavor {flavor!r}; use one of {STORED_FLAVORS}", field=field
+        )
+    return flavor
+
+
+def onnx_session(
+    model_bytes: bytes, *, source: str = "ONNX model", intra_op_threads: int = 1
+) -> onnxruntime.InferenceSession:
     """THE ONNX Runtime session of mlsd: CPU, one intra-op and one inter-op thread, quiet.
 
     One thread each, because servers scale by batching and by processes, and a
-    benchmark must measure the same session serving runs. IntegrityError naming
-    `source` when the bytes are no ONNX model; `check_onnx_contract` checks an mlsd one.
+    benchmark must measure the same session serving runs (`intra_op_threads` is for the
+    lab's measurement of what more threads buy). IntegrityError naming `source` when the
+    bytes are no ONNX model; `check_onnx_contract` checks an mlsd one.
     """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mlsd.registry.formats import Flavor
+from mlsd.registry.formats import StoredFlavor
 from mlsd.registry.names import format_uri
 from mlsd.registry.signature import Signature
 
@@ -139,7 +139,7 @@ class ModelVersion(BaseModel):
     name: str
     version: int
     created_at: datetime
-    flavor: Flavor
+    flavor: StoredFlavor
     artifacts: dict[str, str]
     signature: Signature
     lineage: Lineage

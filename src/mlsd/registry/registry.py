@@ -22,7 +22,7 @@ from mlsd.errors import (
 )
 from mlsd.registry import environment as envmod
 from mlsd.registry.artifacts import ArtifactStore, sha256, verified
-from mlsd.registry.formats import check_flavor
+from mlsd.registry.formats import check_stored_flavor
 from mlsd.registry.gate import GateDecision, PromotionGate, Rescored
 from mlsd.registry.metadata import MetadataStore
 from mlsd.registry.models import (
@@ -123,7 +123,7 @@ class Registry:
         version without one is served at 0.5 with a warning.
         """
         check_name(name)
-        check_flavor(flavor)
+        check_stored_flavor(flavor)
         if not artifacts:
             raise ValidationError("a version needs at least one artifact", field="artifacts")
         checked_tags = dict(check_tag(k, v) for k, v in (tags or {}).items())

@@ -12,9 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from mlsd.errors import ValidationError
+from mlsd.errors import IntegrityError, ValidationError
 from mlsd.registry.formats import (
     FLAVORS,
+    ONNX_ARTIFACT,
+    ONNX_FLAVOR,
     ONNX_INPUT,
     ONNX_OUTPUT,
     check_flavor,
@@ -82,7 +84,14 @@ def make_model(
 
 
 def load_scorer(flavor: str, artifacts: Mapping[str, bytes]) -> Scorer:
-    """A scorer rebuilt from stored artifacts, in the flavor's native form (not ONNX)."""
+    """A scorer rebuilt from stored artifacts, in the flavor's native form (not ONNX).
+
+    An `onnx` flavor (a compressed neural variant) has no other form: its graph scores.
+    """
+    if flavor == ONNX_FLAVOR:
+        if ONNX_ARTIFACT not in artifacts:
+            raise IntegrityError(f"the model has no {ONNX_ARTIFACT} artifact", field="artifacts")
+        return onnx_scorer(artifacts[ONNX_ARTIFACT])
     check_flavor(flavor)
     if flavor == "lightgbm":
         from mlsd.training.gbm import load_booster_scorer

@@ -16,8 +16,10 @@ from mlsd.registry.formats import (
     FLAVORS,
     NATIVE_ARTIFACT,
     ONNX_ARTIFACT,
+    STORED_FLAVORS,
     check_flavor,
     check_onnx_contract,
+    check_stored_flavor,
     onnx_session,
 )
 from mlsd.registry.loaders import load_onnx
@@ -43,7 +45,8 @@ def onnx_bytes(input_name: str = "input", n_features: int = 4) -> bytes:
 
 def test_every_flavor_is_known_and_an_unknown_one_names_the_field() -> None:
     assert [check_flavor(f) for f in FLAVORS] == list(FLAVORS)
-    assert set(NATIVE_ARTIFACT) == set(FLAVORS)
+    assert set(NATIVE_ARTIFACT) == set(STORED_FLAVORS)
+    assert check_stored_flavor("onnx") == "onnx"  # compressed neural variants: ONNX only
     with pytest.raises(ValidationError) as info:
         check_flavor("xgboost", field="model")
     assert info.value.field == "model"
