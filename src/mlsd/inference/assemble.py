@@ -25,15 +25,19 @@ from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.request_features import REQUEST_FEATURES
 from mlsd.inference.store_probe import StoreProbe
 
-#: (rows (n, k) float32 in signature order, a status per feature per row, degraded)
-Built = tuple[np.ndarray, list[dict[str, str]], bool]
+#: (rows (n, k) float32 in signature order, a status per feature per row, degraded, the
+#: newest event time (µs) of each row's stored features, or None when not known)
+Built = tuple[np.ndarray, list[dict[str, str]], bool, list[int] | None]
+#: One request's stored features: (row, status per feature, newest event µs or None)
+_Row = tuple[np.ndarray, dict[str, str], int | None]
 
 
 class FeatureSource(Protocol):
     """What scoring needs from the feature store (`mlsd.features` store has it)."""
 
     def online_vectors(self, requests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> Any:
-        """`.values` (n, k) float32 (NaN where missing) and `.status` [{feature: status}]."""
+        """`.values` (n, k) float32 (NaN where missing), `.status` [{feature: status}] and,
+        optionally, `.newest_event_us` [µs per row] (the cache's freshness bound reads it)."""
         ...
 
 
@@ -92,17 +96,13 @@ class FeatureAssembler:
         #: Tells when the store answers but lost its data (every stored feature missing).
         self.probe = probe
         self._layouts: dict[tuple[str, ...], _Layout] = {}
-        self._coalescers: dict[
-            tuple[str, ...], Coalescer[dict[str, Any], tuple[np.ndarray, dict[str, str]]]
-        ] = {}
+        self._coalescers: dict[tuple[str, ...], Coalescer[dict[str, Any], _Row]] = {}
         self._lookup_ok = metrics.feature_latency.labels("ok")
         self._breaker_was_open = False
         self._store_was_empty = False
 
-    def _fetch(
-        self, requests: list[dict[str, Any]], stored: list[str]
-    ) -> list[tuple[np.ndarray, dict[str, str]]]:
-        """One store round trip (through the breaker): (row, status) per request."""
+    def _fetch(self, requests: list[dict[str, Any]], stored: list[str]) -> list[_Row]:
+        """One store round trip (through the breaker): (row, status, newest event) per request."""
         if self.features is None:  # pragma: no cover - callers check first
             raise UnavailableError("no feature store")
         started = time.perf_counter()
@@ -116,7 +116,10 @@ class FeatureAssembler:
         # (nan_to_num costs ~20 µs on one row, the finiteness check ~2 µs: the common case.)
         if not np.isfinite(values).all():
             values = np.nan_to_num(values, nan=MISSING_VALUE)
-        return list(zip(values, found.status, strict=True))
+        events = getattr(found, "newest_event_us", None)
+        if events is None:
+            events = [None] * len(requests)
+        return list(zip(values, found.status, events, strict=True))
 
     @staticmethod
     def _requests(txs: Sequence[Transaction]) -> list[dict[str, Any]]:
@@ -133,7 +136,7 @@ class FeatureAssembler:
         """Stored features now, in the calling thread (async jobs)."""
         n = len(txs)
         if not stored or self.features is None:
-            return self._missing(n, stored), [], False
+            return self._missing(n, stored), [], False, None
         started = time.perf_counter()
         try:
             rows = self._fetch(self._requests(txs), stored)
@@ -145,7 +148,7 @@ class FeatureAssembler:
         """Stored features, in one store call shared with concurrent requests."""
         n = len(txs)
         if not stored or self.features is None:
-            return self._missing(n, stored), [], False
+            return self._missing(n, stored), [], False, None
         key = tuple(stored)
         coalescer = self._coalescers.get(key)
         if coalescer is None:
@@ -158,9 +161,9 @@ class FeatureAssembler:
             return self._degrade(n, stored, started)
         return self._found(rows)
 
-    def _found(self, rows: list[tuple[np.ndarray, dict[str, str]]]) -> Built:
+    def _found(self, rows: list[_Row]) -> Built:
         self._breaker_gauge(failed=False)
-        values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
+        values = np.stack([row[0] for row in rows]) if len(rows) > 1 else rows[0][0][None, :]
         degraded = self.probe is not None and self.probe.lost()
         if degraded != self._store_was_empty:  # the gauge moves with the state, not per request
             self._store_was_empty = degraded
@@ -169,7 +172,9 @@ class FeatureAssembler:
             if self.fail_when_degraded:
                 raise UnavailableError("the online feature store lost its data", field="features")
             self.metrics.degraded.labels("online_store_empty").inc()
-        return values, [status for _, status in rows], degraded
+        events = [row[2] for row in rows]
+        known = None if None in events else [int(e) for e in events if e is not None]
+        return values, [row[1] for row in rows], degraded, known
 
     def _degrade(self, n: int, stored: list[str], started: float) -> Built:
         self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)
@@ -177,7 +182,7 @@ class FeatureAssembler:
         if self.fail_when_degraded:
             raise UnavailableError("the online feature store is unavailable", field="features")
         self.metrics.degraded.labels("online_store").inc()
-        return self._missing(n, stored), [], True
+        return self._missing(n, stored), [], True, None
 
     @staticmethod
     def _missing(n: int, stored: list[str]) -> np.ndarray:
@@ -214,6 +219,7 @@ class FeatureAssembler:
         found: np.ndarray,
         found_status: list[dict[str, str]],
         degraded: bool,
+        events: list[int] | None,
     ) -> Built:
         if len(txs) == 1:  # the common request: one plain row, no numpy fancy indexing
             values = layout.one_row(txs[0], found)
@@ -222,6 +228,6 @@ class FeatureAssembler:
             layout.fill(values, txs, found)
         if degraded or not found_status:
             template = layout.unavailable if degraded else layout.missing
-            return values, [template] * len(txs), degraded
+            return values, [template] * len(txs), degraded, events
         base = layout.request_status
-        return values, [{**base, **row} for row in found_status], degraded
+        return values, [{**base, **row} for row in found_status], degraded, events

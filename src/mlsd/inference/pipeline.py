@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from mlsd.errors import NotFoundError
+from mlsd.errors import NotFoundError, ValidationError
 from mlsd.inference.assemble import Built, FeatureAssembler
 from mlsd.inference.cache import PredictionCache
-from mlsd.inference.cached import predict_cached, predict_cached_sync
+from mlsd.inference.cached import Freshness, predict_cached, predict_cached_sync
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.observers import Role, ScoredBatch, ScoringObserver, ScoringRequest, decide
@@ -49,10 +50,18 @@ class ScoringPipeline:
         *,
         cache: PredictionCache | None = None,
         pinned: PinnedEndpoints | None = None,
+        freshness_s: float | None = None,
     ) -> None:
+        if freshness_s is not None and not (freshness_s >= 0 and math.isfinite(freshness_s)):
+            raise ValidationError(
+                f"cache freshness tolerance must be >= 0 seconds, got {freshness_s}",
+                field="cache_freshness_s",
+            )
         self.assembler = assembler
         self.metrics = metrics
         self.cache = cache
+        #: The feature-freshness bound's tolerance (µs); None: off (`mlsd.inference.cached`).
+        self.freshness_us = None if freshness_s is None else int(freshness_s * 1_000_000)
         self._pinned = pinned
         self._routes: dict[str | None, Route] = {}
         self._layers: list[RoutingLayer] = []
@@ -177,14 +186,16 @@ class ScoringPipeline:
         endpoint = variant.endpoint
         model = endpoint.current()
         if request.values is None:  # raw transactions (the common case: no extra await)
-            values, statuses, degraded = await self.assembler.build_async(
+            values, statuses, degraded, events = await self.assembler.build_async(
                 request.transactions, model.feature_names
             )
         else:
-            values, statuses, degraded = self._given_rows(request.values, model)
-        prediction, cached = await predict_cached(endpoint, self.cache, self.metrics, values, model)
+            values, statuses, degraded, events = self._given_rows(request.values, model)
+        prediction, cached = await predict_cached(
+            endpoint, self.cache, self.metrics, values, model, self._fresh(events)
+        )
         if prediction.model.feature_names != model.feature_names:  # new version, new features
-            values, statuses, degraded = await self._rows_async(request, prediction.model)
+            values, statuses, degraded, _ = await self._rows_async(request, prediction.model)
             prediction = await endpoint.predict(values)
             cached = np.zeros(len(values), dtype=bool)
         return self._batch(
@@ -196,8 +207,10 @@ class ScoringPipeline:
         self, variant: Variant, role: Role, request: ScoringRequest, started: float
     ) -> ScoredBatch:
         model = variant.endpoint.current()  # one version for the whole call
-        values, statuses, degraded = self._rows_sync(request, model)
-        scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+        values, statuses, degraded, events = self._rows_sync(request, model)
+        scores, cached = predict_cached_sync(
+            self.cache, self.metrics, values, model, self._fresh(events)
+        )
         return self._batch(
             request, variant, role, model, values, scores, cached, statuses, degraded, started
         )
@@ -212,9 +225,16 @@ class ScoringPipeline:
             return self._given_rows(request.values, model)
         return self.assembler.build(request.transactions, model.feature_names)
 
+    def _fresh(self, events: list[int] | None) -> Freshness | None:
+        """The freshness bound of one lookup: None when off, or when the rows' feature event
+        times are unknown (given rows, a store down): their values are the whole key."""
+        if self.freshness_us is None or events is None:
+            return None
+        return Freshness(events, self.freshness_us)
+
     @staticmethod
     def _given_rows(values: np.ndarray, model: LoadedModel) -> Built:
-        return check_matrix(values, len(model.feature_names)), [], False
+        return check_matrix(values, len(model.feature_names)), [], False, None
 
     @staticmethod
     def _batch(

@@ -60,6 +60,10 @@ class ServeOptions:
     #: them off to measure what they cost; a service without its log keeps no audit trail).
     log_predictions: bool = True
     cache_predictions: bool = True
+    #: The prediction cache's feature-freshness bound: a cached score is not served once the
+    #: features it was computed from have an event this many seconds newer (0: any newer
+    #: event). None: `settings.cache_freshness_seconds` (unset there too: off).
+    cache_freshness_s: float | None = None
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
@@ -115,6 +119,11 @@ class Service:
             self.metrics,
             cache=cache,
             pinned=self._pinned,
+            freshness_s=(
+                self.options.cache_freshness_s
+                if self.options.cache_freshness_s is not None
+                else settings.cache_freshness_seconds
+            ),
         )
         self.pipeline.add_observer(MetricsObserver(self.metrics))
         if prediction_log is not None:
