@@ -85,7 +85,7 @@ def test_the_tolerance_comes_from_settings_when_the_options_leave_it(
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
 def test_a_negative_or_non_finite_tolerance_is_refused(bad: float) -> None:
     metrics = ServingMetrics()
-    with pytest.raises(ValidationError, match="cache_freshness_s|tolerance") as info:
+    with pytest.raises(ValidationError, match="tolerance") as info:
         ScoringPipeline(FeatureAssembler(None, metrics), metrics, freshness_s=bad)
     assert info.value.field == "cache_freshness_s"
 
