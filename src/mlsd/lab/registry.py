@@ -10,6 +10,7 @@ from mlsd.lab.experiment import Experiment
 #: name -> "module:attribute" of its `Experiment`.
 EXPERIMENTS: dict[str, str] = {
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
+    "caching": "mlsd.lab.caching:EXPERIMENT",
 }
 
 
