@@ -11,6 +11,7 @@ from mlsd.lab.experiment import Experiment
 EXPERIMENTS: dict[str, str] = {
     "batch-size": "mlsd.lab.batch_size:EXPERIMENT",
     "caching": "mlsd.lab.caching:EXPERIMENT",
+    "embeddings": "mlsd.lab.embeddings:EXPERIMENT",
 }
 
 

@@ -21,7 +21,8 @@ from mlsd.data import schema
 from mlsd.data.config import SimulatorConfig
 from mlsd.data.io import write_dataset
 from mlsd.data.simulator import simulate
-from mlsd.features.handbook import HANDBOOK_FEATURES
+from mlsd.features.definitions import FeatureView
+from mlsd.features.handbook import HANDBOOK_FEATURES, HANDBOOK_VIEWS
 from mlsd.features.online import WriteBatch
 from mlsd.features.pipeline import CREATED_TS, EVENT_TS, connect
 from mlsd.features.store import FeatureStore
@@ -59,12 +60,14 @@ class World:
         self.store.close()
 
 
-def make_world(workdir: Path, config: SimulatorConfig) -> World:
-    """Simulate `config`, write it, apply the handbook views and build their offline tables."""
+def make_world(
+    workdir: Path, config: SimulatorConfig, views: Sequence[FeatureView] = HANDBOOK_VIEWS
+) -> World:
+    """Simulate `config`, write it, apply `views` (the handbook's) and build their tables."""
     dataset = simulate(config)
     folder = write_dataset(dataset, workdir / "dataset", overwrite=True)
     store = FeatureStore.open(Settings(home=workdir / "home"))
-    store.apply()
+    store.apply(views)
     store.build(folder)
     return World(config, folder, store, dataset.transactions)
 
