@@ -33,9 +33,12 @@ def _transactions(n: int, offset: int) -> list[Any]:
     rng = np.random.default_rng(offset)
     return [
         Transaction(
-            offset + i, int(rng.integers(N_CUSTOMERS)), int(rng.integers(N_TERMINALS)),
-            float(round(rng.random() * 300, 2)), NOW,
-        )  # fmt: skip
+            offset + i,
+            int(rng.integers(N_CUSTOMERS)),
+            int(rng.integers(N_TERMINALS)),
+            float(round(rng.random() * 300, 2)),
+            NOW,
+        )
         for i in range(n)
     ]
 
@@ -57,10 +60,13 @@ def freshness_cost(home: Path, rounds: int, block: int = 200) -> dict[str, float
         name: build_service(
             settings,
             ServeOptions(
-                models=("fraud@champion",), watch_aliases=False, batching=BatchConfig(1, -1.0),
-                log_predictions=False, **extra,
+                models=("fraud@champion",),
+                watch_aliases=False,
+                batching=BatchConfig(1, -1.0),
+                log_predictions=False,
+                **extra,
             ),
-        )  # fmt: skip
+        )
         for name, extra in modes.items()
     }
     for service in services.values():
