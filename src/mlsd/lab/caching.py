@@ -461,8 +461,8 @@ class CachingExperiment:
             "tolerance 0), feature-keyed ones through `predict_cached_sync`, the pipeline's own "
             "cache step. Latency is composed of median measured times (a busy machine's outliers "
             "left out): what the rule does on a hit and on a miss (the feature lookup unless a "
-            "request-key hit skips it, its cache calls, the model on a miss; on the feature-values key "
-            "a miss is its lookup plus the model call), weighted by its hit "
+            "request-key hit skips it, its cache calls, the model on a miss; on the "
+            "feature-values key a miss is its lookup plus the model call), weighted by its hit "
             "rate; compute saved = 1 - that mean over the uncached feature lookup + model call. "
             f"TTLs: {list(ttls)} s (0 = no cache)."
         )
