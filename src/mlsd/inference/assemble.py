@@ -26,8 +26,8 @@ from mlsd.inference.request_features import REQUEST_FEATURES
 from mlsd.inference.store_probe import StoreProbe
 
 #: (rows (n, k) float32 in signature order, a status per feature per row, degraded, the
-#: newest event time (µs) of each row's stored features, or None when not known)
-Built = tuple[np.ndarray, list[dict[str, str]], bool, list[int] | None]
+#: newest event time (µs) of each row's stored features: None where (or when) not known)
+Built = tuple[np.ndarray, list[dict[str, str]], bool, list[int | None] | None]
 #: One request's stored features: (row, status per feature, newest event µs or None)
 _Row = tuple[np.ndarray, dict[str, str], int | None]
 
@@ -172,9 +172,8 @@ class FeatureAssembler:
             if self.fail_when_degraded:
                 raise UnavailableError("the online feature store lost its data", field="features")
             self.metrics.degraded.labels("online_store_empty").inc()
-        events = [row[2] for row in rows]
-        known = None if None in events else [int(e) for e in events if e is not None]
-        return values, [row[1] for row in rows], degraded, known
+        # the events are read only under the freshness bound: no check here, on the hot path
+        return values, [row[1] for row in rows], degraded, [row[2] for row in rows]
 
     def _degrade(self, n: int, stored: list[str], started: float) -> Built:
         self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)
@@ -219,7 +218,7 @@ class FeatureAssembler:
         found: np.ndarray,
         found_status: list[dict[str, str]],
         degraded: bool,
-        events: list[int] | None,
+        events: list[int | None] | None,
     ) -> Built:
         if len(txs) == 1:  # the common request: one plain row, no numpy fancy indexing
             values = layout.one_row(txs[0], found)

@@ -225,12 +225,12 @@ class ScoringPipeline:
             return self._given_rows(request.values, model)
         return self.assembler.build(request.transactions, model.feature_names)
 
-    def _fresh(self, events: list[int] | None) -> Freshness | None:
+    def _fresh(self, events: list[int | None] | None) -> Freshness | None:
         """The freshness bound of one lookup: None when off, or when the rows' feature event
         times are unknown (given rows, a store down): their values are the whole key."""
-        if self.freshness_us is None or events is None:
+        if self.freshness_us is None or events is None or None in events:
             return None
-        return Freshness(events, self.freshness_us)
+        return Freshness([e for e in events if e is not None], self.freshness_us)
 
     @staticmethod
     def _given_rows(values: np.ndarray, model: LoadedModel) -> Built:

@@ -221,7 +221,7 @@ def _replay(
         feature_s.append(t_features)
         model_s.append(t_model)
         request_key = hash_rows(np.array([[customer, terminal, round(amount)]]))
-        bound = Freshness(events or [0], 0)
+        bound = Freshness([e or 0 for e in events or [None]], 0)
         for arm in arms:
             score, took = _through(arm, model, values, request_key, bound, fresh_score, metrics)
             arm.requests += 1
