@@ -185,3 +185,14 @@ def test_compromised_by_day_knows_a_fraud_only_after_the_label_delay() -> None:
         np.array([3]), np.array([2 * day + 5]), np.array([1]), 0, 12, window_days=3, delay_days=2
     )
     assert flags[3].nonzero()[0].tolist() == [5, 6, 7]  # known from day 2 + 2 + 1, for 3 days
+
+
+def test_the_parity_checks_cover_the_embedding_views(
+    built: tuple[FeatureStore, pd.DataFrame],
+) -> None:
+    store, _ = built
+    live = store.live_parity(sample=30)
+    assert live.ok, (live.problems, live.examples[:3])
+    assert live.compared > 0
+    replayed = store.parity(checkpoints=2, sample=20)
+    assert replayed.ok, (replayed.problems, replayed.examples[:3])
