@@ -100,6 +100,11 @@ class SimilarityFeatures:
     compromised: frozenset[int]
     k: int = 10
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """`SIMILARITY_FEATURES`: what it computes (`mlsd.inference.provided`)."""
+        return SIMILARITY_FEATURES
+
     def values(
         self, requests: Sequence[tuple[int, int, int]]
     ) -> tuple[npt.NDArray[np.float32], list[dict[str, str]]]:

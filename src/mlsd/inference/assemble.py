@@ -19,9 +19,11 @@ from mlsd.data import schema
 from mlsd.data.transaction import Transaction
 from mlsd.errors import UnavailableError
 from mlsd.features import MISSING_VALUE
+from mlsd.features.vectors import to_us
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.coalescer import Coalescer
 from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.request_features import REQUEST_FEATURES
 from mlsd.inference.store_probe import StoreProbe
 
@@ -44,10 +46,20 @@ class FeatureSource(Protocol):
 class _Layout:
     """Where each feature of a signature comes from, worked out once per signature."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], provided: Sequence[ProvidedFeatures] = ()) -> None:
         self.names = names
-        self.stored = [n for n in names if n not in REQUEST_FEATURES]
-        self.stored_columns = [j for j, n in enumerate(names) if n not in REQUEST_FEATURES]
+        #: (provider, output columns, its columns) for each provider the signature uses
+        self.provided: list[tuple[ProvidedFeatures, list[int], list[int]]] = []
+        by_provider: set[str] = set()
+        for provider in provided:
+            mine = {f: i for i, f in enumerate(provider.features)}
+            outs = [j for j, n in enumerate(names) if n in mine]
+            if outs:
+                self.provided.append((provider, outs, [mine[names[j]] for j in outs]))
+                by_provider.update(names[j] for j in outs)
+        local = set(REQUEST_FEATURES) | by_provider
+        self.stored = [n for n in names if n not in local]
+        self.stored_columns = [j for j, n in enumerate(names) if n not in local]
         self.request_columns = [j for j, n in enumerate(names) if n in REQUEST_FEATURES]
         self.request = [names[j] for j in self.request_columns]
         self.request_fns = [REQUEST_FEATURES[n] for n in self.request]
@@ -88,8 +100,11 @@ class FeatureAssembler:
         breaker: CircuitBreaker | None = None,
         fail_when_degraded: bool = False,
         probe: StoreProbe | None = None,
+        provided: Sequence[ProvidedFeatures] = (),
     ) -> None:
         self.features = features
+        #: Request-time features of their own components (embedding similarity, ...).
+        self.provided = tuple(provided)
         self.metrics = metrics
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
@@ -197,7 +212,7 @@ class FeatureAssembler:
     def _layout(self, names: tuple[str, ...]) -> _Layout:
         layout = self._layouts.get(names)
         if layout is None:
-            layout = _Layout(names)
+            layout = _Layout(names, self.provided)
             self._layouts[names] = layout
         return layout
 
@@ -211,8 +226,8 @@ class FeatureAssembler:
         layout = self._layout(tuple(names))
         return self._assemble(txs, layout, *await self._lookup_async(txs, layout.stored))
 
-    @staticmethod
     def _assemble(
+        self,
         txs: Sequence[Transaction],
         layout: _Layout,
         found: np.ndarray,
@@ -227,6 +242,41 @@ class FeatureAssembler:
             layout.fill(values, txs, found)
         if degraded or not found_status:
             template = layout.unavailable if degraded else layout.missing
-            return values, [template] * len(txs), degraded, events
-        base = layout.request_status
-        return values, [{**base, **row} for row in found_status], degraded, events
+            statuses = [template] * len(txs)
+        else:
+            base = layout.request_status
+            statuses = [{**base, **row} for row in found_status]
+        if layout.provided:
+            statuses = self._provide(txs, layout, values, statuses, degraded)
+        return values, statuses, degraded, events
+
+    @staticmethod
+    def _provide(
+        txs: Sequence[Transaction],
+        layout: _Layout,
+        values: np.ndarray,
+        statuses: list[dict[str, str]],
+        degraded: bool,
+    ) -> list[dict[str, str]]:
+        """Fill the providers' columns in place; each row's status with theirs merged in.
+
+        With the online store down (degraded) or the provider's own store unavailable, its
+        features are `unavailable` and get what training filled missing features with.
+        """
+        requests = [(tx.customer_id, tx.terminal_id, to_us(tx.timestamp)) for tx in txs]
+        merged = [dict(st) for st in statuses]
+        for provider, outs, cols in layout.provided:
+            names = [provider.features[c] for c in cols]
+            try:
+                if degraded:
+                    raise UnavailableError("the online feature store is unavailable")
+                got, status = provider.values(requests)
+            except UnavailableError:
+                values[:, outs] = MISSING_VALUE
+                for row in merged:
+                    row.update(dict.fromkeys(names, "unavailable"))
+                continue
+            values[:, outs] = np.asarray(got, dtype=np.float32)[:, cols]
+            for row, st in zip(merged, status, strict=True):
+                row.update((n, st[n]) for n in names)
+        return merged

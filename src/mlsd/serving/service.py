@@ -28,6 +28,7 @@ from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
+from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.spec import LoadedModel
 from mlsd.inference.store_probe import StoreProbe
 from mlsd.settings import Settings
@@ -64,6 +65,9 @@ class ServeOptions:
     #: features it was computed from have an event this many seconds newer (0: any newer
     #: event). None: `settings.cache_freshness_seconds` (unset there too: off).
     cache_freshness_s: float | None = None
+    #: Request-time features of their own components, for the models whose signatures name
+    #: them (e.g. `mlsd.features.similarity.SimilarityFeatures`: docs/caching.md).
+    provided_features: tuple[ProvidedFeatures, ...] = ()
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
@@ -110,6 +114,7 @@ class Service:
                 self.metrics,
                 breaker=self.breaker if features is not None else None,
                 fail_when_degraded=self.options.fail_when_degraded,
+                provided=self.options.provided_features,
                 probe=(
                     StoreProbe(features.online_watermarks, interval_s=self.options.store_probe_s)
                     if isinstance(features, FeatureStore)
