@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="prefix of every Redis key: {prefix}fs: online store, cache:, jobs:",
     )
     cache_ttl_seconds: float = Field(default=300.0, gt=0, description="prediction cache TTL")
+    cache_freshness_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="prediction cache feature-freshness bound: a cached score is not served "
+        "once its features have an event this many seconds newer (unset: off)",
+    )
     cache_max_entries: int = Field(
         default=100_000, ge=1, description="prediction cache size (entries), in process or on Redis"
     )

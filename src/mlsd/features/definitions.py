@@ -16,7 +16,7 @@ from typing import Any
 from mlsd.errors import ValidationError
 from mlsd.features.transforms import STANDARD, RequestTransform
 
-KINDS = ("customer_spending", "terminal_risk", "request")
+KINDS = ("customer_spending", "terminal_risk", "request", "embedding")
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ class Entity:
 class FeatureView:
     """A group of features of one entity, computed by one transformation from one source.
 
-    `kind` names the batch transformation (`customer_spending`, `terminal_risk`) or
-    `request` for features computed from the request itself. `delay_days` shifts the
-    windows back (the terminal view's label delay). A request view holds one
+    `kind` names the batch transformation (`customer_spending`, `terminal_risk`, `embedding`:
+    `mlsd.features.embeddings`) or `request` for features computed from the request itself.
+    `delay_days` shifts the windows back (the terminal view's label delay). A request view holds one
     `RequestTransform` per feature, in feature order: the single definition that the batch
     pipeline, the point-in-time join and serving all render; features left out get their
     standard transform (`mlsd.features.transforms.STANDARD`).

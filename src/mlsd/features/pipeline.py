@@ -166,6 +166,10 @@ def write_offline(
     con: duckdb.DuckDBPyConnection, view: FeatureView, source: str, created_us: int, out: Path
 ) -> int:
     """Compute one batch view and write its offline Parquet table; the row count."""
+    if view.kind == "embedding":  # an SVD per refresh, not SQL windows
+        from mlsd.features.embeddings import write_embedding_offline
+
+        return write_embedding_offline(view, source, created_us, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     try:

@@ -29,12 +29,15 @@ _US = timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class OnlineVectors:
-    """Feature matrix (n, len(features)) float32, status per value, versions served."""
+    """Feature matrix (n, len(features)) float32, status per value, versions served, and per
+    row the newest event time (µs) of the stored rows it was served (0 when none was present):
+    what the prediction cache's freshness bound compares (`mlsd.inference.cached`)."""
 
     features: list[str]
     values: npt.NDArray[np.float32]
     status: list[dict[str, str]]
     view_versions: dict[str, str]
+    newest_event_us: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ def dense_values(
         for st in status:
             st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
+    newest = [0] * n
     for j, slot in enumerate(plan.views):
         outs = [c[0] for c in slot.columns]
         stored = [c[1] for c in slot.columns]
@@ -168,10 +172,12 @@ def dense_values(
                 state = PRESENT
                 rows.append(i)
                 found.append(rec.values)
+                if rec.event_us > newest[i]:
+                    newest[i] = rec.event_us
             status[i].update(slot.statuses[state])
         if rows:
             values[np.ix_(rows, outs)] = np.stack(found)[:, stored]
-    return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
+    return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest)
 
 
 def _lookups(
@@ -215,6 +221,7 @@ def small_values(
             st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
     nv = len(plan.views)
+    newest = [0] * len(times)
     for j, slot in enumerate(plan.views):
         for i, now in enumerate(times):
             rec = records[i * nv + j]
@@ -229,9 +236,11 @@ def small_values(
                 got, row = rec.values.tolist(), rows[i]
                 for out, stored, _ in slot.columns:
                     row[out] = got[stored]
+                if rec.event_us > newest[i]:
+                    newest[i] = rec.event_us
             status[i].update(slot.statuses[state])
     values = np.array(rows, dtype=np.float32).reshape(len(rows), width)
-    return OnlineVectors(list(plan.features), values, status, dict(plan.versions))
+    return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest)
 
 
 def _request_block(

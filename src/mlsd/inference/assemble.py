@@ -19,31 +19,47 @@ from mlsd.data import schema
 from mlsd.data.transaction import Transaction
 from mlsd.errors import UnavailableError
 from mlsd.features import MISSING_VALUE
+from mlsd.features.vectors import to_us
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.coalescer import Coalescer
 from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.request_features import REQUEST_FEATURES
 from mlsd.inference.store_probe import StoreProbe
 
-#: (rows (n, k) float32 in signature order, a status per feature per row, degraded)
-Built = tuple[np.ndarray, list[dict[str, str]], bool]
+#: (rows (n, k) float32 in signature order, a status per feature per row, degraded, the
+#: newest event time (µs) of each row's stored features: None where (or when) not known)
+Built = tuple[np.ndarray, list[dict[str, str]], bool, list[int | None] | None]
+#: One request's stored features: (row, status per feature, newest event µs or None)
+_Row = tuple[np.ndarray, dict[str, str], int | None]
 
 
 class FeatureSource(Protocol):
     """What scoring needs from the feature store (`mlsd.features` store has it)."""
 
     def online_vectors(self, requests: Sequence[Mapping[str, Any]], features: Sequence[str]) -> Any:
-        """`.values` (n, k) float32 (NaN where missing) and `.status` [{feature: status}]."""
+        """`.values` (n, k) float32 (NaN where missing), `.status` [{feature: status}] and,
+        optionally, `.newest_event_us` [µs per row] (the cache's freshness bound reads it)."""
         ...
 
 
 class _Layout:
     """Where each feature of a signature comes from, worked out once per signature."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], provided: Sequence[ProvidedFeatures] = ()) -> None:
         self.names = names
-        self.stored = [n for n in names if n not in REQUEST_FEATURES]
-        self.stored_columns = [j for j, n in enumerate(names) if n not in REQUEST_FEATURES]
+        #: (provider, output columns, its columns) for each provider the signature uses
+        self.provided: list[tuple[ProvidedFeatures, list[int], list[int]]] = []
+        by_provider: set[str] = set()
+        for provider in provided:
+            mine = {f: i for i, f in enumerate(provider.features)}
+            outs = [j for j, n in enumerate(names) if n in mine]
+            if outs:
+                self.provided.append((provider, outs, [mine[names[j]] for j in outs]))
+                by_provider.update(names[j] for j in outs)
+        local = set(REQUEST_FEATURES) | by_provider
+        self.stored = [n for n in names if n not in local]
+        self.stored_columns = [j for j, n in enumerate(names) if n not in local]
         self.request_columns = [j for j, n in enumerate(names) if n in REQUEST_FEATURES]
         self.request = [names[j] for j in self.request_columns]
         self.request_fns = [REQUEST_FEATURES[n] for n in self.request]
@@ -84,25 +100,24 @@ class FeatureAssembler:
         breaker: CircuitBreaker | None = None,
         fail_when_degraded: bool = False,
         probe: StoreProbe | None = None,
+        provided: Sequence[ProvidedFeatures] = (),
     ) -> None:
         self.features = features
+        #: Request-time features of their own components (embedding similarity, ...).
+        self.provided = tuple(provided)
         self.metrics = metrics
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
         #: Tells when the store answers but lost its data (every stored feature missing).
         self.probe = probe
         self._layouts: dict[tuple[str, ...], _Layout] = {}
-        self._coalescers: dict[
-            tuple[str, ...], Coalescer[dict[str, Any], tuple[np.ndarray, dict[str, str]]]
-        ] = {}
+        self._coalescers: dict[tuple[str, ...], Coalescer[dict[str, Any], _Row]] = {}
         self._lookup_ok = metrics.feature_latency.labels("ok")
         self._breaker_was_open = False
         self._store_was_empty = False
 
-    def _fetch(
-        self, requests: list[dict[str, Any]], stored: list[str]
-    ) -> list[tuple[np.ndarray, dict[str, str]]]:
-        """One store round trip (through the breaker): (row, status) per request."""
+    def _fetch(self, requests: list[dict[str, Any]], stored: list[str]) -> list[_Row]:
+        """One store round trip (through the breaker): (row, status, newest event) per request."""
         if self.features is None:  # pragma: no cover - callers check first
             raise UnavailableError("no feature store")
         started = time.perf_counter()
@@ -116,7 +131,10 @@ class FeatureAssembler:
         # (nan_to_num costs ~20 µs on one row, the finiteness check ~2 µs: the common case.)
         if not np.isfinite(values).all():
             values = np.nan_to_num(values, nan=MISSING_VALUE)
-        return list(zip(values, found.status, strict=True))
+        events = getattr(found, "newest_event_us", None)
+        if events is None:
+            events = [None] * len(requests)
+        return list(zip(values, found.status, events, strict=True))
 
     @staticmethod
     def _requests(txs: Sequence[Transaction]) -> list[dict[str, Any]]:
@@ -133,7 +151,7 @@ class FeatureAssembler:
         """Stored features now, in the calling thread (async jobs)."""
         n = len(txs)
         if not stored or self.features is None:
-            return self._missing(n, stored), [], False
+            return self._missing(n, stored), [], False, None
         started = time.perf_counter()
         try:
             rows = self._fetch(self._requests(txs), stored)
@@ -145,7 +163,7 @@ class FeatureAssembler:
         """Stored features, in one store call shared with concurrent requests."""
         n = len(txs)
         if not stored or self.features is None:
-            return self._missing(n, stored), [], False
+            return self._missing(n, stored), [], False, None
         key = tuple(stored)
         coalescer = self._coalescers.get(key)
         if coalescer is None:
@@ -158,9 +176,9 @@ class FeatureAssembler:
             return self._degrade(n, stored, started)
         return self._found(rows)
 
-    def _found(self, rows: list[tuple[np.ndarray, dict[str, str]]]) -> Built:
+    def _found(self, rows: list[_Row]) -> Built:
         self._breaker_gauge(failed=False)
-        values = np.stack([row for row, _ in rows]) if len(rows) > 1 else rows[0][0][None, :]
+        values = np.stack([row[0] for row in rows]) if len(rows) > 1 else rows[0][0][None, :]
         degraded = self.probe is not None and self.probe.lost()
         if degraded != self._store_was_empty:  # the gauge moves with the state, not per request
             self._store_was_empty = degraded
@@ -169,7 +187,8 @@ class FeatureAssembler:
             if self.fail_when_degraded:
                 raise UnavailableError("the online feature store lost its data", field="features")
             self.metrics.degraded.labels("online_store_empty").inc()
-        return values, [status for _, status in rows], degraded
+        # the events are read only under the freshness bound: no check here, on the hot path
+        return values, [row[1] for row in rows], degraded, [row[2] for row in rows]
 
     def _degrade(self, n: int, stored: list[str], started: float) -> Built:
         self.metrics.feature_latency.labels("unavailable").observe(time.perf_counter() - started)
@@ -177,7 +196,7 @@ class FeatureAssembler:
         if self.fail_when_degraded:
             raise UnavailableError("the online feature store is unavailable", field="features")
         self.metrics.degraded.labels("online_store").inc()
-        return self._missing(n, stored), [], True
+        return self._missing(n, stored), [], True, None
 
     @staticmethod
     def _missing(n: int, stored: list[str]) -> np.ndarray:
@@ -193,7 +212,7 @@ class FeatureAssembler:
     def _layout(self, names: tuple[str, ...]) -> _Layout:
         layout = self._layouts.get(names)
         if layout is None:
-            layout = _Layout(names)
+            layout = _Layout(names, self.provided)
             self._layouts[names] = layout
         return layout
 
@@ -207,13 +226,14 @@ class FeatureAssembler:
         layout = self._layout(tuple(names))
         return self._assemble(txs, layout, *await self._lookup_async(txs, layout.stored))
 
-    @staticmethod
     def _assemble(
+        self,
         txs: Sequence[Transaction],
         layout: _Layout,
         found: np.ndarray,
         found_status: list[dict[str, str]],
         degraded: bool,
+        events: list[int | None] | None,
     ) -> Built:
         if len(txs) == 1:  # the common request: one plain row, no numpy fancy indexing
             values = layout.one_row(txs[0], found)
@@ -222,6 +242,41 @@ class FeatureAssembler:
             layout.fill(values, txs, found)
         if degraded or not found_status:
             template = layout.unavailable if degraded else layout.missing
-            return values, [template] * len(txs), degraded
-        base = layout.request_status
-        return values, [{**base, **row} for row in found_status], degraded
+            statuses = [template] * len(txs)
+        else:
+            base = layout.request_status
+            statuses = [{**base, **row} for row in found_status]
+        if layout.provided:
+            statuses = self._provide(txs, layout, values, statuses, degraded)
+        return values, statuses, degraded, events
+
+    @staticmethod
+    def _provide(
+        txs: Sequence[Transaction],
+        layout: _Layout,
+        values: np.ndarray,
+        statuses: list[dict[str, str]],
+        degraded: bool,
+    ) -> list[dict[str, str]]:
+        """Fill the providers' columns in place; each row's status with theirs merged in.
+
+        With the online store down (degraded) or the provider's own store unavailable, its
+        features are `unavailable` and get what training filled missing features with.
+        """
+        requests = [(tx.customer_id, tx.terminal_id, to_us(tx.timestamp)) for tx in txs]
+        merged = [dict(st) for st in statuses]
+        for provider, outs, cols in layout.provided:
+            names = [provider.features[c] for c in cols]
+            try:
+                if degraded:
+                    raise UnavailableError("the online feature store is unavailable")
+                got, status = provider.values(requests)
+            except UnavailableError:
+                values[:, outs] = MISSING_VALUE
+                for row in merged:
+                    row.update(dict.fromkeys(names, "unavailable"))
+                continue
+            values[:, outs] = np.asarray(got, dtype=np.float32)[:, cols]
+            for row, st in zip(merged, status, strict=True):
+                row.update((n, st[n]) for n in names)
+        return merged

@@ -5,9 +5,18 @@ misses go to the model, and their fresh scores are stored. Hits and misses are c
 model name (`mlsd_cache_hits_total`, `..._misses_total`). If the endpoint answers with
 another version than the one looked up (the alias moved meanwhile), every row is scored anew
 and nothing is stored, so a score is never filed under a version that did not produce it.
+
+The feature-freshness bound (`Freshness`, off unless a tolerance is set): each score is filed
+with the newest event time of the stored features it was computed from, and a lookup whose
+rows' features have an event more than the tolerance newer than the entry's is a miss, so a
+customer whose card is being drained is not answered from a cache filled before the burst,
+even where the new event left the feature values (and so the key) unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +27,25 @@ from mlsd.inference.spec import LoadedModel
 
 #: (row hashes, cached score or None per row, indexes of the misses)
 Lookup = tuple[list[str], list[float | None], list[int]]
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The freshness bound for one lookup: each row's newest feature event (µs) and the
+    tolerance (µs). An entry is served only if filed with an event >= newest - tolerance."""
+
+    newest_us: Sequence[int]
+    tolerance_us: int
+
+    def min_events(self, rows: Sequence[int] | None = None) -> list[int]:
+        """The oldest filed event each row accepts (of `rows` only, if given)."""
+        tol = self.tolerance_us
+        newest = self.newest_us if rows is None else [self.newest_us[i] for i in rows]
+        return [e - tol for e in newest]
+
+    def events(self, rows: Sequence[int]) -> list[int]:
+        """The events to file the fresh scores of `rows` under."""
+        return [int(self.newest_us[i]) for i in rows]
 
 
 def _flags(n: int, value: bool) -> np.ndarray:
@@ -34,10 +62,17 @@ _ONE_FRESH.flags.writeable = False
 
 
 def _lookup(
-    cache: PredictionCache, metrics: ServingMetrics, values: np.ndarray, model: LoadedModel
+    cache: PredictionCache,
+    metrics: ServingMetrics,
+    values: np.ndarray,
+    model: LoadedModel,
+    fresh: Freshness | None,
 ) -> Lookup:
     hashes = hash_rows(values)
-    got = cache.get_many(model.key, hashes)
+    if fresh is None:
+        got = cache.get_many(model.key, hashes)
+    else:
+        got = cache.get_many(model.key, hashes, min_events=fresh.min_events())
     miss = [i for i, score in enumerate(got) if score is None]
     hits = len(values) - len(miss)
     if hits:
@@ -64,27 +99,44 @@ async def predict_cached(
     metrics: ServingMetrics,
     values: np.ndarray,
     model: LoadedModel,
+    fresh: Freshness | None = None,
 ) -> tuple[Prediction, np.ndarray]:
     """Scores of `values` (n, k) built for `model`, and which rows came from the cache.
 
     `model` is the version the caller built the rows for (its `key` is the cache key);
     without a cache every row is scored by the endpoint and none is flagged cached.
+    `fresh` applies the freshness bound (None: off, the hot path as before).
     """
     n = len(values)
     if cache is None:
         return await endpoint.predict(values), _flags(n, False)
-    hashes, got, miss = _lookup(cache, metrics, values, model)
+    hashes, got, miss = _lookup(cache, metrics, values, model, fresh)
     if not miss:
         return Prediction(np.asarray(got, dtype=np.float64), model), _flags(n, True)
     hits = n - len(miss)
-    fresh = await endpoint.predict(values[miss] if hits else values)
-    if fresh.model.key != model.key:  # the alias moved meanwhile: score all rows anew
+    scored = await endpoint.predict(values[miss] if hits else values)
+    if scored.model.key != model.key:  # the alias moved meanwhile: score all rows anew
         return await endpoint.predict(values), _flags(n, False)
-    cache.put_many(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
+    _store(cache, model, hashes, miss, scored.scores.tolist(), fresh)
     if not hits:
-        return fresh, _flags(n, False)
-    scores, cached = _merge(got, miss, fresh.scores)
-    return Prediction(scores, model, fresh.variant), cached
+        return scored, _flags(n, False)
+    scores, cached = _merge(got, miss, scored.scores)
+    return Prediction(scores, model, scored.variant), cached
+
+
+def _store(
+    cache: PredictionCache,
+    model: LoadedModel,
+    hashes: list[str],
+    miss: list[int],
+    scores: list[float],
+    fresh: Freshness | None,
+) -> None:
+    digests = [hashes[i] for i in miss]
+    if fresh is None:
+        cache.put_many(model.key, digests, scores)
+    else:
+        cache.put_many(model.key, digests, scores, events=fresh.events(miss))
 
 
 def predict_cached_sync(
@@ -92,16 +144,17 @@ def predict_cached_sync(
     metrics: ServingMetrics,
     values: np.ndarray,
     model: LoadedModel,
+    fresh: Freshness | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`predict_cached` in the calling thread with one fixed version (jobs, streams)."""
     n = len(values)
     if cache is None:
         return timed_predict(model, values, metrics), _flags(n, False)
-    hashes, got, miss = _lookup(cache, metrics, values, model)
+    hashes, got, miss = _lookup(cache, metrics, values, model, fresh)
     if not miss:
         return np.asarray(got, dtype=np.float64), _flags(n, True)
-    fresh = timed_predict(model, values[miss] if len(miss) < n else values, metrics)
-    cache.put_many(model.key, [hashes[i] for i in miss], fresh.tolist())
+    scored = timed_predict(model, values[miss] if len(miss) < n else values, metrics)
+    _store(cache, model, hashes, miss, scored.tolist(), fresh)
     if len(miss) == n:
-        return fresh, _flags(n, False)
-    return _merge(got, miss, fresh)
+        return scored, _flags(n, False)
+    return _merge(got, miss, scored)

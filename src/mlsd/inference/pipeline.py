@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from mlsd.errors import NotFoundError
+from mlsd.errors import NotFoundError, ValidationError
 from mlsd.inference.assemble import Built, FeatureAssembler
 from mlsd.inference.cache import PredictionCache
-from mlsd.inference.cached import predict_cached, predict_cached_sync
+from mlsd.inference.cached import Freshness, predict_cached, predict_cached_sync
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.observers import (
@@ -61,10 +62,18 @@ class ScoringPipeline:
         cache: PredictionCache | None = None,
         pinned: PinnedEndpoints | None = None,
         shadow_capacity: int = 1024,
+        freshness_s: float | None = None,
     ) -> None:
+        if freshness_s is not None and not (freshness_s >= 0 and math.isfinite(freshness_s)):
+            raise ValidationError(
+                f"cache freshness tolerance must be >= 0 seconds, got {freshness_s}",
+                field="cache_freshness_s",
+            )
         self.assembler = assembler
         self.metrics = metrics
         self.cache = cache
+        #: The feature-freshness bound's tolerance (µs); None: off (`mlsd.inference.cached`).
+        self.freshness_us = None if freshness_s is None else int(freshness_s * 1_000_000)
         self._pinned = pinned
         self._routes: dict[str | None, Route] = {}
         self._layers: list[RoutingLayer] = []
@@ -199,11 +208,14 @@ class ScoringPipeline:
         started = time.perf_counter()
         try:
             model = variant.endpoint.current()
+            events: list[int | None] | None = None
             if primary is not None and primary.model.feature_names == model.feature_names:
                 values, statuses, degraded = primary.values, primary.statuses, primary.degraded
             else:
-                values, statuses, degraded = self._rows_sync(request, model)
-            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+                values, statuses, degraded, events = self._rows_sync(request, model)
+            scores, cached = predict_cached_sync(
+                self._shadow_cache(events), self.metrics, values, model, self._fresh(events)
+            )
             batch = self._batch(
                 request, variant, "shadow", model, values, scores, cached, statuses, degraded,
                 started,
@@ -246,7 +258,8 @@ class ScoringPipeline:
         primaries = [p for _, _, p in group if p is not None]
         values = np.concatenate([p.values for p in primaries], axis=0)
         try:
-            scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+            cache = self._shadow_cache(None)
+            scores, cached = predict_cached_sync(cache, self.metrics, values, model)
             batches, start = [], 0
             for (_, request, _), p in zip(group, primaries, strict=True):
                 end = start + len(p.values)
@@ -288,14 +301,16 @@ class ScoringPipeline:
         endpoint = variant.endpoint
         model = endpoint.current()
         if request.values is None:  # raw transactions (the common case: no extra await)
-            values, statuses, degraded = await self.assembler.build_async(
+            values, statuses, degraded, events = await self.assembler.build_async(
                 request.transactions, model.feature_names
             )
         else:
-            values, statuses, degraded = self._given_rows(request.values, model)
-        prediction, cached = await predict_cached(endpoint, self.cache, self.metrics, values, model)
+            values, statuses, degraded, events = self._given_rows(request.values, model)
+        prediction, cached = await predict_cached(
+            endpoint, self.cache, self.metrics, values, model, self._fresh(events)
+        )
         if prediction.model.feature_names != model.feature_names:  # new version, new features
-            values, statuses, degraded = await self._rows_async(request, prediction.model)
+            values, statuses, degraded, _ = await self._rows_async(request, prediction.model)
             prediction = await endpoint.predict(values)
             cached = np.zeros(len(values), dtype=bool)
         return self._batch(
@@ -307,8 +322,10 @@ class ScoringPipeline:
         self, variant: Variant, role: Role, request: ScoringRequest, started: float
     ) -> ScoredBatch:
         model = variant.endpoint.current()  # one version for the whole call
-        values, statuses, degraded = self._rows_sync(request, model)
-        scores, cached = predict_cached_sync(self.cache, self.metrics, values, model)
+        values, statuses, degraded, events = self._rows_sync(request, model)
+        scores, cached = predict_cached_sync(
+            self.cache, self.metrics, values, model, self._fresh(events)
+        )
         return self._batch(
             request, variant, role, model, values, scores, cached, statuses, degraded, started
         )
@@ -323,9 +340,21 @@ class ScoringPipeline:
             return self._given_rows(request.values, model)
         return self.assembler.build(request.transactions, model.feature_names)
 
+    def _shadow_cache(self, events: list[int | None] | None) -> PredictionCache | None:
+        """The cache for a shadow's scores: none under a freshness bound when the rows' event
+        times are unknown (a shadow reusing its primary's rows), so nothing stale is served."""
+        return None if self.freshness_us is not None and events is None else self.cache
+
+    def _fresh(self, events: list[int | None] | None) -> Freshness | None:
+        """The freshness bound of one lookup: None when off, or when the rows' feature event
+        times are unknown (given rows, a store down): their values are the whole key."""
+        if self.freshness_us is None or events is None or None in events:
+            return None
+        return Freshness([e for e in events if e is not None], self.freshness_us)
+
     @staticmethod
     def _given_rows(values: np.ndarray, model: LoadedModel) -> Built:
-        return check_matrix(values, len(model.feature_names)), [], False
+        return check_matrix(values, len(model.feature_names)), [], False, None
 
     @staticmethod
     def _batch(

@@ -16,6 +16,8 @@ EXPERIMENTS: dict[str, str] = {
     "latency-budget": "mlsd.lab.latency_budget:EXPERIMENT",
     "quantization": "mlsd.lab.quantization:EXPERIMENT",
     "shadow-divergence": "mlsd.lab.shadow_divergence:EXPERIMENT",
+    "caching": "mlsd.lab.caching:EXPERIMENT",
+    "embeddings": "mlsd.lab.embeddings:EXPERIMENT",
 }
 
 

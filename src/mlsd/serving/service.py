@@ -28,6 +28,7 @@ from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
+from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.spec import LoadedModel
 from mlsd.inference.store_probe import StoreProbe
 from mlsd.registry import Registry
@@ -63,6 +64,13 @@ class ServeOptions:
     #: them off to measure what they cost; a service without its log keeps no audit trail).
     log_predictions: bool = True
     cache_predictions: bool = True
+    #: The prediction cache's feature-freshness bound: a cached score is not served once the
+    #: features it was computed from have an event this many seconds newer (0: any newer
+    #: event). None: `settings.cache_freshness_seconds` (unset there too: off).
+    cache_freshness_s: float | None = None
+    #: Request-time features of their own components, for the models whose signatures name
+    #: them (e.g. `mlsd.features.similarity.SimilarityFeatures`: docs/caching.md).
+    provided_features: tuple[ProvidedFeatures, ...] = ()
     #: GC and GIL settings for a scoring process (`mlsd.serving.tuning`): process-wide,
     #: so off for an embedded app; `mlsd serve` and the demo turn them on.
     tune_process: bool = False
@@ -126,6 +134,7 @@ class Service:
                 self.metrics,
                 breaker=self.breaker if features is not None else None,
                 fail_when_degraded=self.options.fail_when_degraded,
+                provided=self.options.provided_features,
                 probe=(
                     StoreProbe(features.online_watermarks, interval_s=self.options.store_probe_s)
                     if isinstance(features, FeatureStore)
@@ -136,6 +145,11 @@ class Service:
             cache=cache,
             pinned=self._pinned,
             shadow_capacity=self.options.shadow_capacity,
+            freshness_s=(
+                self.options.cache_freshness_s
+                if self.options.cache_freshness_s is not None
+                else settings.cache_freshness_seconds
+            ),
         )
         self.pipeline.add_observer(MetricsObserver(self.metrics))
         if prediction_log is not None:

@@ -114,3 +114,23 @@ def test_make_cache_picks_by_url(backend: str, request: pytest.FixtureRequest) -
         assert type(cache).__name__ == ("MemoryCache" if backend == "memory" else "RedisCache")
     finally:
         cache.close()
+
+
+def test_the_freshness_bound_refuses_entries_filed_from_older_features(make: Factory) -> None:
+    cache = make()
+    key = model_key("fraud", 1)
+    cache.put_many(key, ["a", "b"], [0.25, 0.75], events=[1_000, 2_000])
+    cache.put_many(key, ["c"], [0.5])  # filed without an event time
+    # a bound at or before the filed event serves; after it refuses; no event: refused
+    assert cache.get_many(key, ["a", "b"], min_events=[1_000, 1_500]) == [0.25, 0.75]
+    assert cache.get_many(key, ["a", "b", "c"], min_events=[1_001, 2_000, 0]) == [None, 0.75, None]
+    assert cache.get_many(key, ["a", "c"]) == [0.25, 0.5]  # bound off: the values are the key
+    stats = cache.stats()
+    assert stats.stale == 2
+    assert (stats.hits, stats.misses) == (5, 2)
+    cache.put_many(key, ["a"], [0.125], events=[5_000])  # rescored from newer features
+    assert cache.get_many(key, ["a"], min_events=[4_000]) == [0.125]
+    with pytest.raises(ValueError, match="events"):
+        cache.put_many(key, ["a"], [0.1], events=[1, 2])
+    with pytest.raises(ValueError, match="min_events"):
+        cache.get_many(key, ["a", "b"], min_events=[1])

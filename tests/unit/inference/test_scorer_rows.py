@@ -59,7 +59,7 @@ def test_fetched_rows_fill_non_finite_values_like_nan_to_num() -> None:
             values[rng.random(values.shape) < 0.3] = rng.choice([np.nan, np.inf, -np.inf])
         scorer = FeatureAssembler(_Rows(values), ServingMetrics())
         rows = scorer._fetch([{}, {}], ["a", "b", "c", "d"])
-        got = np.stack([row for row, _ in rows])
+        got = np.stack([row for row, *_ in rows])
         expected = np.nan_to_num(values, nan=MISSING_VALUE)
         assert got.dtype == np.float32
         assert got.tobytes() == expected.tobytes()

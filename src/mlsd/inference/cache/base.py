@@ -12,12 +12,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CacheStats:
-    """Hits and misses since the cache was made (this process), entries held, backend errors."""
+    """Hits and misses since the cache was made (this process), entries held, backend errors,
+    and the misses that were entries refused by the freshness bound."""
 
     hits: int
     misses: int
     size: int
     errors: int = 0
+    #: Lookups refused by the freshness bound (an entry there, its features since renewed).
+    stale: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -34,12 +37,30 @@ class PredictionCache(Protocol):
     the error is counted in `stats().errors`.
     """
 
-    def get_many(self, model_key: str, hashes: Sequence[str]) -> list[float | None]:
-        """The cached score of each hash, None where absent or expired."""
+    def get_many(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        *,
+        min_events: Sequence[int] | None = None,
+    ) -> list[float | None]:
+        """The cached score of each hash, None where absent or expired.
+
+        With `min_events` (the freshness bound, one µs time per hash), an entry is served only
+        if it was stored with a features' event time at least that (`put_many(events=...)`);
+        an entry stored without one is not served. The refusals are counted in `stale`.
+        """
         ...
 
-    def put_many(self, model_key: str, hashes: Sequence[str], scores: Sequence[float]) -> None:
-        """Store one score per hash."""
+    def put_many(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        scores: Sequence[float],
+        *,
+        events: Sequence[int] | None = None,
+    ) -> None:
+        """Store one score per hash, with the newest event time (µs) of its features if given."""
         ...
 
     def clear_model(self, model_name: str) -> None:

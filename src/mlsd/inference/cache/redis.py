@@ -141,6 +141,7 @@ class RedisCache:
         self._hits = 0
         self._misses = 0
         self._errors = 0
+        self._stale = 0
         #: Skips Redis while it fails or stalls (a stall blocks the event loop per call).
         self.breaker = CircuitBreaker(
             failure_threshold=3,
@@ -154,19 +155,30 @@ class RedisCache:
     def _key(self, model_key: str, digest: str) -> str:
         return f"{self.prefix}{model_key}:{digest}"
 
-    def _count(self, hits: int, misses: int, errors: int = 0) -> None:
+    def _count(self, hits: int, misses: int, errors: int = 0, *, stale: int = 0) -> None:
         with self._lock:
             self._hits += hits
             self._misses += misses
             self._errors += errors
+            self._stale += stale
 
-    def get_many(self, model_key: str, hashes: Sequence[str]) -> list[float | None]:
-        """The cached score of each hash, None where absent, expired or on error.
+    def get_many(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        *,
+        min_events: Sequence[int] | None = None,
+    ) -> list[float | None]:
+        """The cached score of each hash, None where absent, expired, on error or (with
+        `min_events`) stored from features older than the bound.
 
-        One script: MGET, and the hits become the most recently used.
+        One script: MGET, and the hits become the most recently used. A value stored with
+        its features' event time reads `score;event_us`.
         """
         if not hashes:
             return []
+        if min_events is not None and len(min_events) != len(hashes):
+            raise ValueError(f"{len(hashes)} hashes but {len(min_events)} min_events")
         keys = [self.lru_key, *(self._key(model_key, d) for d in hashes)]
         try:
             raw = self.breaker.call(self._get, keys=keys)
@@ -175,23 +187,48 @@ class RedisCache:
                 log.warning("prediction cache lookup failed: %s", exc.message)
             self._count(0, len(hashes), 1)
             return [None] * len(hashes)
-        found = [None if value is None else float(value) for value in raw]
+        stale = 0
+        if min_events is None:
+            found = [None if v is None else float(v.partition(b";")[0]) for v in raw]
+        else:
+            found = []
+            for value, bound in zip(raw, min_events, strict=True):
+                if value is None:
+                    found.append(None)
+                    continue
+                score, _, event = value.partition(b";")
+                if not event or int(event) < bound:
+                    stale += 1
+                    found.append(None)
+                else:
+                    found.append(float(score))
         hits = len(found) - found.count(None)
-        self._count(hits, len(found) - hits)
+        self._count(hits, len(found) - hits, stale=stale)
         return found
 
-    def put_many(self, model_key: str, hashes: Sequence[str], scores: Sequence[float]) -> None:
-        """Store one score per hash and evict beyond `max_entries`, in one script.
-
-        Dropped (and counted) on a Redis error.
+    def put_many(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        scores: Sequence[float],
+        *,
+        events: Sequence[int] | None = None,
+    ) -> None:
+        """Store one score per hash (with its features' newest event time, if given) and
+        evict beyond `max_entries`, in one script. Dropped (and counted) on a Redis error.
         """
         if len(hashes) != len(scores):
             raise ValueError(f"{len(hashes)} hashes but {len(scores)} scores")
+        if events is not None and len(events) != len(hashes):
+            raise ValueError(f"{len(hashes)} hashes but {len(events)} events")
         if not hashes:
             return
         keys = [self.lru_key, *(self._key(model_key, d) for d in hashes)]
         args: list[int | str] = [self.ttl_ms, self.max_entries]
-        args.extend(repr(float(s)) for s in scores)
+        if events is None:
+            args.extend(repr(float(s)) for s in scores)
+        else:
+            args.extend(f"{float(s)!r};{int(e)}" for s, e in zip(scores, events, strict=True))
         try:
             self.breaker.call(self._put, keys=keys, args=args)
         except UnavailableError as exc:
@@ -231,7 +268,7 @@ class RedisCache:
             errors = 1
         with self._lock:
             self._errors += errors
-            return CacheStats(self._hits, self._misses, size, self._errors)
+            return CacheStats(self._hits, self._misses, size, self._errors, self._stale)
 
     def close(self) -> None:
         """Close the connection pool."""
