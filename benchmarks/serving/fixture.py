@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
+from mlsd.registry.profile import PROFILE_ARTIFACT, build_profile, profile_bytes
 from mlsd.serving.testing import FEATURES, NOW, register_tiny_model, tiny_model_artifacts
 from mlsd.settings import Settings
 
@@ -53,6 +54,7 @@ def prepare_home(home: Path, seed: int = 7) -> Path:
     finally:
         store.close()
     files = tiny_model_artifacts(seed, n_trees=N_TREES)
+    files[PROFILE_ARTIFACT] = _profile(seed)  # so `mlsd serve`'s live drift has work to do
     registry = Registry.open(settings)
     try:
         version = register_tiny_model(registry, files, views)
@@ -64,6 +66,14 @@ def prepare_home(home: Path, seed: int = 7) -> Path:
     onnx_path.write_bytes(files[ONNX_ARTIFACT])
     (home / "bench-model.lgb.txt").write_bytes(files[LIGHTGBM_ARTIFACT])
     return onnx_path
+
+
+def _profile(seed: int) -> bytes:
+    """A reference profile of served-like rows, as training registers one."""
+    rows = transaction_rows(5_000, seed)
+    scores = np.random.default_rng(seed).beta(0.5, 8.0, size=5_000)
+    profile = build_profile(rows, list(FEATURES), scores=scores, source="benchmark fixture")
+    return profile_bytes(profile)
 
 
 def transaction_rows(n: int, seed: int = 1) -> np.ndarray:

@@ -21,6 +21,7 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "mlsd": ("mlsd_app", "/v2/health/ready", {}),
     "mlsd_no_journal": ("mlsd_app", "/v2/health/ready", {"MLSD_PREDICTION_LOG_JOURNAL": "0"}),
     "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
+    "mlsd_no_drift": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_DRIFT": "0"}),
     # what each serving lesson is worth: the FastAPI route instead of the hot path, and
     # no GC / GIL tuning
     "mlsd_fastapi_route": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_HOT_PATH": "0"}),

@@ -74,7 +74,9 @@ def mlsd_app() -> FastAPI:
 
     settings = Settings()
     tune = os.environ.get("MLSD_BENCH_TUNE", "1") != "0"
-    options = ServeOptions(models=("fraud@champion",), tune_process=tune)  # as `mlsd serve`
+    # as `mlsd serve`: tuned, live drift on
+    drift = os.environ.get("MLSD_BENCH_DRIFT", "1") != "0"
+    options = ServeOptions(models=("fraud@champion",), tune_process=tune, monitor_drift=drift)
     batch = os.environ.get("MLSD_BENCH_BATCH")
     if batch:
         size, delay = batch.split(",")

@@ -1,5 +1,7 @@
-"""The demo's rollout step: a challenger goes through a canary to promotion, and a bad one
-(raising on a tenth of its inputs) is rolled back automatically.
+"""The demo's rollout step: the compressed variant the demo registered runs in shadow (its
+divergence from the champion measured on the mirrored pairs), then a challenger goes through
+a canary to promotion, and a bad one (raising on a tenth of its inputs) is rolled back
+automatically.
 
 Both run on the demo's own registry and feature store, under the held-out days' real
 transactions (labels known, so the catch-rate guardrail is live), through a real service:
@@ -30,6 +32,7 @@ STEPS = [10.0, 50.0, 100.0]
 INTERVAL_S = 0.3
 RATE = 300.0  # requests per second, paced
 CAP_S = 6.0  # per rollout
+SHADOW_S = 3.0  # seconds of mirrored traffic
 GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 50.0, "max_score_psi": 0.25,
               "min_catch_ratio": 0.8, "min_requests": 30}  # fmt: skip
 
@@ -62,6 +65,8 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
                 description=f"demo canary challenger: {note}",
             ).version  # fmt: skip
 
+        latest = registry.latest("fraud")
+        shadowed = latest.version if "compression" in latest.tags else None
         good, bad = again("copy of the champion"), again("raises on 10 % of inputs")
         host = ModelHost(registry, served_views=store.view_versions)
         options = ServeOptions(watch_aliases=False, watch_rollouts=True, rollout_poll_s=0.05)
@@ -79,7 +84,10 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         agent.endpoint_for = endpoint_for
         agent.labels = labels
         rows = []
+        shadow: dict[str, Any] | None = None
         try:
+            if shadowed is not None:
+                shadow = _shadow(settings, service, registry, shadowed, txs, console)
             for rid, version, what in (("demo-good", good, "the champion's copy"),
                                        ("demo-bad", bad, "raises on 10 %")):  # fmt: skip
                 rows.append(_canary(service, registry, rid, version, what, txs))
@@ -89,7 +97,55 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         registry.close()
         store.close()
     console.print(_table(rows))
-    return {"canaries": rows}
+    return {"shadow": shadow, "canaries": rows}
+
+
+def _shadow(settings: Settings, service: Service, registry: Any, challenger: int,
+            txs: list[Transaction], console: Console) -> dict[str, Any]:  # fmt: skip
+    """Mirror every request to `challenger` for SHADOW_S seconds; print the divergence."""
+    from datetime import UTC, datetime
+
+    from mlsd.predlog import open_reader
+    from mlsd.rollout.divergence import DangerousDivergence, analyse
+    from mlsd.rollout.divergence_view import print_verdict, segment_table, summary_table
+    from mlsd.rollout.manage import RolloutManager
+    from mlsd.rollout.pairs import pairs
+    from mlsd.rollout.spec import RolloutSpec
+
+    champion = registry.aliases("fraud")["champion"]
+    spec = RolloutSpec.model_validate(
+        {"id": f"demo-shadow-{int(time.time())}", "kind": "shadow", "champion": champion,
+         "challenger": challenger, "share": 100}
+    )  # fmt: skip
+    manager = RolloutManager(registry)
+    manager.start(spec, actor="demo")
+    agent = service.rollouts
+    if agent is None:  # the service reads models from a registry: it has one
+        raise RuntimeError("the service has no rollout agent")
+    agent.sync()
+    since = datetime.now(UTC)
+    answered, failed = asyncio.run(_traffic(service, txs, lambda: False, SHADOW_S))
+    asyncio.run(service.pipeline.drain())  # the mirrored scorings still queued
+    manager.abort(spec.id, actor="demo", reason="demo: shadow measured, not promoted")
+    agent.sync()
+    if service.prediction_log is not None:
+        service.prediction_log.flush()
+    reader = open_reader(settings)
+    try:
+        frame = reader.read(since, None)
+    finally:
+        reader.close()
+    rule = DangerousDivergence()
+    report = analyse(pairs(frame, spec.id), rule).to_dict()
+    console.print(
+        f"shadow: v{challenger} (the compressed variant) mirrored {answered:,} requests for "
+        f"{SHADOW_S:g} s, scored off the response path ({failed} failed answers); the pairs "
+        "are the prediction log's champion and shadow records of the same request"
+    )
+    console.print(summary_table(report, rule.max_rate))
+    console.print(segment_table(report))
+    print_verdict(console, report, rule.max_rate, rule.alpha)
+    return {"rollout": spec.id, "challenger": challenger, "requests": answered, **report}
 
 
 def _canary(service: Service, registry: Any, rid: str, challenger: int, what: str,
@@ -137,12 +193,14 @@ def _canary(service: Service, registry: Any, rid: str, challenger: int, what: st
     }  # fmt: skip
 
 
-async def _traffic(service: Service, txs: list[Transaction], over: Any) -> tuple[int, int]:
+async def _traffic(
+    service: Service, txs: list[Transaction], over: Any, cap_s: float = CAP_S
+) -> tuple[int, int]:
     from mlsd.inference.observers import ScoringRequest
 
     started, sent, failed = time.monotonic(), 0, 0
     for tx in txs:
-        if over() or time.monotonic() - started > CAP_S:
+        if over() or time.monotonic() - started > cap_s:
             break
         try:
             await service.score(ScoringRequest(f"demo-{tx.transaction_id}", "score", [tx]))

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, compile_path
+from starlette.routing import compile_path
 
 from mlsd import __version__
 from mlsd.errors import MlsdError
@@ -66,15 +66,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, 422, "ValidationError", message, field)
 
 
-def _allowed(request: Request) -> str:
-    """Every method some route takes on this path: Starlette names only the first route's,
-    and a path served by two routes (GET and POST of a collection) would lose one."""
+_OPERATIONS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _allowed(request: Request, default: str) -> str:
+    """Every method the spec documents on this path: Starlette names only the first route's,
+    so a path served by two routes (GET and POST of a collection) would lose one."""
     methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches({**request.scope, "method": "\0"})  # no method matches
-        if match is Match.PARTIAL:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods.update(m.upper() for m in operations if m in _OPERATIONS)
+    return ", ".join(sorted(methods)) if methods else default
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -86,7 +88,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "NotFoundError", f"no route {path}", None, exc.headers)
     if status == 405:
         message = f"{request.method} is not allowed on {path}"
-        headers = {**(exc.headers or {}), "Allow": _allowed(request)}
+        headers = dict(exc.headers or {})
+        headers["Allow"] = _allowed(request, headers.get("Allow", ""))
         return _error(request, 405, "MethodNotAllowedError", message, None, headers)
     if status == 400:  # FastAPI could not read the body as JSON (or form) at all
         return _error(request, 422, "ValidationError", "body: not valid JSON", "body")
