@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
@@ -124,6 +124,7 @@ class Service:
         self.load_error: str | None = None
         self.started_at = datetime.now(UTC)
         self.owned: list[Any] = []  # backends opened for this service, closed with it
+        self._rerun: tuple[tuple[str, int], set[tuple[str, str]]] | None = None
         host.on_swap(self._swapped)
         host.on_load(self._loaded)
 
@@ -263,11 +264,35 @@ class Service:
 
     # -- async jobs ---------------------------------------------------------------------------
 
+    def _logged_by_earlier_runs(
+        self, job: str, attrs: Mapping[Any, Any]
+    ) -> set[tuple[str, str]] | None:
+        """The job's `(row id, variant)` already logged, for a run after the first (cached
+        for the run: one read of the log per run, not per chunk)."""
+        attempt = attrs.get("attempt") or 1
+        if attempt < 2 or self.prediction_log is None:
+            return None
+        key = (job, int(attempt))
+        if self._rerun is None or self._rerun[0] != key:
+            since = attrs.get("since")  # a margin for the clocks of several servers
+            start = (
+                datetime.fromisoformat(since) - timedelta(minutes=5)
+                if isinstance(since, str)
+                else None
+            )
+            ids = self.prediction_log.logged_ids(f"{job}:", start)
+            log.info("job %s, run %d: %d rows logged by earlier runs", job, attempt, len(ids))
+            self._rerun = (key, ids)
+        return self._rerun[1]
+
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Score one chunk of a job (worker thread): raw transactions -> verdicts, logged.
 
         Logged rows have `endpoint="job"` and request id `{job id}:{transaction id}`; the
         job id is `frame.attrs["job_id"]` when the runner sets it, else one made up per chunk.
+        A job run again (`attrs["attempt"]` 2 or more: its server was killed, or its worker
+        lost it) logs only the rows its earlier runs did not: the ids already in the log
+        are read once per run, so every job row is logged exactly once.
         """
         import numpy as np
         import pandas as pd
@@ -277,11 +302,13 @@ class Service:
         txs = transactions_from_records(frame.to_dict(orient="records"))
         job = str(frame.attrs.get("job_id") or f"job-{uuid.uuid4().hex[:12]}")
         name = self.check(frame.attrs.get("model"))
+        logged = self._logged_by_earlier_runs(job, frame.attrs)
         batch = self.pipeline.score_sync(
             ScoringRequest(
-                job, "job", txs, model=name, row_ids=[f"{job}:{t.transaction_id}" for t in txs]
+                job, "job", txs, model=name, row_ids=[f"{job}:{t.transaction_id}" for t in txs],
+                logged=logged,
             )
-        )
+        )  # fmt: skip
         model = batch.model
         return pd.DataFrame(
             {

@@ -274,6 +274,9 @@ class MemoryJobQueue:
                     on_total=partial(self._set_total, job_id),
                     on_progress=partial(self._set_done, job_id),
                     fsync=self._store.fsync,
+                    attempt=attempts,
+                    home=self.home,
+                    since=status.submitted_at,
                 )
             except Exception as exc:  # a job failure must not kill the worker: record it
                 log.exception("job %s failed", job_id)
