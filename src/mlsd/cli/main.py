@@ -44,9 +44,10 @@ def _root(
 def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
     from mlsd.cli import demo, features, lab, predictions, registry, serve, simulate, train
+    from mlsd.cli import worker as job_worker
 
     app.command("simulate")(simulate.simulate)
-    for module in (features, train, registry, serve, lab, predictions):
+    for module in (features, train, registry, serve, job_worker, lab, predictions):
         module.register(app)
     app.command("demo")(demo.demo)
 

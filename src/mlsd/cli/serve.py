@@ -73,6 +73,12 @@ def serve(
         "--tune/--no-tune",
         help="GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms.",
     ),
+    job_worker: bool = typer.Option(
+        True,
+        "--job-worker/--no-job-worker",
+        help="Run async jobs in this process; --no-job-worker leaves them to `mlsd worker` "
+        "processes (needs MLSD_JOB_QUEUE=redis://...).",
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve fraud scores over HTTP with one uvicorn worker.
@@ -97,8 +103,13 @@ def serve(
         batching=BatchConfig(max_batch_size, max_delay_ms),
         fail_when_degraded=fail_degraded,
         tune_process=tune_process,
+        run_jobs=job_worker,
     )
     settings = get_settings()
+    if not job_worker:
+        from mlsd.serving.worker import check_shared_queue
+
+        check_shared_queue(settings)  # no one would run the in-process queue's jobs
     service = build_service(settings, options)
     service.host.on_load(_announce)
     url = f"http://{host}:{port}"

@@ -6,6 +6,11 @@ answers every lookup, with every stored feature missing. The materialization wat
 each served view lives in the same store, so it is gone too: a view whose watermark was
 seen and has vanished means the store lost its data. Checked at most once per
 `interval_s` on the scoring path (one small read), so it costs nothing per request.
+
+Both changes are alert events: one WARNING record each, whose message starts with the
+event's stable name (`online_store_lost`, `online_store_restored`) and which carries it
+as `record.event` (with `record.alert = True` and `record.views`), for a log shipper's
+alert rule; the gauge `mlsd_online_store_empty` says the same to Prometheus.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from collections.abc import Callable, Mapping
 from mlsd.errors import MlsdError
 
 log = logging.getLogger(__name__)
+
+#: The alert events' names: stable, for alert rules on the log.
+STORE_LOST = "online_store_lost"
+STORE_RESTORED = "online_store_restored"
 
 
 class StoreProbe:
@@ -61,13 +70,18 @@ class StoreProbe:
         present = {view for view, mark in marks.items() if mark is not None}
         gone = sorted(self._seen - present)
         if gone and not self.views_lost:
-            log.error(
-                "the online store lost its data (no watermark for %s): requests are scored "
-                "degraded until `mlsd features materialize` refills it",
-                ", ".join(gone),
-            )
+            log.warning(
+                "%s: the online store lost its data (no watermark for %s): requests are "
+                "scored degraded until `mlsd features materialize` refills it",
+                STORE_LOST, ", ".join(gone),
+                extra={"event": STORE_LOST, "alert": True, "views": gone},
+            )  # fmt: skip
         elif self.views_lost and not gone:
-            log.warning("the online store holds its data again: %s", ", ".join(self.views_lost))
+            log.warning(
+                "%s: the online store holds its data again: %s",
+                STORE_RESTORED, ", ".join(self.views_lost),
+                extra={"event": STORE_RESTORED, "alert": True, "views": list(self.views_lost)},
+            )  # fmt: skip
         self.views_lost = gone
         self._seen |= present
         return bool(gone)

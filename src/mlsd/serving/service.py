@@ -67,6 +67,10 @@ class ServeOptions:
     #: that fails to load is retried with a wait doubling up to `load_retry_max_s`.
     load_retry_s: float = 2.0
     load_retry_max_s: float = 30.0
+    #: Run the job queue's worker in this process (once the models are loaded). Off for a
+    #: server whose jobs `mlsd worker` processes run, on a shared (Redis) queue: batch work
+    #: then never competes with online scoring for this process's GIL.
+    run_jobs: bool = True
 
 
 class Service:
@@ -200,6 +204,12 @@ class Service:
                 stop.wait(wait)
                 wait = min(wait * 2.0, max(self.options.load_retry_max_s, wait))
         return False
+
+    def start_jobs(self) -> None:
+        """Start the job queue's worker, if this service runs one (after the models load:
+        a job run before would fail on a model not loaded yet)."""
+        if self.jobs is not None and self.options.run_jobs:
+            self.jobs.start(self.score_frame)
 
     def observe_lag(self) -> None:
         """`mlsd_alias_lagging` for every followed alias: 1 while it points at a version this

@@ -56,9 +56,9 @@ def _setup(home: Path) -> None:
     ).to_parquet(home / "batch.parquet")
 
 
-def _start(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start(home: Path, port: int, env: dict[str, str], *flags: str) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "serve", "--port", str(port)],
+        [sys.executable, "-c", SERVE, "serve", "--port", str(port), *flags],
         env={**os.environ, "MLSD_HOME": str(home), **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
