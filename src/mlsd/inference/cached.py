@@ -5,6 +5,8 @@ misses go to the model, and their fresh scores are stored. Hits and misses are c
 model name (`mlsd_cache_hits_total`, `..._misses_total`). If the endpoint answers with
 another version than the one looked up (the alias moved meanwhile), every row is scored anew
 and nothing is stored, so a score is never filed under a version that did not produce it.
+A cache over the network (Redis) is called off the event loop on the async path: it has
+`get_many_async` and `put_many_background` (`cache/redis.py`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,24 @@ def _lookup(
     cache: PredictionCache, metrics: ServingMetrics, values: np.ndarray, model: LoadedModel
 ) -> Lookup:
     hashes = hash_rows(values)
-    got = cache.get_many(model.key, hashes)
+    return _counted(metrics, model, hashes, cache.get_many(model.key, hashes))
+
+
+async def _lookup_async(
+    cache: PredictionCache, metrics: ServingMetrics, values: np.ndarray, model: LoadedModel
+) -> Lookup:
+    get_async = getattr(cache, "get_many_async", None)
+    if get_async is None:  # in process: microseconds, on the loop
+        return _lookup(cache, metrics, values, model)
+    hashes = hash_rows(values)
+    return _counted(metrics, model, hashes, await get_async(model.key, hashes))
+
+
+def _counted(
+    metrics: ServingMetrics, model: LoadedModel, hashes: list[str], got: list[float | None]
+) -> Lookup:
     miss = [i for i, score in enumerate(got) if score is None]
-    hits = len(values) - len(miss)
+    hits = len(got) - len(miss)
     if hits:
         metrics.child(metrics.cache_hits, model.name).inc(hits)
     if miss:
@@ -73,14 +90,15 @@ async def predict_cached(
     n = len(values)
     if cache is None:
         return await endpoint.predict(values), _flags(n, False)
-    hashes, got, miss = _lookup(cache, metrics, values, model)
+    hashes, got, miss = await _lookup_async(cache, metrics, values, model)
     if not miss:
         return Prediction(np.asarray(got, dtype=np.float64), model), _flags(n, True)
     hits = n - len(miss)
     fresh = await endpoint.predict(values[miss] if hits else values)
     if fresh.model.key != model.key:  # the alias moved meanwhile: score all rows anew
         return await endpoint.predict(values), _flags(n, False)
-    cache.put_many(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
+    put = getattr(cache, "put_many_background", cache.put_many)
+    put(model.key, [hashes[i] for i in miss], fresh.scores.tolist())
     if not hits:
         return fresh, _flags(n, False)
     scores, cached = _merge(got, miss, fresh.scores)

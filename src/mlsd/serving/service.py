@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
+from mlsd.features.online import SqliteOnlineStore
 from mlsd.features.store import FeatureStore
 from mlsd.inference.assemble import FeatureAssembler, FeatureSource
 from mlsd.inference.batcher import BatchConfig
@@ -27,6 +28,7 @@ from mlsd.inference.host import ModelHost, parse_ref
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.offload import Offloader
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
 from mlsd.inference.spec import LoadedModel
 from mlsd.inference.store_probe import StoreProbe
@@ -104,6 +106,14 @@ class Service:
             name="online store",
         )
         self.endpoints: dict[str, Endpoint] = {}
+        #: The online store's calls off the event loop (a network store only), each
+        #: request waiting at most `feature_timeout_s`: a stalled Redis never freezes scoring.
+        self.offload = (
+            Offloader(self.breaker, self.options.feature_timeout_s, name="online store")
+            if isinstance(features, FeatureStore)
+            and not isinstance(features.online, SqliteOnlineStore)
+            else None
+        )
         self.pipeline = ScoringPipeline(
             FeatureAssembler(
                 features,
@@ -111,10 +121,15 @@ class Service:
                 breaker=self.breaker if features is not None else None,
                 fail_when_degraded=self.options.fail_when_degraded,
                 probe=(
-                    StoreProbe(features.online_watermarks, interval_s=self.options.store_probe_s)
+                    StoreProbe(
+                        features.online_watermarks,
+                        interval_s=self.options.store_probe_s,
+                        submit=self.offload.submit if self.offload is not None else None,
+                    )
                     if isinstance(features, FeatureStore)
                     else None
                 ),
+                offload=self.offload,
             ),
             self.metrics,
             cache=cache,
@@ -227,6 +242,8 @@ class Service:
             self.prediction_log.close()
         if self.cache is not None:
             self.cache.close()
+        if self.offload is not None:
+            self.offload.close()
         for resource in self.owned:
             resource.close()
         self.owned.clear()

@@ -5,6 +5,7 @@ materializing again (after a Redis restart, 1,003 requests were scored on fill v
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,17 @@ from mlsd.features.testing import synthetic_transactions, write_transactions
 from mlsd.serving.app import create_app
 from mlsd.serving.testing import sample_transaction
 from mlsd.settings import Settings
+
+
+def eventually(check: Any, timeout_s: float = 10.0) -> bool:
+    """True once `check()` is (a network store is probed off the event loop: the request
+    after the one that started the probe sees its result)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_a_store_that_lost_its_data_scores_degraded_until_rematerialized(
@@ -39,12 +51,12 @@ def test_a_store_that_lost_its_data_scores_degraded_until_rematerialized(
 
         assert not degraded()
         store.online.clear()  # what a Redis restarted without its data looks like
-        assert degraded()
+        assert eventually(degraded)
         metrics = client.get("/metrics").text
         assert "mlsd_online_store_empty 1.0" in metrics
         assert 'mlsd_degraded_total{reason="online_store_empty"} 1.0' in metrics
         store.materialize()  # the repair the log message names
-        assert not degraded()
+        assert eventually(lambda: not degraded())
         assert "mlsd_online_store_empty 0.0" in client.get("/metrics").text
     finally:
         store.close()
@@ -92,10 +104,10 @@ def test_materialize_from_the_cli_repairs_a_lost_store_under_its_prefix(
         server.delete(*lost)  # a restart without persistence, for this prefix
         server.close()
         with caplog.at_level(logging.WARNING, logger="mlsd.inference.store_probe"):
-            assert degraded()
+            assert eventually(degraded)
             result = CliRunner().invoke(app, ["features", "materialize"])
             assert result.exit_code == 0, result.output
-            assert not degraded()
+            assert eventually(lambda: not degraded())
         events = [(r.levelno, getattr(r, "event", None)) for r in caplog.records]
         assert events == [
             (logging.WARNING, "online_store_lost"),

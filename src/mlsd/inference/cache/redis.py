@@ -21,6 +21,10 @@ writes are dropped, and the error is counted. Every call goes through a circuit 
 after three failed or slow calls in a row (each waits at most `socket_timeout_s`) the cache
 is skipped, probed again from 50 ms on, so a stalled Redis costs a few timeouts, not one
 per request, and the cache is back within a probe interval of Redis.
+
+On the event loop (`get_many_async`, `put_many_background`) the calls run off the loop
+(`mlsd.inference.offload`): a lookup waits at most `deadline_s` (10 ms: a miss costs
+one model call, far less than waiting on a stalled Redis) and a write is not waited for.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mlsd.backends import glob_escape
 from mlsd.errors import UnavailableError
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.cache.base import CacheStats
+from mlsd.inference.offload import Offloader
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +127,7 @@ class RedisCache:
         max_entries: int = 100_000,
         prefix: str = "mlsd:cache:",
         socket_timeout_s: float = 0.05,
+        deadline_s: float = 0.01,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be > 0")
@@ -149,6 +155,9 @@ class RedisCache:
             first_probe_s=0.05,
             name="the Redis prediction cache",
             failures=(redis.RedisError,),
+        )
+        self.offload = Offloader(
+            self.breaker, min(deadline_s, socket_timeout_s), name="the Redis prediction cache"
         )
 
     def _key(self, model_key: str, digest: str) -> str:
@@ -179,6 +188,27 @@ class RedisCache:
         hits = len(found) - found.count(None)
         self._count(hits, len(found) - hits)
         return found
+
+    async def get_many_async(self, model_key: str, hashes: Sequence[str]) -> list[float | None]:
+        """`get_many` for the event loop: off the loop, misses past `deadline_s`."""
+        if not hashes:
+            return []
+        keys = [self.lru_key, *(self._key(model_key, d) for d in hashes)]
+        try:
+            raw = await self.offload.call(self._get, keys)
+        except UnavailableError:
+            self._count(0, len(hashes), 1)
+            return [None] * len(hashes)
+        found = [None if value is None else float(value) for value in raw]
+        hits = len(found) - found.count(None)
+        self._count(hits, len(found) - hits)
+        return found
+
+    def put_many_background(
+        self, model_key: str, hashes: Sequence[str], scores: Sequence[float]
+    ) -> None:
+        """`put_many` on the offloader's threads, not waited for (dropped if it fails)."""
+        self.offload.submit(self.put_many, model_key, list(hashes), list(scores))
 
     def put_many(self, model_key: str, hashes: Sequence[str], scores: Sequence[float]) -> None:
         """Store one score per hash and evict beyond `max_entries`, in one script.
@@ -234,5 +264,6 @@ class RedisCache:
             return CacheStats(self._hits, self._misses, size, self._errors)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the offloader's threads)."""
+        self.offload.close()
         self._client.close()
