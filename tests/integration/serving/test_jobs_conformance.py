@@ -200,13 +200,11 @@ def test_make_job_queue_picks_by_url(make: Factory, request: pytest.FixtureReque
 
 
 def test_a_file_job_is_capped_at_submit_and_a_non_parquet_file_refused(
-    make: Factory, home: Path, monkeypatch: pytest.MonkeyPatch
+    make: Factory, home: Path
 ) -> None:
-    """A 2 M-row file job ran 91 s inside the serving process: files are capped like rows."""
-    import mlsd.serving.jobs.base as jobs_base
-
-    monkeypatch.setattr(jobs_base, "MAX_FILE_ROWS", 10)  # the cap, small enough to test
-    queue = make()
+    """A 2 M-row file job ran 91 s inside the serving process: files are capped like rows
+    (MLSD_JOB_MAX_FILE_ROWS, 1,000,000 by default; small enough to test here)."""
+    queue = make(max_file_rows=10)
     pd.DataFrame(rows(11)).to_parquet(home / "big.parquet")
     pd.DataFrame(rows(10)).to_parquet(home / "fits.parquet")
     (home / "fake.parquet").write_bytes(b"not parquet at all")
@@ -246,17 +244,12 @@ def test_a_file_swapped_for_a_symlink_after_submit_is_not_followed(
     assert "(field path)" in (status.error or "")
 
 
-def test_a_file_grown_past_the_cap_after_submit_fails_its_job(
-    make: Factory, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The cap is checked again on the descriptor the run reads (the cap made small here:
-    the file checked at submit is under it, the file the run opens over it)."""
-    from mlsd.serving.jobs import runner
-
+def test_a_file_grown_past_the_cap_after_submit_fails_its_job(make: Factory, home: Path) -> None:
+    """The cap (MLSD_JOB_MAX_FILE_ROWS) is checked again on the descriptor the run reads:
+    the file checked at submit is under it, the file the run opens over it."""
     pd.DataFrame(rows(2)).to_parquet(home / "batch.parquet")
-    queue = make()
+    queue = make(max_file_rows=4)
     job_id = queue.submit(JobSpec(path="batch.parquet"))
-    monkeypatch.setattr(runner, "MAX_FILE_ROWS", 4)
     pd.DataFrame(rows(5)).to_parquet(home / "batch.parquet")
     queue.start(score)
     status = wait_for(queue, job_id, 60)

@@ -49,7 +49,7 @@ import redis
 
 from mlsd.errors import NotFoundError, UnavailableError
 from mlsd.serving.jobs import redis_scripts as scripts
-from mlsd.serving.jobs.base import JobSpec, JobState, JobStatus, ScoreFn, describe
+from mlsd.serving.jobs.base import MAX_FILE_ROWS, JobSpec, JobState, JobStatus, ScoreFn, describe
 from mlsd.serving.jobs.runner import parse_results, run_job
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class RedisJobQueue:
         *,
         prefix: str = "mlsd:jobs:",
         max_rows: int = 100_000,
+        max_file_rows: int = MAX_FILE_ROWS,
         chunk_rows: int = 1024,
         inline_rows: int = 1000,
         job_ttl_s: int = 86_400,
@@ -111,6 +112,7 @@ class RedisJobQueue:
         self.results_dir = self.home / "jobs"
         self.prefix = prefix
         self.max_rows = max_rows
+        self.max_file_rows = max_file_rows
         self.chunk_rows = chunk_rows
         self.inline_rows = inline_rows
         self.job_ttl_s = job_ttl_s
@@ -156,7 +158,7 @@ class RedisJobQueue:
 
     def submit(self, spec: JobSpec) -> str:
         """Validate, store the job hash and push its id, in one transaction."""
-        checked = spec.checked(self.home, self.max_rows)
+        checked = spec.checked(self.home, self.max_rows, self.max_file_rows)
         job_id = uuid.uuid4().hex
         payload = {
             "rows": [dict(r) for r in checked.rows] if checked.rows is not None else None,
@@ -450,6 +452,7 @@ class RedisJobQueue:
                 on_progress=lambda n: self._beat(job_id, done=n),
                 attempt=attempt,
                 home=self.home,
+                max_file_rows=self.max_file_rows,
                 since=_time(_text(submitted)) if submitted else None,
             )
         except redis.RedisError:
