@@ -83,11 +83,14 @@ def test_jobs_run_in_the_worker_process_not_in_the_server(
     assert set(mine["endpoint"]) == {"job"}
 
 
-def test_no_job_worker_needs_a_shared_queue(home: Path) -> None:
+def test_no_job_worker_needs_a_shared_queue(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlsd.cli.main import run
+
     for command in (["serve", "--no-job-worker", "--port", str(free_port())], ["worker"]):
-        done = subprocess.run(
-            [sys.executable, "-c", SERVE, *command],
-            env={**os.environ, "MLSD_HOME": str(home)}, capture_output=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 2, done.stderr.decode()
-        assert "MLSD_JOB_QUEUE=redis://" in done.stderr.decode()
+        monkeypatch.setattr(sys, "argv", ["mlsd", *command])
+        with pytest.raises(SystemExit) as exited:
+            run()
+        assert exited.value.code == 2
+        assert "MLSD_JOB_QUEUE=redis://" in capsys.readouterr().err
