@@ -19,8 +19,8 @@ TTL); members unused for a TTL are dropped at every write, so expired entries
 do not hold room for long. A Redis error never fails a request: lookups miss,
 writes are dropped, and the error is counted. Every call goes through a circuit breaker:
 after three failed or slow calls in a row (each waits at most `socket_timeout_s`) the cache
-is skipped, probed again from 50 ms on, so a stalled Redis costs a few timeouts, not one
-per request, and the cache is back within a probe interval of Redis.
+is skipped, probed again from 50 ms on (doubling to 0.5 s), so a stalled Redis costs a few
+timeouts, not one per request, and the cache is back within a probe interval of Redis.
 
 On the event loop (`get_many_async`, `put_many_background`) the calls run off the loop
 (`mlsd.inference.offload`): a lookup waits at most `deadline_s` (10 ms: a miss costs
@@ -150,7 +150,7 @@ class RedisCache:
         #: Skips Redis while it fails or stalls (a stall blocks the event loop per call).
         self.breaker = CircuitBreaker(
             failure_threshold=3,
-            reset_timeout_s=1.0,
+            reset_timeout_s=0.5,
             call_timeout_s=socket_timeout_s,
             first_probe_s=0.05,
             name="the Redis prediction cache",
