@@ -22,10 +22,14 @@ def worker(
 ) -> None:
     """Score the jobs of the shared job queue (MLSD_JOB_QUEUE=redis://...) in this process.
 
-    Run it beside `mlsd serve --no-job-worker` so batch jobs never slow online scoring:
-    the worker loads the same models, follows the same aliases and logs to the same
-    prediction log. Stops cleanly on SIGTERM or Ctrl-C (a job interrupted then runs again
-    from the start, its rows logged once). Exit code 2 without a shared queue.
+    Run it beside `mlsd serve --no-job-worker` so batch jobs never slow online scoring.
+    Give it the server's settings: it loads the same models, follows the same aliases and
+    logs to the prediction log they name (the same data folder, or MLSD_PREDICTION_LOG on
+    PostgreSQL, keeps one log).
+
+    On SIGTERM or Ctrl-C it finishes the job it is running, then stops; if killed, its job
+    runs again (at its restart on the same data folder, or on another worker once its 5 s
+    lease lapses), its rows logged once. Exit code 2 without a shared queue.
     """
     from mlsd.inference.host import parse_ref
     from mlsd.serving.service import ServeOptions
