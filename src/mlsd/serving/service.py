@@ -309,8 +309,16 @@ class Service:
                 if isinstance(since, str)
                 else None
             )
-            ids = self.prediction_log.logged_ids(f"{job}:", start)
-            log.info("job %s, run %d: %d rows logged by earlier runs", job, attempt, len(ids))
+            try:
+                ids = self.prediction_log.logged_ids(f"{job}:", start)
+            except MlsdError as exc:  # the log's store is down: score the job, say what it costs
+                log.warning(
+                    "job %s, run %d: cannot read which rows earlier runs logged (%s): rows "
+                    "they logged will be logged again", job, attempt, exc.message,
+                )  # fmt: skip
+                ids = set()
+            else:
+                log.info("job %s, run %d: %d rows logged by earlier runs", job, attempt, len(ids))
             self._rerun = (key, ids)
         return self._rerun[1]
 
