@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str = Field(default="", description="S3-compatible endpoint, e.g. MinIO")
     cache: str = Field(default="", description="'' (in-process) or redis://host:port/db")
     job_queue: str = Field(default="", description="'' (in-process) or redis://host:port/db")
+    job_max_file_rows: int = Field(
+        default=1_000_000, ge=1, description="rows a Parquet job file may hold (checked at "
+        "submit and again when the job opens it)",
+    )  # fmt: skip
     prediction_log: str = Field(
         default="", description="'' (Parquet in home) or postgresql://...[?schema=name]"
     )

@@ -59,14 +59,15 @@ def _register() -> None:
         simulate,
         train,
     )
+    from mlsd.cli import worker as job_worker
 
     app.command("simulate")(simulate.simulate)
     # a rollout's measurements live under `mlsd rollout` beside its controls
     rollout.app.command("divergence")(divergence.divergence)
     rollout.app.command("ab")(ab.ab)
     rollout.app.command("plan")(ab.ab_plan)
-    commands = (importing, features, train, registry, compress, rollout, serve, lab, predictions)
-    for module in (*commands, monitor):
+    commands = (importing, features, train, registry, compress, rollout, serve, job_worker, lab)
+    for module in (*commands, predictions, monitor):
         module.register(app)
     app.command("demo")(demo.demo)
 

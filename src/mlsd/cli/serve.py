@@ -85,6 +85,12 @@ def serve(
     alert_webhook: str | None = typer.Option(
         None, "--alert-webhook", help="POST each alert event as JSON to this http(s) URL."
     ),
+    job_worker: bool = typer.Option(
+        True,
+        "--job-worker/--no-job-worker",
+        help="Run async jobs in this process; --no-job-worker leaves them to `mlsd worker` "
+        "processes (needs MLSD_JOB_QUEUE=redis://...).",
+    ),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
     """Serve fraud scores over HTTP with one uvicorn worker.
@@ -123,8 +129,13 @@ def serve(
         drift_window_rows=drift_window_rows,
         alert_rules=alert_rules,
         alert_webhook=alert_webhook,
+        run_jobs=job_worker,
     )
     settings = get_settings()
+    if not job_worker:
+        from mlsd.serving.worker import check_shared_queue
+
+        check_shared_queue(settings)  # no one would run the in-process queue's jobs
     service = build_service(settings, options)
     service.host.on_load(_announce)
     url = f"http://{host}:{port}"

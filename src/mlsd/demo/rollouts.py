@@ -39,6 +39,8 @@ GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 50.0, "max_score_psi": 0.25,
 
 def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) -> dict[str, Any]:
     """Run both canaries; print their table; return its rows."""
+    import pandas as pd
+
     from mlsd.data import schema
     from mlsd.features.store import FeatureStore
     from mlsd.inference.endpoint import VersionEndpoint
@@ -47,8 +49,14 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
     from mlsd.rollout.testing import KnownLabels, broken
     from mlsd.serving.schemas import transactions_from_records
     from mlsd.serving.service import ServeOptions, Service
+    from mlsd.serving.wiring import open_prediction_log
 
-    txs = transactions_from_records(traffic.head(int(RATE * CAP_S * 2)).to_dict("records"))
+    # The online store holds the replay's last state: each transaction is sent at the
+    # replay's end, so its features are as of then (an earlier time would find rows from its
+    # future, which serving refuses as missing, and the models would score empty inputs).
+    sent = traffic.head(int(RATE * CAP_S * 2)).copy()
+    sent[schema.TX_DATETIME] = traffic[schema.TX_DATETIME].max() + pd.Timedelta(seconds=1)
+    txs = transactions_from_records(sent.to_dict("records"))
     labels = KnownLabels(dict(zip(traffic[schema.TRANSACTION_ID].tolist(),
                                   traffic[schema.TX_FRAUD].tolist(), strict=True)))  # fmt: skip
     store = FeatureStore.open(settings)
@@ -70,7 +78,8 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         good, bad = again("copy of the champion"), again("raises on 10 % of inputs")
         host = ModelHost(registry, served_views=store.view_versions)
         options = ServeOptions(watch_aliases=False, watch_rollouts=True, rollout_poll_s=0.05)
-        service = Service(settings, host, options=options, features=store)
+        log = open_prediction_log(settings)  # the shadow's pairs are read back from it
+        service = Service(settings, host, options=options, features=store, prediction_log=log)
         service.load_all()
         agent = service.rollouts
         if agent is None:  # the service reads models from a registry: it has one

@@ -23,6 +23,7 @@ from mlsd.features.vectors import to_us
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.coalescer import Coalescer
 from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.offload import Offloader
 from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.request_features import REQUEST_FEATURES
 from mlsd.inference.store_probe import StoreProbe
@@ -101,10 +102,14 @@ class FeatureAssembler:
         fail_when_degraded: bool = False,
         probe: StoreProbe | None = None,
         provided: Sequence[ProvidedFeatures] = (),
+        offload: Offloader | None = None,
     ) -> None:
         self.features = features
         #: Request-time features of their own components (embedding similarity, ...).
         self.provided = tuple(provided)
+        #: Runs the store's calls of the event loop's requests off the loop, with a deadline
+        #: (None: called on the loop, for an embedded store that answers in microseconds).
+        self.offload = offload
         self.metrics = metrics
         self.breaker = breaker
         self.fail_when_degraded = fail_when_degraded
@@ -125,15 +130,28 @@ class FeatureAssembler:
             found = self.breaker.call(self.features.online_vectors, requests, stored)
         else:
             found = self.features.online_vectors(requests, stored)
+        return self._rows(found, len(requests), stored, started)
+
+    async def _fetch_off_loop(
+        self, requests: list[dict[str, Any]], stored: list[str]
+    ) -> list[_Row]:
+        """`_fetch` with the store call on the offloader's threads, within its deadline."""
+        if self.features is None or self.offload is None:  # pragma: no cover - callers check
+            raise UnavailableError("no feature store")
+        started = time.perf_counter()
+        found = await self.offload.call(self.features.online_vectors, requests, stored)
+        return self._rows(found, len(requests), stored, started)
+
+    def _rows(self, found: Any, n: int, stored: list[str], started: float) -> list[_Row]:
         self._lookup_ok.observe(time.perf_counter() - started)  # once per round trip
-        values = np.asarray(found.values, dtype=np.float32).reshape(len(requests), len(stored))
+        values = np.asarray(found.values, dtype=np.float32).reshape(n, len(stored))
         # Missing or expired stored values: what training filled them with, never NaN.
         # (nan_to_num costs ~20 µs on one row, the finiteness check ~2 µs: the common case.)
         if not np.isfinite(values).all():
             values = np.nan_to_num(values, nan=MISSING_VALUE)
         events = getattr(found, "newest_event_us", None)
         if events is None:
-            events = [None] * len(requests)
+            events = [None] * n
         return list(zip(values, found.status, events, strict=True))
 
     @staticmethod
@@ -167,7 +185,10 @@ class FeatureAssembler:
         key = tuple(stored)
         coalescer = self._coalescers.get(key)
         if coalescer is None:
-            coalescer = Coalescer(lambda reqs: self._fetch(reqs, stored))
+            if self.offload is not None:  # a network store: never block the event loop
+                coalescer = Coalescer(lambda reqs: self._fetch_off_loop(reqs, stored))
+            else:
+                coalescer = Coalescer(lambda reqs: self._fetch(reqs, stored))
             self._coalescers[key] = coalescer
         started = time.perf_counter()
         try:

@@ -153,12 +153,17 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go now; in half-open, only one trial call is let through."""
+        return self.admit() is not None
+
+    def admit(self) -> BreakerState | None:
+        """Let a call go as a normal call (CLOSED) or as the one trial (HALF_OPEN), or
+        refuse it (None, counted): a caller that must not wait on a trial tells them apart."""
         if self._opened_at is None:  # closed: no lock on the hot path (a racing open lets
-            return True  # one more call through, which the breaker counts like any other)
+            return BreakerState.CLOSED  # one more call through, counted like any other)
         with self._lock:
             state = self._state_locked()
             if state is BreakerState.CLOSED:
-                return True
+                return state
             now = self._clock()
             stale = (
                 self._trial_started is not None
@@ -166,9 +171,18 @@ class CircuitBreaker:
             )
             if state is BreakerState.HALF_OPEN and (self._trial_started is None or stale):
                 self._trial_started = now  # a trial never reported back expires: try again
-                return True
+                return state
             self._rejected += 1
-            return False
+            return None
+
+    def counts(self, exc: BaseException) -> bool:
+        """Whether `exc` is a backend failure this breaker counts."""
+        return isinstance(exc, self._failure_types)
+
+    def release_trial(self) -> None:
+        """A trial ended by no fault of the backend (a bug, a cancel): count nothing."""
+        with self._lock:
+            self._trial_started = None
 
     def record_success(self) -> None:
         """A call worked: close the breaker."""

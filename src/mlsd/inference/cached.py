@@ -11,6 +11,9 @@ with the newest event time of the stored features it was computed from, and a lo
 rows' features have an event more than the tolerance newer than the entry's is a miss, so a
 customer whose card is being drained is not answered from a cache filled before the burst,
 even where the new event left the feature values (and so the key) unchanged.
+
+A cache over the network (Redis) is called off the event loop on the async path: it has
+`get_many_async` and `put_many_background` (`cache/redis.py`).
 """
 
 from __future__ import annotations
@@ -73,8 +76,32 @@ def _lookup(
         got = cache.get_many(model.key, hashes)
     else:
         got = cache.get_many(model.key, hashes, min_events=fresh.min_events())
+    return _counted(metrics, model, hashes, got)
+
+
+async def _lookup_async(
+    cache: PredictionCache,
+    metrics: ServingMetrics,
+    values: np.ndarray,
+    model: LoadedModel,
+    fresh: Freshness | None,
+) -> Lookup:
+    get_async = getattr(cache, "get_many_async", None)
+    if get_async is None:  # in process: microseconds, on the loop
+        return _lookup(cache, metrics, values, model, fresh)
+    hashes = hash_rows(values)
+    if fresh is None:
+        got = await get_async(model.key, hashes)
+    else:
+        got = await get_async(model.key, hashes, min_events=fresh.min_events())
+    return _counted(metrics, model, hashes, got)
+
+
+def _counted(
+    metrics: ServingMetrics, model: LoadedModel, hashes: list[str], got: list[float | None]
+) -> Lookup:
     miss = [i for i, score in enumerate(got) if score is None]
-    hits = len(values) - len(miss)
+    hits = len(got) - len(miss)
     if hits:
         metrics.child(metrics.cache_hits, model.name).inc(hits)
     if miss:
@@ -110,14 +137,14 @@ async def predict_cached(
     n = len(values)
     if cache is None:
         return await endpoint.predict(values), _flags(n, False)
-    hashes, got, miss = _lookup(cache, metrics, values, model, fresh)
+    hashes, got, miss = await _lookup_async(cache, metrics, values, model, fresh)
     if not miss:
         return Prediction(np.asarray(got, dtype=np.float64), model), _flags(n, True)
     hits = n - len(miss)
     scored = await endpoint.predict(values[miss] if hits else values)
     if scored.model.key != model.key:  # the alias moved meanwhile: score all rows anew
         return await endpoint.predict(values), _flags(n, False)
-    _store(cache, model, hashes, miss, scored.scores.tolist(), fresh)
+    _store(cache, model, hashes, miss, scored.scores.tolist(), fresh, background=True)
     if not hits:
         return scored, _flags(n, False)
     scores, cached = _merge(got, miss, scored.scores)
@@ -131,12 +158,16 @@ def _store(
     miss: list[int],
     scores: list[float],
     fresh: Freshness | None,
+    *,
+    background: bool = False,
 ) -> None:
+    """File the fresh scores; `background`: on a network cache's own threads, unawaited."""
     digests = [hashes[i] for i in miss]
+    put = getattr(cache, "put_many_background", cache.put_many) if background else cache.put_many
     if fresh is None:
-        cache.put_many(model.key, digests, scores)
+        put(model.key, digests, scores)
     else:
-        cache.put_many(model.key, digests, scores, events=fresh.events(miss))
+        put(model.key, digests, scores, events=fresh.events(miss))
 
 
 def predict_cached_sync(

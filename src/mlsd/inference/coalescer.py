@@ -3,13 +3,15 @@
 Requests that reach the lookup in the same event-loop turn share one
 `online_vectors` round trip (as the micro-batcher shares one model call): under
 load the per-call cost of the store is paid once per turn, not once per request.
-A lone request waits one loop hop, nothing more.
+A lone request waits one loop hop, nothing more. `fn` may return an awaitable (a store
+call made off the event loop, `offload.py`): its result is handed out once it comes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 I = TypeVar("I")  # noqa: E741 - item
@@ -19,12 +21,17 @@ R = TypeVar("R")  # result per item
 class Coalescer(Generic[I, R]):
     """Runs `fn(items)` once for the items of every `submit` of one loop turn."""
 
-    def __init__(self, fn: Callable[[list[I]], Sequence[R]], max_items: int = 256) -> None:
+    def __init__(
+        self,
+        fn: Callable[[list[I]], Sequence[R] | Awaitable[Sequence[R]]],
+        max_items: int = 256,
+    ) -> None:
         self._fn = fn
         self.max_items = max_items
         self._pending: list[tuple[list[I], asyncio.Future[list[R]]]] = []
         self._count = 0
         self._scheduled: asyncio.Handle | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self.calls = 0
 
     async def submit(self, items: list[I]) -> list[R]:
@@ -51,10 +58,37 @@ class Coalescer(Generic[I, R]):
         try:
             results = self._fn(items)
         except Exception as exc:  # noqa: BLE001 - handed to every waiting request, not swallowed
-            for _, future in pending:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail(pending, exc)
             return
+        if inspect.isawaitable(results):
+            task = asyncio.ensure_future(self._finish(pending, results))
+            self._running.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._running.discard)
+            return
+        self._hand_out(pending, results)
+
+    async def _finish(
+        self,
+        pending: list[tuple[list[I], asyncio.Future[list[R]]]],
+        results: Awaitable[Sequence[R]],
+    ) -> None:
+        try:
+            done = await results
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, not swallowed
+            self._fail(pending, exc)
+            return
+        self._hand_out(pending, done)
+
+    @staticmethod
+    def _fail(pending: list[tuple[list[I], asyncio.Future[list[R]]]], exc: Exception) -> None:
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(exc)
+
+    @staticmethod
+    def _hand_out(
+        pending: list[tuple[list[I], asyncio.Future[list[R]]]], results: Sequence[R]
+    ) -> None:
         start = 0
         for part, future in pending:
             end = start + len(part)

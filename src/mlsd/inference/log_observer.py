@@ -77,4 +77,9 @@ class PredictionLogObserver:
                     ids, rows, scores, batch.decisions, strict=True
                 )
             ]  # fmt: skip
+        logged = batch.request.logged
+        if logged:  # a job run again: rows its interrupted run logged are not logged twice
+            records = [r for r in records if (r.request_id, variant) not in logged]
+            if not records:
+                return
         self.sink.append(records)

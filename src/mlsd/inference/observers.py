@@ -10,7 +10,7 @@ sampling and audit later, all registered the same way, none touching a request h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -32,7 +32,9 @@ class ScoringRequest:
 
     `model` names the endpoint (None: the default one); `version` pins one loaded version
     (V2 `/versions/{v}`); `row_ids`, when given, are the log ids of the rows (jobs use
-    `{job}:{transaction}`), otherwise they derive from `request_id`.
+    `{job}:{transaction}`), otherwise they derive from `request_id`. `logged` holds the
+    `(row id, variant)` pairs already in the prediction log (a job run again after an
+    interrupted run): scored again, not logged again.
     """
 
     request_id: str
@@ -42,6 +44,7 @@ class ScoringRequest:
     model: str | None = None
     version: int | None = None
     row_ids: Sequence[str] | None = None
+    logged: Collection[tuple[str, str]] | None = None
 
     @property
     def size(self) -> int:

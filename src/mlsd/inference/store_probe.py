@@ -5,7 +5,14 @@ A Redis restarted empty (no persistence, a failover to an empty replica, a FLUSH
 answers every lookup, with every stored feature missing. The materialization watermark of
 each served view lives in the same store, so it is gone too: a view whose watermark was
 seen and has vanished means the store lost its data. Checked at most once per
-`interval_s` on the scoring path (one small read), so it costs nothing per request.
+`interval_s` on the scoring path (one small read), so it costs nothing per request; with
+`submit` (a network store, read from the event loop) the read runs on another thread and
+`lost()` answers from the last read, so a stalled store never blocks scoring here either.
+
+Both changes are alert events: one WARNING record each, whose message starts with the
+event's stable name (`online_store_lost`, `online_store_restored`) and which carries it
+as `record.event` (with `record.alert = True` and `record.views`), for a log shipper's
+alert rule; the gauge `mlsd_online_store_empty` says the same to Prometheus.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from collections.abc import Callable, Mapping
 from mlsd.errors import MlsdError
 
 log = logging.getLogger(__name__)
+
+#: The alert events' names: stable, for alert rules on the log.
+STORE_LOST = "online_store_lost"
+STORE_RESTORED = "online_store_restored"
 
 
 class StoreProbe:
@@ -40,9 +51,12 @@ class StoreProbe:
         *,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        submit: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self._watermarks = watermarks
         self.interval_s = interval_s
+        self._submit = submit
+        self._checking = False
         self._clock = clock
         self._next = 0.0
         self._seen: set[str] = set()
@@ -54,20 +68,38 @@ class StoreProbe:
         if now < self._next:
             return bool(self.views_lost)
         self._next = now + self.interval_s
+        if self._submit is None:
+            self._check()
+        elif not self._checking:  # one read in flight at most
+            self._checking = True
+            self._submit(self._check_in_background)
+        return bool(self.views_lost)
+
+    def _check_in_background(self) -> None:
+        try:
+            self._check()
+        finally:
+            self._checking = False
+
+    def _check(self) -> None:
         try:
             marks = self._watermarks()
         except MlsdError:  # the store is down: the breaker's business, not this probe's
-            return bool(self.views_lost)
+            return
         present = {view for view, mark in marks.items() if mark is not None}
         gone = sorted(self._seen - present)
         if gone and not self.views_lost:
-            log.error(
-                "the online store lost its data (no watermark for %s): requests are scored "
-                "degraded until `mlsd features materialize` refills it",
-                ", ".join(gone),
-            )
+            log.warning(
+                "%s: the online store lost its data (no watermark for %s): requests are "
+                "scored degraded until `mlsd features materialize` refills it",
+                STORE_LOST, ", ".join(gone),
+                extra={"event": STORE_LOST, "alert": True, "views": gone},
+            )  # fmt: skip
         elif self.views_lost and not gone:
-            log.warning("the online store holds its data again: %s", ", ".join(self.views_lost))
+            log.warning(
+                "%s: the online store holds its data again: %s",
+                STORE_RESTORED, ", ".join(self.views_lost),
+                extra={"event": STORE_RESTORED, "alert": True, "views": list(self.views_lost)},
+            )  # fmt: skip
         self.views_lost = gone
         self._seen |= present
-        return bool(gone)

@@ -87,6 +87,12 @@ class PredictionLog(Protocol):
         """Counters."""
         ...
 
+    def logged_ids(self, prefix: str, since: datetime | None = None) -> set[tuple[str, str]]:
+        """`(request_id, variant)` of the stored records (after a flush) whose request id
+        starts with `prefix`, logged at or after `since`: what a job run again must not log
+        twice."""
+        ...
+
 
 #: A backend's encoded chunk (an Arrow table, a list of COPY rows).
 Chunk = TypeVar("Chunk")
@@ -395,6 +401,19 @@ class BufferedLog(ABC, Generic[Chunk]):
             self.flush()
         with self._write_lock:
             return self._read(start, end)
+
+    def logged_ids(self, prefix: str, since: datetime | None = None) -> set[tuple[str, str]]:
+        """`(request_id, variant)` stored under `prefix` since `since` (after a flush).
+
+        Flushed first, so what this writer (and, at its open, the replay of a dead writer's
+        journal) took is all counted: a job re-run after a `kill -9` logs only the rows its
+        killed run had not.
+        """
+        frame = self.read(since, None)
+        if frame.empty:
+            return set()
+        mine = frame[frame["request_id"].str.startswith(prefix)]
+        return set(zip(mine["request_id"], mine["variant"], strict=True))
 
     def stats(self) -> LogStats:
         """A snapshot of the counters (`buffered` includes batches encoded but not written)."""

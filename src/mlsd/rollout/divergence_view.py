@@ -11,7 +11,8 @@ from rich.table import Table
 def _pct(interval: dict[str, float] | None) -> str:
     if interval is None:
         return "—"
-    return f"{interval['estimate']:.2%} [{interval['low']:.2%}, {interval['high']:.2%}]"
+    low, high = 100 * interval["low"], 100 * interval["high"]
+    return f"{interval['estimate']:.1%} [{low:.1f}, {high:.1f}]"
 
 
 def summary_table(report: dict[str, Any], max_rate: float) -> Table:

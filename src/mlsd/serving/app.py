@@ -206,12 +206,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader: asyncio.Future[None] | None = None
         stop = threading.Event()
-        if not svc.loaded:
+        if not svc.loaded:  # the job worker starts once the models are loaded
             loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc, stop)
-        elif svc.options.tune_process:
-            tuning.tune()
-        if svc.jobs is not None:
-            svc.jobs.start(svc.score_frame)
+        else:
+            if svc.options.tune_process:
+                tuning.tune()
+            svc.start_jobs()
         try:
             yield
         finally:
@@ -315,11 +315,13 @@ class RouteTemplates:
 
 
 def _load_quietly(service: Service, stop: threading.Event) -> None:
-    """Load the models, retrying until they are in the registry (or the app stops).
+    """Load the models, retrying until they are in the registry (or the app stops), then
+    start the job worker (a requeued job run before the models loaded would fail).
 
     Until then scoring answers 503 and /v2/health/ready says why (`service.load_error`).
     """
     if not service.load_when_available(stop):
         return
+    service.start_jobs()
     if service.options.tune_process:
         tuning.tune()  # after the models: they are alive for good too

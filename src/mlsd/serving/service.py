@@ -13,10 +13,11 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError
+from mlsd.features.online import SqliteOnlineStore
 from mlsd.features.store import FeatureStore
 from mlsd.inference.assemble import FeatureAssembler, FeatureSource
 from mlsd.inference.batcher import BatchConfig
@@ -27,6 +28,7 @@ from mlsd.inference.host import ModelHost, parse_ref
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.metrics import MetricsObserver, ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.offload import Offloader
 from mlsd.inference.pipeline import ScoringPipeline, default_variant
 from mlsd.inference.provided import ProvidedFeatures
 from mlsd.inference.spec import LoadedModel
@@ -55,10 +57,12 @@ class ServeOptions:
     breaker_failures: int = 5
     #: The online store's breaker probes `breaker_first_probe_s` after opening, doubling
     #: after each failed probe up to `breaker_reset_s`: a 2 s stall is over ~0.1 s after it.
+    #: On the event loop a probe runs in the background (no request waits on it), so
+    #: probing every 0.5 s during a long outage costs nothing and bounds the recovery.
     breaker_first_probe_s: float = 0.05
     #: How often scoring checks that the online store still holds its data (watermarks).
     store_probe_s: float = 1.0
-    breaker_reset_s: float = 1.0
+    breaker_reset_s: float = 0.5
     watch_aliases: bool = True
     #: Open the prediction log and the prediction cache the settings name (benchmarks turn
     #: them off to measure what they cost; a service without its log keeps no audit trail).
@@ -95,6 +99,10 @@ class ServeOptions:
     rollout_poll_s: float = 0.2
     #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
     shadow_capacity: int = 1024
+    #: Run the job queue's worker in this process (once the models are loaded). Off for a
+    #: server whose jobs `mlsd worker` processes run, on a shared (Redis) queue: batch work
+    #: then never competes with online scoring for this process's GIL.
+    run_jobs: bool = True
 
 
 class Service:
@@ -128,6 +136,14 @@ class Service:
             name="online store",
         )
         self.endpoints: dict[str, Endpoint] = {}
+        #: The online store's calls off the event loop (a network store only), each
+        #: request waiting at most `feature_timeout_s`: a stalled Redis never freezes scoring.
+        self.offload = (
+            Offloader(self.breaker, self.options.feature_timeout_s, name="online store")
+            if isinstance(features, FeatureStore)
+            and not isinstance(features.online, SqliteOnlineStore)
+            else None
+        )
         self.pipeline = ScoringPipeline(
             FeatureAssembler(
                 features,
@@ -136,10 +152,15 @@ class Service:
                 fail_when_degraded=self.options.fail_when_degraded,
                 provided=self.options.provided_features,
                 probe=(
-                    StoreProbe(features.online_watermarks, interval_s=self.options.store_probe_s)
+                    StoreProbe(
+                        features.online_watermarks,
+                        interval_s=self.options.store_probe_s,
+                        submit=self.offload.submit if self.offload is not None else None,
+                    )
                     if isinstance(features, FeatureStore)
                     else None
                 ),
+                offload=self.offload,
             ),
             self.metrics,
             cache=cache,
@@ -159,6 +180,7 @@ class Service:
         self.load_error: str | None = None
         self.started_at = datetime.now(UTC)
         self.owned: list[Any] = []  # backends opened for this service, closed with it
+        self._rerun: tuple[tuple[str, int], set[tuple[str, str]]] | None = None
         host.on_swap(self._swapped)
         host.on_load(self._loaded)
         self.rollouts = self._rollout_agent()
@@ -252,6 +274,12 @@ class Service:
                 wait = min(wait * 2.0, max(self.options.load_retry_max_s, wait))
         return False
 
+    def start_jobs(self) -> None:
+        """Start the job queue's worker, if this service runs one (after the models load:
+        a job run before would fail on a model not loaded yet)."""
+        if self.jobs is not None and self.options.run_jobs:
+            self.jobs.start(self.score_frame)
+
     def observe_lag(self) -> None:
         """`mlsd_alias_lagging` for every followed alias: 1 while it points at a version this
         server could not load (read at each scrape)."""
@@ -270,6 +298,8 @@ class Service:
             self.prediction_log.close()
         if self.cache is not None:
             self.cache.close()
+        if self.offload is not None:
+            self.offload.close()
         for resource in self.owned:
             resource.close()
         self.owned.clear()
@@ -317,11 +347,43 @@ class Service:
 
     # -- async jobs ---------------------------------------------------------------------------
 
+    def _logged_by_earlier_runs(
+        self, job: str, attrs: Mapping[Any, Any]
+    ) -> set[tuple[str, str]] | None:
+        """The job's `(row id, variant)` already logged, for a run after the first (cached
+        for the run: one read of the log per run, not per chunk)."""
+        attempt = attrs.get("attempt") or 1
+        if attempt < 2 or self.prediction_log is None:
+            return None
+        key = (job, int(attempt))
+        if self._rerun is None or self._rerun[0] != key:
+            since = attrs.get("since")  # a margin for the clocks of several servers
+            start = (
+                datetime.fromisoformat(since) - timedelta(minutes=5)
+                if isinstance(since, str)
+                else None
+            )
+            try:
+                ids = self.prediction_log.logged_ids(f"{job}:", start)
+            except MlsdError as exc:  # the log's store is down: score the job, say what it costs
+                log.warning(
+                    "job %s, run %d: cannot read which rows earlier runs logged (%s): rows "
+                    "they logged will be logged again", job, attempt, exc.message,
+                )  # fmt: skip
+                ids = set()
+            else:
+                log.info("job %s, run %d: %d rows logged by earlier runs", job, attempt, len(ids))
+            self._rerun = (key, ids)
+        return self._rerun[1]
+
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Score one chunk of a job (worker thread): raw transactions -> verdicts, logged.
 
         Logged rows have `endpoint="job"` and request id `{job id}:{transaction id}`; the
         job id is `frame.attrs["job_id"]` when the runner sets it, else one made up per chunk.
+        A job run again (`attrs["attempt"]` 2 or more: its server was killed, or its worker
+        lost it) logs only the rows its earlier runs did not: the ids already in the log
+        are read once per run, so every job row is logged exactly once.
         """
         import numpy as np
         import pandas as pd
@@ -331,11 +393,13 @@ class Service:
         txs = transactions_from_records(frame.to_dict(orient="records"))
         job = str(frame.attrs.get("job_id") or f"job-{uuid.uuid4().hex[:12]}")
         name = self.check(frame.attrs.get("model"))
+        logged = self._logged_by_earlier_runs(job, frame.attrs)
         batch = self.pipeline.score_sync(
             ScoringRequest(
-                job, "job", txs, model=name, row_ids=[f"{job}:{t.transaction_id}" for t in txs]
+                job, "job", txs, model=name, row_ids=[f"{job}:{t.transaction_id}" for t in txs],
+                logged=logged,
             )
-        )
+        )  # fmt: skip
         model = batch.model
         return pd.DataFrame(
             {

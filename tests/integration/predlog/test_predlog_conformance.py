@@ -278,3 +278,18 @@ def test_a_killed_writers_records_are_replayed_once(
     again = make()  # nothing left to replay
     assert again.stats().replayed == 0
     assert len(again.read()) == n
+
+
+def test_logged_ids_are_the_stored_ids_under_a_prefix_since(make: Factory) -> None:
+    """What a job run again asks before logging: its rows already stored, buffered ones
+    included (flushed first), by (request id, variant), none older than `since`."""
+    plog = make()
+    plog.append(
+        [record(0, request_id="job1:1", variant="champion"), record(1, request_id="other:1")]
+    )
+    plog.flush()
+    plog.append([record(2, request_id="job1:2", variant="shadow")])  # still buffered
+    assert plog.logged_ids("job1:") == {("job1:1", "champion"), ("job1:2", "shadow")}
+    assert plog.logged_ids("job2:") == set()
+    later = T0 + timedelta(milliseconds=2)
+    assert plog.logged_ids("job1:", later) == {("job1:2", "shadow")}

@@ -200,13 +200,11 @@ def test_make_job_queue_picks_by_url(make: Factory, request: pytest.FixtureReque
 
 
 def test_a_file_job_is_capped_at_submit_and_a_non_parquet_file_refused(
-    make: Factory, home: Path, monkeypatch: pytest.MonkeyPatch
+    make: Factory, home: Path
 ) -> None:
-    """A 2 M-row file job ran 91 s inside the serving process: files are capped like rows."""
-    import mlsd.serving.jobs.base as jobs_base
-
-    monkeypatch.setattr(jobs_base, "MAX_FILE_ROWS", 10)  # the cap, small enough to test
-    queue = make()
+    """A 2 M-row file job ran 91 s inside the serving process: files are capped like rows
+    (MLSD_JOB_MAX_FILE_ROWS, 1,000,000 by default; small enough to test here)."""
+    queue = make(max_file_rows=10)
     pd.DataFrame(rows(11)).to_parquet(home / "big.parquet")
     pd.DataFrame(rows(10)).to_parquet(home / "fits.parquet")
     (home / "fake.parquet").write_bytes(b"not parquet at all")
@@ -218,3 +216,42 @@ def test_a_file_job_is_capped_at_submit_and_a_non_parquet_file_refused(
     queue.start(score)
     job = queue.submit(JobSpec(path="fits.parquet"))
     assert wait_for(queue, job, 30).state is JobState.DONE
+
+
+@pytest.mark.parametrize("swapped", ["file", "folder"])
+def test_a_file_swapped_for_a_symlink_after_submit_is_not_followed(
+    make: Factory, home: Path, tmp_path: Path, swapped: str
+) -> None:
+    """Checked at submit, opened at run time without following links: the swap fails the
+    job (naming the path), and the link's target is never scored."""
+    secret = tmp_path / "secret.parquet"
+    pd.DataFrame(rows(3)).to_parquet(secret)
+    (home / "in").mkdir()
+    pd.DataFrame(rows(2)).to_parquet(home / "in" / "batch.parquet")
+    queue = make()
+    job_id = queue.submit(JobSpec(path="in/batch.parquet"))
+    if swapped == "file":
+        (home / "in" / "batch.parquet").unlink()
+        (home / "in" / "batch.parquet").symlink_to(secret)
+    else:
+        (home / "in").rename(home / "elsewhere")
+        (home / "in").symlink_to(tmp_path, target_is_directory=True)
+        secret.rename(tmp_path / "batch.parquet")
+    queue.start(score)
+    status = wait_for(queue, job_id, 20)
+    assert status.state is JobState.FAILED, status
+    assert "without following links" in (status.error or ""), status.error
+    assert "(field path)" in (status.error or "")
+
+
+def test_a_file_grown_past_the_cap_after_submit_fails_its_job(make: Factory, home: Path) -> None:
+    """The cap (MLSD_JOB_MAX_FILE_ROWS) is checked again on the descriptor the run reads:
+    the file checked at submit is under it, the file the run opens over it."""
+    pd.DataFrame(rows(2)).to_parquet(home / "batch.parquet")
+    queue = make(max_file_rows=4)
+    job_id = queue.submit(JobSpec(path="batch.parquet"))
+    pd.DataFrame(rows(5)).to_parquet(home / "batch.parquet")
+    queue.start(score)
+    status = wait_for(queue, job_id, 60)
+    assert status.state is JobState.FAILED, status
+    assert "per job" in (status.error or ""), status.error

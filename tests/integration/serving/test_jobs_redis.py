@@ -40,11 +40,10 @@ def test_a_dead_workers_job_is_requeued_and_finished(
     queue = RedisJobQueue(redis_url, home, prefix=f"{redis_prefix}jobs:", stale_after_s=0.5)
     try:
         job_id = queue.submit(JobSpec(rows=[{"amount": 2.0}]))
-        # a worker takes the job, beats once, then dies without finishing
+        # a worker takes the job (its lease lives 5 s), beats once, then hangs
         client = queue._client
-        moved = client.lmove(f"{redis_prefix}jobs:queue", f"{redis_prefix}jobs:processing")
-        assert moved == job_id
-        queue._beat(job_id, state=JobState.RUNNING.value)
+        assert queue._claim() == (job_id, 1)
+        queue._beat(job_id, done=0)
         assert queue.requeue_stale() == 0  # the heartbeat is fresh
         assert queue.get(job_id).state is JobState.RUNNING
         time.sleep(0.6)

@@ -247,3 +247,76 @@ def test_finished_jobs_older_than_job_ttl_s_are_forgotten(queues: Any, home: Pat
     assert not (home / "jobs" / f"{old}.parquet").exists()
     assert (home / "jobs" / f"{recent}.parquet").exists()
     assert queue._client.zscore(f"{queue.prefix}forgotten", old) is not None
+
+
+# -- owners and leases ------------------------------------------------------------------------
+
+
+def test_a_restarted_server_requeues_its_killed_predecessors_job_at_start(
+    queues: Any, redis_url: str, redis_prefix: str, home: Path, tmp_path: Path
+) -> None:
+    """Lease and heartbeat are 60 s here: only the folder's lock (released by the kernel when
+    the worker died) can make the restarted server take the job back at once."""
+    slow = {"lease_s": 60.0, "stale_after_s": 60.0}
+    queue = queues(**slow)
+    job_id = queue.submit(JobSpec(rows=[{"amount": 3.0}]))
+    worker = (
+        "import os, sys\n"
+        "from mlsd.serving.jobs.redis import RedisJobQueue\n"
+        "queue = RedisJobQueue(sys.argv[1], sys.argv[2], prefix=sys.argv[3], lease_s=60.0,\n"
+        "                      stale_after_s=60.0)\n"
+        "queue.start(lambda frame: os.kill(os.getpid(), 9))\n"
+        "queue._worker.join()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", worker, redis_url, str(home), f"{redis_prefix}jobs:"],
+        timeout=60, check=False, capture_output=True,
+    )  # fmt: skip
+    assert done.returncode == -9, done.stderr.decode()
+    assert queue.get(job_id).state is JobState.RUNNING
+    elsewhere = queues(tmp_path / "other-server", **slow)
+    assert elsewhere.requeue_stale() == 0, "another server: the dead worker's lease is alive"
+    queue.start(score)  # the same folder: the lock proves the previous holder dead
+    status = wait_for(queue, job_id, 20)
+    assert (status.state, status.attempts, status.results) == (JobState.DONE, 2, [{"score": 6.0}])
+
+
+def test_a_second_server_on_one_folder_does_not_take_the_first_ones_jobs(
+    queues: Any, home: Path
+) -> None:
+    first, second = queues(), queues()
+    first.start(score)
+    second.start(score)
+    assert first.worker_id != second.worker_id
+    assert (home / ".jobs-worker-id").read_text() == first.worker_id
+
+
+def test_a_dead_workers_lease_lapses_and_another_server_takes_its_job(
+    queues: Any, tmp_path: Path
+) -> None:
+    dead = queues(tmp_path / "a", lease_s=0.3, stale_after_s=60.0)
+    job_id = dead.submit(JobSpec(rows=[{"amount": 1.0}]))
+    assert dead._claim() == (job_id, 1)  # claimed, then its worker dies: no lease renewal
+    other = queues(tmp_path / "b", lease_s=0.3, stale_after_s=60.0)
+    deadline = time.monotonic() + 20
+    while other.requeue_stale() == 0:
+        assert time.monotonic() < deadline, "the lease never lapsed"
+        time.sleep(0.05)
+    assert other.get(job_id).state is JobState.QUEUED
+    with pytest.raises(Exception, match=job_id):  # the old worker, were it alive, drops it
+        dead._beat(job_id, done=1)
+
+
+def test_a_job_whose_key_vanished_is_not_found_not_a_remnant(queues: Any) -> None:
+    queue = queues()
+    job_id = queue.submit(JobSpec(rows=[{"amount": 1.0}]))
+    assert queue._claim() == (job_id, 1)
+    key = f"{queue.prefix}job:{job_id}"
+    queue._client.delete(key)
+    queue._client.hset(key, mapping={"done": 5, "heartbeat": time.time()})  # an old writer's
+    with pytest.raises(NotFoundError, match="expired or deleted"):
+        queue.get(job_id)
+    queue._client.delete(key)
+    with pytest.raises(Exception, match=job_id):
+        queue._beat(job_id, done=6)  # the worker does not recreate it
+    assert not queue._client.exists(key)

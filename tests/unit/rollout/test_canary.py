@@ -124,7 +124,7 @@ def test_the_worse_challenger_is_a_fifth_worse(service: Service) -> None:
     from tests.unit.rollout.conftest import transaction
 
     champion = service.host.get("fraud", alias="champion")
-    rows, _, _ = service.pipeline.assembler.build(
+    rows, *_ = service.pipeline.assembler.build(
         [transaction(i) for i in range(3000)], champion.feature_names
     )
     y = np.array([fraud_label(i) for i in range(3000)])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 
 from mlsd.serving.testing import sample_transaction
 
@@ -56,3 +57,25 @@ def test_bad_jobs_are_4xx(client: Any) -> None:
     unknown = client.post("/v1/jobs", json={"rows": [sample_transaction()], "model": "x"})
     assert unknown.status_code == 404
     assert client.get("/v1/jobs/doesnotexist").status_code == 404
+
+
+@pytest.mark.redis
+def test_a_job_whose_redis_key_vanished_answers_json_404(
+    settings: Any, service: Any, make_client: Any, redis_url: str, redis_prefix: str
+) -> None:
+    from mlsd.serving.app import create_app
+    from mlsd.serving.jobs.redis import RedisJobQueue
+
+    service.jobs = RedisJobQueue(redis_url, settings.home, prefix=f"{redis_prefix}jobs:")
+    client = make_client(create_app(settings, service=service))
+    job_id = client.post("/v1/jobs", json={"rows": [sample_transaction()]}).json()["job_id"]
+    wait_for_job(client, job_id)
+    key = f"{redis_prefix}jobs:job:{job_id}"
+    service.jobs._client.delete(key)
+    service.jobs._client.hset(key, "done", 1)  # a remnant: a late write after the key went
+    answer = client.get(f"/v1/jobs/{job_id}")
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["error"] == "NotFoundError", body
+    assert body["field"] == "job_id", body

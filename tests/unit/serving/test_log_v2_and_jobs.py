@@ -117,3 +117,20 @@ def test_job_id_is_the_request_id_when_the_runner_passes_it(
 def test_without_a_log_nothing_breaks(service: Service) -> None:
     frame = pd.DataFrame([sample_transaction(transaction_id=1)])
     assert len(service.score_frame(frame)) == 1
+
+
+def test_a_job_run_again_logs_only_the_rows_its_interrupted_run_had_not(
+    logged: Service, plog: ParquetPredictionLog
+) -> None:
+    """A rerun (attempt 2, after a kill -9 or a worker that lost the job) scores every row
+    again, for its results, but logs each job row once."""
+    rows = [sample_transaction(transaction_id=i) for i in range(1, 6)]
+    first = pd.DataFrame(rows[:2])
+    first.attrs.update(job_id="job-a", attempt=1)
+    logged.score_frame(first)  # the interrupted run logged rows 1 and 2, then died
+    again = pd.DataFrame(rows)
+    again.attrs.update(job_id="job-a", attempt=2, since="2026-01-01T00:00:00+00:00")
+    out = logged.score_frame(again)
+    assert out["transaction_id"].tolist() == [1, 2, 3, 4, 5]
+    ids = plog.read()["request_id"]
+    assert sorted(ids) == [f"job-a:{i}" for i in range(1, 6)]

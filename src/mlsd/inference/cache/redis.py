@@ -19,12 +19,17 @@ TTL); members unused for a TTL are dropped at every write, so expired entries
 do not hold room for long. A Redis error never fails a request: lookups miss,
 writes are dropped, and the error is counted. Every call goes through a circuit breaker:
 after three failed or slow calls in a row (each waits at most `socket_timeout_s`) the cache
-is skipped, probed again from 50 ms on, so a stalled Redis costs a few timeouts, not one
-per request, and the cache is back within a probe interval of Redis.
+is skipped, probed again from 50 ms on (doubling to 0.5 s), so a stalled Redis costs a few
+timeouts, not one per request, and the cache is back within a probe interval of Redis.
+
+On the event loop (`get_many_async`, `put_many_background`) the calls run off the loop
+(`mlsd.inference.offload`): a lookup waits at most `deadline_s` (10 ms: a miss costs
+one model call, far less than waiting on a stalled Redis) and a write is not waited for.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -35,6 +40,7 @@ from mlsd.backends import glob_escape
 from mlsd.errors import UnavailableError
 from mlsd.inference.breaker import CircuitBreaker
 from mlsd.inference.cache.base import CacheStats
+from mlsd.inference.offload import Offloader
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +128,7 @@ class RedisCache:
         max_entries: int = 100_000,
         prefix: str = "mlsd:cache:",
         socket_timeout_s: float = 0.05,
+        deadline_s: float = 0.01,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be > 0")
@@ -145,11 +152,14 @@ class RedisCache:
         #: Skips Redis while it fails or stalls (a stall blocks the event loop per call).
         self.breaker = CircuitBreaker(
             failure_threshold=3,
-            reset_timeout_s=1.0,
+            reset_timeout_s=0.5,
             call_timeout_s=socket_timeout_s,
             first_probe_s=0.05,
             name="the Redis prediction cache",
             failures=(redis.RedisError,),
+        )
+        self.offload = Offloader(
+            self.breaker, min(deadline_s, socket_timeout_s), name="the Redis prediction cache"
         )
 
     def _key(self, model_key: str, digest: str) -> str:
@@ -187,6 +197,12 @@ class RedisCache:
                 log.warning("prediction cache lookup failed: %s", exc.message)
             self._count(0, len(hashes), 1)
             return [None] * len(hashes)
+        return self._found(raw, min_events)
+
+    def _found(
+        self, raw: Sequence[bytes | None], min_events: Sequence[int] | None
+    ) -> list[float | None]:
+        """Decode a lookup's values (`score` or `score;event_us`) and count it."""
         stale = 0
         if min_events is None:
             found = [None if v is None else float(v.partition(b";")[0]) for v in raw]
@@ -205,6 +221,38 @@ class RedisCache:
         hits = len(found) - found.count(None)
         self._count(hits, len(found) - hits, stale=stale)
         return found
+
+    async def get_many_async(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        *,
+        min_events: Sequence[int] | None = None,
+    ) -> list[float | None]:
+        """`get_many` for the event loop: off the loop, misses past `deadline_s`."""
+        if not hashes:
+            return []
+        if min_events is not None and len(min_events) != len(hashes):
+            raise ValueError(f"{len(hashes)} hashes but {len(min_events)} min_events")
+        keys = [self.lru_key, *(self._key(model_key, d) for d in hashes)]
+        try:
+            raw = await self.offload.call(self._get, keys)
+        except UnavailableError:
+            self._count(0, len(hashes), 1)
+            return [None] * len(hashes)
+        return self._found(raw, min_events)
+
+    def put_many_background(
+        self,
+        model_key: str,
+        hashes: Sequence[str],
+        scores: Sequence[float],
+        *,
+        events: Sequence[int] | None = None,
+    ) -> None:
+        """`put_many` on the offloader's threads, not waited for (dropped if it fails)."""
+        write = functools.partial(self.put_many, events=None if events is None else list(events))
+        self.offload.submit(write, model_key, list(hashes), list(scores))
 
     def put_many(
         self,
@@ -271,5 +319,6 @@ class RedisCache:
             return CacheStats(self._hits, self._misses, size, self._errors, self._stale)
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the offloader's threads)."""
+        self.offload.close()
         self._client.close()

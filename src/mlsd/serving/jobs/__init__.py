@@ -28,6 +28,7 @@ def make_job_queue(settings: Settings) -> JobQueue:
 
 def memory_queue(o: Opening, **options: Any) -> JobQueue:
     """The embedded queue: in this process, results in `home/jobs` (options: its bounds)."""
+    options.setdefault("max_file_rows", o.settings.job_max_file_rows)
     return MemoryJobQueue(o.settings.home, **options)
 
 
@@ -36,6 +37,7 @@ def redis_queue(o: Opening, **options: Any) -> JobQueue:
     from mlsd.serving.jobs.redis import RedisJobQueue
 
     timeout = o.url.timeout(2.0)
+    options.setdefault("max_file_rows", o.settings.job_max_file_rows)
     return RedisJobQueue(
         o.url.dsn, o.settings.home, prefix=o.key_prefix, socket_timeout_s=timeout, **options
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -103,6 +105,50 @@ def resolve_in_home(home: Path, path: str) -> Path:
     if not resolved.is_file():
         raise ValidationError(f"no file at {path!r} in the data folder", field="path")
     return resolved
+
+
+def open_in_home(home: Path, path: str | Path) -> int:
+    """A read-only descriptor on the job file `path` (checked at submit), opened without
+    following any link: one component at a time from `home`, each with `O_NOFOLLOW`.
+
+    Between the check at submit and the run a file (or a folder on its way) may have been
+    swapped for a symlink to anything the server can read; opened this way the swap is an
+    error (ValidationError naming `path`), never a read of the link's target.
+    """
+    root = Path(home).resolve()
+    target = Path(path)
+    try:
+        parts = (target if target.is_absolute() else root / target).relative_to(root).parts
+    except ValueError:
+        raise ValidationError(
+            f"path {str(path)!r} is outside the data folder", field="path"
+        ) from None
+    if not parts or ".." in parts:
+        raise ValidationError(f"path {str(path)!r} is not a file in the data folder", field="path")
+    nofollow = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+    except OSError as exc:
+        raise ValidationError(f"cannot open the data folder: {exc}", field="path") from None
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        file_fd = os.open(parts[-1], os.O_RDONLY | nofollow | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot open {str(path)!r} without following links "
+            f"(was it replaced by a symbolic link?): {exc.strerror}",
+            field="path",
+        ) from None
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+        os.close(file_fd)
+        raise ValidationError(f"{str(path)!r} is not a regular file", field="path")
+    os.set_blocking(file_fd, True)
+    return file_fd
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from functools import partial
 from pathlib import Path
 
 from mlsd.errors import NotFoundError, UnavailableError
-from mlsd.serving.jobs.base import JobSpec, JobState, JobStatus, ScoreFn, describe
+from mlsd.serving.jobs.base import MAX_FILE_ROWS, JobSpec, JobState, JobStatus, ScoreFn, describe
 from mlsd.serving.jobs.runner import parse_results, run_job
 from mlsd.serving.jobs.store import JobStore
 
@@ -46,6 +46,7 @@ class MemoryJobQueue:
         home: Path,
         *,
         max_rows: int = 100_000,
+        max_file_rows: int = MAX_FILE_ROWS,
         chunk_rows: int = 1024,
         inline_rows: int = 1000,
         keep_jobs: int = 1000,
@@ -56,6 +57,7 @@ class MemoryJobQueue:
         self.home = Path(home)
         self.results_dir = self.home / "jobs"
         self.max_rows = max_rows
+        self.max_file_rows = max_file_rows
         self.chunk_rows = chunk_rows
         self.inline_rows = inline_rows
         self.keep_jobs = keep_jobs
@@ -75,7 +77,7 @@ class MemoryJobQueue:
 
     def submit(self, spec: JobSpec) -> str:
         """Validate, save to disk and enqueue; the id is a random hex string."""
-        checked = spec.checked(self.home, self.max_rows)
+        checked = spec.checked(self.home, self.max_rows, self.max_file_rows)
         job_id = uuid.uuid4().hex
         status = JobStatus(job_id, JobState.QUEUED, datetime.now(UTC), model=spec.model, attempts=0)
         with self._lock:
@@ -274,6 +276,10 @@ class MemoryJobQueue:
                     on_total=partial(self._set_total, job_id),
                     on_progress=partial(self._set_done, job_id),
                     fsync=self._store.fsync,
+                    attempt=attempts,
+                    home=self.home,
+                    max_file_rows=self.max_file_rows,
+                    since=status.submitted_at,
                 )
             except Exception as exc:  # a job failure must not kill the worker: record it
                 log.exception("job %s failed", job_id)

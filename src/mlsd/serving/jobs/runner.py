@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mlsd.errors import ValidationError
-from mlsd.serving.jobs.base import JobSpec, ScoreFn
+from mlsd.serving.jobs.base import MAX_FILE_ROWS, JobSpec, ScoreFn, open_in_home
 from mlsd.serving.jobs.store import durable_replace
 
 
@@ -24,11 +26,33 @@ class JobOutcome:
     results_json: str | None
 
 
-def load_frame(spec: JobSpec) -> pd.DataFrame:
-    """The job's input rows."""
+def load_frame(
+    spec: JobSpec, home: Path | None = None, max_file_rows: int | None = None
+) -> pd.DataFrame:
+    """The job's input rows; a file opened without following links (`open_in_home`) and
+    capped again (it may have grown since submit): ValidationError naming `path`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     if spec.rows is not None:
         return pd.DataFrame.from_records([dict(r) for r in spec.rows])
-    return pd.read_parquet(str(spec.path))
+    path = Path(str(spec.path))
+    cap = max_file_rows or MAX_FILE_ROWS
+    fd = open_in_home(home if home is not None else path.parent, path)
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+            rows = parquet.metadata.num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValidationError(
+                f"{path.name} is not a readable Parquet file: {exc}", field="path"
+            ) from None
+        if rows > cap:
+            raise ValidationError(
+                f"{rows:,} rows in {path.name}: at most {cap:,} per job", field="path"
+            )
+        frame: pd.DataFrame = parquet.read().to_pandas()
+        return frame
 
 
 def run_job(
@@ -42,13 +66,20 @@ def run_job(
     on_total: Callable[[int], None] = lambda n: None,
     on_progress: Callable[[int], None] = lambda n: None,
     fsync: bool = True,
+    attempt: int = 1,
+    since: datetime | None = None,
+    home: Path | None = None,
+    max_file_rows: int | None = None,
 ) -> JobOutcome:
     """Score the job chunk by chunk (reporting progress) and write `results_dir/{id}.parquet`.
 
     The result file is on disk (fsynced, with `fsync`) when this returns, so a queue
     that publishes the job as done afterwards never points a client at a missing file.
+    Each chunk carries the job in `attrs`: `job_id`, `model`, `attempt` (2 or more: a run
+    again after an interrupted one, whose effects the scorer must not repeat) and `since`
+    (when the job was submitted: nothing of it was logged before).
     """
-    frame = load_frame(spec)
+    frame = load_frame(spec, home, max_file_rows)
     on_total(len(frame))
     outputs: list[pd.DataFrame] = []
     done = 0
@@ -56,6 +87,8 @@ def run_job(
         chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
         chunk.attrs["model"] = spec.model
         chunk.attrs["job_id"] = job_id
+        chunk.attrs["attempt"] = attempt
+        chunk.attrs["since"] = since.isoformat() if since is not None else None
         out = score_fn(chunk)
         if not isinstance(out, pd.DataFrame) or len(out) != len(chunk):
             raise ValidationError(

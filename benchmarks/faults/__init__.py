@@ -1,0 +1,1 @@
+"""Faults survived: each backend stalled, stopped or killed under load, measured."""
