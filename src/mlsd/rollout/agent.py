@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from mlsd.errors import MlsdError
 from mlsd.inference.endpoint import Endpoint, VersionEndpoint
@@ -29,6 +31,7 @@ from mlsd.rollout.analysis import CanaryAnalysis, LabelSource
 from mlsd.rollout.controller import CanaryController, Decision
 from mlsd.rollout.layers import BlueGreenLayer, ShadowLayer, SplitLayer, layer_for
 from mlsd.rollout.manage import Rollout, RolloutManager, parsed
+from mlsd.rollout.shadow_watch import ShadowWatch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class Installed:
     layer: Layer
     analysis: CanaryAnalysis | None = None
     controller: CanaryController | None = None
+    #: A shadow's dangerous-divergence watch, checked every `interval_s` (monotonic time).
+    watch: ShadowWatch | None = None
+    next_watch: float = 0.0
 
 
 class RolloutAgent:
@@ -129,6 +135,10 @@ class RolloutAgent:
             self.pipeline.add_observer(here.analysis)
             self.pipeline.add_failure_observer(here.analysis)
             here.controller = CanaryController(self.manager, rollout, layer, here.analysis)
+        if spec.kind == "shadow":
+            here.watch = ShadowWatch(spec.id)
+            here.next_watch = time.monotonic() + spec.interval_s
+            self.pipeline.add_observer(here.watch)
         self.pipeline.install(layer)
         self.installed[spec.id] = here
         self._gauge(rollout, rollout.record.share)
@@ -146,6 +156,8 @@ class RolloutAgent:
         if here.analysis is not None:
             self.pipeline.remove_observer(here.analysis)
             self.pipeline.remove_failure_observer(here.analysis)
+        if here.watch is not None:
+            self.pipeline.remove_observer(here.watch)
         log.info("rollout %s ended here (%s)", rollout_id, record.state)
 
     def _gauge(self, rollout: Rollout, share: float) -> None:
@@ -186,15 +198,45 @@ class RolloutAgent:
             return decision
 
     def tick(self) -> None:
-        """Check every canary whose interval is over, if this process holds its lease."""
+        """Check every canary and shadow whose interval is over, if this process holds its
+        lease."""
         if not self.control:
             return
+        now = time.monotonic()
         for rid, here in list(self.installed.items()):
-            if here.controller is not None and here.controller.due:
-                try:
+            try:
+                if here.controller is not None and here.controller.due:
                     self.check(rid)
-                except MlsdError as exc:
-                    log.warning("rollout %s: check failed: %s", rid, exc.message)
+                elif here.watch is not None and now >= here.next_watch:
+                    here.next_watch = now + here.rollout.spec.interval_s
+                    self.watch_shadow(rid)
+            except MlsdError as exc:
+                log.warning("rollout %s: check failed: %s", rid, exc.message)
+
+    def watch_shadow(self, rollout_id: str) -> Literal["wait", "abort"]:
+        """Apply the dangerous-divergence rule to a shadow's pairs now; on an alert, abort
+        the rollout (holding its lease, so one process decides)."""
+        with self._lock:
+            here = self.installed[rollout_id]
+            if here.watch is None:
+                raise KeyError(rollout_id)
+            alert = here.watch.check()
+            if alert is None:
+                return "wait"
+            now = utcnow()
+            hold = timedelta(seconds=max(3.0 * here.rollout.spec.interval_s, 2.0))
+            store = self.manager.store
+            if not store.take_lease(rollout_id, self.holder, now=now, until=now + hold):
+                return "wait"
+            reason = (
+                f"dangerous divergence ({alert.event}): the challenger approved "
+                f"{alert.approved}/{alert.blocks} of the champion's blocked cards after "
+                f"{alert.requests} pairs (limit {alert.max_rate:.0%}, p = {alert.p_value:.2g})"
+            )
+            self.manager.abort(rollout_id, actor=self.holder, reason=reason)
+            self.pipeline.metrics.rollout_decisions.labels(rollout_id, "abort").inc()
+            self.sync(force=True)
+            return "abort"
 
     def _lease(self, controller: CanaryController) -> bool:
         now = utcnow()
