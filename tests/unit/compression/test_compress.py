@@ -182,3 +182,56 @@ def test_rows_that_are_not_the_training_rows_are_refused(world: Settings) -> Non
             assert len(registry.search(name="fraud")) == before
     finally:
         store.close()
+
+
+def test_a_compressed_variant_goes_through_a_canary_to_promotion(
+    compressed: Compression, world: Settings
+) -> None:
+    """A variant is a version like any other: rolled out by the canary controller, judged
+    on the traffic it answers, promoted (the alias moves to it)."""
+    from mlsd.inference.host import ModelHost
+    from mlsd.rollout import RolloutSpec
+    from mlsd.rollout.manage import RolloutManager
+    from mlsd.serving.service import ServeOptions, Service
+    from tests.unit.rollout.conftest import send
+
+    (variant,) = [
+        mv.version for name, mv in compressed.registered.items() if name.startswith("fewer-trees-")
+    ]
+    store = FeatureStore.open(world)
+    registry = Registry.open(world)
+    champion = registry.aliases("fraud")["champion"]
+    try:
+        host = ModelHost(registry, served_views=store.view_versions)
+        options = ServeOptions(watch_aliases=False, log_predictions=False, cache_predictions=False)
+        service = Service(world, host, options=options, features=store)
+        service.load_all()
+        agent = service.rollouts
+        assert agent is not None
+        spec = RolloutSpec(
+            id="compressed-canary", kind="canary", champion=champion, challenger=variant,
+            steps=[50, 100], interval_s=0.1, max_failed_checks=1,
+            guardrails={"max_error_rate": 0.01, "max_p99_ms": 1000, "max_score_psi": 10,
+                        "min_requests": 20},
+        )  # fmt: skip
+        RolloutManager(registry).start(spec, actor="test")
+        agent.sync()
+        decisions = []
+        for wave in range(6):
+            send(service, range(wave * 200, wave * 200 + 200), customers=300)
+            decisions.append(agent.check(spec.id))
+            if decisions[-1] in ("promote", "rollback"):
+                break
+        exposed = agent.installed.get(spec.id)
+        service.close()
+        assert decisions[-1] == "promote", decisions
+        assert exposed is None, "the ended canary's layer is gone"
+        assert registry.aliases("fraud")["champion"] == variant
+        moves = registry.alias_history("fraud", "champion")
+        assert moves[-1].to_version == variant
+        assert "compressed-canary" in moves[-1].reason
+    finally:
+        # the module's other tests expect the source as champion
+        registry.set_alias("fraud", "champion", champion, reason="test: restore", actor="t")
+        registry.close()
+        store.close()
