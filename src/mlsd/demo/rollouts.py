@@ -33,6 +33,8 @@ INTERVAL_S = 0.3
 RATE = 300.0  # requests per second, paced
 CAP_S = 6.0  # per rollout
 SHADOW_S = 3.0  # seconds of mirrored traffic
+#: The step's own prediction log (in the demo's folder), where the shadow's pairs are read.
+ROLLOUT_LOG = "rollouts/predictions"
 GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 50.0, "max_score_psi": 0.25,
               "min_catch_ratio": 0.8, "min_requests": 30}  # fmt: skip
 
@@ -45,11 +47,11 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
     from mlsd.features.store import FeatureStore
     from mlsd.inference.endpoint import VersionEndpoint
     from mlsd.inference.host import ModelHost
+    from mlsd.predlog import ParquetPredictionLog
     from mlsd.registry import Registry
     from mlsd.rollout.testing import KnownLabels, broken
     from mlsd.serving.schemas import transactions_from_records
     from mlsd.serving.service import ServeOptions, Service
-    from mlsd.serving.wiring import open_prediction_log
 
     # The online store holds the replay's last state: each transaction is sent at the
     # replay's end, so its features are as of then (an earlier time would find rows from its
@@ -78,7 +80,8 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         good, bad = again("copy of the champion"), again("raises on 10 % of inputs")
         host = ModelHost(registry, served_views=store.view_versions)
         options = ServeOptions(watch_aliases=False, watch_rollouts=True, rollout_poll_s=0.05)
-        log = open_prediction_log(settings)  # the shadow's pairs are read back from it
+        # a log of the step's own, so the replay's log (and its figures above) stay the replay's
+        log = ParquetPredictionLog(settings.path(ROLLOUT_LOG), compact_every_s=None)
         service = Service(settings, host, options=options, features=store, prediction_log=log)
         service.load_all()
         agent = service.rollouts
@@ -114,7 +117,7 @@ def _shadow(settings: Settings, service: Service, registry: Any, challenger: int
     """Mirror every request to `challenger` for SHADOW_S seconds; print the divergence."""
     from datetime import UTC, datetime
 
-    from mlsd.predlog import open_reader
+    from mlsd.predlog import ParquetPredictionReader
     from mlsd.rollout.divergence import DangerousDivergence, analyse
     from mlsd.rollout.divergence_view import print_verdict, segment_table, summary_table
     from mlsd.rollout.manage import RolloutManager
@@ -139,21 +142,24 @@ def _shadow(settings: Settings, service: Service, registry: Any, challenger: int
     agent.sync()
     if service.prediction_log is not None:
         service.prediction_log.flush()
-    reader = open_reader(settings)
-    try:
-        frame = reader.read(since, None)
-    finally:
-        reader.close()
+    frame = ParquetPredictionReader(settings.path(ROLLOUT_LOG)).read(since, None)
     rule = DangerousDivergence()
     report = analyse(pairs(frame, spec.id), rule).to_dict()
     console.print(
         f"shadow: v{challenger} (the compressed variant) mirrored {answered:,} requests for "
         f"{SHADOW_S:g} s, scored off the response path ({failed} failed answers); the pairs "
-        "are the prediction log's champion and shadow records of the same request"
+        f"are the champion's and the shadow's records of the same request in {ROLLOUT_LOG}/"
     )
     console.print(summary_table(report, rule.max_rate))
     console.print(segment_table(report))
     print_verdict(console, report, rule.max_rate, rule.alpha)
+    console.print(
+        "KS and PSI compare the two score distributions (a variant's scores may sit on "
+        "another scale: it decides at its own threshold); the decisions are what customers "
+        f"feel: the rule stops a shadow that approves more than {rule.max_rate:.0%} of the "
+        "cards the champion blocks, with an always-valid p-value (checked every interval "
+        "of a running shadow, it aborts it)."
+    )
     return {"rollout": spec.id, "challenger": challenger, "requests": answered, **report}
 
 

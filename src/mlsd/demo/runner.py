@@ -200,7 +200,7 @@ def _outcomes(
 def _rollouts(settings: Settings, traffic: pd.DataFrame) -> dict[str, Any]:
     from mlsd.demo.rollouts import rollout_step
 
-    return dict(_stage("canary: a good and a bad challenger",
+    return dict(_stage("rollouts: a shadow, a canary to promotion, a bad canary rolled back",
                        lambda: rollout_step(settings, traffic, console)))  # fmt: skip
 
 

@@ -18,8 +18,8 @@ def _pct(interval: dict[str, float] | None) -> str:
 def summary_table(report: dict[str, Any], max_rate: float) -> Table:
     """The headline figures of a `DivergenceReport.to_dict()`."""
     head = Table(title=f"shadow rollout {report['rollout']}: challenger vs champion")
-    head.add_column("figure")
-    head.add_column("value")
+    head.add_column("figure", overflow="fold")
+    head.add_column("value", overflow="fold")
     rows = [
         ("pairs (mirrored requests)", f"{report['pairs']:,}"),
         ("versions", f"champion {', '.join(report['champion_versions'])}, "
@@ -41,7 +41,7 @@ def segment_table(report: dict[str, Any]) -> Table:
     """Disagreement by segment (amount band, new vs known customer, terminal risk band)."""
     seg = Table(title="by segment")
     for column in ("segment", "value", "pairs", "disagree", "champion blocks", "approved"):
-        seg.add_column(column)
+        seg.add_column(column, overflow="fold")
     for s in report["segments"]:
         seg.add_row(s["segment"], s["value"], f"{s['pairs']:,}", _pct(s["disagreement"]),
                     f"{s['champion_blocks']:,}", _pct(s["dangerous"]))  # fmt: skip

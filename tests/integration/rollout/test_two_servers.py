@@ -70,7 +70,7 @@ def test_a_canary_across_two_servers(home: Path, tmp_path: Path) -> None:
     spec.write_text(json.dumps({
         "id": "c1", "kind": "canary", "champion": 1, "challenger": 2, "steps": [30, 100],
         "interval_s": 0.3, "max_failed_checks": 1,
-        "guardrails": {"max_p99_ms": 1000, "min_requests": 20},
+        "guardrails": {"max_p99_ms": 1000, "min_requests": 20, "max_score_psi": 10},
     }))  # fmt: skip
     with (
         BackgroundServer(create_app(settings, service=services[0])) as a,

@@ -154,4 +154,5 @@ def test_kill_9_under_load_loses_no_answered_prediction(
     missing = answered - set(logged)
     assert not missing, f"{len(missing)} answered predictions lost, e.g. {sorted(missing)[:3]}"
     assert replayed == len(logged) - len(before)
-    assert replayed > 0
+    if flush_seconds == 60.0:  # at 0.05 s a busy machine may have stored everything in time
+        assert replayed > 0

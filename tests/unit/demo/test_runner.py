@@ -49,7 +49,7 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
         "prediction log",
         "what the fraud team reads",
         "cards flagged per day",
-        "canary: a good and a bad challenger",
+        "rollouts: a shadow, a canary to promotion, a bad canary rolled back",
     )
     for stage in stages:
         assert stage in out
