@@ -259,3 +259,70 @@ def test_a_stop_with_the_store_down_keeps_the_buffer_for_the_next_start(
         assert sorted(frame["request_id"]) == sorted(record(i).request_id for i in range(50))
     finally:
         again.close()
+
+
+def test_served_records_are_packed_and_round_trip_every_field(tmp_path: Path) -> None:
+    """Plain-number records (what serving appends) take the packed frame; every field,
+    the optional ones absent or present, numpy scalars converted, comes back equal."""
+    from mlsd.predlog.journal import GENERAL, PACKED, TABLES
+
+    journal = Journal(tmp_path)
+    written = [
+        record(1, features=[1.5, 2.0]),
+        record(
+            2,
+            features=[0.0, float("nan")],
+            degraded=True,
+            decision="fraud",
+            transaction_id=None,
+            customer_id=None,
+            tx_time=None,
+            variant="r:shadow",
+        ),
+        record(3, features=[3.0, 4.0], score=np.float32(0.25), transaction_id=np.int64(9)),
+        record(4, features=[5.0, None]),  # a missing value: the general frame
+    ]
+    journal.write(written[:3], 1)
+    journal.write(written[3:], 4)
+    segment = journal._segment
+    assert segment.map is not None
+    kinds = []
+    offset = 0
+    while offset < segment.size:  # frame kinds in order
+        length = int.from_bytes(segment.map[offset : offset + 4], "little")
+        kinds.append(segment.map[offset + 8])
+        offset += 8 + length
+    assert kinds == [TABLES, PACKED, GENERAL]
+    sealed = journal.seal()
+    assert sealed is not None
+    read = [r for _, r in read_segment(sealed)]
+    assert [seq for seq, _ in read_segment(sealed)] == [1, 2, 3, 4]
+    for got, want in zip(read[:1] + read[2:3], written[:1] + written[2:3], strict=True):
+        assert (got.request_id, got.ts, got.model, got.version, got.features) == (
+            want.request_id, want.ts, want.model, want.version, list(want.features)
+        )  # fmt: skip
+        assert (got.threshold, got.latency_ms, got.feature_names, got.tx_time) == (
+            want.threshold, want.latency_ms, NAMES, want.tx_time
+        )  # fmt: skip
+    assert (read[2].score, type(read[2].score)) == (0.25, float)
+    assert (read[2].transaction_id, type(read[2].transaction_id)) == (9, int)
+    second = read[1]
+    assert (second.degraded, second.decision, second.variant) == (True, "fraud", "r:shadow")
+    assert (second.transaction_id, second.customer_id, second.tx_time) == (None, None, None)
+    assert second.features[0] == 0.0
+    assert np.isnan(second.features[1])
+    assert read[3].features == [5.0, None]
+    journal.close(clean=True)
+
+
+def test_packed_tables_are_written_once_per_segment(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.write([record(1, features=[1.0, 2.0])], 1)
+    first = journal._segment.size
+    journal.write([record(2, features=[1.0, 2.0])], 2)
+    assert journal._segment.size - first < first - len("".join(NAMES)), "tables not repeated"
+    journal.write([record(3, features=[1.0, 2.0], decision="fraud")], 3)  # a new context
+    sealed = journal.seal()
+    assert sealed is not None
+    assert [r.decision for _, r in read_segment(sealed)] == ["legit", "legit", "fraud"]
+    journal.close(clean=True)
