@@ -19,18 +19,14 @@ replays its segments. Each stored batch carries a mark (journal id, last sequenc
 that the store keeps atomically with the records, so a replay stores only what the dead
 writer had not stored: exactly once, whatever instant the kill hit.
 
-A frame is `<length u32><crc32 u32>` then a kind byte and its body:
-
-- `PACKED` (what serving writes): records as fixed binary fields (`mlsd.predlog.packed`),
-  the part every record of one variant repeats (model, version, threshold, entry point,
-  variant, feature names, decision) referred to as a context;
-- `TABLES`: the feature-name tables and packed contexts a segment's next frames use, each
-  written once per segment (a marshal, version 2, of plain tuples and strings: loading it
-  runs no code);
-- `GENERAL`: any other records (a missing feature value, a features mapping, ...): a
-  marshal of `(first sequence number, new name tables, new contexts, entries)`, feature
-  values packed as float64 bytes where they are plain numbers.
-
+A frame is `<length u32><crc32 u32>` then a marshal (version 2: plain tuples, lists,
+dicts, str, bytes, int, float, bool, None; loading it runs no code) of
+`(FORMAT, first sequence number, new feature-name tables, new contexts, entries)`.
+What every record of one model's variant repeats (model, version, threshold, entry point,
+variant, feature names) is a context, written once per segment and referred to by index,
+as the feature names are; a record's feature values, when they are plain numbers, are
+packed float64 bytes (one copy, no per-value object for marshal to walk). The journal is
+on the scoring path: each of these halves what a frame costs there.
 A torn or corrupt frame (power loss, a full disk) ends the replay of its segment.
 """
 
@@ -52,20 +48,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mlsd.predlog import packed
-from mlsd.predlog.packed import NO_NAMES
 from mlsd.predlog.record import PredictionRecord
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")
 _MARSHAL_VERSION = 2
-#: A frame's first byte: what its body is.
-GENERAL, PACKED, TABLES = 1, 2, 3
+#: The frame layout this module writes (the first item of a frame).
+FORMAT = 2
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 #: The types of an entry's fields (features checked apart, unless packed as bytes).
 _FIELDS = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict})
+#: Marks an entry's feature names as absent (a features mapping, or names not given).
+NO_NAMES = -1
 
 
 @dataclass(frozen=True)
@@ -109,7 +105,6 @@ class _Segment:
     capacity: int
     names: dict[int, tuple[int, object]] = field(default_factory=dict)  # id -> (index, keep)
     contexts: dict[tuple[Any, ...], int] = field(default_factory=dict)  # context -> index
-    packed: dict[tuple[Any, ...], int] = field(default_factory=dict)  # packed context -> index
     size: int = 0
 
     def close(self) -> None:
@@ -174,18 +169,14 @@ class Journal:
         a failed write is logged and counted (the records stay in the log's buffer)."""
         segment = self._segment
         try:
-            frame, added, packed_added = self._packed_frame(records, first_seq)
-        except (ValueError, TypeError, AttributeError, OverflowError, struct.error):
-            packed_added = {}
+            frame, added = self._frame(records, first_seq)
+        except (ValueError, TypeError, AttributeError):  # a value marshal does not take
             try:
-                frame, added = self._frame(records, first_seq)
-            except (ValueError, TypeError, AttributeError):  # a value marshal does not take
-                try:
-                    frame, added = self._frame([_plain(r) for r in records], first_seq)
-                except (ValueError, TypeError, AttributeError) as exc:
-                    self.errors += 1
-                    log.warning("prediction records not journaled (do not encode): %s", exc)
-                    return
+                frame, added = self._frame([_plain(r) for r in records], first_seq)
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.errors += 1
+                log.warning("prediction records not journaled (do not encode): %s", exc)
+                return
         start = segment.size
         end = start + len(frame)
         if segment.map is not None and end <= segment.capacity:
@@ -205,47 +196,6 @@ class Journal:
             segment.names.update(names)
         if contexts:
             segment.contexts.update(contexts)
-        if packed_added:
-            segment.packed.update(packed_added)
-
-    def _packed_frame(
-        self, records: Sequence[PredictionRecord], first_seq: int
-    ) -> tuple[bytes, tuple[dict[int, tuple[int, object]], dict[Any, int]], dict[Any, int]]:
-        """A PACKED frame of `records` (after a TABLES frame if it needs new tables), the
-        name tables and the packed contexts it adds."""
-        segment = self._segment
-        known, known_contexts = segment.names, segment.packed
-        added: dict[int, tuple[int, object]] = {}
-        added_contexts: dict[tuple[Any, ...], int] = {}
-        new_names: list[tuple[int, tuple[str, ...]]] = []
-        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
-
-        def names_index(names: Any) -> int:
-            found = known.get(id(names)) or added.get(id(names))
-            if found is not None:
-                return found[0]
-            index = len(known) + len(added)
-            added[id(names)] = (index, names)  # holds the object: its id stays unique
-            new_names.append((index, tuple(str(n) for n in names)))
-            return index
-
-        def context_index(key: tuple[Any, ...]) -> int:
-            found = known_contexts.get(key)
-            if found is None:
-                found = added_contexts.get(key)
-            if found is None:
-                if not _FIELDS.issuperset(map(type, key)):
-                    raise TypeError("values that are not plain str, int, float or None")
-                found = len(known_contexts) + len(added_contexts)
-                added_contexts[key] = found
-                new_contexts.append((found, key))
-            return found
-
-        frame = _framed(PACKED, packed.pack(records, first_seq, names_index, context_index))
-        if new_names or new_contexts:
-            tables = marshal.dumps((new_names, new_contexts), _MARSHAL_VERSION)
-            frame = _framed(TABLES, tables) + frame
-        return frame, (added, {}), added_contexts
 
     def _frame(
         self, records: Sequence[PredictionRecord], first_seq: int
@@ -306,8 +256,10 @@ class Journal:
             if not _FIELDS.issuperset(map(type, entry)):
                 raise TypeError("values that are not plain str, int, float, bool or None")
             entries.append(entry)
-        payload = marshal.dumps((first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION)
-        return _framed(GENERAL, payload), (added, added_contexts)
+        payload = marshal.dumps(
+            (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
+        )
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
 
     def seal(self) -> Path | None:
         """Close the current segment and start the next one; the sealed path (None if
@@ -426,7 +378,6 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     data = path.read_bytes()
     names: dict[int, tuple[str, ...]] = {}
     contexts: dict[int, tuple[Any, ...]] = {}
-    packed_contexts: dict[int, tuple[Any, ...]] = {}
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, crc = _HEADER.unpack_from(data, offset)
@@ -438,22 +389,14 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
             log.warning("prediction journal %s: a torn frame at byte %d ends it", path, offset)
             return
         try:
-            kind, body = payload[0], memoryview(payload)[1:]
-            if kind == PACKED:
-                first_seq, records = packed.unpack(body, names, packed_contexts)
-            elif kind == TABLES:
-                new_names, new_contexts = marshal.loads(body)
-                names.update((int(i), tuple(n)) for i, n in new_names)
-                packed_contexts.update((int(i), tuple(c)) for i, c in new_contexts)
-                first_seq, records = 0, []
-            elif kind == GENERAL:
-                first_seq, new_names, new_contexts, entries = marshal.loads(body)
-                names.update((int(i), tuple(n)) for i, n in new_names)
-                contexts.update((int(i), tuple(c)) for i, c in new_contexts)
-                records = [_record(e, names, contexts) for e in entries]
-            else:
-                raise ValueError(f"frame kind {kind}: not one this version writes")
-        except (ValueError, TypeError, EOFError, KeyError, IndexError, struct.error) as exc:
+            frame = marshal.loads(payload)
+            if frame[0] != FORMAT:
+                raise ValueError(f"frame format {frame[0]!r}, this version reads {FORMAT}")
+            _, first_seq, new_names, new_contexts, entries = frame
+            names.update((int(i), tuple(n)) for i, n in new_names)
+            contexts.update((int(i), tuple(c)) for i, c in new_contexts)
+            records = [_record(e, names, contexts) for e in entries]
+        except (ValueError, TypeError, EOFError, KeyError, IndexError) as exc:
             log.warning("prediction journal %s: bad frame at byte %d: %s", path, offset, exc)
             return
         for i, record in enumerate(records):
@@ -461,12 +404,6 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
         offset = start + length
     if data.count(0, offset) != len(data) - offset:
         log.warning("prediction journal %s: a torn header at byte %d ends it", path, offset)
-
-
-def _framed(kind: int, body: bytes) -> bytes:
-    """A frame: header (length, crc32 of what follows), kind byte, body."""
-    payload = bytes((kind,)) + body
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def _record(
