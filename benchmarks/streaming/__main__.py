@@ -95,7 +95,9 @@ def main() -> None:
                 pub = statistics.median(r[0] for r in runs)
                 con = statistics.median(r[1] for r in runs)
                 first = statistics.median(r[2] for r in runs)
-                table.add_row(name, f"{pub:,.0f}", f"{con:,.0f}", f"{con / pub:.2f}", f"{first:.2f}")
+                table.add_row(
+                    name, f"{pub:,.0f}", f"{con:,.0f}", f"{con / pub:.2f}", f"{first:.2f}"
+                )
     finally:
         if broker is not None:
             broker.stop()

@@ -52,11 +52,12 @@ def _register() -> None:
         registry,
         serve,
         simulate,
+        stream,
         train,
     )
 
     app.command("simulate")(simulate.simulate)
-    for module in (importing, features, train, registry, serve, lab, predictions):
+    for module in (importing, features, train, registry, serve, lab, predictions, stream):
         module.register(app)
     app.command("demo")(demo.demo)
 

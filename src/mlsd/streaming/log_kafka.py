@@ -66,7 +66,7 @@ class KafkaEventLog:
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         check_name(topic, "topic")
         check_partitions(partitions)
-        from confluent_kafka.admin import NewTopic
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
         name = self.topic_name(topic)
         futures = self._admin.create_topics(

@@ -14,6 +14,7 @@ the blocking `EventLog` interface the stream processor uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import Coroutine, Iterable, Sequence
@@ -63,7 +64,9 @@ class NatsEventLog:
         self._partitions: dict[str, int] = {}
         self._closed = False
         try:
-            self._nc: Any = self.run(nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=2))
+            self._nc: Any = self.run(
+                nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=2)
+            )
         except BaseException:
             self._stop_loop()
             raise
@@ -99,10 +102,9 @@ class NatsEventLog:
             subjects=[f"{self.stream(topic)}.*"],
             description=f"{_DESCRIPTION}{partitions}",
         )
-        try:
+        # a stream that exists with another config: the partition check below names it
+        with contextlib.suppress(self._nats.js.errors.BadRequestError):
             self.run(self.js.add_stream(config))
-        except self._nats.js.errors.BadRequestError:
-            pass  # exists with another config: the partition check below names it
         have = self.partitions(topic)
         if have != partitions:
             raise ConflictError(
@@ -207,7 +209,7 @@ class NatsEventLog:
             config.opt_start_seq = max(1, offset)
         elif since_ms is not None:
             config.deliver_policy = DeliverPolicy.BY_START_TIME
-            config.opt_start_time = datetime.fromtimestamp(since_ms / 1000, UTC).isoformat()
+            config.opt_start_time = datetime.fromtimestamp(since_ms / 1000, UTC)
 
         async def read() -> list[Any]:
             sub = await self.js.pull_subscribe(
@@ -228,10 +230,8 @@ class NatsEventLog:
 
     def delete_topic(self, topic: str) -> None:
         check_name(topic, "topic")
-        try:
+        with contextlib.suppress(self._nats.js.errors.NotFoundError):  # nothing to delete
             self.run(self.js.delete_stream(self.stream(topic)))
-        except self._nats.js.errors.NotFoundError:
-            pass  # nothing to delete
         self._partitions.pop(topic, None)
 
     def _stop_loop(self) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mlsd.settings import Settings
 from mlsd.streaming import Event, EventLog, open_event_log
 from mlsd.streaming.log import Consumer
-from mlsd.settings import Settings
 
 BACKENDS = [
     "embedded",
@@ -38,7 +38,8 @@ def log_settings(
     """Settings whose `event_log` is `backend`, in a namespace of this test alone."""
     url = ""
     if backend == "redis":
-        url = f"{request.getfixturevalue('redis_url')}?prefix={request.getfixturevalue('redis_prefix')}"
+        prefix = request.getfixturevalue("redis_prefix")
+        url = f"{request.getfixturevalue('redis_url')}?prefix={prefix}"
     elif backend == "nats":
         url = f"{request.getfixturevalue('nats_url')}?prefix=t{run_id}_"
     elif backend == "kafka":

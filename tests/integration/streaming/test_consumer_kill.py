@@ -73,7 +73,15 @@ def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
-                [sys.executable, str(WORKER), str(output), "--pace-ms", "5", "--session-s", str(session_s)],
+                [
+                    sys.executable,
+                    str(WORKER),
+                    str(output),
+                    "--pace-ms",
+                    "5",
+                    "--session-s",
+                    str(session_s),
+                ],
                 env=env,
             )
 

@@ -45,7 +45,8 @@ def test_order_per_partition_and_resume_from_the_commit(harness: Harness) -> Non
         assert event.topic == topic
     for part in range(3):
         offsets = [e.offset for e in got if e.partition == part]
-        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+        assert offsets == sorted(offsets)
+        assert len(set(offsets)) == len(offsets)
     for key in {e.key for e in got}:
         assert numbers([e for e in got if e.key == key]) == sorted(
             numbers([e for e in got if e.key == key])
@@ -118,9 +119,10 @@ def test_replay_from_an_offset_and_from_a_time(harness: Harness) -> None:
         assert numbers(everything) == wanted
         middle = everything[len(everything) // 2]
         assert log.replay(topic, part, offset=middle.offset) == everything[len(everything) // 2 :]
-        assert log.replay(topic, part, offset=middle.offset, limit=3) == everything[
-            len(everything) // 2 : len(everything) // 2 + 3
-        ]
+        assert (
+            log.replay(topic, part, offset=middle.offset, limit=3)
+            == everything[len(everything) // 2 : len(everything) // 2 + 3]
+        )
         late = log.replay(topic, part, since_ms=since)
         assert numbers(late) == [n for n in wanted if n >= 40]
         assert log.replay(topic, part, offset=everything[-1].offset + 1) == []
@@ -152,7 +154,8 @@ def test_bad_input_is_a_clear_error(harness: Harness) -> None:
         log.publish(topic, [("k", b"v")])  # type: ignore[list-item]
     with pytest.raises(ValidationError, match="key must be str"):
         log.publish(topic, [Record(7, b"v")])  # type: ignore[arg-type]
-    assert log.replay(topic, 0) == [] and log.replay(topic, 1) == [], "a bad batch sends nothing"
+    assert log.replay(topic, 0) == [], "a bad batch sends nothing"
+    assert log.replay(topic, 1) == []
     with pytest.raises(ValidationError, match="out of range"):
         log.replay(topic, 2)
     with pytest.raises(ValidationError, match="not both"):

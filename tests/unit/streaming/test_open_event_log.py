@@ -16,7 +16,8 @@ from mlsd.streaming.log_sqlite import SqliteEventLog
 def test_the_default_is_the_embedded_log_in_home(tmp_path: Path) -> None:
     log = open_event_log(Settings(home=tmp_path))
     try:
-        assert isinstance(log, SqliteEventLog) and isinstance(log, EventLog)
+        assert isinstance(log, SqliteEventLog)
+        assert isinstance(log, EventLog)
         assert log.path == tmp_path / "events" / "log.sqlite"
     finally:
         log.close()
@@ -26,7 +27,8 @@ def test_a_sqlite_url_names_another_file(tmp_path: Path) -> None:
     path = tmp_path / "elsewhere" / "events.db"
     log = open_event_log(Settings(home=tmp_path, event_log=f"sqlite:///{path}"))
     try:
-        assert isinstance(log, SqliteEventLog) and log.path == path
+        assert isinstance(log, SqliteEventLog)
+        assert log.path == path
     finally:
         log.close()
 

@@ -1,0 +1,219 @@
+"""The stream processor: transactions in, micro-batches through THE scoring pipeline,
+decisions out; at-least-once delivery with effects keyed by transaction id.
+
+One loop, one batch in flight (that is the back-pressure: the log holds what is not
+polled yet). Per batch:
+
+1. poll up to `batch` events of the input topic in the consumer group;
+2. decode them (`mlsd.streaming.codec`); an event that does not decode, or whose
+   scoring raises on its own, goes to the dead-letter topic with the reason, once;
+3. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
+   cache, model and observers as every other entry point; the prediction log records
+   each row under `tx-{transaction_id}`;
+4. publish the decisions (keyed by customer, carrying the transaction id);
+5. wait until the prediction log holds the batch durably (`wait_durable`);
+6. only then commit the batch on the log.
+
+A crash anywhere before 6 re-delivers the batch to the next member: the decisions and
+log records it produces carry the same transaction ids, so a reader keeping one per id
+sees every input exactly once. A store outage (UnavailableError) is not a poison: the
+batch is not committed and comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlsd.data.transaction import Transaction
+from mlsd.errors import MlsdError, UnavailableError, ValidationError
+from mlsd.inference.log_observer import PredictionLogObserver
+from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.pipeline import ScoringPipeline
+from mlsd.predlog import PredictionLog
+from mlsd.predlog.record import PredictionRecord
+from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
+from mlsd.streaming.log import Event, EventLog, Record, now_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Topics, group and batching of one processor."""
+
+    input_topic: str = "transactions"
+    output_topic: str = "decisions"
+    dead_letter_topic: str = "transactions-dead"
+    group: str = "mlsd-stream"
+    model: str | None = None  # the pipeline's endpoint; None: its default
+    batch: int = 256
+    poll_timeout_s: float = 0.5
+    session_timeout_s: float = 10.0
+    durable_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= 100_000:
+            raise ValidationError(f"batch must be in [1, 100000], not {self.batch}", field="batch")
+
+
+@dataclass
+class StreamStats:
+    """What a processor did: counts, and latency from event time to decision (ms)."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    not_held: int = 0  # batches the group had moved on before their commit (come back)
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def events_per_s(self) -> float:
+        """Consumed events per second of running."""
+        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        """The q-quantile of event time → decision published, in ms (nan if none)."""
+        return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+class _TrackingSink:
+    """The prediction log, remembering the sequence number of the last append."""
+
+    def __init__(self, predictions: PredictionLog) -> None:
+        self.predictions = predictions
+        self.last_seq = 0
+
+    def append(self, records: list[PredictionRecord]) -> int:
+        self.last_seq = self.predictions.append(records)
+        return self.last_seq
+
+
+class StreamProcessor:
+    """Consumes transactions, scores them through the pipeline, publishes decisions."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        pipeline: ScoringPipeline,
+        predictions: PredictionLog,
+        config: StreamConfig | None = None,
+    ) -> None:
+        self.events = events
+        self.pipeline = pipeline
+        self.config = config or StreamConfig()
+        self._sink = _TrackingSink(predictions)
+        pipeline.add_observer(PredictionLogObserver(self._sink), critical=True)
+        for topic in (self.config.output_topic, self.config.dead_letter_topic):
+            events.create_topic(topic, events.partitions(self.config.input_topic))
+        self.consumer = events.consumer(
+            self.config.input_topic,
+            self.config.group,
+            session_timeout_s=self.config.session_timeout_s,
+        )
+        self.stats = StreamStats()
+
+    def step(self) -> int:
+        """Process one micro-batch; the number of events it consumed (0: none came)."""
+        batch = self.consumer.poll(self.config.batch, self.config.poll_timeout_s)
+        if not batch:
+            return 0
+        txs: list[Transaction] = []
+        by_id: dict[int, Event] = {}
+        dead: list[Record] = []
+        for event in batch:
+            try:
+                tx = decode_transaction(event.value)
+            except ValidationError as exc:
+                dead.append(dead_letter_record(event, f"{exc.field}: {exc.message}"))
+                continue
+            txs.append(tx)
+            by_id[tx.transaction_id] = event
+        decisions = self._score(txs, by_id, dead)
+        if decisions:
+            self.events.publish(self.config.output_topic, decisions)
+        if dead:
+            self.events.publish(self.config.dead_letter_topic, dead)
+        if decisions and not self._sink.predictions.wait_durable(
+            self._sink.last_seq, self.config.durable_timeout_s
+        ):
+            raise UnavailableError(
+                f"the prediction log did not store the batch in {self.config.durable_timeout_s}s"
+                " (not committed: it will be delivered again)"
+            )
+        if not self.consumer.commit(batch):
+            self.stats.not_held += 1
+        done = now_ms()
+        self.stats.latencies_ms += [float(done - e.timestamp_ms) for e in batch]
+        self.stats.consumed += len(batch)
+        self.stats.scored += len(decisions)
+        self.stats.dead_lettered += len(dead)
+        self.stats.batches += 1
+        return len(batch)
+
+    def _score(
+        self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
+    ) -> list[Record]:
+        """Decisions for `txs`; a batch that raises is split until the poison is alone."""
+        if not txs:
+            return []
+        request = ScoringRequest(
+            request_id=f"stream-{uuid.uuid4().hex[:12]}",
+            entry="stream",
+            transactions=txs,
+            model=self.config.model,
+            row_ids=[f"tx-{tx.transaction_id}" for tx in txs],
+        )
+        try:
+            scored = self.pipeline.score_sync(request)
+        except UnavailableError:
+            raise  # the store or the model is down: retry the batch, do not blame the events
+        except (MlsdError, ValueError, TypeError, ArithmeticError) as exc:
+            if len(txs) == 1:
+                reason = f"scoring failed: {type(exc).__name__}: {exc}"
+                dead.append(dead_letter_record(by_id[txs[0].transaction_id], reason))
+                return []
+            half = len(txs) // 2
+            return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
+        model = scored.model
+        return [
+            decision_record(tx, score, decision, model.name, model.version, scored.variant)
+            for tx, score, decision in zip(
+                txs, scored.scores.tolist(), scored.decisions, strict=True
+            )
+        ]
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        max_events: int | None = None,
+        idle_exit_s: float | None = None,
+    ) -> StreamStats:
+        """Process until `stop` is set, `max_events` were consumed, or nothing came for
+        `idle_exit_s` seconds; the stats."""
+        stop = stop or threading.Event()
+        started = time.perf_counter()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                if max_events is not None and self.stats.consumed >= max_events:
+                    break
+                if self.step():
+                    idle_since = time.monotonic()
+                elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                    break
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        return self.stats
+
+    def close(self) -> None:
+        """Leave the group (what is not committed goes to the other members)."""
+        self.consumer.close()
