@@ -141,7 +141,7 @@ def partition_for(key: str, partitions: int) -> int:
     Computed by mlsd, not the driver, so every backend files a key in the same place.
 
     >>> partition_for("customer-42", 4), partition_for("customer-42", 4)
-    (2, 2)
+    (1, 1)
     """
     return zlib.crc32(key.encode()) % partitions
 
