@@ -96,10 +96,16 @@ def decode_transaction(value: bytes) -> Transaction:
 
 
 def decision_record(
-    tx: Transaction, score: float, decision: str, model: str, version: int, variant: str
+    tx: Transaction,
+    score: float,
+    decision: str,
+    model: str,
+    version: int,
+    variant: str,
+    decided_at: str,
 ) -> Record:
     """The decision event of one scored transaction, keyed like its input; consumers
-    keep one per `transaction_id` (a redelivered input yields the same decision id)."""
+    keep one per `transaction_id` (a redelivered input is decided again under it)."""
     body = {
         "v": SCHEMA_VERSION,
         "transaction_id": tx.transaction_id,
@@ -110,7 +116,7 @@ def decision_record(
         "version": version,
         "variant": variant,
         "event_time": tx.timestamp.isoformat(),
-        "decided_at": datetime.now(UTC).isoformat(),
+        "decided_at": decided_at,
     }
     return Record(str(tx.customer_id), json.dumps(body, separators=(",", ":")).encode())
 

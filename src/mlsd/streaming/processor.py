@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -56,17 +57,24 @@ class StreamConfig:
     poll_timeout_s: float = 0.5
     session_timeout_s: float = 10.0
     durable_timeout_s: float = 30.0
+    #: processed batches committed together (one durable wait of the prediction log)
+    commit_batches: int = 8
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch <= 100_000:
             raise ValidationError(f"batch must be in [1, 100000], not {self.batch}", field="batch")
+        if not 1 <= self.commit_batches <= 1000:
+            raise ValidationError(
+                f"commit_batches must be in [1, 1000], not {self.commit_batches}",
+                field="commit_batches",
+            )
 
 
 @dataclass
 class StreamStats:
-    """What a processor did: counts, and latency from event time to decision (ms)."""
+    """What a processor did: counts, and latency from event time to commit (ms)."""
 
-    consumed: int = 0
+    consumed: int = 0  # events processed and committed
     scored: int = 0
     dead_lettered: int = 0
     batches: int = 0
@@ -80,7 +88,7 @@ class StreamStats:
         return self.consumed / self.seconds if self.seconds > 0 else 0.0
 
     def latency_ms(self, q: float) -> float:
-        """The q-quantile of event time → decision published, in ms (nan if none)."""
+        """The q-quantile of event time → batch committed, in ms (nan if none)."""
         return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
 
@@ -119,11 +127,18 @@ class StreamProcessor:
             session_timeout_s=self.config.session_timeout_s,
         )
         self.stats = StreamStats()
+        self._uncommitted: list[list[Event]] = []
 
     def step(self) -> int:
-        """Process one micro-batch; the number of events it consumed (0: none came)."""
+        """Process one micro-batch; the number of events it consumed (0: none came).
+
+        Processed batches are committed together once `commit_batches` of them wait (or
+        when a poll comes back empty): one durable wait of the prediction log for several
+        batches. A crash re-delivers at most that many, decided again under the same ids.
+        """
         batch = self.consumer.poll(self.config.batch, self.config.poll_timeout_s)
         if not batch:
+            self.commit()
             return 0
         txs: list[Transaction] = []
         by_id: dict[int, Event] = {}
@@ -141,22 +156,32 @@ class StreamProcessor:
             self.events.publish(self.config.output_topic, decisions)
         if dead:
             self.events.publish(self.config.dead_letter_topic, dead)
-        if decisions and not self._sink.predictions.wait_durable(
+        self._uncommitted.append(batch)
+        self.stats.scored += len(decisions)
+        self.stats.dead_lettered += len(dead)
+        if len(self._uncommitted) >= self.config.commit_batches:
+            self.commit()
+        return len(batch)
+
+    def commit(self) -> None:
+        """Commit the processed batches, once the prediction log holds their records."""
+        if not self._uncommitted:
+            return
+        if not self._sink.predictions.wait_durable(
             self._sink.last_seq, self.config.durable_timeout_s
         ):
             raise UnavailableError(
                 f"the prediction log did not store the batch in {self.config.durable_timeout_s}s"
                 " (not committed: it will be delivered again)"
             )
-        if not self.consumer.commit(batch):
+        events = [e for batch in self._uncommitted for e in batch]
+        if not self.consumer.commit(events):
             self.stats.not_held += 1
         done = now_ms()
-        self.stats.latencies_ms += [float(done - e.timestamp_ms) for e in batch]
-        self.stats.consumed += len(batch)
-        self.stats.scored += len(decisions)
-        self.stats.dead_lettered += len(dead)
-        self.stats.batches += 1
-        return len(batch)
+        self.stats.latencies_ms += [float(done - e.timestamp_ms) for e in events]
+        self.stats.consumed += len(events)
+        self.stats.batches += len(self._uncommitted)
+        self._uncommitted = []
 
     def _score(
         self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
@@ -183,8 +208,10 @@ class StreamProcessor:
             half = len(txs) // 2
             return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
         model = scored.model
+        name, version, variant = model.name, model.version, scored.variant
+        decided = datetime.now(UTC).isoformat()
         return [
-            decision_record(tx, score, decision, model.name, model.version, scored.variant)
+            decision_record(tx, score, decision, name, version, variant, decided)
             for tx, score, decision in zip(
                 txs, scored.scores.tolist(), scored.decisions, strict=True
             )
@@ -206,14 +233,22 @@ class StreamProcessor:
             while not stop.is_set():
                 if max_events is not None and self.stats.consumed >= max_events:
                     break
+                if max_events is not None and self._pending() >= max_events:
+                    self.commit()
+                    continue
                 if self.step():
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
+            self.commit()
         finally:
             self.stats.seconds += time.perf_counter() - started
         return self.stats
 
+    def _pending(self) -> int:
+        return self.stats.consumed + sum(len(b) for b in self._uncommitted)
+
     def close(self) -> None:
-        """Leave the group (what is not committed goes to the other members)."""
+        """Leave the group; what is processed and not committed goes to another member
+        (call `commit()` first to keep it)."""
         self.consumer.close()
