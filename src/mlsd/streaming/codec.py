@@ -103,6 +103,7 @@ def decision_record(
     version: int,
     variant: str,
     decided_at: str,
+    decided_by: str = "",
 ) -> Record:
     """The decision event of one scored transaction, keyed like its input; consumers
     keep one per `transaction_id` (a redelivered input is decided again under it)."""
@@ -117,6 +118,7 @@ def decision_record(
         "variant": variant,
         "event_time": tx.timestamp.isoformat(),
         "decided_at": decided_at,
+        "decided_by": decided_by,
     }
     return Record(str(tx.customer_id), json.dumps(body, separators=(",", ":")).encode())
 

@@ -209,9 +209,9 @@ class StreamProcessor:
             return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
         model = scored.model
         name, version, variant = model.name, model.version, scored.variant
-        decided = datetime.now(UTC).isoformat()
+        decided, member = datetime.now(UTC).isoformat(), self.consumer.member
         return [
-            decision_record(tx, score, decision, name, version, variant, decided)
+            decision_record(tx, score, decision, name, version, variant, decided, member)
             for tx, score, decision in zip(
                 txs, scored.scores.tolist(), scored.decisions, strict=True
             )

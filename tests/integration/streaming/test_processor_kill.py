@@ -50,7 +50,27 @@ def log_url(request: pytest.FixtureRequest, run_id: str) -> tuple[str, float]:
     return "", 1.0
 
 
-def _decided(log: EventLog) -> int:
+def scoring_home(settings: Settings) -> None:
+    """The feature store (handbook views) and fraud@champion, a tiny real model."""
+    store = FeatureStore.open(settings)
+    views = seed_feature_store(store)
+    store.close()
+    registry = Registry.open(settings)
+    register_tiny_model(registry, tiny_model_artifacts(1), views)
+    registry.set_alias("fraud", "champion", 1, reason="test", actor="test")
+    registry.close()
+
+
+def decisions(log: EventLog) -> list[dict[str, object]]:
+    """Every decision event, parsed."""
+    return [
+        json.loads(e.value)
+        for p in range(log.partitions("decisions"))
+        for e in log.replay("decisions", p, limit=10 * EVENTS)
+    ]
+
+
+def decided_count(log: EventLog) -> int:
     """How many decisions the log holds (a cheap count where the backend has one)."""
     from mlsd.streaming.log_kafka import KafkaEventLog
     from mlsd.streaming.log_nats import NatsEventLog
@@ -58,7 +78,7 @@ def _decided(log: EventLog) -> int:
     from mlsd.streaming.log_sqlite import SqliteEventLog
 
     try:
-        log.partitions("decisions")
+        parts = range(log.partitions("decisions"))
     except NotFoundError:
         return 0  # the processor has not created its topics yet
     if isinstance(log, SqliteEventLog):
@@ -66,7 +86,7 @@ def _decided(log: EventLog) -> int:
             query = "SELECT COUNT(*) FROM events WHERE topic = 'decisions'"
             return int(conn.execute(query).fetchone()[0])
     if isinstance(log, RedisEventLog):
-        return sum(int(log.client.xlen(log.stream("decisions", p))) for p in range(3))
+        return sum(int(log.client.xlen(log.stream("decisions", p))) for p in parts)
     if isinstance(log, NatsEventLog):
         return int(log.run(log.js.stream_info(log.stream("decisions"))).state.messages)
     if isinstance(log, KafkaEventLog):  # high watermarks: at most an underestimate
@@ -76,7 +96,7 @@ def _decided(log: EventLog) -> int:
             name = log.topic_name("decisions")
             return sum(
                 client.get_watermark_offsets(ck.TopicPartition(name, p), 5.0, False)[1]
-                for p in range(3)
+                for p in parts
             )
         finally:
             client.close()
@@ -84,19 +104,14 @@ def _decided(log: EventLog) -> int:
 
 
 def _exact(log: EventLog) -> int:
-    return sum(len(log.replay("decisions", p, limit=10 * EVENTS)) for p in range(3))
+    parts = range(log.partitions("decisions"))
+    return sum(len(log.replay("decisions", p, limit=10 * EVENTS)) for p in parts)
 
 
 def test_kill_9_of_the_processor_then_restart(tmp_path: Path, log_url: tuple[str, float]) -> None:
     url, session_s = log_url
     settings = Settings(home=tmp_path / "home", event_log=url, prediction_log_flush_seconds=0.05)
-    store = FeatureStore.open(settings)
-    views = seed_feature_store(store)
-    store.close()
-    registry = Registry.open(settings)
-    register_tiny_model(registry, tiny_model_artifacts(1), views)
-    registry.set_alias("fraud", "champion", 1, reason="test", actor="test")
-    registry.close()
+    scoring_home(settings)
     log = open_event_log(settings)
     log.create_topic("transactions", 3)
     txs = [
@@ -124,7 +139,7 @@ def test_kill_9_of_the_processor_then_restart(tmp_path: Path, log_url: tuple[str
 
     first = subprocess.Popen([*args, "--idle-exit", "60"], env=env)
     deadline = time.monotonic() + 60
-    while _decided(log) < EVENTS // 6:
+    while decided_count(log) < EVENTS // 6:
         assert first.poll() is None, f"the processor exited with {first.returncode}"
         assert time.monotonic() < deadline, "no decisions within 60 s"
         time.sleep(0.02)
@@ -139,12 +154,8 @@ def test_kill_9_of_the_processor_then_restart(tmp_path: Path, log_url: tuple[str
         assert second.poll() is None, f"the processor exited with {second.returncode}"
         assert time.monotonic() < deadline, f"{len(set(decided))} of {EVENTS} decided"
         time.sleep(0.05)
-        if _decided(log) >= EVENTS:
-            decided = [
-                json.loads(e.value)["transaction_id"]
-                for p in range(3)
-                for e in log.replay("decisions", p, limit=10 * EVENTS)
-            ]
+        if decided_count(log) >= EVENTS:
+            decided = [int(str(d["transaction_id"])) for d in decisions(log)]
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0
     assert set(decided) == set(range(EVENTS)), "a transaction has no decision"
