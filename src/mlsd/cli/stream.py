@@ -86,6 +86,9 @@ def run(
     idle_exit: float | None = typer.Option(
         None, "--idle-exit", min=0.1, help="Stop after this many seconds without an event."
     ),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve Prometheus /metrics on this port."
+    ),
 ) -> None:
     """Consume transactions, score them in micro-batches, publish decisions, then commit."""
     from mlsd.settings import get_settings
@@ -100,7 +103,15 @@ def run(
         batch=batch,
         session_timeout_s=session_timeout,
     )
+    if metrics_port is not None:
+        from mlsd.cli.serve import check_port
+
+        check_port("127.0.0.1", metrics_port)
     processor, close = open_processor(get_settings(), config, model)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, "127.0.0.1", registry=processor.metrics.registry)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -112,7 +123,9 @@ def run(
     typer.echo(
         f"consumed {stats.consumed} events in {stats.seconds:.1f}s "
         f"({stats.events_per_s:,.0f}/s): {stats.scored} decisions, "
-        f"{stats.dead_lettered} dead letters, {stats.batches} batches"
+        f"{stats.dead_lettered} dead letters, {stats.batches} batches; "
+        f"event time to commit p50 {stats.latency_ms(0.5):,.0f} ms, "
+        f"p99 {stats.latency_ms(0.99):,.0f} ms"
     )
 
 

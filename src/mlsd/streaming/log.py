@@ -80,6 +80,11 @@ class Consumer(Protocol):
         """Commit a polled batch; False if the group had given it to another member."""
         ...
 
+    def lag(self) -> int:
+        """Events of the topic the group has not committed yet, as far as this member sees
+        (Kafka: over the partitions assigned to it, from the watermarks its fetches saw)."""
+        ...
+
     def close(self) -> None:
         """Leave the group; events polled and not committed go to the other members."""
         ...

@@ -311,6 +311,25 @@ class KafkaConsumer:
             raise UnavailableError(f"Kafka commit on {self.topic!r} failed: {exc}") from exc
         return True
 
+    def lag(self) -> int:
+        """Over the assigned partitions: the high watermark this consumer's fetches saw
+        (not ListOffsets': Tansu's lags a batch) less the committed offset."""
+        ck = self._log._ck
+        assigned = self._client.assignment()
+        if not assigned:
+            return 0
+        try:
+            committed = self._client.committed(assigned, timeout=self._log.timeout)
+        except ck.KafkaException as exc:
+            raise UnavailableError(f"Kafka committed offsets of {self.topic!r}: {exc}") from exc
+        total = 0
+        for tp in committed:
+            low, high = self._client.get_watermark_offsets(tp, cached=True)
+            if high < 0:  # nothing fetched yet: ask the broker
+                low, high = self._client.get_watermark_offsets(tp, timeout=self._log.timeout)
+            total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return total
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

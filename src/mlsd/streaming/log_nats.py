@@ -281,18 +281,27 @@ class NatsConsumer:
         return events
 
     def commit(self, events: Sequence[Event]) -> bool:
-        if not events:
+        # each message acked once: committing an event twice is a no-op, as elsewhere
+        msgs = [m for m in (self._unacked.pop(e.offset, None) for e in events) if m is not None]
+        if not msgs:
             return True
 
         async def ack() -> None:
-            for event in events:
-                await event.receipt.ack()  # type: ignore[attr-defined]
+            for msg in msgs:
+                await msg.ack()
             await self._log._nc.flush(timeout=self._log.timeout)
 
         self._log.run(ack())
-        for event in events:
-            self._unacked.pop(event.offset, None)
         return True
+
+    def lag(self) -> int:
+        """The durable consumer's undelivered plus unacknowledged messages."""
+
+        async def info() -> Any:
+            return await self._sub.consumer_info()
+
+        found = self._log.run(info())
+        return int(found.num_pending) + int(found.num_ack_pending)
 
     def close(self) -> None:
         """Hand back what was polled and not committed (NAK: redelivered at once)."""

@@ -259,6 +259,22 @@ class RedisConsumer:
         self._log.call(pipe.execute)
         return True
 
+    def lag(self) -> int:
+        """Per stream, the group's undelivered entries (`lag`) plus its pending ones."""
+        total = 0
+        for key in self._streams:
+            for info in self._log.call(self._log.client.xinfo_groups, key):
+                if info["name"].decode() == self.group:
+                    total += int(info.get("lag") or 0) + int(info["pending"])
+        return total
+
     def close(self) -> None:
-        """Leave: pending entries stay with this member name until another takes them
-        over after the session timeout (Redis has no hand-back that keeps them)."""
+        """Leave. Pending entries stay with this member until another takes them over
+        after the session timeout (Redis has no hand-back that keeps them); a member
+        with none pending is removed from the group."""
+        for key in self._streams:
+            for info in self._log.call(self._log.client.xinfo_consumers, key, self.group):
+                if info["name"].decode() == self._member and int(info["pending"]) == 0:
+                    self._log.call(
+                        self._log.client.xgroup_delconsumer, key, self.group, self._member
+                    )

@@ -11,7 +11,7 @@ Groups lease events in claims (one row per polled batch and partition: a range o
 offsets, its member and a deadline). A member's poll extends its own claims; a claim
 whose deadline passed (its member died or stopped polling) goes to the next member
 that polls, before any new event. Commit deletes the member's claims up to the
-committed offsets; the group's committed position is the start of its oldest claim.
+committed offsets (a claim committed in part keeps its rest); the group's committed position is the start of its oldest claim.
 """
 
 from __future__ import annotations
@@ -134,9 +134,11 @@ class SqliteEventLog:
         return len(checked)
 
     def _head(self, topic: str, part: int) -> int:
-        row = self._db.execute(
-            "SELECT MAX(off) FROM events WHERE topic = ? AND part = ?", (topic, part)
-        ).fetchone()
+        """The next offset of a partition."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(off) FROM events WHERE topic = ? AND part = ?", (topic, part)
+            ).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def consumer(
@@ -283,16 +285,22 @@ class SqliteEventLog:
             try:
                 for part, batch in by_partition(events).items():
                     top = max(e.offset for e in batch)
-                    mine = self._db.execute(
+                    # lost: another member holds these events now (its lease took them)
+                    taken = self._db.execute(
                         "SELECT COUNT(*) FROM claims WHERE grp = ? AND topic = ? AND part = ?"
-                        " AND member = ? AND start <= ? AND stop > ?",
+                        " AND member != ? AND start <= ? AND stop > ?",
                         (group, topic, part, member, top, top),
                     ).fetchone()[0]
-                    held = held and mine > 0
+                    held = held and taken == 0
                     self._db.execute(
                         "DELETE FROM claims WHERE grp = ? AND topic = ? AND part = ?"
                         " AND member = ? AND stop <= ?",
                         (group, topic, part, member, top + 1),
+                    )
+                    self._db.execute(  # a claim committed in part keeps only its rest
+                        "UPDATE claims SET start = ? WHERE grp = ? AND topic = ? AND part = ?"
+                        " AND member = ? AND start <= ? AND stop > ?",
+                        (top + 1, group, topic, part, member, top, top + 1),
                     )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -352,6 +360,11 @@ class SqliteConsumer:
         if not events:
             return True
         return self._log._commit(self.topic, self.group, self._member, events)
+
+    def lag(self) -> int:
+        heads = {p: self._log._head(self.topic, p) for p in range(self._log.partitions(self.topic))}
+        committed = self._log.committed(self.topic, self.group)
+        return sum(head - committed.get(p, 0) for p, head in heads.items())
 
     def close(self) -> None:
         self._log._release(self.topic, self.group, self._member)

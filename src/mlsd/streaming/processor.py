@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +41,7 @@ from mlsd.predlog import PredictionLog
 from mlsd.predlog.record import PredictionRecord
 from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
 from mlsd.streaming.log import Event, EventLog, Record, now_ms
+from mlsd.streaming.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ class StreamStats:
     batches: int = 0
     not_held: int = 0  # batches the group had moved on before their commit (come back)
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    #: the latest 100,000 latencies (a long run keeps the histogram, not every figure)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
 
     @property
     def events_per_s(self) -> float:
@@ -113,8 +116,10 @@ class StreamProcessor:
         pipeline: ScoringPipeline,
         predictions: PredictionLog,
         config: StreamConfig | None = None,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.events = events
+        self.metrics = metrics or StreamMetrics()
         self.pipeline = pipeline
         self.config = config or StreamConfig()
         self._sink = _TrackingSink(predictions)
@@ -140,6 +145,7 @@ class StreamProcessor:
         if not batch:
             self.commit()
             return 0
+        started = time.perf_counter()
         txs: list[Transaction] = []
         by_id: dict[int, Event] = {}
         dead: list[Record] = []
@@ -159,6 +165,9 @@ class StreamProcessor:
         self._uncommitted.append(batch)
         self.stats.scored += len(decisions)
         self.stats.dead_lettered += len(dead)
+        self.metrics.events.labels("decided").inc(len(decisions))
+        self.metrics.events.labels("dead_letter").inc(len(dead))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if len(self._uncommitted) >= self.config.commit_batches:
             self.commit()
         return len(batch)
@@ -177,8 +186,16 @@ class StreamProcessor:
         events = [e for batch in self._uncommitted for e in batch]
         if not self.consumer.commit(events):
             self.stats.not_held += 1
+            self.metrics.lost_batches.inc()
         done = now_ms()
-        self.stats.latencies_ms += [float(done - e.timestamp_ms) for e in events]
+        latencies = [float(done - e.timestamp_ms) for e in events]
+        self.stats.latencies_ms.extend(latencies)
+        observe = self.metrics.event_latency.observe
+        for ms in latencies:
+            observe(ms / 1000.0)
+        self.metrics.batches.inc(len(self._uncommitted))
+        if self.metrics.lag_due():
+            self.metrics.lag.set(self.consumer.lag())
         self.stats.consumed += len(events)
         self.stats.batches += len(self._uncommitted)
         self._uncommitted = []

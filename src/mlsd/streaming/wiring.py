@@ -21,6 +21,7 @@ from mlsd.predlog import make_prediction_log
 from mlsd.registry import Registry
 from mlsd.settings import Settings
 from mlsd.streaming import open_event_log
+from mlsd.streaming.metrics import StreamMetrics
 from mlsd.streaming.processor import StreamConfig, StreamProcessor
 
 
@@ -32,7 +33,8 @@ def open_processor(
     follow_alias: bool = True,
 ) -> tuple[StreamProcessor, Callable[[], None]]:
     """A processor on the backends `settings` names, and the function that closes it all
-    (leaves the group, stops the alias watcher, flushes the prediction log)."""
+    (leaves the group, stops the alias watcher, flushes the prediction log). Its metrics
+    and the scoring pipeline's share one Prometheus registry, `processor.metrics.registry`."""
     name, alias, version = parse_ref(model_ref)
     with ExitStack() as stack:
         events = open_event_log(settings)
@@ -53,7 +55,9 @@ def open_processor(
         endpoint = HostedEndpoint(host, name, alias, version=version, metrics=metrics)
         pipeline.add_endpoint(name, default_variant(endpoint, alias, version))
         pipeline.add_observer(MetricsObserver(metrics))
-        processor = StreamProcessor(events, pipeline, predictions, config)
+        processor = StreamProcessor(
+            events, pipeline, predictions, config, StreamMetrics(metrics.registry)
+        )
         stack.callback(processor.close)
         closer = stack.pop_all()
     return processor, closer.close

@@ -164,3 +164,36 @@ def test_bad_input_is_a_clear_error(harness: Harness) -> None:
         log.consumer(topic, "no spaces")
     with pytest.raises(ValidationError, match="session_timeout_s"):
         log.consumer(topic, "g", session_timeout_s=0)
+
+
+def _eventually(read: object, want: int, timeout_s: float = 15.0) -> None:
+    """`read()` reaches `want` before the deadline (acks and fetches land asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    got = read()  # type: ignore[operator]
+    while got != want:
+        assert time.monotonic() < deadline, f"lag is {got}, not {want}"
+        time.sleep(0.05)
+        got = read()  # type: ignore[operator]
+
+
+def test_lag_counts_what_the_group_has_not_committed(harness: Harness) -> None:
+    topic = harness.topic(2)
+    harness.log.publish(topic, records(30, keys=6))
+    member = harness.consumer(topic)
+    got: list[Event] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 30:  # polled, not committed
+        assert time.monotonic() < deadline, f"{len(got)} of 30 polled"
+        got += member.poll(100, 0.2)
+    _eventually(member.lag, 30)
+    assert member.commit(got[:10])  # per partition, up to the last event given
+    committed_through = {
+        p: max(e.offset for e in got[:10] if e.partition == p)
+        for p in {e.partition for e in got[:10]}
+    }
+    left = sum(1 for e in got if e.offset > committed_through.get(e.partition, -1))
+    _eventually(member.lag, left)
+    assert member.commit(got)
+    _eventually(member.lag, 0)
+    harness.log.publish(topic, records(5, start=30, keys=6))
+    _eventually(member.lag, 5)

@@ -68,9 +68,24 @@ def test_scores_publishes_dead_letters_and_commits(settings: Settings, events: E
     processor, close = open_processor(settings, StreamConfig(batch=16), follow_alias=False)
     try:
         stats = processor.run(max_events=43)
+        assert processor.consumer.lag() == 0
     finally:
         close()
     assert (stats.consumed, stats.scored, stats.dead_lettered) == (43, 40, 3)
+    sample = processor.metrics.registry.get_sample_value
+    assert sample("mlsd_stream_events_total", {"outcome": "decided"}) == 40
+    assert sample("mlsd_stream_events_total", {"outcome": "dead_letter"}) == 3
+    assert sample("mlsd_stream_event_latency_seconds_count") == 43
+    assert sample("mlsd_stream_batches_total") == 3  # 43 events in batches of 16
+    assert sample("mlsd_stream_lag_events") is not None
+    scored_rows = sum(  # the pipeline's own metrics are in the same registry
+        m.value
+        for family in processor.metrics.registry.collect()
+        if family.name == "mlsd_predictions"
+        for m in family.samples
+        if m.name == "mlsd_predictions_total"
+    )
+    assert scored_rows == 40
 
     decisions = _decisions(events, "decisions")
     assert sorted(d["transaction_id"] for d in decisions) == [tx.transaction_id for tx in good]
