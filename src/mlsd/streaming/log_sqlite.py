@@ -11,7 +11,8 @@ Groups lease events in claims (one row per polled batch and partition: a range o
 offsets, its member and a deadline). A member's poll extends its own claims; a claim
 whose deadline passed (its member died or stopped polling) goes to the next member
 that polls, before any new event. Commit deletes the member's claims up to the
-committed offsets (a claim committed in part keeps its rest); the group's committed position is the start of its oldest claim.
+committed offsets (a claim committed in part keeps its rest); the group's committed
+position is the start of its oldest claim.
 """
 
 from __future__ import annotations
