@@ -1,6 +1,6 @@
 """Scale-out on the log's own group mechanism: two `mlsd stream run` processes in one
 group share the stream; `kill -9` one and the other takes over its uncommitted work:
-every transaction decided and logged, none lost."""
+every transaction decided and logged, none lost (embedded log, Redis, NATS)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,19 @@ EVENTS = 4_000
 CHUNK = 20
 
 
-@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
-def log_url(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("nats", marks=pytest.mark.nats),
+    ]
+)
+def log_url(request: pytest.FixtureRequest, run_id: str) -> str:
     if request.param == "redis":
         prefix = request.getfixturevalue("redis_prefix")
         return f"{request.getfixturevalue('redis_url')}?prefix={prefix}"
+    if request.param == "nats":
+        return f"{request.getfixturevalue('nats_url')}?prefix=s{run_id}_"
     return ""
 
 
