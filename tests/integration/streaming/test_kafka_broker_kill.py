@@ -12,7 +12,7 @@ from mlsd.streaming import Record
 from mlsd.streaming.log_kafka import KafkaEventLog
 from mlsd.streaming.tansu import s3_environment, start_tansu
 
-pytestmark = [pytest.mark.kafka, pytest.mark.s3]
+pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
 
 
 def test_a_durable_broker_killed_and_restarted_loses_and_repeats_nothing(

@@ -108,6 +108,7 @@ def _exact(log: EventLog) -> int:
     return sum(len(log.replay("decisions", p, limit=10 * EVENTS)) for p in parts)
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_processor_then_restart(tmp_path: Path, log_url: tuple[str, float]) -> None:
     url, session_s = log_url
     settings = Settings(home=tmp_path / "home", event_log=url, prediction_log_flush_seconds=0.05)

@@ -47,6 +47,7 @@ def log_url(request: pytest.FixtureRequest, run_id: str) -> str:
     return ""
 
 
+@pytest.mark.slow
 def test_two_processors_share_the_stream_and_one_takes_over(tmp_path: Path, log_url: str) -> None:
     settings = Settings(
         home=tmp_path / "home", event_log=log_url, prediction_log_flush_seconds=0.05
