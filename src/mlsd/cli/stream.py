@@ -75,6 +75,9 @@ def run(
     dead_letter: str = typer.Option("transactions-dead", "--dead-letter", help="Rejects' topic."),
     group: str = typer.Option("mlsd-stream", "--group", help="Consumer group."),
     batch: int = typer.Option(256, "--batch", min=1, max=100_000, help="Micro-batch size."),
+    partitions: int = typer.Option(
+        4, "--partitions", min=1, max=1024, help="Of the input topic, if it does not exist yet."
+    ),
     session_timeout: float = typer.Option(
         10.0,
         "--session-timeout",
@@ -101,6 +104,7 @@ def run(
         dead_letter_topic=dead_letter,
         group=group,
         batch=batch,
+        partitions=partitions,
         session_timeout_s=session_timeout,
     )
     if metrics_port is not None:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from mlsd.data.transaction import Transaction
-from mlsd.errors import MlsdError, UnavailableError, ValidationError
+from mlsd.errors import MlsdError, NotFoundError, UnavailableError, ValidationError
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.pipeline import ScoringPipeline
@@ -56,6 +56,7 @@ class StreamConfig:
     group: str = "mlsd-stream"
     model: str | None = None  # the pipeline's endpoint; None: its default
     batch: int = 256
+    partitions: int = 4  # of the input topic, if the processor creates it
     poll_timeout_s: float = 0.5
     session_timeout_s: float = 10.0
     durable_timeout_s: float = 30.0
@@ -124,8 +125,13 @@ class StreamProcessor:
         self.config = config or StreamConfig()
         self._sink = _TrackingSink(predictions)
         pipeline.add_observer(PredictionLogObserver(self._sink), critical=True)
+        try:
+            partitions = events.partitions(self.config.input_topic)
+        except NotFoundError:  # nothing published yet: the processor waits on an empty topic
+            partitions = self.config.partitions
+            events.create_topic(self.config.input_topic, partitions)
         for topic in (self.config.output_topic, self.config.dead_letter_topic):
-            events.create_topic(topic, events.partitions(self.config.input_topic))
+            events.create_topic(topic, partitions)
         self.consumer = events.consumer(
             self.config.input_topic,
             self.config.group,

@@ -143,3 +143,17 @@ def test_a_bad_batch_size_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="batch"):
         StreamConfig(batch=0)
+
+
+def test_a_processor_started_before_any_event_creates_its_topics(settings: Settings) -> None:
+    processor, close = open_processor(
+        settings, StreamConfig(partitions=3, poll_timeout_s=0.05), follow_alias=False
+    )
+    try:
+        assert processor.run(idle_exit_s=0.1).consumed == 0
+        assert processor.events.partitions("transactions") == 3
+        assert processor.events.partitions("decisions") == 3
+        processor.events.publish("transactions", [transaction_record(_tx(1))])
+        assert processor.run(max_events=1).scored == 1
+    finally:
+        close()
