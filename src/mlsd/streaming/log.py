@@ -8,13 +8,16 @@ contract, checked by one conformance suite (tests/integration/streaming):
   their order.
 - An event's `offset` is strictly increasing within its partition but not necessarily
   contiguous (Kafka's transaction markers, Redis stream ids and NATS stream sequences
-  all leave gaps). `replay(offset=o)` starts at the first event whose offset is >= o.
+  all leave gaps). `replay(offset=o)` starts at the first event whose offset is >= o;
+  `replay(since_ms=t)` at the first stamped at or after t (Kafka and the embedded log
+  index the event's timestamp, Redis and NATS their append time).
 - A consumer group delivers each event to one of its members. A member that polls an
   event and commits it never sees it again; an event polled but not committed goes to
   another member (or a new one) once its holder stops polling for `session_timeout_s`
   or closes: at-least-once delivery, so outputs are made idempotent by event id.
-- `commit(events)` commits the batch it was given, after its effects are durable.
-  It returns False when the group had already handed those events to another member
+- `commit(events)` commits the batch it was given, after its effects are durable
+  (Kafka and the embedded log: per partition through its last event, so commit in
+  the order polled). It returns False when the group had already handed those events to another member
   (the holder was too slow): they will be delivered again.
 - A new group starts at the earliest retained event.
 """
