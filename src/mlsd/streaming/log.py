@@ -17,8 +17,8 @@ contract, checked by one conformance suite (tests/integration/streaming):
   or closes: at-least-once delivery, so outputs are made idempotent by event id.
 - `commit(events)` commits the batch it was given, after its effects are durable
   (Kafka and the embedded log: per partition through its last event, so commit in
-  the order polled). It returns False when the group had already handed those events to another member
-  (the holder was too slow): they will be delivered again.
+  the order polled). It returns False when the group had already handed those
+  events to another member (the holder was too slow): they will be delivered again.
 - A new group starts at the earliest retained event.
 """
 
