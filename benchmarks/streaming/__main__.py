@@ -12,7 +12,7 @@ Kafka's group join (about half the session timeout) is left out and shown apart.
 
 Then the stream processor end to end on each backend (`mlsd.streaming.processor`, a
 15-tree LightGBM model on the handbook's 15 features, the embedded online store and
-prediction log): `--events` transactions published, then consumed, decoded, scored in
+prediction log at their default settings): `--events` transactions published, then consumed, decoded, scored in
 micro-batches of 256 through the scoring pipeline, decisions published, the log made
 durable and the batch committed; events/s from the first event, and its ratio to the
 raw consume rate of the same backend in the same run.
@@ -90,7 +90,7 @@ def scoring_home(home: Path) -> None:
 
 def processor_run(home: Path, url: str, events: int, session_s: float) -> float:
     """End-to-end processor events/s (from its first event) on the log `url` names."""
-    settings = Settings(home=home, event_log=url, prediction_log_flush_seconds=0.05)
+    settings = Settings(home=home, event_log=url)
     log = open_event_log(settings)
     log.create_topic("transactions", 4)
     txs = [
