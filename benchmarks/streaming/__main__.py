@@ -12,10 +12,11 @@ Kafka's group join (about half the session timeout) is left out and shown apart.
 
 Then the stream processor end to end on each backend (`mlsd.streaming.processor`, a
 15-tree LightGBM model on the handbook's 15 features, the embedded online store and
-prediction log at their default settings): `--events` transactions published, then consumed, decoded, scored in
-micro-batches of 256 through the scoring pipeline, decisions published, the log made
-durable and the batch committed; events/s from the first event, and its ratio to the
-raw consume rate of the same backend in the same run.
+prediction log at their default settings): `--events` transactions published, then
+consumed, decoded, scored in micro-batches of 256 through the scoring pipeline,
+decisions published, the log made durable and the batches committed; events/s from
+the first event, and its ratio to the raw consume rate of the same backend in the
+same run.
 """
 
 from __future__ import annotations
