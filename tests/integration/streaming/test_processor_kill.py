@@ -71,7 +71,8 @@ def decisions(log: EventLog) -> list[dict[str, object]]:
 
 
 def decided_count(log: EventLog) -> int:
-    """How many decisions the log holds (a cheap count where the backend has one)."""
+    """How many decisions the log holds, cheaply: exact, or a lower bound on Kafka (the
+    ListOffsets watermark may lag a batch): for "at least", never for "all"."""
     from mlsd.streaming.log_kafka import KafkaEventLog
     from mlsd.streaming.log_nats import NatsEventLog
     from mlsd.streaming.log_redis import RedisEventLog
@@ -154,9 +155,8 @@ def test_kill_9_of_the_processor_then_restart(tmp_path: Path, log_url: tuple[str
     while len(set(decided)) < EVENTS:  # every transaction decided: stop it gracefully
         assert second.poll() is None, f"the processor exited with {second.returncode}"
         assert time.monotonic() < deadline, f"{len(set(decided))} of {EVENTS} decided"
-        time.sleep(0.05)
-        if decided_count(log) >= EVENTS:
-            decided = [int(str(d["transaction_id"])) for d in decisions(log)]
+        time.sleep(0.2)  # read them all: a cheap count may be an underestimate (Kafka)
+        decided = [int(str(d["transaction_id"])) for d in decisions(log)]
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0
     assert set(decided) == set(range(EVENTS)), "a transaction has no decision"
