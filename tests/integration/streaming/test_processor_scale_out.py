@@ -22,6 +22,7 @@ from mlsd.streaming import Record, open_event_log
 from mlsd.streaming.codec import transaction_record
 from tests.integration.streaming.test_processor_kill import (
     CLI,
+    count_is_exact,
     decided_count,
     decisions,
     scoring_home,
@@ -45,7 +46,7 @@ def log_url(request: pytest.FixtureRequest, run_id: str) -> tuple[str, float]:
         prefix = request.getfixturevalue("redis_prefix")
         return f"{request.getfixturevalue('redis_url')}?prefix={prefix}", 1.0
     if request.param == "nats":
-        return f"{request.getfixturevalue('nats_url')}?prefix=s{run_id}_", 1.0
+        return f"{request.getfixturevalue('nats_url')}?prefix=s{run_id}_&timeout_ms=15000", 1.0
     if request.param == "kafka":
         return f"kafka://{request.getfixturevalue('kafka_bootstrap')}?prefix=s{run_id}_", 6.0
     return "", 1.0
@@ -109,8 +110,9 @@ def test_two_processors_share_the_stream_and_one_takes_over(
         while len(decided) < total:
             assert second.poll() is None, f"the survivor exited with {second.returncode}"
             assert time.monotonic() < deadline, f"{len(decided)} of {total} decided"
-            time.sleep(0.2)  # read them all: a cheap count may be an underestimate (Kafka)
-            decided = {int(str(d["transaction_id"])) for d in decisions(log)}
+            time.sleep(0.1)
+            if decided_count(log) >= total or not count_is_exact(log):
+                decided = {int(str(d["transaction_id"])) for d in decisions(log)}
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
     finally:
