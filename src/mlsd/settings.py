@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     prediction_log: str = Field(
         default="", description="'' (Parquet in home) or postgresql://...[?schema=name]"
     )
-    event_log: str = Field(default="", description="'' (in-process) or redis:// or nats://")
+    event_log: str = Field(
+        default="",
+        description="'' (SQLite in home), sqlite:///path, redis://, nats:// or kafka://host:port",
+    )
     admin_token: str = Field(default="", description="bearer token for admin endpoints")
     api_key: str = Field(default="", description="scoring key; empty means open")
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

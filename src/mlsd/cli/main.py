@@ -57,6 +57,7 @@ def _register() -> None:
         rollout,
         serve,
         simulate,
+        stream,
         train,
     )
     from mlsd.cli import worker as job_worker
@@ -67,7 +68,7 @@ def _register() -> None:
     rollout.app.command("ab")(ab.ab)
     rollout.app.command("plan")(ab.ab_plan)
     commands = (importing, features, train, registry, compress, rollout, serve, job_worker, lab)
-    for module in (*commands, predictions, monitor):
+    for module in (*commands, predictions, monitor, stream):
         module.register(app)
     app.command("demo")(demo.demo)
 

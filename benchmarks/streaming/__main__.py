@@ -1,0 +1,173 @@
+"""Benchmark the event log backends: publish and group-consume throughput, batches of 256.
+
+    .venv/bin/python -m benchmarks.streaming [--events 50000] [--runs 3] [--backends ...]
+
+Per backend (embedded SQLite, Redis Streams, NATS JetStream, Kafka on Tansu started
+here), per run: a fresh topic of 4 partitions; publish `--events` events of ~200 bytes
+in `publish` calls of 256 (each call returns once the log holds them durably as the
+backend defines it); then one group member polls batches of up to 256 and commits
+each one until it has them all. Reported: the median events/s over the runs, and
+consume relative to publish. Consume time counts from the first event received, so
+Kafka's group join (about half the session timeout) is left out and shown apart.
+
+Then the stream processor end to end on each backend (`mlsd.streaming.processor`, a
+15-tree LightGBM model on the handbook's 15 features, the embedded online store and
+prediction log at their default settings): `--events` transactions published, then
+consumed, decoded, scored in micro-batches of 256 through the scoring pipeline,
+decisions published, the log made durable and the batches committed; events/s from
+the first event, and its ratio to the raw consume rate of the same backend in the
+same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from mlsd.data.transaction import Transaction
+from mlsd.features.store import FeatureStore
+from mlsd.registry import Registry
+from mlsd.serving.testing import NOW, register_tiny_model, seed_feature_store, tiny_model_artifacts
+from mlsd.settings import Settings
+from mlsd.streaming import EventLog, Record, open_event_log
+from mlsd.streaming.codec import transaction_record
+from mlsd.streaming.processor import StreamConfig
+from mlsd.streaming.tansu import start_tansu
+from mlsd.streaming.wiring import open_processor
+
+BATCH = 256
+PAYLOAD = b'{"tx_id": %d, "customer_id": 1234, "terminal_id": 5678, "amount": 57.25, ' + (
+    b'"tx_datetime": "2026-04-01T12:00:00+00:00", "pad": "' + b"x" * 80 + b'"}'
+)
+
+
+def one_run(log: EventLog, events: int, session_s: float) -> tuple[float, float, float]:
+    """(publish events/s, consume events/s, seconds to the first event) on a fresh topic."""
+    topic = f"bench{uuid.uuid4().hex[:8]}"
+    log.create_topic(topic, 4)
+    records = [Record(f"c{i % 5000}", PAYLOAD % i) for i in range(events)]
+    try:
+        start = time.perf_counter()
+        for i in range(0, events, BATCH):
+            log.publish(topic, records[i : i + BATCH])
+        publish = events / (time.perf_counter() - start)
+        consumer = log.consumer(topic, "bench", session_timeout_s=session_s)
+        joined = time.perf_counter()
+        got = 0
+        first = 0.0
+        while got < events:
+            batch = consumer.poll(BATCH, 1.0)
+            if batch and not got:
+                first = time.perf_counter()
+            consumer.commit(batch)
+            got += len(batch)
+        consume = events / (time.perf_counter() - first)
+        consumer.close()
+        return publish, consume, first - joined
+    finally:
+        log.delete_topic(topic)
+
+
+def scoring_home(home: Path) -> None:
+    """A feature store with the handbook views and a registry with fraud@champion."""
+    settings = Settings(home=home)
+    store = FeatureStore.open(settings)
+    views = seed_feature_store(store)
+    store.close()
+    registry = Registry.open(settings)
+    register_tiny_model(registry, tiny_model_artifacts(1), views)
+    registry.set_alias("fraud", "champion", 1, reason="benchmark", actor="benchmark")
+    registry.close()
+
+
+def processor_run(home: Path, url: str, events: int, session_s: float) -> float:
+    """End-to-end processor events/s (from its first event) on the log `url` names."""
+    settings = Settings(home=home, event_log=url)
+    log = open_event_log(settings)
+    log.create_topic("transactions", 4)
+    txs = [
+        Transaction(i, 1 + i % 2, 7, 5.0 + i % 300, NOW - timedelta(seconds=events - i))
+        for i in range(events)
+    ]
+    for i in range(0, events, BATCH):
+        log.publish("transactions", [transaction_record(tx) for tx in txs[i : i + BATCH]])
+    config = StreamConfig(batch=BATCH, session_timeout_s=session_s)
+    processor, close = open_processor(settings, config, follow_alias=False)
+    try:
+        while not processor.step():  # the group join (Kafka) is not throughput
+            pass
+        start = time.perf_counter()
+        first = processor.stats.consumed
+        processor.run(max_events=events)
+        rate = (processor.stats.consumed - first) / (time.perf_counter() - start)
+    finally:
+        close()
+        for topic in ("transactions", "decisions", "transactions-dead"):
+            log.delete_topic(topic)
+        log.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backends", nargs="*", default=["embedded", "redis", "nats", "kafka"])
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    args = parser.parse_args()
+    console = Console(width=120)
+    table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
+    columns = ("backend", "publish ev/s", "consume ev/s", "consume/publish", "join s")
+    for column in (*columns, "processor ev/s", "processor/consume"):
+        table.add_column(column, justify="right")
+    broker = start_tansu() if "kafka" in args.backends else None
+    run_id = uuid.uuid4().hex[:8]
+    try:
+        with tempfile.TemporaryDirectory() as tmp, Progress(console=console) as progress:
+            urls = {
+                "embedded": "",
+                "redis": f"{args.redis}?prefix=bench{run_id}:",
+                "nats": f"{args.nats}?prefix=bench{run_id}_",
+                "kafka": f"kafka://{broker.bootstrap if broker else ''}?prefix=bench{run_id}_",
+            }
+            task = progress.add_task("runs", total=len(args.backends) * args.runs * 2)
+            scoring_home(Path(tmp) / "scoring")
+            for name in args.backends:
+                log = open_event_log(Settings(home=Path(tmp), event_log=urls[name]))
+                session = 6.0 if name == "kafka" else 10.0
+                runs = []
+                for _ in range(args.runs):
+                    runs.append(one_run(log, args.events, session))
+                    progress.advance(task)
+                log.close()
+                scored = []
+                for k in range(args.runs):
+                    url = urls[name].replace(f"bench{run_id}", f"proc{run_id}{k}")
+                    if name == "embedded":
+                        url = f"sqlite:///{Path(tmp) / f'processor{k}.sqlite'}"
+                    scored.append(processor_run(Path(tmp) / "scoring", url, args.events, session))
+                    progress.advance(task)
+                pub = statistics.median(r[0] for r in runs)
+                con = statistics.median(r[1] for r in runs)
+                first = statistics.median(r[2] for r in runs)
+                proc = statistics.median(scored)
+                cells = (pub, con, con / pub, first, proc, proc / con)
+                table.add_row(name, *(f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in cells))
+    finally:
+        if broker is not None:
+            broker.stop()
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""The wire format of the stream's events: transactions in, decisions out, dead letters.
+
+A transaction event is one JSON object, keyed by its customer (one customer's
+payments stay in order on one partition):
+
+    {"v": 1, "transaction_id": 7, "customer_id": 12, "terminal_id": 3,
+     "amount": 57.25, "timestamp": "2026-04-01T12:00:00+00:00"}
+
+`decode_transaction` validates at this edge, as the HTTP schemas do for requests, and
+raises ValidationError naming what is wrong; the processor sends such an event to the
+dead-letter topic with that reason instead of retrying it forever.
+
+>>> tx = decode_transaction(encode_transaction(Transaction(7, 12, 3, 57.25,
+...     datetime(2026, 4, 1, 12, tzinfo=UTC))))
+>>> (tx.transaction_id, tx.customer_id, tx.amount, tx.timestamp.isoformat())
+(7, 12, 57.25, '2026-04-01T12:00:00+00:00')
+>>> decode_transaction(b'{"v": 2}')
+Traceback (most recent call last):
+...
+mlsd.errors.ValidationError: schema version 2 is not supported (this processor reads v1)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from mlsd.data.transaction import Transaction
+from mlsd.errors import ValidationError
+from mlsd.streaming.log import Event, Record
+
+SCHEMA_VERSION = 1
+_INTS = ("transaction_id", "customer_id", "terminal_id")
+
+
+def encode_transaction(tx: Transaction) -> bytes:
+    """The event value of a transaction."""
+    return json.dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "transaction_id": tx.transaction_id,
+            "customer_id": tx.customer_id,
+            "terminal_id": tx.terminal_id,
+            "amount": tx.amount,
+            "timestamp": tx.timestamp.isoformat(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def transaction_record(tx: Transaction) -> Record:
+    """The record to publish for `tx`: keyed by customer, stamped with the payment time."""
+    return Record(str(tx.customer_id), encode_transaction(tx), int(tx.timestamp.timestamp() * 1000))
+
+
+def _field(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise ValidationError(f"missing field {name!r}", field=name)
+    return body[name]
+
+
+def decode_transaction(value: bytes) -> Transaction:
+    """The transaction in an event value; ValidationError saying what is wrong."""
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"not JSON: {exc}", field="value") from None
+    if not isinstance(body, dict):
+        raise ValidationError("not a JSON object", field="value")
+    version = body.get("v")
+    if version != SCHEMA_VERSION:
+        raise ValidationError(
+            f"schema version {version} is not supported (this processor reads v1)", field="v"
+        )
+    ints = []
+    for name in _INTS:
+        raw = _field(body, name)
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise ValidationError(f"{name} must be a non-negative integer, not {raw!r}", field=name)
+        ints.append(raw)
+    amount = _field(body, "amount")
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount):
+        raise ValidationError(f"amount must be a finite number, not {amount!r}", field="amount")
+    if amount < 0:
+        raise ValidationError(f"amount must be >= 0, not {amount}", field="amount")
+    stamp = _field(body, "timestamp")
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"timestamp {stamp!r} is not ISO-8601", field="timestamp") from None
+    if when.tzinfo is None:
+        raise ValidationError(f"timestamp {stamp!r} has no time zone", field="timestamp")
+    return Transaction(ints[0], ints[1], ints[2], float(amount), when.astimezone(UTC))
+
+
+def decision_record(
+    tx: Transaction,
+    score: float,
+    decision: str,
+    model: str,
+    version: int,
+    variant: str,
+    decided_at: str,
+    decided_by: str = "",
+) -> Record:
+    """The decision event of one scored transaction, keyed like its input; consumers
+    keep one per `transaction_id` (a redelivered input is decided again under it)."""
+    body = {
+        "v": SCHEMA_VERSION,
+        "transaction_id": tx.transaction_id,
+        "customer_id": tx.customer_id,
+        "score": score,
+        "decision": decision,
+        "model": model,
+        "version": version,
+        "variant": variant,
+        "event_time": tx.timestamp.isoformat(),
+        "decided_at": decided_at,
+        "decided_by": decided_by,
+    }
+    return Record(str(tx.customer_id), json.dumps(body, separators=(",", ":")).encode())
+
+
+def dead_letter_record(event: Event, reason: str) -> Record:
+    """A dead letter: the original event (value as text, where it is text) and why."""
+    body = {
+        "reason": reason,
+        "topic": event.topic,
+        "partition": event.partition,
+        "offset": event.offset,
+        "key": event.key,
+        "value": event.value.decode(errors="replace"),
+    }
+    return Record(event.key, json.dumps(body, separators=(",", ":")).encode())

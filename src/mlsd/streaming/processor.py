@@ -1,0 +1,277 @@
+"""The stream processor: transactions in, micro-batches through THE scoring pipeline,
+decisions out; at-least-once delivery with effects keyed by transaction id.
+
+One loop, one batch in flight (that is the back-pressure: the log holds what is not
+polled yet). Per batch:
+
+1. poll up to `batch` events of the input topic in the consumer group;
+2. decode them (`mlsd.streaming.codec`); an event that does not decode, or whose
+   scoring raises on its own, goes to the dead-letter topic with the reason, once;
+3. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
+   cache, model and observers as every other entry point; the prediction log records
+   each row under `tx-{transaction_id}`;
+4. publish the decisions (keyed by customer, carrying the transaction id);
+5. wait until the prediction log holds the batch durably (`wait_durable`);
+6. only then commit the batch on the log.
+
+A crash anywhere before 6 re-delivers the batch to the next member: the decisions and
+log records it produces carry the same transaction ids, so a reader keeping one per id
+sees every input exactly once. A store outage (UnavailableError) is not a poison: the
+batch is not committed and comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from mlsd.data.transaction import Transaction
+from mlsd.errors import MlsdError, NotFoundError, UnavailableError, ValidationError
+from mlsd.inference.log_observer import PredictionLogObserver
+from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.pipeline import ScoringPipeline
+from mlsd.predlog import PredictionLog
+from mlsd.predlog.record import PredictionRecord
+from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
+from mlsd.streaming.log import Event, EventLog, Record, now_ms
+from mlsd.streaming.metrics import StreamMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Topics, group and batching of one processor."""
+
+    input_topic: str = "transactions"
+    output_topic: str = "decisions"
+    dead_letter_topic: str = "transactions-dead"
+    group: str = "mlsd-stream"
+    model: str | None = None  # the pipeline's endpoint; None: its default
+    batch: int = 256
+    partitions: int = 4  # of the input topic, if the processor creates it
+    poll_timeout_s: float = 0.5
+    session_timeout_s: float = 10.0
+    durable_timeout_s: float = 30.0
+    #: processed batches committed together (one durable wait of the prediction log)
+    commit_batches: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= 100_000:
+            raise ValidationError(f"batch must be in [1, 100000], not {self.batch}", field="batch")
+        if not 1 <= self.commit_batches <= 1000:
+            raise ValidationError(
+                f"commit_batches must be in [1, 1000], not {self.commit_batches}",
+                field="commit_batches",
+            )
+
+
+@dataclass
+class StreamStats:
+    """What a processor did: counts, and latency from event time to commit (ms)."""
+
+    consumed: int = 0  # events processed and committed
+    scored: int = 0
+    dead_lettered: int = 0
+    batches: int = 0
+    not_held: int = 0  # batches the group had moved on before their commit (come back)
+    seconds: float = 0.0
+    #: the latest 100,000 latencies (a long run keeps the histogram, not every figure)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
+
+    @property
+    def events_per_s(self) -> float:
+        """Consumed events per second of running."""
+        return self.consumed / self.seconds if self.seconds > 0 else 0.0
+
+    def latency_ms(self, q: float) -> float:
+        """The q-quantile of event time → batch committed, in ms (nan if none)."""
+        return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+class _TrackingSink:
+    """The prediction log, remembering the sequence number of the last append."""
+
+    def __init__(self, predictions: PredictionLog) -> None:
+        self.predictions = predictions
+        self.last_seq = 0
+
+    def append(self, records: list[PredictionRecord]) -> int:
+        self.last_seq = self.predictions.append(records)
+        return self.last_seq
+
+
+class StreamProcessor:
+    """Consumes transactions, scores them through the pipeline, publishes decisions."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        pipeline: ScoringPipeline,
+        predictions: PredictionLog,
+        config: StreamConfig | None = None,
+        metrics: StreamMetrics | None = None,
+    ) -> None:
+        self.events = events
+        self.metrics = metrics or StreamMetrics()
+        self.pipeline = pipeline
+        self.config = config or StreamConfig()
+        self._sink = _TrackingSink(predictions)
+        pipeline.add_observer(PredictionLogObserver(self._sink), critical=True)
+        try:
+            partitions = events.partitions(self.config.input_topic)
+        except NotFoundError:  # nothing published yet: the processor waits on an empty topic
+            partitions = self.config.partitions
+            events.create_topic(self.config.input_topic, partitions)
+        for topic in (self.config.output_topic, self.config.dead_letter_topic):
+            events.create_topic(topic, partitions)
+        self.consumer = events.consumer(
+            self.config.input_topic,
+            self.config.group,
+            session_timeout_s=self.config.session_timeout_s,
+        )
+        self.stats = StreamStats()
+        self._uncommitted: list[list[Event]] = []
+
+    def step(self) -> int:
+        """Process one micro-batch; the number of events it consumed (0: none came).
+
+        Processed batches are committed together once `commit_batches` of them wait (or
+        when a poll comes back empty): one durable wait of the prediction log for several
+        batches. A crash re-delivers at most that many, decided again under the same ids.
+        """
+        batch = self.consumer.poll(self.config.batch, self.config.poll_timeout_s)
+        if not batch:
+            self.commit()
+            return 0
+        started = time.perf_counter()
+        txs: list[Transaction] = []
+        by_id: dict[int, Event] = {}
+        dead: list[Record] = []
+        for event in batch:
+            try:
+                tx = decode_transaction(event.value)
+            except ValidationError as exc:
+                dead.append(dead_letter_record(event, f"{exc.field}: {exc.message}"))
+                continue
+            txs.append(tx)
+            by_id[tx.transaction_id] = event
+        decisions = self._score(txs, by_id, dead)
+        if decisions:
+            self.events.publish(self.config.output_topic, decisions)
+        if dead:
+            self.events.publish(self.config.dead_letter_topic, dead)
+        self._uncommitted.append(batch)
+        self.stats.scored += len(decisions)
+        self.stats.dead_lettered += len(dead)
+        self.metrics.events.labels("decided").inc(len(decisions))
+        self.metrics.events.labels("dead_letter").inc(len(dead))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        if len(self._uncommitted) >= self.config.commit_batches:
+            self.commit()
+        return len(batch)
+
+    def commit(self) -> None:
+        """Commit the processed batches, once the prediction log holds their records."""
+        if not self._uncommitted:
+            return
+        if not self._sink.predictions.wait_durable(
+            self._sink.last_seq, self.config.durable_timeout_s
+        ):
+            raise UnavailableError(
+                f"the prediction log did not store the batch in {self.config.durable_timeout_s}s"
+                " (not committed: it will be delivered again)"
+            )
+        events = [e for batch in self._uncommitted for e in batch]
+        if not self.consumer.commit(events):
+            self.stats.not_held += 1
+            self.metrics.lost_batches.inc()
+        done = now_ms()
+        latencies = [float(done - e.timestamp_ms) for e in events]
+        self.stats.latencies_ms.extend(latencies)
+        observe = self.metrics.event_latency.observe
+        for ms in latencies:
+            observe(ms / 1000.0)
+        self.metrics.batches.inc(len(self._uncommitted))
+        if self.metrics.lag_due():
+            self.metrics.lag.set(self.consumer.lag())
+        self.stats.consumed += len(events)
+        self.stats.batches += len(self._uncommitted)
+        self._uncommitted = []
+
+    def _score(
+        self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
+    ) -> list[Record]:
+        """Decisions for `txs`; a batch that raises is split until the poison is alone."""
+        if not txs:
+            return []
+        request = ScoringRequest(
+            request_id=f"stream-{uuid.uuid4().hex[:12]}",
+            entry="stream",
+            transactions=txs,
+            model=self.config.model,
+            row_ids=[f"tx-{tx.transaction_id}" for tx in txs],
+        )
+        try:
+            scored = self.pipeline.score_sync(request)
+        except UnavailableError:
+            raise  # the store or the model is down: retry the batch, do not blame the events
+        except (MlsdError, ValueError, TypeError, ArithmeticError) as exc:
+            if len(txs) == 1:
+                reason = f"scoring failed: {type(exc).__name__}: {exc}"
+                dead.append(dead_letter_record(by_id[txs[0].transaction_id], reason))
+                return []
+            half = len(txs) // 2
+            return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
+        model = scored.model
+        name, version, variant = model.name, model.version, scored.variant
+        decided, member = datetime.now(UTC).isoformat(), self.consumer.member
+        return [
+            decision_record(tx, score, decision, name, version, variant, decided, member)
+            for tx, score, decision in zip(
+                txs, scored.scores.tolist(), scored.decisions, strict=True
+            )
+        ]
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        max_events: int | None = None,
+        idle_exit_s: float | None = None,
+    ) -> StreamStats:
+        """Process until `stop` is set, `max_events` were consumed, or nothing came for
+        `idle_exit_s` seconds; the stats."""
+        stop = stop or threading.Event()
+        started = time.perf_counter()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                if max_events is not None and self.stats.consumed >= max_events:
+                    break
+                if max_events is not None and self._pending() >= max_events:
+                    self.commit()
+                    continue
+                if self.step():
+                    idle_since = time.monotonic()
+                elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                    break
+            self.commit()
+        finally:
+            self.stats.seconds += time.perf_counter() - started
+        return self.stats
+
+    def _pending(self) -> int:
+        return self.stats.consumed + sum(len(b) for b in self._uncommitted)
+
+    def close(self) -> None:
+        """Leave the group; what is processed and not committed goes to another member
+        (call `commit()` first to keep it)."""
+        self.consumer.close()

@@ -1,0 +1,63 @@
+"""Open a stream processor from settings: event log, features, registry, model, log.
+
+The same components `mlsd serve` uses, assembled without the HTTP layer (streaming and
+serving are siblings: neither imports the other): the model host loads `model` from the
+registry and follows its alias, the pipeline reads the online store the settings name,
+and the prediction log is the one `MLSD_PREDICTION_LOG` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+
+from mlsd.features.store import FeatureStore
+from mlsd.inference.assemble import FeatureAssembler
+from mlsd.inference.endpoint import HostedEndpoint
+from mlsd.inference.host import ModelHost, parse_ref
+from mlsd.inference.metrics import MetricsObserver, ServingMetrics
+from mlsd.inference.pipeline import ScoringPipeline, default_variant
+from mlsd.predlog import make_prediction_log
+from mlsd.registry import Registry
+from mlsd.settings import Settings
+from mlsd.streaming import open_event_log
+from mlsd.streaming.metrics import StreamMetrics
+from mlsd.streaming.processor import StreamConfig, StreamProcessor
+
+
+def open_processor(
+    settings: Settings,
+    config: StreamConfig,
+    model_ref: str = "fraud@champion",
+    *,
+    follow_alias: bool = True,
+) -> tuple[StreamProcessor, Callable[[], None]]:
+    """A processor on the backends `settings` names, and the function that closes it all
+    (leaves the group, stops the alias watcher, flushes the prediction log). Its metrics
+    and the scoring pipeline's share one Prometheus registry, `processor.metrics.registry`."""
+    name, alias, version = parse_ref(model_ref)
+    with ExitStack() as stack:
+        events = open_event_log(settings)
+        stack.callback(events.close)
+        features = FeatureStore.open(settings, read_timeout=1.0)
+        stack.callback(features.close)
+        registry = Registry.open(settings)
+        stack.callback(registry.close)
+        host = ModelHost(registry, served_views=features.view_versions)
+        host.load(model_ref)
+        if follow_alias and alias is not None:
+            host.start()
+            stack.callback(host.stop)
+        predictions = make_prediction_log(settings)
+        stack.callback(predictions.close)
+        metrics = ServingMetrics()
+        pipeline = ScoringPipeline(FeatureAssembler(features, metrics), metrics)
+        endpoint = HostedEndpoint(host, name, alias, version=version, metrics=metrics)
+        pipeline.add_endpoint(name, default_variant(endpoint, alias, version))
+        pipeline.add_observer(MetricsObserver(metrics))
+        processor = StreamProcessor(
+            events, pipeline, predictions, config, StreamMetrics(metrics.registry)
+        )
+        stack.callback(processor.close)
+        closer = stack.pop_all()
+    return processor, closer.close
