@@ -100,6 +100,11 @@ def rollout_step(settings: Settings, traffic: pd.DataFrame, console: Console) ->
         try:
             if shadowed is not None:
                 shadow = _shadow(settings, service, registry, shadowed, txs, console)
+            console.print(
+                f"canaries: v{good} is the champion's artifacts registered again; v{bad} is "
+                "deliberately broken, raising on 10 % of its inputs (its first failure is "
+                "logged below; the champion answers those requests)"
+            )
             for rid, version, what in (("demo-good", good, "the champion's copy"),
                                        ("demo-bad", bad, "raises on 10 %")):  # fmt: skip
                 rows.append(_canary(service, registry, rid, version, what, txs))
@@ -143,13 +148,14 @@ def _shadow(settings: Settings, service: Service, registry: Any, challenger: int
     if service.prediction_log is not None:
         service.prediction_log.flush()
     frame = ParquetPredictionReader(settings.path(ROLLOUT_LOG)).read(since, None)
-    rule = DangerousDivergence()
-    report = analyse(pairs(frame, spec.id), rule).to_dict()
     console.print(
         f"shadow: v{challenger} (the compressed variant) mirrored {answered:,} requests for "
         f"{SHADOW_S:g} s, scored off the response path ({failed} failed answers); the pairs "
-        f"are the champion's and the shadow's records of the same request in {ROLLOUT_LOG}/"
+        f"are the champion's and the shadow's records of the same request in {ROLLOUT_LOG}/ "
+        "(an alert, if the rule fires, is logged as the event rollout.dangerous_divergence)"
     )
+    rule = DangerousDivergence()
+    report = analyse(pairs(frame, spec.id), rule).to_dict()
     console.print(summary_table(report, rule.max_rate))
     console.print(segment_table(report))
     print_verdict(console, report, rule.max_rate, rule.alpha)
