@@ -59,12 +59,15 @@ class ShadowWatch:
         """Keep an answered row's decision; pair a shadow row with it."""
         ids = row_ids(batch)
         txs = batch.request.transactions
-        now = datetime.now().astimezone()
         with self._lock:
             if batch.role == "primary":
-                for i, (rid, decision) in enumerate(zip(ids, batch.decisions, strict=True)):
-                    customer = txs[i].customer_id if txs else None
-                    self._pending[rid] = (txs[i].timestamp if txs else now, customer, decision)
+                if txs:
+                    for tx, rid, decision in zip(txs, ids, batch.decisions, strict=True):
+                        self._pending[rid] = (tx.timestamp, tx.customer_id, decision)
+                else:  # tensor rows: no transaction time, no card
+                    now = datetime.now().astimezone()
+                    for rid, decision in zip(ids, batch.decisions, strict=True):
+                        self._pending[rid] = (now, None, decision)
                 while len(self._pending) > self.max_pending:
                     self._pending.popitem(last=False)
                 return
