@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -61,6 +62,14 @@ def _missing(message: str) -> None:
 def _need(url: str, name: str) -> None:
     if not _answers(url):
         _missing(f"{name} does not answer at {url}")
+
+
+def need_tool(command: str, package: str) -> str:
+    """The path of `command`; skip (fail under MLSD_REQUIRE_SERVERS=1) when not installed."""
+    found = shutil.which(command)
+    if found is None:
+        _missing(f"{command} is not installed (apt-get install {package})")
+    return str(found)
 
 
 @pytest.fixture
