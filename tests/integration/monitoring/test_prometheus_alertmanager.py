@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -255,15 +256,19 @@ def test_injected_drift_reaches_the_alertmanager_webhook(home: Path, tmp_path: P
         # The drift: TX_AMOUNT moved by 3 standard deviations.
         drifted = rng.normal(size=(WINDOW, len(FEATURES)))
         drifted[:, 0] += 3.0
-        injected = time.monotonic()
+        injected, injected_at = time.monotonic(), time.time()
         _infer(serve, drifted)
         delivered = _wait(
             "MlsdFeatureDriftMajor at the webhook",
             lambda: hook.alerts("MlsdFeatureDriftMajor"),
             logs,
         )
+        rules = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     took = delivered[0][0] - injected
-    print(f"injection -> webhook: {took:.2f} s")
+    (active,) = (a["activeAt"] for a in rules if a["labels"]["alertname"] == "MlsdFeatureDriftMajor")
+    pending = datetime.fromisoformat(active).timestamp() - injected_at
+    print(f"injection -> rule pending in Prometheus {pending:.2f} s -> webhook {took:.2f} s")
+    assert 0 < pending < took
     labels = [alert["labels"] for _, alert in delivered]
     assert {label["feature"] for label in labels} == {SHIFTED}
     (alert,) = (alert for _, alert in delivered)
