@@ -2,9 +2,10 @@
 on injected drift and Alertmanager delivers it to this test's webhook.
 
 Everything runs on free loopback ports and is stopped at the end: `mlsd serve` (a model
-with a reference profile, 500-row drift windows), Debian's `prometheus` (scrape and rule
-evaluation every second, on a copy of the rules whose `for:` is 1 s) and
-`prometheus-alertmanager` (no cluster, group_wait 1 s) calling a webhook served here.
+with a reference profile, 500-row drift windows), Debian's `prometheus` and
+`prometheus-alertmanager` on deploy/'s configs (scrape and rule evaluation every second,
+the rules' `for:` at 1 s, no Alertmanager cluster, group_wait 1 s) calling a webhook
+served here.
 
 First a window of traffic like the reference: Prometheus must have scraped its gauges and
 no major-drift alert may exist. Then a window with TX_AMOUNT shifted by 3 standard
@@ -42,9 +43,10 @@ from tests.conftest import need_tool
 
 pytestmark = pytest.mark.prometheus
 
-RULES = Path(__file__).parents[3] / "deploy" / "prometheus" / "mlsd-rules.yml"
+DEPLOY = Path(__file__).parents[3] / "deploy"
 SERVE = "from mlsd.cli.main import run; run()"
 WINDOW = 500  # rows per drift window
+MAJOR = "MlsdFeatureDriftMajor"
 SHIFTED = FEATURES[0]  # TX_AMOUNT
 DEADLINE_S = 90.0  # per wait: a loaded machine is slow, never wrong
 
@@ -65,40 +67,30 @@ def _setup(home: Path) -> int:
 
 
 def _configs(folder: Path, serve: int, alertmanager: int, webhook: int) -> None:
-    rules = yaml.safe_load(RULES.read_text())
+    """deploy/'s Prometheus and Alertmanager configs, on these ports, waiting seconds not
+    minutes; the rules are mlsd-rules.yml with every `for:` at 1 s."""
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "mlsd-rules.yml").read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
                 rule["for"] = "1s"  # the same expressions, without minutes of patience
-    (folder / "rules.yml").write_text(yaml.safe_dump(rules))
-    prometheus = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": ["rules.yml"],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager}"]}]}]
-        },
-        "scrape_configs": [
-            {"job_name": "mlsd", "static_configs": [{"targets": [f"127.0.0.1:{serve}"]}]}
-        ],
-    }
+    (folder / "mlsd-rules.yml").write_text(yaml.safe_dump(rules))
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == ["mlsd-rules.yml"]
+    prometheus["global"] = {
+        "scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"
+    }  # fmt: skip
+    (managers,) = prometheus["alerting"]["alertmanagers"]
+    managers["static_configs"] = [{"targets": [f"127.0.0.1:{alertmanager}"]}]
+    scrape = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    scrape["mlsd-serve"]["static_configs"] = [{"targets": [f"127.0.0.1:{serve}"]}]
+    prometheus["scrape_configs"] = [scrape["mlsd-serve"]]  # no stream processor here
     (folder / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
-    manager = {
-        "route": {
-            "receiver": "test",
-            "group_by": ["alertname"],
-            "group_wait": "1s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [
-            {
-                "name": "test",
-                "webhook_configs": [
-                    {"url": f"http://127.0.0.1:{webhook}/alerts", "send_resolved": False}
-                ],
-            }
-        ],
-    }
+    manager = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    manager["route"] |= {"group_wait": "1s", "group_interval": "1s"}
+    (receiver,) = manager["receivers"]
+    (hook,) = receiver["webhook_configs"]
+    hook |= {"url": f"http://127.0.0.1:{webhook}/alerts", "send_resolved": False}
     (folder / "alertmanager.yml").write_text(yaml.safe_dump(manager))
 
 
@@ -250,8 +242,8 @@ def test_injected_drift_reaches_the_alertmanager_webhook(home: Path, tmp_path: P
         assert float(scraped[0]["value"][1]) == WINDOW
         quiet = _query(prometheus, "max(mlsd_drift_psi)")
         assert float(quiet[0]["value"][1]) < 0.25
-        assert _query(prometheus, 'ALERTS{alertname="MlsdFeatureDriftMajor"}') == []
-        assert hook.alerts("MlsdFeatureDriftMajor") == []
+        assert _query(prometheus, f'ALERTS{{alertname="{MAJOR}"}}') == []
+        assert hook.alerts(MAJOR) == []
 
         # The drift: TX_AMOUNT moved by 3 standard deviations.
         drifted = rng.normal(size=(WINDOW, len(FEATURES)))
@@ -260,12 +252,12 @@ def test_injected_drift_reaches_the_alertmanager_webhook(home: Path, tmp_path: P
         _infer(serve, drifted)
         delivered = _wait(
             "MlsdFeatureDriftMajor at the webhook",
-            lambda: hook.alerts("MlsdFeatureDriftMajor"),
+            lambda: hook.alerts(MAJOR),
             logs,
         )
         rules = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     took = delivered[0][0] - injected
-    (active,) = (a["activeAt"] for a in rules if a["labels"]["alertname"] == "MlsdFeatureDriftMajor")
+    (active,) = (a["activeAt"] for a in rules if a["labels"]["alertname"] == MAJOR)
     pending = datetime.fromisoformat(active).timestamp() - injected_at
     print(f"injection -> rule pending in Prometheus {pending:.2f} s -> webhook {took:.2f} s")
     assert 0 < pending < took

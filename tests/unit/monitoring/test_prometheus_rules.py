@@ -1,4 +1,5 @@
-"""deploy/prometheus/mlsd-rules.yml: valid, and its alerts fire as its unit tests say.
+"""deploy/prometheus/mlsd-rules.yml: valid, and its alerts fire as its unit tests say; the
+Prometheus and Alertmanager configs in deploy/ are valid.
 
 Needs `promtool` (Debian: `apt-get install prometheus`). Without it the test skips, unless
 MLSD_REQUIRE_SERVERS=1 (CI), where it fails: CI must not pass by skipping.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVERS
+from tests.conftest import REQUIRE_SERVERS, need_tool
 
 RULES = Path(__file__).parents[3] / "deploy" / "prometheus"
 
@@ -60,3 +61,28 @@ def test_a_wrong_expectation_fails(promtool: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert tested.returncode != 0
     assert "PSI 0.40" in tested.stdout + tested.stderr
+
+
+def test_the_prometheus_config_is_valid(promtool: str) -> None:
+    """deploy/prometheus/prometheus.yml, with the rule file it names."""
+    checked = run(promtool, "check", "config", "prometheus.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 8 rules found" in checked.stdout
+
+
+@pytest.mark.prometheus
+def test_the_alertmanager_config_is_valid(tmp_path: Path) -> None:
+    amtool = need_tool("amtool", "prometheus-alertmanager")
+    config = RULES.parent / "alertmanager" / "alertmanager.yml"
+    checked = subprocess.run(
+        [amtool, "check-config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(config.read_text().replace("receiver: mlsd-webhook", "receiver: nobody"))
+    refused = subprocess.run(
+        [amtool, "check-config", str(broken)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
