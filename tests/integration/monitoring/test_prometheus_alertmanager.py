@@ -10,6 +10,7 @@ served here.
 First a window of traffic like the reference: Prometheus must have scraped its gauges and
 no major-drift alert may exist. Then a window with TX_AMOUNT shifted by 3 standard
 deviations: the webhook must receive MlsdFeatureDriftMajor for that feature and no other.
+At the end every panel query of deploy/grafana/mlsd.json runs on this Prometheus.
 Every wait polls against a generous deadline, so a loaded machine only makes it slower.
 """
 
@@ -40,6 +41,7 @@ from mlsd.serving.server import free_port
 from mlsd.serving.testing import FEATURES, register_tiny_model, tiny_model_artifacts
 from mlsd.settings import Settings
 from tests.conftest import need_tool
+from tests.unit.monitoring.test_grafana_dashboard import GRAFANA_VARIABLES, dashboard, queries
 
 pytestmark = pytest.mark.prometheus
 
@@ -178,6 +180,20 @@ def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
+def _dashboard_queries(prometheus: str) -> set[str]:
+    """Run every panel query of deploy/grafana/mlsd.json on this Prometheus (each must be
+    accepted: vector matching is only checked on data); the titles of those with data."""
+    answered = set()
+    for title, expr in queries(dashboard()):
+        for name, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(name, value)
+        answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5)
+        assert answer.status_code == 200, f"panel {title!r}: {answer.text}"
+        if answer.json()["data"]["result"]:
+            answered.add(title)
+    return answered
+
+
 def _infer(serve: str, rows: np.ndarray) -> None:
     body = {
         "inputs": [
@@ -256,6 +272,9 @@ def test_injected_drift_reaches_the_alertmanager_webhook(home: Path, tmp_path: P
             logs,
         )
         rules = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        answered = _dashboard_queries(prometheus)
+    print(f"dashboard panels with data: {sorted(answered)}")
+    assert {"Rows scored / s", "HTTP latency p50 / p99", "Feature PSI, top 10"} <= answered
     took = delivered[0][0] - injected
     (active,) = (a["activeAt"] for a in rules if a["labels"]["alertname"] == MAJOR)
     pending = datetime.fromisoformat(active).timestamp() - injected_at
