@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 SCORING_ROUTES = frozenset(
     {"/v1/score", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
 )
-#: Routes left out of the HTTP traffic chart: the page's own polling, scrapes, docs.
-QUIET_PREFIXES = ("/ui", "/metrics", "/docs", "/openapi.json")
+#: Routes left out of the HTTP traffic chart: the page's own polling, scrapes, health
+#: probes (a 503 while the models load is not a client's error), docs.
+QUIET_PREFIXES = ("/ui", "/metrics", "/v2/health", "/healthz", "/docs", "/openapi.json")
 QUANTILES = (0.5, 0.95, 0.99)
 
 #: `() -> performance figures or None`: None means no labels have landed yet.
@@ -186,7 +188,7 @@ def traffic(samples: Sequence[Sample], now: Sample) -> dict[str, Any]:
     latency: dict[str, list[float | None]] = {f"p{round(q * 100)}": [] for q in QUANTILES}
     variants = sorted({v for s in (*samples, now) for v in s.scored})
     kinds = sorted({k for s in (*samples, now) for k in s.http})
-    for a, b in zip(samples, samples[1:], strict=False):
+    for a, b in itertools.pairwise(samples):
         dt = b.t - a.t
         if dt <= 0:
             continue
@@ -203,8 +205,7 @@ def traffic(samples: Sequence[Sample], now: Sample) -> dict[str, Any]:
             found = histogram_quantile(b.bounds, delta, q) if delta else None
             latency[f"p{round(q * 100)}"].append(_ms(found))
     overall = {
-        f"p{round(q * 100)}": _ms(histogram_quantile(now.bounds, now.latency, q))
-        for q in QUANTILES
+        f"p{round(q * 100)}": _ms(histogram_quantile(now.bounds, now.latency, q)) for q in QUANTILES
     }
     return {
         "totals": {
@@ -238,8 +239,8 @@ def _bin_labels(edges: Sequence[float]) -> list[str]:
     if not edges:
         return ["all"]
     cuts = [f"{e:.3g}" for e in edges]
-    return [f"≤ {cuts[0]}", *(f"{lo}–{hi}" for lo, hi in zip(cuts, cuts[1:], strict=False)),
-            f"> {cuts[-1]}"]  # fmt: skip
+    inner = [f"{lo}–{hi}" for lo, hi in itertools.pairwise(cuts)]
+    return [f"≤ {cuts[0]}", *inner, f"> {cuts[-1]}"]
 
 
 def _window(closed: ClosedWindow) -> dict[str, Any]:
@@ -276,14 +277,15 @@ def drift(monitor: DriftMonitor | None) -> dict[str, Any]:
             "windows": [_window(w) for w in windows], "score_bins": None,
         }  # fmt: skip
         last = windows[-1] if windows else None
-        if profile is not None and profile.score is not None and last is not None:
-            if last.score_counts is not None:
-                entry["score_bins"] = {
-                    "labels": _bin_labels(profile.score.edges),
-                    "reference": _shares(profile.score.counts),
-                    "window": _shares(last.score_counts),
-                    "window_end": utc(last.report.end.timestamp()) if last.report.end else None,
-                }
+        scored = profile.score if profile is not None else None
+        if scored is not None and last is not None and last.score_counts is not None:
+            end = last.report.end
+            entry["score_bins"] = {
+                "labels": _bin_labels(scored.edges),
+                "reference": _shares(scored.counts),
+                "window": _shares(last.score_counts),
+                "window_end": utc(end.timestamp()) if end else None,
+            }
         series.append(entry)
     missing = [f"{m}/{v}" for (m, v), p in sorted(profiles.items()) if p is None]
     return {"enabled": True, "series": series, "profile_missing": missing}
@@ -317,11 +319,14 @@ def models(host: ModelHost, metrics: ServingMetrics) -> list[dict[str, Any]]:
         )
     return [
         {
-            "name": m.name, "version": m.version, "runtime": m.runtime.name,
-            "aliases": host.aliases_of(m), "loaded_at": utc(m.loaded_at.timestamp()),
+            "name": m.name,
+            "version": m.version,
+            "runtime": m.runtime.name,
+            "aliases": host.aliases_of(m),
+            "loaded_at": utc(m.loaded_at.timestamp()),
             "rows_scored": rows.get((m.name, str(m.version)), 0.0),
             "lagging": lagging.get((m.name, m.version), []),
-        }  # fmt: skip
+        }
         for m in host.models()
     ]
 

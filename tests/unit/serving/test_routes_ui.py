@@ -44,7 +44,9 @@ def monitored(home: Path, tmp_path: Path) -> Iterator[Service]:
     store.apply()
     files = tiny_model_artifacts(1)
     rows = np.random.default_rng(5).normal(size=(3000, len(FEATURES))).astype(np.float32)
-    profile = build_profile(rows, list(FEATURES), scores=np.random.default_rng(6).uniform(size=3000))
+    profile = build_profile(
+        rows, list(FEATURES), scores=np.random.default_rng(6).uniform(size=3000)
+    )
     rules = tmp_path / "rules.yml"
     rules.write_text(
         "rules:\n  - {name: feature-drift, metric: psi, above: 0.25, severity: critical}\n"
@@ -118,9 +120,7 @@ def test_data_holds_traffic_latency_drift_alerts_and_models(
 
     alerts = data["alerts"]
     assert alerts["configured"]
-    assert {(e["rule"], e["feature"]) for e in alerts["firing"]} == {
-        ("feature-drift", FEATURES[0])
-    }
+    assert {(e["rule"], e["feature"]) for e in alerts["firing"]} == {("feature-drift", FEATURES[0])}
     assert alerts["recent"][0]["state"] == "firing"
 
     (model,) = data["models"]

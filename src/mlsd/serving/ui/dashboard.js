@@ -139,7 +139,7 @@ function drawDrift(data) {
     const t = s.windows.map((w) => w.end);
     const z = s.features.map((f) => s.windows.map((w) => (f in w.psi ? w.psi[f] : null)));
     plot($(`drift-heat-${i}`), [{
-      x: t, y: s.features, z: z, type: "heatmap", zmin: 0, zmax: 0.5, colorscale: "YlOrRd",
+      x: t, y: s.features, z: z, type: "heatmap", zmin: 0, zmax: 0.5, colorscale: "YlOrRd", reversescale: true,
       colorbar: { title: { text: "PSI" } }, hovertemplate: "%{y}<br>%{x}<br>PSI %{z:.3f}<extra></extra>",
     }], { margin: { l: 190, r: 12, t: 8, b: 40 }, yaxis: { automargin: true, type: "category" } });
   });
@@ -207,7 +207,8 @@ function drawRollouts(data) {
   }
   const rows = r.items.map((x) => [
     esc(x.id), esc(x.kind), `<span class="state-${esc(x.state)}">${esc(x.state)}</span>`,
-    esc(`${x.endpoint}: v${x.champion} → v${x.challenger}`), esc(`${fmt(x.share, 1)} %`),
+    esc(`${x.endpoint}: v${x.champion} → v${x.challenger}`),
+    esc(x.kind === "shadow" ? `mirrors ${fmt(x.spec.share, 1)} %` : `${fmt(x.share, 1)} %`),
     esc(x.steps.length ? `${x.step + 1} of ${x.steps.length}` : "–"),
     esc(`${x.checks} (${x.failed_checks} failed)`),
     esc(x.exposed_requests === null ? "–" : `${fmt(x.exposed_requests)} req, ${fmt(x.exposed_customers)} customers`),
