@@ -4,8 +4,8 @@
 - `/admin/...` needs `Authorization: Bearer <admin token>` (refused when no token is set);
 - the dashboard page `/ui` and its files `/ui/static/...` hold no data and are open; its
   data `/ui/data` needs the admin bearer token when one is set, and is open like
-  `/metrics` (which exports the same figures) when none is: never the scoring key, which
-  a browser page could not send;
+  `/metrics` (which exports the same figures) when none is; the scoring key, a client's
+  credential, does not open it;
 - everything else needs the scoring key (`X-API-Key: <key>` or `Authorization: Bearer <key>`)
   when one is configured;
 - a body over `max_body_bytes` is refused with 413 before the app reads it.

@@ -174,7 +174,7 @@ def test_plotly_missing_is_a_clear_503(client: Any, monkeypatch: pytest.MonkeyPa
 def test_wrong_method_is_405_with_allow(client: Any, path: str, allow: str) -> None:
     response = client.post(path, json={})
     assert response.status_code == 405
-    assert allow in response.headers["allow"].split(", ")
+    assert response.headers["allow"] == allow
     assert response.json()["error"] == "MethodNotAllowedError"
 
 
@@ -209,3 +209,15 @@ def test_the_dashboard_can_be_turned_off(settings: Settings, registry: Registry)
         assert client.get("/ui/data").status_code == 404
     svc.close()
     assert svc.dashboard is None
+
+
+def test_the_dashboard_adds_nothing_to_the_scoring_path(
+    settings: Settings, service: Service, make_client: Any
+) -> None:
+    before = service.pipeline.observers
+    app = create_app(settings, service=service)
+    make_client(app)
+    assert service.dashboard is not None
+    assert service.pipeline.observers == before  # no observer: it reads the counters
+    middleware = [m.cls.__name__ for m in app.user_middleware]  # type: ignore[attr-defined]
+    assert middleware == ["SecurityMiddleware", "HotPaths", "MetricsMiddleware"]

@@ -163,7 +163,8 @@ function drawAlerts(data) {
     div.innerHTML = empty("no alert rules (mlsd serve --alert-rules FILE)");
     return;
   }
-  const head = `<p class="note">${a.rules.length} rules; ${a.firing.length} firing now.</p>`;
+  const n = a.rules.length;
+  const head = `<p class="note">${n} rule${n === 1 ? "" : "s"}; ${a.firing.length} firing now.</p>`;
   if (a.recent.length === 0) {
     div.innerHTML = head + empty("no alert event yet");
     return;
