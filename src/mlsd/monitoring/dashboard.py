@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mlsd.errors import MlsdError
 from mlsd.inference.metrics import ServingMetrics
 
 if TYPE_CHECKING:
@@ -341,12 +342,10 @@ class Dashboard:
         *,
         interval_s: float = 5.0,
         keep: int = 720,
-        performance: PerformanceProvider | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
         self.history = MetricsHistory(metrics, interval_s=interval_s, keep=keep, clock=clock)
-        self.performance = performance
         self.clock = clock
 
     def start(self) -> None:
@@ -362,10 +361,18 @@ class Dashboard:
         host: ModelHost,
         drift_monitor: DriftMonitor | None,
         rollouts: Mapping[str, Any],
+        performance: PerformanceProvider | None = None,
     ) -> dict[str, Any]:
-        """Everything the page draws, JSON-able, with no NaN (a missing value is None)."""
+        """Everything the page draws, JSON-able, with no NaN (a missing value is None).
+
+        `performance` feeds the "performance as labels land" panel (JSON-able, finite
+        figures); without it, or while it returns None, the page says "no labels yet".
+        """
         now = read_sample(self.metrics, self.clock())
-        performance = self.performance() if self.performance is not None else None
+        try:
+            figures = performance() if performance is not None else None
+        except MlsdError as exc:  # its store is down, say: the rest of the page still draws
+            figures = {"error": exc.message}
         return {
             "generated_at": utc(now.t),
             "sample_interval_s": self.history.interval_s,
@@ -374,5 +381,5 @@ class Dashboard:
             "alerts": alerts(drift_monitor),
             "models": models(host, self.metrics),
             "rollouts": dict(rollouts),
-            "performance": dict(performance) if performance is not None else None,
+            "performance": dict(figures) if figures is not None else None,
         }

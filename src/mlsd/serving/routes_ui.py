@@ -90,7 +90,9 @@ async def page() -> HTMLResponse:
 def data(request: Request) -> dict[str, Any]:
     """Everything the page draws (a thread of the pool: rollouts are read from the registry)."""
     service, dashboard = _dashboard(request)
-    body = dashboard.data(service.host, service.drift, rollouts(service))
+    body = dashboard.data(
+        service.host, service.drift, rollouts(service), performance=service.performance
+    )
     body["ready"] = service.ready
     body["load_error"] = service.load_error
     return body

@@ -41,7 +41,7 @@ from mlsd.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlsd.monitoring.dashboard import Dashboard
+    from mlsd.monitoring.dashboard import Dashboard, PerformanceProvider
     from mlsd.monitoring.live import DriftMonitor
 
 
@@ -191,6 +191,9 @@ class Service:
         #: data (`mlsd.serving.routes_ui.install`), when installed.
         self.drift: DriftMonitor | None = None
         self.dashboard: Dashboard | None = None
+        #: The dashboard's "performance as labels land" panel: `() -> figures or None`
+        #: (None: no labels yet). Nothing sets it yet; the performance monitor will.
+        self.performance: PerformanceProvider | None = None
         self._rerun: tuple[tuple[str, int], set[tuple[str, str]]] | None = None
         host.on_swap(self._swapped)
         host.on_load(self._loaded)

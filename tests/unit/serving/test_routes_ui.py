@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlsd.errors import UnavailableError
 from mlsd.features.store import FeatureStore
 from mlsd.inference.observers import ScoringRequest
 from mlsd.registry import Registry
@@ -133,9 +134,18 @@ def test_data_holds_traffic_latency_drift_alerts_and_models(
 
 def test_a_performance_provider_fills_its_panel(monitored: Service, make_client: Any) -> None:
     client = make_client(create_app(monitored.settings, service=monitored))
-    assert monitored.dashboard is not None
-    monitored.dashboard.performance = lambda: {"auc_roc": 0.91, "labelled": 340}
+    monitored.performance = lambda: None  # wired, no label landed yet
+    assert client.get("/ui/data").json()["performance"] is None
+    monitored.performance = lambda: {"auc_roc": 0.91, "labelled": 340}
     assert client.get("/ui/data").json()["performance"] == {"auc_roc": 0.91, "labelled": 340}
+
+    def down() -> None:
+        raise UnavailableError("the label store does not answer", field="labels")
+
+    monitored.performance = down
+    answer = client.get("/ui/data")
+    assert answer.status_code == 200  # the rest of the page still draws
+    assert answer.json()["performance"] == {"error": "the label store does not answer"}
 
 
 def test_without_drift_the_data_says_so(client: Any) -> None:
