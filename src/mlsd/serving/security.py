@@ -117,7 +117,7 @@ class SecurityMiddleware:
             self.metrics.observe_request(route, scope.get("method", ""), status, seconds)
 
     def _authorize(self, path: str, headers: dict[bytes, bytes]) -> None:
-        if path in OPEN_PATHS or path == UI_PAGE or path.startswith(UI_STATIC):
+        if path in OPEN_PATHS or path in (UI_PAGE, UI_PREFIX) or path.startswith(UI_STATIC):
             return
         bearer = headers.get(b"authorization", b"").decode("latin-1")
         token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else ""

@@ -194,6 +194,7 @@ def test_data_needs_the_admin_token_when_one_is_set(
     secured = settings.model_copy(update={"admin_token": "adm", "api_key": "key"})
     client = make_client(create_app(secured, service=service))
     assert client.get("/ui").status_code == 200  # the page: no data, open
+    assert client.get("/ui/", follow_redirects=False).status_code == 307  # to /ui
     assert client.get("/ui/static/dashboard.js").status_code == 200
     refused = client.get("/ui/data")
     assert refused.status_code == 401
