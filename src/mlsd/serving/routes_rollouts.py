@@ -36,7 +36,8 @@ def _agent(request: Request) -> RolloutAgent:
     return agent
 
 
-def _view(agent: RolloutAgent, rollout: Rollout) -> RolloutView:
+def rollout_view(agent: RolloutAgent, rollout: Rollout) -> RolloutView:
+    """A stored rollout with what this process sees of it (its exposure, its error)."""
     here = agent.installed.get(rollout.record.id)
     analysis = here.analysis if here is not None else None
     return view(
@@ -57,21 +58,21 @@ async def start(request: Request) -> RolloutView:
     spec = RolloutSpec.parse(body, source="body")
     rollout = agent.manager.start(spec, actor="admin")
     agent.sync()
-    return _view(agent, rollout)
+    return rollout_view(agent, rollout)
 
 
 @router.get("", response_model=list[RolloutView], responses=ERRORS)
 def status_all(request: Request, active: bool = False) -> list[RolloutView]:
     """Every rollout, newest first (`?active=true`: the running ones)."""
     agent = _agent(request)
-    return [_view(agent, r) for r in agent.manager.rollouts(active_only=active)]
+    return [rollout_view(agent, r) for r in agent.manager.rollouts(active_only=active)]
 
 
 @router.get("/{rollout_id}", response_model=RolloutView, responses=ERRORS)
 def status(request: Request, rollout_id: str) -> RolloutView:
     """One rollout."""
     agent = _agent(request)
-    return _view(agent, agent.manager.get(rollout_id))
+    return rollout_view(agent, agent.manager.get(rollout_id))
 
 
 @router.get("/{rollout_id}/history", response_model=list[RolloutEvent], responses=ERRORS)
@@ -86,7 +87,7 @@ def _act(request: Request, rollout_id: str, verb: str) -> RolloutView:
     action = {"promote": manager.promote, "abort": manager.abort, "rollback": manager.rollback}
     rollout = action[verb](rollout_id, actor="admin")
     agent.sync()
-    return _view(agent, rollout)
+    return rollout_view(agent, rollout)
 
 
 @router.post("/{rollout_id}/promote", response_model=RolloutView, responses=ERRORS)

@@ -2,6 +2,10 @@
 
 - `/metrics` and the health endpoints are always open;
 - `/admin/...` needs `Authorization: Bearer <admin token>` (refused when no token is set);
+- the dashboard page `/ui` and its files `/ui/static/...` hold no data and are open; its
+  data `/ui/data` needs the admin bearer token when one is set, and is open like
+  `/metrics` (which exports the same figures) when none is; the scoring key, a client's
+  credential, does not open it;
 - everything else needs the scoring key (`X-API-Key: <key>` or `Authorization: Bearer <key>`)
   when one is configured;
 - a body over `max_body_bytes` is refused with 413 before the app reads it.
@@ -33,6 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready", "/healthz"})
 ADMIN_PREFIX = "/admin/"
+UI_PAGE, UI_STATIC, UI_PREFIX = "/ui", "/ui/static/", "/ui/"
 
 
 async def send_error(
@@ -112,10 +117,16 @@ class SecurityMiddleware:
             self.metrics.observe_request(route, scope.get("method", ""), status, seconds)
 
     def _authorize(self, path: str, headers: dict[bytes, bytes]) -> None:
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path in (UI_PAGE, UI_PREFIX) or path.startswith(UI_STATIC):
             return
         bearer = headers.get(b"authorization", b"").decode("latin-1")
         token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else ""
+        if path.startswith(UI_PREFIX):
+            if self.admin_token and not _same(token, self.admin_token):
+                raise AuthError(
+                    "the dashboard's data needs the admin bearer token", field="authorization"
+                )
+            return
         if path.startswith(ADMIN_PREFIX):
             if not self.admin_token:
                 raise AuthError(

@@ -41,6 +41,9 @@ from mlsd.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
+    from mlsd.monitoring.dashboard import Dashboard, PerformanceProvider
+    from mlsd.monitoring.live import DriftMonitor
+
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,10 @@ class ServeOptions:
     rollout_poll_s: float = 0.2
     #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
     shadow_capacity: int = 1024
+    #: The dashboard page (`/ui`, `mlsd.monitoring.dashboard`): a thread reads the service's
+    #: counters every `dashboard_sample_s` seconds (nothing is added per request).
+    dashboard: bool = True
+    dashboard_sample_s: float = 5.0
     #: Run the job queue's worker in this process (once the models are loaded). Off for a
     #: server whose jobs `mlsd worker` processes run, on a shared (Redis) queue: batch work
     #: then never competes with online scoring for this process's GIL.
@@ -180,6 +187,13 @@ class Service:
         self.load_error: str | None = None
         self.started_at = datetime.now(UTC)
         self.owned: list[Any] = []  # backends opened for this service, closed with it
+        #: The live drift monitor (`mlsd.serving.app.install_drift`) and the dashboard's
+        #: data (`mlsd.serving.routes_ui.install`), when installed.
+        self.drift: DriftMonitor | None = None
+        self.dashboard: Dashboard | None = None
+        #: The dashboard's "performance as labels land" panel: `() -> figures or None`
+        #: (None: no labels yet). Nothing sets it yet; the performance monitor will.
+        self.performance: PerformanceProvider | None = None
         self._rerun: tuple[tuple[str, int], set[tuple[str, str]]] | None = None
         host.on_swap(self._swapped)
         host.on_load(self._loaded)

@@ -24,3 +24,10 @@ def test_bad_model_reference_exits_with_the_validation_code() -> None:
     out = _mlsd("serve", "--model", "fraud", "--port", "1")
     assert out.returncode == 2
     assert "model" in out.stderr
+
+
+def test_serve_help_names_the_dashboard() -> None:
+    out = _mlsd("serve", "--help")
+    assert out.returncode == 0, out.stderr
+    for text in ("--no-ui", "--ui-sample-s", "/ui"):
+        assert text in out.stdout
