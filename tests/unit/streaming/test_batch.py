@@ -128,7 +128,7 @@ def test_the_stream_fed_each_payments_own_rows_scores_exactly_as_the_batch(
     stream = _stream(setup, "own-rows", rows_first=True)
     assert sorted(stream) == sorted(batch.index)
     scores = np.array([float(stream[t]["score"]) for t in batch.index])  # type: ignore[arg-type]
-    assert np.abs(scores - batch["score"].to_numpy()).max() <= 1e-9
+    assert np.array_equal(scores, batch["score"].to_numpy()), "identical, not only close"
     assert [stream[t]["decision"] for t in batch.index] == batch["decision"].tolist()
     assert batch["score"].nunique() > 5, "the model must tell the payments apart"
 
