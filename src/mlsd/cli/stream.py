@@ -15,8 +15,12 @@ import signal
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from mlsd.streaming.processor import StreamStats
 
 app = typer.Typer(help="The event log and the stream processor (docs/streaming.md).")
 
@@ -127,13 +131,26 @@ def run(
         stats = processor.stats
     finally:
         close()
-    typer.echo(
+    typer.echo(describe_stats(stats))
+
+
+def describe_stats(stats: StreamStats) -> str:
+    """The run's figures, overall and by partition (no latency figure when nothing came)."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    lines = [
         f"consumed {stats.consumed} events in {stats.seconds:.1f}s "
         f"({stats.events_per_s:,.0f}/s): {stats.scored} decisions, "
         f"{stats.dead_lettered} dead letters, {stats.batches} batches; "
-        f"event time to commit p50 {stats.latency_ms(0.5):,.0f} ms, "
-        f"p99 {stats.latency_ms(0.99):,.0f} ms"
-    )
+        f"event time to decision p50 {ms(stats.decision_latency_ms(0.5))}, "
+        f"p99 {ms(stats.decision_latency_ms(0.99))}; to commit p50 {ms(stats.latency_ms(0.5))}, "
+        f"p99 {ms(stats.latency_ms(0.99))}"
+    ]
+    for partition, part in sorted(stats.partitions.items()):
+        lines.append(f"  partition {partition}: {part.events} events, {part.events_per_s:,.0f}/s")
+    return "\n".join(lines)
 
 
 @app.command("publish-labels")
