@@ -103,7 +103,8 @@ def batch_features(
     return np.ascontiguousarray(rows)
 
 
-def _transactions(frame: pd.DataFrame) -> list[Transaction]:
+def to_transactions(frame: pd.DataFrame) -> list[Transaction]:
+    """The rows of a transactions frame as `Transaction`s, in order."""
     stamps = frame[schema.TX_DATETIME].dt.to_pydatetime().tolist()
     return [
         Transaction(int(t), int(c), int(m), float(a), ts)
@@ -140,7 +141,7 @@ def score_frame(
         values = batch_features(store, rows, names)
         t_features += time.perf_counter() - began
         began = time.perf_counter()
-        txs = _transactions(rows)
+        txs = to_transactions(rows)
         request = ScoringRequest(
             request_id=f"{request_id}-{start}",
             entry="batch",
