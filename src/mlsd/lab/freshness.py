@@ -243,12 +243,13 @@ def _plot(outcomes: list[Outcome], costs: list[Cost]) -> Any:
             xs = [max(o.decision_delay_s, o.feature_age_s) / 60 for o in mine]
             loss_ax.plot(xs, [o.euros_lost for o in mine], style, label=kind)
         for o in outcomes:
-            if o.scenario.startswith(("micro-batch", "snapshot")):
+            if o.scenario.startswith("micro-batch") or "snapshot" in o.scenario:
                 loss_ax.axhline(o.euros_lost, lw=0.8, color="grey")
                 loss_ax.text(0.3, o.euros_lost, o.scenario, fontsize=7, va="bottom")
         loss_ax.set(xscale="symlog", xlabel="delay (minutes)", ylabel="€ lost to fraud",
                     title="€ lost over the replayed days")  # fmt: skip
         loss_ax.set_xticks(list(DELAYS_MIN), [str(d) for d in DELAYS_MIN])
+        loss_ax.set_xlim(left=0)
         loss_ax.legend(fontsize=8)
         cpu_ax.bar([c.mode for c in costs], [c.cpu_s_per_million for c in costs], color="tab:blue")
         cpu_ax.set(yscale="log", ylabel="CPU seconds per million events",
