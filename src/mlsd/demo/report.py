@@ -147,8 +147,9 @@ def streaming(f: dict[str, Any]) -> Table:
             f"transactions, in {f['waves']:,} waves (no card or terminal twice in one), "
             f"and {f['malformed_sent']} deliberately malformed",
             "events/s": f"{f['events_per_s']:,.0f} including the feature writes and "
-            f"publishing; the processor alone {f['processor_events_per_s']:,.0f}/s "
-            f"({f['cpu_s_per_million']:,.0f} CPU s per million events, all of it)",
+            f"publishing; the processor alone {f['processor_events_per_s']:,.0f}/s, its "
+            f"batches the waves ({f['events'] / max(f['waves'], 1):,.0f} events on average); "
+            f"{f['cpu_s_per_million']:,.0f} CPU s per million events for the whole process",
             "end to end (publish → decision)": f"p50 {ms(f['e2e_p50_ms'])}, "
             f"p99 {ms(f['e2e_p99_ms'])}",
             "decisions published": f"{f['decisions_published']:,} ({f['decided_fraud']:,} "
