@@ -137,8 +137,14 @@ def run(
 def describe_stats(stats: StreamStats) -> str:
     """The run's figures, overall and by partition (no latency figure when nothing came)."""
 
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.0f} ms"
+    def ms(value: float | None) -> str:  # a replay's latency is the payments' age: days
+        if value is None:
+            return "-"
+        if value < 10_000:
+            return f"{value:,.0f} ms"
+        if value < 7_200_000:
+            return f"{value / 1000:,.1f} s"
+        return f"{value / 86_400_000:,.1f} days"
 
     lines = [
         f"consumed {stats.consumed} events in {stats.seconds:.1f}s "
