@@ -45,6 +45,7 @@ def _register() -> None:
     """Attach every sub-command. Each module owns one concept."""
     from mlsd.cli import (
         ab,
+        batch,
         compress,
         demo,
         divergence,
@@ -68,7 +69,7 @@ def _register() -> None:
     rollout.app.command("ab")(ab.ab)
     rollout.app.command("plan")(ab.ab_plan)
     commands = (importing, features, train, registry, compress, rollout, serve, job_worker, lab)
-    for module in (*commands, predictions, monitor, stream):
+    for module in (*commands, predictions, monitor, stream, batch):
         module.register(app)
     app.command("demo")(demo.demo)
 

@@ -2,6 +2,8 @@
 
     mlsd stream publish DATASET [--start DAY --end DAY]   # replay days into `transactions`
     mlsd stream run [--model fraud@champion] [--batch 256] [--max-events N] [--idle-exit S]
+    mlsd stream publish-labels DATASET [--until TIME]     # delayed labels into `labels`
+    mlsd stream labels [--max-events N] [--idle-exit S]   # join them to decisions: label table
 
 The event log is `MLSD_EVENT_LOG` ('' = the embedded SQLite log in MLSD_HOME; redis://,
 nats://, kafka://): see docs/streaming.md.
@@ -11,9 +13,14 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from mlsd.streaming.processor import StreamStats
 
 app = typer.Typer(help="The event log and the stream processor (docs/streaming.md).")
 
@@ -124,13 +131,109 @@ def run(
         stats = processor.stats
     finally:
         close()
-    typer.echo(
+    typer.echo(describe_stats(stats))
+
+
+def describe_stats(stats: StreamStats) -> str:
+    """The run's figures, overall and by partition (no latency figure when nothing came)."""
+
+    def ms(value: float | None) -> str:  # a replay's latency is the payments' age: days
+        if value is None:
+            return "-"
+        if value < 10_000:
+            return f"{value:,.0f} ms"
+        if value < 7_200_000:
+            return f"{value / 1000:,.1f} s"
+        return f"{value / 86_400_000:,.1f} days"
+
+    lines = [
         f"consumed {stats.consumed} events in {stats.seconds:.1f}s "
         f"({stats.events_per_s:,.0f}/s): {stats.scored} decisions, "
         f"{stats.dead_lettered} dead letters, {stats.batches} batches; "
-        f"event time to commit p50 {stats.latency_ms(0.5):,.0f} ms, "
-        f"p99 {stats.latency_ms(0.99):,.0f} ms"
+        f"event time to decision p50 {ms(stats.decision_latency_ms(0.5))}, "
+        f"p99 {ms(stats.decision_latency_ms(0.99))}; to commit p50 {ms(stats.latency_ms(0.5))}, "
+        f"p99 {ms(stats.latency_ms(0.99))}"
+    ]
+    for partition, part in sorted(stats.partitions.items()):
+        lines.append(f"  partition {partition}: {part.events} events, {part.events_per_s:,.0f}/s")
+    return "\n".join(lines)
+
+
+@app.command("publish-labels")
+def publish_labels(
+    dataset: Path = typer.Argument(..., help="A dataset folder (mlsd simulate / mlsd import)."),
+    start: str | None = typer.Option(None, "--start", help="First day of payments, YYYY-MM-DD."),
+    end: str | None = typer.Option(None, "--end", help="Last day of payments (inclusive)."),
+    until: str | None = typer.Option(
+        None, "--until", help="Only labels known by this ISO time (default: all)."
+    ),
+    topic: str = typer.Option("labels", "--topic", help="Feedback topic."),
+    partitions: int = typer.Option(4, "--partitions", min=1, max=1024, help="If created."),
+) -> None:
+    """Publish each transaction's fraud label, stamped with the time it becomes known
+    (LABEL_AVAILABLE_AT), in that order."""
+    from mlsd.data.io import read_transactions
+    from mlsd.settings import get_settings
+    from mlsd.streaming import open_event_log
+    from mlsd.streaming.labels import publish_labels as publish
+
+    limit = _utc_time(until, "until") if until is not None else None
+    frame = read_transactions(dataset, start, end)
+    log = open_event_log(get_settings())
+    try:
+        n = publish(log, frame, topic, partitions, limit)
+    finally:
+        log.close()
+    typer.echo(f"published {n} labels to {topic!r} ({log.name} event log)")
+
+
+@app.command("labels")
+def labels(
+    topic: str = typer.Option("labels", "--topic", help="Feedback topic to consume."),
+    decisions: str = typer.Option("decisions", "--decisions", help="Topic of the decisions."),
+    group: str = typer.Option("mlsd-labels", "--group", help="Consumer group."),
+    max_events: int | None = typer.Option(None, "--max-events", min=1, help="Stop after N."),
+    idle_exit: float | None = typer.Option(
+        None, "--idle-exit", min=0.1, help="Stop after this many seconds without a label."
+    ),
+) -> None:
+    """Join delayed labels to the decisions by transaction id into the label table
+    (MLSD_HOME/labels, one row per transaction, read by monitoring)."""
+    from mlsd.monitoring.label_table import LabelTable
+    from mlsd.settings import get_settings
+    from mlsd.streaming import open_event_log
+    from mlsd.streaming.labels import LabelConsumer
+
+    settings = get_settings()
+    log = open_event_log(settings)
+    table = LabelTable(settings.path("labels"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        consumer = LabelConsumer(log, table, topic=topic, decisions=decisions, group=group)
+        try:
+            stats = consumer.run(stop, max_events=max_events, idle_exit_s=idle_exit)
+        except KeyboardInterrupt:
+            stats = consumer.stats
+        finally:
+            consumer.close()
+    finally:
+        log.close()
+    typer.echo(
+        f"{stats.labels} labels into {table.folder}: {stats.joined} rows joined to their "
+        f"decision, {stats.waiting} waiting for one, {stats.dead_lettered} dead letters "
+        f"({stats.decisions_seen} decisions read)"
     )
+
+
+def _utc_time(value: str, name: str) -> datetime:
+    from mlsd.errors import ValidationError
+
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"--{name} {value!r} is not an ISO time", field=name) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def register(root: typer.Typer) -> None:

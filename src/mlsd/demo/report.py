@@ -100,7 +100,8 @@ def replay_intro(traffic: pd.DataFrame, seconds: float | None, speedup: float | 
         f"[bold]replay the held-out days[/]: {len(traffic):,} transactions "
         f"{first} .. {last}, their own customers, terminals and times, {pace}, until "
         f"{until}. Before each wave is sent its feature updates are pushed into the "
-        "online store (the stream processor's job). Client-side figures each second:"
+        "online store (the job of streaming window features, not built yet: mlsd's stream "
+        "processor reads the store). Client-side figures each second:"
     )
 
 
@@ -128,6 +129,33 @@ def serving(figures: dict[str, Any]) -> Table:
             "store unavailable": f"{figures['unavailable']:,} requests",
             "degraded (any of the above)": f"{figures['degraded']:,} requests",
             "prediction cache hit rate": _pct(figures["cache_hit_rate"]),
+        },
+    )
+
+
+def streaming(f: dict[str, Any]) -> Table:
+    """The streaming stage's figures, each saying what it counts."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f} ms"
+
+    parts = ", ".join(f"{p}: {n:,}" for p, n in f["per_partition"].items())
+    return table(
+        "stream processor (embedded event log, figures read back from the log)",
+        {
+            "events published": f"{f['events']:,}: the first {f['transactions']:,} held-out "
+            f"transactions, in {f['waves']:,} waves (no card or terminal twice in one), "
+            f"and {f['malformed_sent']} deliberately malformed",
+            "events/s": f"{f['events_per_s']:,.0f} including the feature writes and "
+            f"publishing; the processor alone {f['processor_events_per_s']:,.0f}/s, its "
+            f"batches the waves ({f['events'] / max(f['waves'], 1):,.0f} events on average); "
+            f"{f['cpu_s_per_million']:,.0f} CPU s per million events for the whole process",
+            "end to end (publish → decision)": f"p50 {ms(f['e2e_p50_ms'])}, "
+            f"p99 {ms(f['e2e_p99_ms'])}",
+            "decisions published": f"{f['decisions_published']:,} ({f['decided_fraud']:,} "
+            "fraud), on the decisions topic",
+            "dead letters": f"{f['dead_letters']:,} on the dead-letter topic, with the reason",
+            "by input partition": f"{parts}; left to consume: {f['lag_left']:,}",
         },
     )
 

@@ -4,7 +4,8 @@ simulate (history + held-out days) -> features (build, materialize, parity) -> t
 register + promote -> serve and replay the held-out days, their feature updates pushed
 into the online store as they go (until the days end, `--for` seconds pass, or Ctrl-C)
 -> what the prediction log and the true labels say -> a canary promoting a challenger
-and one rolling a bad challenger back.
+and one rolling a bad challenger back. Before the HTTP replay, the first held-out
+transactions also go through the embedded event log and the stream processor.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from mlsd.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from mlsd.demo.feed import FeatureFeed
 
 console = Console()
 DATASET = "datasets/demo"
@@ -156,6 +159,7 @@ def _serve(
             "compute the held-out days' feature updates",
             lambda: FeatureFeed.open(store, dataset, replay),
         )
+        stream = _stream(settings, feed, traffic)
         console.print(report.replay_intro(traffic, seconds, speedup))
         figures = demo_step(
             settings,
@@ -169,7 +173,21 @@ def _serve(
     finally:
         store.close()
     console.print(report.serving(figures))
+    figures["stream"] = stream
     return figures, traffic
+
+
+def _stream(settings: Settings, feed: FeatureFeed, traffic: pd.DataFrame) -> dict[str, Any]:
+    """The held-out days through the embedded event log and the stream processor."""
+    from mlsd.demo.feed import FeatureFeed
+    from mlsd.streaming.demo import demo_step
+
+    figures: dict[str, Any] = _stage(
+        "stream the held-out days through the event log and the processor",
+        lambda: demo_step(settings, traffic, lambda store: FeatureFeed(store, feed.rows).push),
+    )
+    console.print(report.streaming(figures))
+    return figures
 
 
 def _outcomes(

@@ -1,7 +1,7 @@
 """The prediction log as a scoring observer: one record per scored row, every entry point.
 
-Each record names its request, the entry point (`score`, `v2`, `job`, `stream`), the variant
-and version that answered, the feature values the model saw, score, decision, threshold,
+Each record names its request, the entry point (`score`, `v2`, `job`, `stream`, `batch`),
+the variant and version that answered, the feature values the model saw, score, decision, threshold,
 latency, and, for raw transactions, the transaction and its entity keys, so offline
 comparison, drift and audits need nothing else. Critical: a request whose records cannot be
 appended fails rather than answering without a trace.

@@ -20,8 +20,9 @@ from mlsd.data.transaction import Transaction
 from mlsd.errors import IntegrityError
 from mlsd.inference.spec import LoadedModel
 
-#: The entry points that score: REST v1, Open Inference Protocol V2, async jobs, streams.
-Entry = Literal["score", "v2", "job", "stream"]
+#: The entry points that score: REST v1, Open Inference Protocol V2, async jobs, streams,
+#: and the nightly batch (`mlsd score-batch`).
+Entry = Literal["score", "v2", "job", "stream", "batch"]
 #: A primary answers the caller; a shadow is scored on the side and never answers.
 Role = Literal["primary", "shadow"]
 

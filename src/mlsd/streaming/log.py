@@ -88,6 +88,11 @@ class Consumer(Protocol):
         (Kafka: over the partitions assigned to it, from the watermarks its fetches saw)."""
         ...
 
+    def lag_by_partition(self) -> dict[str, int]:
+        """`lag()` by partition (`"0"`, `"1"` ...; they sum to it). NATS keeps one consumer
+        per topic and reports one figure, under `"all"`."""
+        ...
+
     def close(self) -> None:
         """Leave the group; events polled and not committed go to the other members."""
         ...

@@ -314,21 +314,24 @@ class KafkaConsumer:
     def lag(self) -> int:
         """Over the assigned partitions: the high watermark this consumer's fetches saw
         (not ListOffsets': Tansu's lags a batch) less the committed offset."""
+        return sum(self.lag_by_partition().values())
+
+    def lag_by_partition(self) -> dict[str, int]:
         ck = self._log._ck
         assigned = self._client.assignment()
         if not assigned:
-            return 0
+            return {}
         try:
             committed = self._client.committed(assigned, timeout=self._log.timeout)
         except ck.KafkaException as exc:
             raise UnavailableError(f"Kafka committed offsets of {self.topic!r}: {exc}") from exc
-        total = 0
+        out: dict[str, int] = {}
         for tp in committed:
             low, high = self._client.get_watermark_offsets(tp, cached=True)
             if high < 0:  # nothing fetched yet: ask the broker
                 low, high = self._client.get_watermark_offsets(tp, timeout=self._log.timeout)
-            total += max(0, high - (tp.offset if tp.offset >= 0 else low))
-        return total
+            out[str(tp.partition)] = max(0, high - (tp.offset if tp.offset >= 0 else low))
+        return out
 
     def close(self) -> None:
         if not self._closed:

@@ -261,12 +261,16 @@ class RedisConsumer:
 
     def lag(self) -> int:
         """Per stream, the group's undelivered entries (`lag`) plus its pending ones."""
-        total = 0
-        for key in self._streams:
+        return sum(self.lag_by_partition().values())
+
+    def lag_by_partition(self) -> dict[str, int]:
+        out = {}
+        for part, key in enumerate(self._streams):
+            out[str(part)] = 0
             for info in self._log.call(self._log.client.xinfo_groups, key):
                 if info["name"].decode() == self.group:
-                    total += int(info.get("lag") or 0) + int(info["pending"])
-        return total
+                    out[str(part)] += int(info.get("lag") or 0) + int(info["pending"])
+        return out
 
     def close(self) -> None:
         """Leave. Pending entries stay with this member until another takes them over

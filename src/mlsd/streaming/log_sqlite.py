@@ -363,9 +363,12 @@ class SqliteConsumer:
         return self._log._commit(self.topic, self.group, self._member, events)
 
     def lag(self) -> int:
+        return sum(self.lag_by_partition().values())
+
+    def lag_by_partition(self) -> dict[str, int]:
         heads = {p: self._log._head(self.topic, p) for p in range(self._log.partitions(self.topic))}
         committed = self._log.committed(self.topic, self.group)
-        return sum(head - committed.get(p, 0) for p, head in heads.items())
+        return {str(p): head - committed.get(p, 0) for p, head in heads.items()}
 
     def close(self) -> None:
         self._log._release(self.topic, self.group, self._member)

@@ -1,9 +1,11 @@
 """Prometheus metrics of a stream processor, in the registry it is given.
 
-Counters of events by outcome, batch time (poll to commit), latency from the event's
-time to its commit, and the group's lag (events not committed yet), read from the log
-at most every `lag_every_s` since it costs a broker round trip. No label carries an
-entity: only the outcome.
+Counters of events by outcome and by partition (`rate()` of the latter is the events/s of
+each partition), batch time (poll to decisions published), two latencies by partition:
+event time to the decision published (end to end) and to its commit, and the group's lag
+by partition (events not committed yet), read from the log at most every `lag_every_s`
+since it costs a broker round trip. No label carries an entity: only the outcome and the
+partition (NATS reports its lag under `partition="all"`: one consumer per topic).
 """
 
 from __future__ import annotations
@@ -45,15 +47,31 @@ class StreamMetrics:
             buckets=BATCH_BUCKETS,
             registry=r,
         )
+        self.partition_events = Counter(
+            "mlsd_stream_partition_events_total",
+            "Events processed and committed, by input partition (rate() is events/s).",
+            ["partition"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "mlsd_stream_decision_latency_seconds",
+            "End to end: event time (the payment) to its decision published, by partition.",
+            ["partition"],
+            buckets=EVENT_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.event_latency = Histogram(
             "mlsd_stream_event_latency_seconds",
-            "Event time (the payment) to the commit of its decision.",
+            "Event time (the payment) to the commit of its decision, by partition.",
+            ["partition"],
             buckets=EVENT_LATENCY_BUCKETS,
             registry=r,
         )
         self.lag = Gauge(
             "mlsd_stream_lag_events",
-            "Events of the input topic the group has not committed (as this member sees).",
+            "Events of the input topic the group has not committed (as this member sees), "
+            "by partition.",
+            ["partition"],
             registry=r,
         )
         self.lag_every_s = lag_every_s

@@ -40,7 +40,7 @@ from mlsd.inference.pipeline import ScoringPipeline
 from mlsd.predlog import PredictionLog
 from mlsd.predlog.record import PredictionRecord
 from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
-from mlsd.streaming.log import Event, EventLog, Record, now_ms
+from mlsd.streaming.log import Event, EventLog, Record, by_partition, now_ms
 from mlsd.streaming.metrics import StreamMetrics
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,24 @@ class StreamConfig:
 
 
 @dataclass
+class PartitionStats:
+    """What one input partition gave: events committed, and when the first and last came."""
+
+    events: int = 0
+    first_s: float = 0.0  # monotonic time of its first committed batch
+    last_s: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        """Committed events per second between its first and last commit (0 if one)."""
+        span = self.last_s - self.first_s
+        return self.events / span if span > 0 else 0.0
+
+
+@dataclass
 class StreamStats:
-    """What a processor did: counts, and latency from event time to commit (ms)."""
+    """What a processor did: counts, and latencies from event time (ms) to the decision
+    published (end to end) and to the batch committed."""
 
     consumed: int = 0  # events processed and committed
     scored: int = 0
@@ -85,15 +101,21 @@ class StreamStats:
     seconds: float = 0.0
     #: the latest 100,000 latencies (a long run keeps the histogram, not every figure)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
+    decision_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000), repr=False)
+    partitions: dict[int, PartitionStats] = field(default_factory=dict)
 
     @property
     def events_per_s(self) -> float:
         """Consumed events per second of running."""
         return self.consumed / self.seconds if self.seconds > 0 else 0.0
 
-    def latency_ms(self, q: float) -> float:
-        """The q-quantile of event time → batch committed, in ms (nan if none)."""
-        return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+    def latency_ms(self, q: float) -> float | None:
+        """The q-quantile of event time → batch committed, in ms (None if no event)."""
+        return float(np.quantile(self.latencies_ms, q)) if self.latencies_ms else None
+
+    def decision_latency_ms(self, q: float) -> float | None:
+        """The q-quantile of event time → decision published, in ms (None if none)."""
+        return float(np.quantile(self.decision_ms, q)) if self.decision_ms else None
 
 
 class _TrackingSink:
@@ -166,6 +188,7 @@ class StreamProcessor:
         decisions = self._score(txs, by_id, dead)
         if decisions:
             self.events.publish(self.config.output_topic, decisions)
+            self._published(decisions, by_id)
         if dead:
             self.events.publish(self.config.dead_letter_topic, dead)
         self._uncommitted.append(batch)
@@ -177,6 +200,19 @@ class StreamProcessor:
         if len(self._uncommitted) >= self.config.commit_batches:
             self.commit()
         return len(batch)
+
+    def _published(self, decisions: list[Record], by_id: dict[int, Event]) -> None:
+        """End-to-end latency of each decision just published: its event's time to now."""
+        done = now_ms()
+        histogram = self.metrics.decision_latency
+        by_partition: dict[int, list[float]] = {}
+        for event in by_id.values():
+            by_partition.setdefault(event.partition, []).append(float(done - event.timestamp_ms))
+        for partition, latencies in by_partition.items():
+            observe = histogram.labels(str(partition)).observe
+            for ms in latencies:
+                observe(ms / 1000.0)
+            self.stats.decision_ms.extend(latencies)
 
     def commit(self) -> None:
         """Commit the processed batches, once the prediction log holds their records."""
@@ -193,18 +229,32 @@ class StreamProcessor:
         if not self.consumer.commit(events):
             self.stats.not_held += 1
             self.metrics.lost_batches.inc()
-        done = now_ms()
-        latencies = [float(done - e.timestamp_ms) for e in events]
-        self.stats.latencies_ms.extend(latencies)
-        observe = self.metrics.event_latency.observe
-        for ms in latencies:
-            observe(ms / 1000.0)
+        done, clock = now_ms(), time.monotonic()
+        for partition, mine in by_partition(events).items():
+            latencies = [float(done - e.timestamp_ms) for e in mine]
+            self.stats.latencies_ms.extend(latencies)
+            observe = self.metrics.event_latency.labels(str(partition)).observe
+            for ms in latencies:
+                observe(ms / 1000.0)
+            self.metrics.partition_events.labels(str(partition)).inc(len(mine))
+            part = self.stats.partitions.get(partition)
+            if part is None:
+                part = self.stats.partitions[partition] = PartitionStats(first_s=clock)
+            part.events += len(mine)
+            part.last_s = clock
         self.metrics.batches.inc(len(self._uncommitted))
         if self.metrics.lag_due():
-            self.metrics.lag.set(self.consumer.lag())
+            self.read_lag()
         self.stats.consumed += len(events)
         self.stats.batches += len(self._uncommitted)
         self._uncommitted = []
+
+    def read_lag(self) -> dict[str, int]:
+        """Read the group's lag by partition from the log into the gauge; the figures."""
+        lags = self.consumer.lag_by_partition()
+        for partition, lag in lags.items():
+            self.metrics.lag.labels(partition).set(lag)
+        return lags
 
     def _score(
         self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
@@ -264,6 +314,7 @@ class StreamProcessor:
                 elif idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
             self.commit()
+            self.read_lag()  # the gauge ends on what is left, whenever it was last read
         finally:
             self.stats.seconds += time.perf_counter() - started
         return self.stats

@@ -31,16 +31,19 @@ def open_processor(
     model_ref: str = "fraud@champion",
     *,
     follow_alias: bool = True,
+    features: FeatureStore | None = None,
 ) -> tuple[StreamProcessor, Callable[[], None]]:
     """A processor on the backends `settings` names, and the function that closes it all
     (leaves the group, stops the alias watcher, flushes the prediction log). Its metrics
-    and the scoring pipeline's share one Prometheus registry, `processor.metrics.registry`."""
+    and the scoring pipeline's share one Prometheus registry, `processor.metrics.registry`.
+    `features`, when given, is the feature store it reads (the caller closes it)."""
     name, alias, version = parse_ref(model_ref)
     with ExitStack() as stack:
         events = open_event_log(settings)
         stack.callback(events.close)
-        features = FeatureStore.open(settings, read_timeout=1.0)
-        stack.callback(features.close)
+        if features is None:
+            features = FeatureStore.open(settings, read_timeout=1.0)
+            stack.callback(features.close)
         registry = Registry.open(settings)
         stack.callback(registry.close)
         host = ModelHost(registry, served_views=features.view_versions)

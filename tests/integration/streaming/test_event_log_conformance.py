@@ -173,7 +173,7 @@ def test_bad_input_is_a_clear_error(harness: Harness) -> None:
         log.consumer(topic, "g", session_timeout_s=0)
 
 
-def _eventually(read: object, want: int, timeout_s: float = 15.0) -> None:
+def _eventually(read: object, want: object, timeout_s: float = 15.0) -> None:
     """`read()` reaches `want` before the deadline (acks and fetches land asynchronously)."""
     deadline = time.monotonic() + timeout_s
     got = read()  # type: ignore[operator]
@@ -200,6 +200,13 @@ def test_lag_counts_what_the_group_has_not_committed(harness: Harness) -> None:
     }
     left = sum(1 for e in got if e.offset > committed_through.get(e.partition, -1))
     _eventually(member.lag, left)
+    by_partition = {
+        str(p): sum(1 for e in got if e.partition == p and e.offset > committed_through.get(p, -1))
+        for p in range(2)
+    }
+    if harness.backend == "nats":  # one durable consumer per topic: one figure
+        by_partition = {"all": left}
+    _eventually(member.lag_by_partition, by_partition)  # type: ignore[arg-type]
     assert member.commit(got)
     _eventually(member.lag, 0)
     harness.log.publish(topic, records(5, start=30, keys=6))

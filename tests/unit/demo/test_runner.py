@@ -44,6 +44,7 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
         "features",
         "train, register",
         "alias history",
+        "stream processor (embedded event log, figures read back from the log)",
         "replay the held-out days",
         "serving (measured by the demo's client)",
         "prediction log",
@@ -66,6 +67,34 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
     canaries = json.loads((demo / "reports" / "demo-replay.json").read_text())["rollouts"]
     outcomes = [(c["outcome"], c["failed requests"]) for c in canaries["canaries"]]
     assert outcomes == [("promoted", 0), ("rolled_back", 0)], canaries
+
+
+@pytest.mark.slow
+def test_the_stream_stage_reports_what_the_log_holds(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """Every streamed transaction decided once on the decisions topic, the malformed
+    events dead-lettered, nothing left to consume; each prediction logged as `stream`."""
+    home, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = demo_settings(Settings(home=home))
+    stream = json.loads(settings.path(REPORT).read_text())["serving"]["stream"]
+    n = stream["transactions"]
+    assert n > 100
+    assert stream["events"] == n + stream["malformed_sent"] == stream["consumed"]
+    assert stream["decisions_published"] == n
+    assert stream["dead_letters"] == stream["malformed_sent"] == 3
+    assert stream["lag_left"] == 0
+    assert sum(stream["per_partition"].values()) == stream["events"]
+    assert 0 < stream["e2e_p50_ms"] <= stream["e2e_p99_ms"]
+    plog = make_prediction_log(settings)
+    try:
+        frame = plog.read()
+    finally:
+        plog.close()
+    streamed = frame[frame["endpoint"] == "stream"]
+    assert streamed["transaction_id"].nunique() == n
+    assert f"{stream['decisions_published']:,} ({stream['decided_fraud']:,} fraud)" in proc.stdout
 
 
 @pytest.mark.slow

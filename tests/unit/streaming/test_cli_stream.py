@@ -56,3 +56,45 @@ def test_errors_are_one_line_and_an_exit_code(
     assert _run(["stream", "run"], monkeypatch) == 2
     assert "MLSD_EVENT_LOG" in capsys.readouterr().err
     assert _run(["stream", "run", "--batch", "0"], monkeypatch) == 2
+
+
+def test_labels_published_then_joined_into_the_label_table(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No decision on the topic yet: every label is written, waiting for its decision."""
+    from mlsd.data.io import read_transactions
+    from mlsd.monitoring.label_table import LabelTable
+
+    dataset = home.parent / "dataset"
+    argv = ["simulate", "--out", str(dataset), "--customers", "20", "--terminals", "30"]
+    assert _run([*argv, "--days", "2"], monkeypatch) == 0
+    frame = read_transactions(dataset)
+    until = frame["LABEL_AVAILABLE_AT"].sort_values().iloc[len(frame) // 2]
+    assert _run(["stream", "publish-labels", str(dataset), "--until", until.isoformat()],
+                monkeypatch) == 0  # fmt: skip
+    published = int(capsys.readouterr().out.split("published ")[1].split()[0])
+    assert published == int((frame["LABEL_AVAILABLE_AT"] <= until).sum())
+    assert _run(["stream", "labels", "--idle-exit", "0.5"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert f"{published} labels into" in out
+    assert f"0 rows joined to their decision, {published} waiting" in out
+    table = LabelTable(home / "labels").read()
+    assert len(table) == published
+    assert table["decision"].isna().all()
+    assert _run(["stream", "publish-labels", str(dataset), "--until", "yesterday"],
+                monkeypatch) == 2  # fmt: skip
+    assert "--until" in capsys.readouterr().err
+
+
+def test_score_batch_refuses_a_dataset_its_features_were_not_built_from(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset = home.parent / "dataset"
+    argv = ["simulate", "--out", str(dataset), "--customers", "10", "--terminals", "10"]
+    assert _run([*argv, "--days", "1"], monkeypatch) == 0
+    assert _run(["features", "apply"], monkeypatch) == 0
+    assert _run(["score-batch", str(dataset)], monkeypatch) == 4
+    err = capsys.readouterr().err
+    assert "mlsd features build" in err
+    assert "Traceback" not in err
+    assert _run(["score-batch", str(home / "nowhere")], monkeypatch) == 3

@@ -75,9 +75,25 @@ def test_scores_publishes_dead_letters_and_commits(settings: Settings, events: E
     sample = processor.metrics.registry.get_sample_value
     assert sample("mlsd_stream_events_total", {"outcome": "decided"}) == 40
     assert sample("mlsd_stream_events_total", {"outcome": "dead_letter"}) == 3
-    assert sample("mlsd_stream_event_latency_seconds_count") == 43
+    from mlsd.streaming import partition_for
+
+    used = sorted({str(partition_for(str(c), 2)) for c in (1, 2)})  # the keys' partitions
+
+    def total(name: str) -> float:
+        return sum(sample(name, {"partition": p}) or 0.0 for p in used)
+
+    assert total("mlsd_stream_event_latency_seconds_count") == 43
+    # end to end (event time to decision published): the 40 decided events only
+    assert total("mlsd_stream_decision_latency_seconds_count") == 40
+    assert total("mlsd_stream_partition_events_total") == 43
+    assert {str(p): part.events for p, part in stats.partitions.items()} == {
+        p: sample("mlsd_stream_partition_events_total", {"partition": p}) for p in used
+    }
     assert sample("mlsd_stream_batches_total") == 3  # 43 events in batches of 16
-    assert sample("mlsd_stream_lag_events") is not None
+    assert [sample("mlsd_stream_lag_events", {"partition": p}) for p in ("0", "1")] == [0, 0]
+    p50 = stats.decision_latency_ms(0.5)
+    assert p50 is not None
+    assert p50 > 0
     scored_rows = sum(  # the pipeline's own metrics are in the same registry
         m.value
         for family in processor.metrics.registry.collect()
