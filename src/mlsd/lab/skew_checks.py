@@ -76,19 +76,21 @@ def window_checks(
     profile: ReferenceProfile,
     features: Sequence[str],
     traffic: Traffic,
+    step: int,
     window: int,
 ) -> dict[str, Firing | None]:
-    """Run the streaming checks on each window of `window` rows; the first firing of each."""
+    """Every `step` served rows, run the row checks on those rows and drift on the last
+    `window` (once that many were served); the first firing of each."""
     first: dict[str, Firing | None] = dict.fromkeys(CHECKS[1:], None)
     times = traffic.frame[schema.TX_DATETIME]
     origin = times.iloc[0]
     signature = Signature(list(features), ["float32"] * len(features))
     n = len(traffic.scores)
-    for end in range(window, n + 1, window):
-        lo = end - window
+    for end in range(step, n + 1, step):
         minutes = (times.iloc[end - 1] - origin).total_seconds() / 60.0
         for name in WINDOWED:
-            if first[name] is None:  # a check that fired is not run again
+            lo = end - (window if name == "drift" else step)
+            if first[name] is None and lo >= 0:  # a check that fired is not run again
                 why = _window_check(name, store, profile, signature, traffic, lo, end)
                 first[name] = None if why is None else Firing(end, minutes, why)
     hit = np.flatnonzero(traffic.degraded)
