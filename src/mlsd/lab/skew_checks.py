@@ -38,8 +38,9 @@ WINDOWED = ("skew report", "schema", "drift", "feature status")
 #: ones on more than this share of its rows.
 SKEW_RATE = 0.01
 #: The feature-status check fires when more than this share of a window's rows were served
-#: a stored feature missing, expired or from the future.
-NOT_SERVED_RATE = 0.01
+#: a stored feature missing, expired or from the future (a card unseen for 30 days is one
+#: such row now and then: an alarm on each would be noise).
+NOT_SERVED_RATE = 0.05
 NOT_SERVED = ("missing", "expired", "future", "unavailable")
 #: Calendar flags: any window shorter than a week drifts on them (a Saturday holds only
 #: weekend rows), so the drift check does not read them.
