@@ -19,6 +19,7 @@ EXPERIMENTS: dict[str, str] = {
     "caching": "mlsd.lab.caching:EXPERIMENT",
     "embeddings": "mlsd.lab.embeddings:EXPERIMENT",
     "freshness": "mlsd.lab.freshness:EXPERIMENT",
+    "skew": "mlsd.lab.skew:EXPERIMENT",
 }
 
 

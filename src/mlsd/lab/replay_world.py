@@ -10,7 +10,7 @@ Shared by the experiments that need the whole serving path on real data (`cachin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from mlsd.data.io import write_dataset
 from mlsd.data.simulator import simulate
 from mlsd.features.definitions import FeatureView
 from mlsd.features.handbook import HANDBOOK_FEATURES, HANDBOOK_VIEWS
-from mlsd.features.online import WriteBatch
+from mlsd.features.online import OnlineStore, WriteBatch
 from mlsd.features.pipeline import CREATED_TS, EVENT_TS, connect
 from mlsd.features.store import FeatureStore
 from mlsd.inference.runtimes import OnnxRuntime
@@ -100,11 +100,23 @@ def train_model(
 
 class Replayer:
     """Writes each transaction's own feature rows (from the offline tables) into the online
-    store just before it is scored, as the demo's feed does: no request sees its future."""
+    store just before it is scored, as the demo's feed does: no request sees its future.
 
-    def __init__(self, store: FeatureStore, start: datetime, end: datetime) -> None:
+    `online` is the store written (default: the feature store's own); it is materialized up
+    to `start` first.
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        start: datetime,
+        end: datetime,
+        online: OnlineStore | None = None,
+    ) -> None:
         self.store = store
-        self._rows: list[tuple[str, str, str, pd.DataFrame]] = []
+        self.online = online or store.online
+        #: per view: (name, version, join key, {(key, event µs): (created µs, values (1, f))})
+        self._rows: list[tuple[str, str, str, dict[tuple[int, int], _Stored]]] = []
         con = connect()
         try:
             for req in store.batch_requests():
@@ -114,35 +126,45 @@ class Replayer:
                     f"SELECT {key} AS k, epoch_us({EVENT_TS}) AS e, epoch_us({CREATED_TS}) AS c, "
                     f"{cols} FROM ({store.offline.table_sql(req.view, req.version)}) "
                     f"WHERE {EVENT_TS} >= make_timestamptz({_us(start)}) "
-                    f"AND {EVENT_TS} < make_timestamptz({_us(end)})"
+                    f"AND {EVENT_TS} < make_timestamptz({_us(end)}) ORDER BY k, e, c"
                 ).df()
-                indexed = frame.set_index(["k", "e"]).sort_index()
-                self._rows.append((req.view.name, req.version, key, indexed))
+                values = frame[list(req.view.features)].to_numpy(dtype=np.float64)
+                rows: dict[tuple[int, int], _Stored] = {}
+                for i, (k, e, c) in enumerate(
+                    zip(frame["k"].tolist(), frame["e"].tolist(), frame["c"].tolist(), strict=True)
+                ):  # ordered by created time: the latest row of a (key, event) is kept
+                    rows[(int(k), int(e))] = (int(c), np.ascontiguousarray(values[i : i + 1]))
+                self._rows.append((req.view.name, req.version, key, rows))
         finally:
             con.close()
-        self.store.materialize(end=start)
+        self.store.materialize(end=start, online=self.online)
 
-    def before(self, customer: int, terminal: int, when_us: int) -> None:
-        """Write the rows of the transaction of `customer` at `terminal` at `when_us`."""
+    def before(
+        self, customer: int, terminal: int, when_us: int, views: Collection[str] | None = None
+    ) -> None:
+        """Write the rows of the transaction of `customer` at `terminal` at `when_us` (of
+        the views named in `views`; default: every batch view)."""
         batches = []
         keys = {schema.CUSTOMER_ID: customer, schema.TERMINAL_ID: terminal}
-        for view, version, join_key, frame in self._rows:
-            key = keys[join_key]
-            try:
-                row: Any = frame.loc[(key, when_us)]
-            except KeyError:
+        for view, version, join_key, rows in self._rows:
+            if views is not None and view not in views:
                 continue
-            if isinstance(row, pd.DataFrame):
-                row = row.iloc[-1]
-            values = np.ascontiguousarray(row.to_numpy(dtype=np.float64)[1:][None, :])
+            key = keys[join_key]
+            found = rows.get((key, when_us))
+            if found is None:
+                continue
             batches.append(
                 WriteBatch(
                     view, version, np.array([key], np.int64), np.array([when_us], np.int64),
-                    np.array([int(row.iloc[0])], np.int64), values,
+                    np.array([found[0]], np.int64), found[1],
                 )
             )  # fmt: skip
         if batches:
-            self.store.online.write(batches)
+            self.online.write(batches)
+
+
+#: A stored row of the replay: its created time (µs) and values (1, f).
+_Stored = tuple[int, np.ndarray]
 
 
 def _us(when: datetime) -> int:
