@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from mlsd.cli.main import app
 from mlsd.errors import NotFoundError
-from mlsd.lab import EXPERIMENTS, experiment_named, run_experiment
+from mlsd.lab import EXPERIMENTS, experiment_named
+from tests.unit.lab.conftest import QuickRun
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
-def test_every_experiment_answers_with_numbers_quick(name: str, tmp_path: Path) -> None:
-    report = run_experiment(name, tmp_path, quick=True)
+def test_every_experiment_answers_with_numbers_quick(name: str, quick_report: QuickRun) -> None:
+    report = quick_report(name)
     text = report.read_text(encoding="utf-8")
     experiment = experiment_named(name)
     assert experiment.question in text

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlsd.lab import run_experiment
 from mlsd.lab.skew import SKEWS
+from tests.unit.lab.conftest import QuickRun
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    home: Path = tmp_path_factory.mktemp("skew")
-    report = run_experiment("skew", home, quick=True)
+def outcomes(quick_report: QuickRun) -> dict[str, dict[str, Any]]:
+    report = quick_report("skew")
     results = json.loads((report.parent / "results.json").read_text())["results"]
     return {o["skew"]: o for o in results["outcomes"]}
 
