@@ -39,7 +39,7 @@ from mlsd.features.offline import (
     request_columns,
 )
 from mlsd.features.online import OnlineStore, SqliteOnlineStore, WriteBatch
-from mlsd.features.pipeline import connect, source_sql, transactions_glob, write_offline
+from mlsd.features.pipeline import connect, view_source_sql, write_offline
 from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
 from mlsd.features.source import dataset_identity, write_source
 from mlsd.features.vectors import OnlineVectors, VectorPlan, request_values
@@ -208,28 +208,36 @@ class FeatureStore:
 
     # offline -----------------------------------------------------------------------------
 
-    def build(self, dataset_dir: Path) -> BuildReport:
-        """Compute every batch view's offline table from a dataset's transactions."""
+    def build(self, dataset_dir: Path | None = None) -> BuildReport:
+        """Compute every batch view's offline table: from its own source, or from the
+        dataset's transactions (`dataset_dir`, needed when a view reads them)."""
         import time
 
         started = time.perf_counter()
-        source = source_sql(transactions_glob(Path(dataset_dir)))
-        identity = dataset_identity(Path(dataset_dir))
+        batch = [v for v in self._views.values() if v.kind != "request"]
+        reads_dataset = any(v.event_source.kind == "dataset" for v in batch)
+        if reads_dataset and dataset_dir is None:
+            raise ValidationError(
+                "a feature view reads a dataset's transactions: give the dataset folder",
+                field="dataset_dir",
+            )
+        identity = dataset_identity(Path(dataset_dir)) if dataset_dir is not None else None
         created_us = mat.to_us(datetime.now(UTC))
         report = BuildReport()
-        con = connect()
-        for view in self._views.values():
-            if view.kind == "request":
-                continue
-            folder = self.offline.folder(view.name, view.version)
-            old = [p for p in folder.glob("part-*.parquet") if "push" not in p.name]
-            out = folder / f"part-{created_us}.parquet"
-            report.rows[view.name] = write_offline(con, view, source, created_us, out)
-            report.versions[view.name] = view.version
-            write_source(folder, identity)
-            for part in old:  # the new table replaces the old one only once it is written
-                part.unlink()
-        con.close()
+        con = connect(self.settings.duckdb_memory_limit, self.settings.duckdb_threads)
+        try:
+            for view in batch:
+                source = view_source_sql(con, view, dataset_dir)
+                folder = self.offline.folder(view.name, view.version)
+                old = [p for p in folder.glob("part-*.parquet") if "push" not in p.name]
+                out = folder / f"part-{created_us}.parquet"
+                report.rows[view.name] = write_offline(con, view, source, created_us, out)
+                report.versions[view.name] = view.version
+                write_source(folder, view.event_source.identity(identity))
+                for part in old:  # the new table replaces the old one only once it is written
+                    part.unlink()
+        finally:
+            con.close()
         report.seconds = time.perf_counter() - started
         return report
 
