@@ -47,14 +47,27 @@ def _when(value: str | None, name: str) -> Any:
 
 
 @features_app.command("apply")
-def apply() -> None:
-    """Register the handbook feature views; print each view's version (content hash)."""
+def apply(
+    path: Path | None = typer.Argument(
+        None,
+        help="A folder (or .py file) of definitions as Python code: its Entities, Sources "
+        "and FeatureViews are imported, validated and registered together. Default: the "
+        "handbook's views (mlsd/features/handbook.py).",
+    ),
+) -> None:
+    """Register feature views; print each view's version (content hash).
+
+    A bad definition (a missing column, a window with no time column, a type mismatch,
+    a derived feature over an unknown aggregate, two views with one name) is named with
+    its view and field, exit code 2, and nothing is applied.
+    """
     from mlsd.features.store import FeatureStore
 
     store = FeatureStore.open()
     try:
         before = store.view_versions()
-        for name, version in store.apply().items():
+        applied = store.apply() if path is None else store.apply_path(path)
+        for name, version in applied.items():
             note = "" if before.get(name) == version else "  (new version)"
             console.print(f"{name}: {version}{note}")
     finally:

@@ -33,6 +33,9 @@ import numpy as np
 from mlsd.errors import ValidationError
 
 US: Final = timedelta(microseconds=1)
+#: a standard deviation at most this much of max(1, |mean|) is zero: the rounding left by
+#: equal values (a z-score over it would be noise), the same in SQL and Python
+STD_EPS: Final = 1e-9
 
 #: function -> (needs a column, needs a numeric column)
 FUNCTIONS: Final[dict[str, tuple[bool, bool]]] = {
@@ -143,7 +146,8 @@ class Derived:
     """`name = operation(*args)`, args being aggregation names or current-event columns.
 
     - `ratio(a, b)`: a / b, `default` when b is 0 or NULL (a fraud rate over no event: 0);
-    - `zscore(x, mean, std)`: (x - mean) / std, `default` when std is 0 or NULL;
+    - `zscore(x, mean, std)`: (x - mean) / std, `default` when std is NULL or zero (at
+      most `STD_EPS` of max(1, |mean|): equal values leave rounding, not spread);
     - `diff(a, b)`: a - b; `product(a, b)`: a * b.
     """
 
@@ -206,8 +210,8 @@ class Derived:
             return f"CASE WHEN {a[1]} IS NULL OR {a[1]} = 0 THEN {d} ELSE {a[0]} / {a[1]} END"
         if self.operation == "zscore":
             return (
-                f"CASE WHEN {a[2]} IS NULL OR {a[2]} = 0 THEN {d} "
-                f"ELSE ({a[0]} - {a[1]}) / {a[2]} END"
+                f"CASE WHEN {a[2]} IS NULL OR {a[2]} <= {STD_EPS!r} * greatest(1.0, abs({a[1]})) "
+                f"THEN {d} ELSE ({a[0]} - {a[1]}) / {a[2]} END"
             )
         sign = "-" if self.operation == "diff" else "*"
         return f"CAST({a[0]} {sign} {a[1]} AS DOUBLE)"
@@ -227,7 +231,8 @@ def _ratio(v: list[float], d: float) -> float:
 
 
 def _zscore(v: list[float], d: float) -> float:
-    return d if math.isnan(v[2]) or v[2] == 0 else (v[0] - v[1]) / v[2]
+    tiny = math.isnan(v[2]) or v[2] <= STD_EPS * max(1.0, abs(v[1]))
+    return d if tiny else (v[0] - v[1]) / v[2]
 
 
 _PY: Final[dict[str, Callable[[list[float], float], float]]] = {

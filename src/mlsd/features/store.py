@@ -157,10 +157,24 @@ class FeatureStore:
     # definitions -------------------------------------------------------------------------
 
     def apply(self, views: Sequence[FeatureView] = HANDBOOK_VIEWS) -> dict[str, str]:
-        """Register the definitions (default: the handbook's); view name -> version."""
+        """Validate and register the definitions (default: the handbook's); name -> version.
+
+        Every view is checked against its source's columns first (`mlsd.features.repo`):
+        a bad one raises ValidationError naming the view and field, and nothing is applied.
+        """
+        from mlsd.features.repo import validate
+
+        validate(list(views))
         out = self.registry.apply(list(views))
         self._refresh()
         return out
+
+    def apply_path(self, path: Path) -> dict[str, str]:
+        """Import a definitions folder (or file) of Python code, validate it, register it
+        in one transaction (`mlsd.features.repo`); view name -> version."""
+        from mlsd.features.repo import check_repo
+
+        return self.apply(check_repo(Path(path)).views)
 
     def refresh(self) -> dict[str, str]:
         """Re-read the current versions from the registry (another process applied)."""
