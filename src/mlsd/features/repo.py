@@ -101,6 +101,7 @@ def load_repo(path: Path) -> Repo:
     tag = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     repo = Repo(root, files)
     seen: set[int] = set()
+    before = set(sys.modules)
     sys.path.insert(0, str(root))
     try:
         for file in files:
@@ -119,6 +120,10 @@ def load_repo(path: Path) -> Repo:
                 seen.add(id(value))
     finally:
         sys.path.remove(str(root))
+        for name in set(sys.modules) - before:  # the folder's own modules, imported by
+            where = getattr(sys.modules[name], "__file__", None) or ""  # each other: the
+            if Path(where).resolve().is_relative_to(root):  # next load reads them afresh
+                del sys.modules[name]
     return repo
 
 
@@ -254,4 +259,8 @@ def check_repo(path: Path) -> Repo:
     if not repo.views:
         raise ValidationError(f"no FeatureView defined under {repo.root}", field="path")
     validate(repo.views, repo.entities)
+    unique: dict[str, FeatureView] = {}
+    for view in repo.views:  # one view imported by two modules is one view
+        unique.setdefault(view.name, view)
+    repo.views = list(unique.values())
     return repo
