@@ -57,6 +57,7 @@ REQUEST_VIEW: Final = FeatureView(
     transforms=tuple(STANDARD[f] for f in REQUEST_FEATURES),
 )
 
+
 def _customer_aggregations() -> tuple[Aggregation, ...]:
     out: list[Aggregation] = []
     for w, (n, mean) in zip(WINDOWS, _pairs(customer_feature_names()), strict=True):

@@ -12,9 +12,10 @@ sorted by event time (arrival order among equal times).
   more than `span` behind `t_max`) can no longer be placed and is dropped, counted in
   `late_dropped`.
 - `get(key, at)`: every feature of the view for an event of `key` at `at` (at or after
-  the key's latest event: the past before the horizon is expired), from the events seen so far: each aggregation over the events with time in
-  `(at - delay - window, at - delay]`, then each derived feature over the aggregates and
-  the columns of the key's latest event at or before `at` (the current event).
+  the key's latest event: the past before the horizon is expired), from the events seen
+  so far: each aggregation over the events with time in `(at - delay - window, at - delay]`,
+  then each derived feature over the aggregates and the columns of the key's latest event
+  at or before `at` (the current event).
 
 Fed in event-time order, ties in their tie-break order, with `get` right after each
 `update`, it gives each event the batch pipeline's value (`pipeline.view_sql`): an

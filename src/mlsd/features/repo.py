@@ -151,14 +151,20 @@ def _problems(view: FeatureView, cols: dict[str, str]) -> Iterator[tuple[str, st
         if agg.column is None:
             continue
         if agg.column not in cols:
-            yield f"aggregations.{agg.name}.column", (
-                f"aggregation {agg.name!r} reads {agg.column!r}, not a column of "
-                f"source {src.name!r}"
+            yield (
+                f"aggregations.{agg.name}.column",
+                (
+                    f"aggregation {agg.name!r} reads {agg.column!r}, not a column of "
+                    f"source {src.name!r}"
+                ),
             )
         elif FUNCTIONS[agg.function][1] and not cols[agg.column].startswith(_NUMERIC):
-            yield f"aggregations.{agg.name}.column", (
-                f"aggregation {agg.name!r}: {agg.function} needs a number, "
-                f"{agg.column!r} is {cols[agg.column]}"
+            yield (
+                f"aggregations.{agg.name}.column",
+                (
+                    f"aggregation {agg.name!r}: {agg.function} needs a number, "
+                    f"{agg.column!r} is {cols[agg.column]}"
+                ),
             )
     aggs = {a.name for a in view.aggregations}
     for d in view.derived:
@@ -166,13 +172,17 @@ def _problems(view: FeatureView, cols: dict[str, str]) -> Iterator[tuple[str, st
             if arg in aggs:
                 continue
             if arg not in cols:
-                yield f"derived.{d.name}.args", (
-                    f"derived {d.name!r} uses {arg!r}: not an aggregation of the view "
-                    f"nor a column of source {src.name!r}"
+                yield (
+                    f"derived.{d.name}.args",
+                    (
+                        f"derived {d.name!r} uses {arg!r}: not an aggregation of the view "
+                        f"nor a column of source {src.name!r}"
+                    ),
                 )
             elif not cols[arg].startswith(_NUMERIC):
-                yield f"derived.{d.name}.args", (
-                    f"derived {d.name!r} uses column {arg!r} of type {cols[arg]}, not a number"
+                yield (
+                    f"derived.{d.name}.args",
+                    (f"derived {d.name!r} uses column {arg!r} of type {cols[arg]}, not a number"),
                 )
 
 

@@ -150,9 +150,7 @@ class Source:
         renames = ", ".join(f"{_ident(a)} AS {_ident(b)}" for a, b in self.field_mapping)
         return f"SELECT * RENAME ({renames}) FROM ({base})"
 
-    def columns(
-        self, con: duckdb.DuckDBPyConnection, dataset_glob: str | None
-    ) -> dict[str, str]:
+    def columns(self, con: duckdb.DuckDBPyConnection, dataset_glob: str | None) -> dict[str, str]:
         """Column name -> DuckDB type, after mapping (reads metadata, not the data)."""
         try:
             rows = con.execute(f"DESCRIBE {self.relation_sql(con, dataset_glob)}").fetchall()

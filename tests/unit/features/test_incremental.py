@@ -102,18 +102,21 @@ def test_late_events_beyond_the_horizon_are_dropped(events: tuple[pd.DataFrame, 
     row = {schema.CUSTOMER_ID: 1, schema.TERMINAL_ID: 2, schema.TX_AMOUNT: 5.0}
     state.update({**row, schema.TX_DATETIME: t0})
     state.update({**row, schema.TX_DATETIME: t0 - 8 * D})  # span is 7 days: too late
-    assert state.late_dropped == 1 and state.held(1) == 1
+    assert state.late_dropped == 1
+    assert state.held(1) == 1
     state.update({**row, schema.TX_DATETIME: t0 - H})  # late but placeable: inserted in order
-    assert state.held(1) == 2 and state.get(1, t0)["COUNT_M"] == 2.0
+    assert state.held(1) == 2
+    assert state.get(1, t0)["COUNT_M"] == 2.0
 
 
 def test_only_window_views_are_streamable() -> None:
-    assert TERMINAL_VIEW.streamable and not REQUEST_VIEW.streamable
+    assert TERMINAL_VIEW.streamable
+    assert not REQUEST_VIEW.streamable
     with pytest.raises(ValidationError, match="not streamable") as err:
         WindowState(REQUEST_VIEW)
     assert err.value.field == "kind"
     sql = FeatureView("batch_only", CUSTOMER, "sql", ("F",), D,
                       sql="SELECT CUSTOMER_ID, TX_DATETIME, 1.0 AS F FROM {source}")  # fmt: skip
     assert not sql.streamable
-    with pytest.raises(ValidationError, match="event lacks column .TX_DATETIME."):
+    with pytest.raises(ValidationError, match=r"event lacks column .TX_DATETIME."):
         WindowState(_view(Source("p", path=str(Path(__file__))))).update({schema.CUSTOMER_ID: 1})

@@ -40,7 +40,7 @@ spending = FeatureView(
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def payments(tmp_path: Path) -> Path:
     """One Parquet file of payments under its own column names."""
     frame = pd.DataFrame(
@@ -162,7 +162,8 @@ def test_cli_apply_path(home: Path, tmp_path: Path, payments: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(app, ["features", "apply", str(_repo(tmp_path, payments, GOOD))])
     assert out.exit_code == 0, out.output
-    assert "spending: " in out.output and "(new version)" in out.output
+    assert "spending: " in out.output
+    assert "(new version)" in out.output
     bad = _repo(tmp_path, payments, BAD["missing column"][0])
     out = runner.invoke(app, ["features", "apply", str(bad)])
     assert isinstance(out.exception, ValidationError)
@@ -185,4 +186,5 @@ def test_cli_bad_definitions_exit_2_with_the_message(
         run()
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "view 'spending', aggregations.AVG.column" in err and "Traceback" not in err
+    assert "view 'spending', aggregations.AVG.column" in err
+    assert "Traceback" not in err
