@@ -54,6 +54,9 @@ def apply(
         "and FeatureViews are imported, validated and registered together. Default: the "
         "handbook's views (mlsd/features/handbook.py).",
     ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Import and validate PATH, register nothing; print the views."
+    ),
 ) -> None:
     """Register feature views; print each view's version (content hash).
 
@@ -63,6 +66,17 @@ def apply(
     """
     from mlsd.features.store import FeatureStore
 
+    if dry_run:
+        from mlsd.features.handbook import HANDBOOK_VIEWS
+        from mlsd.features.repo import check_repo, validate
+
+        views = list(HANDBOOK_VIEWS) if path is None else check_repo(path).views
+        validate(views)
+        for view in views:
+            stream = "streamable" if view.streamable else "batch only"
+            kind = f"{view.kind}, {stream}" if view.kind in ("window", "sql") else view.kind
+            console.print(f"{view.name}: {view.version}  ({kind}, {len(view.features)} features)")
+        return
     store = FeatureStore.open()
     try:
         before = store.view_versions()
@@ -76,9 +90,14 @@ def apply(
 
 @features_app.command("build")
 def build(
-    dataset: Path = typer.Argument(..., help="Dataset folder (mlsd simulate --out)."),
+    dataset: Path | None = typer.Argument(
+        None,
+        help="Dataset folder (mlsd simulate --out), for views reading a dataset's "
+        "transactions (the handbook's); views with their own source read it in place.",
+    ),
 ) -> None:
-    """Compute the offline feature tables (DuckDB) from a dataset's transactions."""
+    """Compute the offline feature tables (DuckDB, one query per view) from each view's
+    source: a dataset's transactions, Parquet files, a query."""
     from mlsd.features.store import FeatureStore
 
     store = FeatureStore.open()

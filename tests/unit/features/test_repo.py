@@ -164,6 +164,10 @@ def test_cli_apply_path(home: Path, tmp_path: Path, payments: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "spending: " in out.output
     assert "(new version)" in out.output
+    out = runner.invoke(app, ["features", "apply", str(tmp_path / "repo"), "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "spending: " in out.output
+    assert "(window, streamable, 3 features)" in out.output
     bad = _repo(tmp_path, payments, BAD["missing column"][0])
     out = runner.invoke(app, ["features", "apply", str(bad)])
     assert isinstance(out.exception, ValidationError)
