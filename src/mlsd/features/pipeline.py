@@ -72,17 +72,29 @@ def has_ties(con: duckdb.DuckDBPyConnection, view: FeatureView, source: str) -> 
 
     Never for a view whose values are the same for events sharing a time (every window
     delayed, like the terminal risk), nor for a source with no tie-break column (events
-    at one time are peers). More than 1,024 events of one entity at one time is an
-    IntegrityError (the order key has that many slots).
+    at one time are peers; unless the view reads the current event's columns, then such
+    ties are an IntegrityError naming `tie_break`). More than 1,024 events of one entity
+    at one time is an IntegrityError (the order key has that many slots).
     """
     tie = view.event_source.tie_break
-    if not _needs_order(view) or tie is None or view.entity is None:
+    aggs = {a.name for a in view.aggregations}
+    reads_row = any(x not in aggs for d in view.derived for x in d.args)
+    if not _needs_order(view) or (tie is None and not reads_row) or view.entity is None:
         return False
     key, ts = view.entity.join_key, view.event_source.timestamp_field
     rows = con.execute(
         f'SELECT max(n) FROM (SELECT count(*) AS n FROM ({source}) GROUP BY "{key}", "{ts}")'
     ).fetchall()
     most = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    if tie is None:  # peers would get different values (their own columns) at one time
+        if most > 1:
+            raise IntegrityError(
+                f"view {view.name!r} reads the current event's columns and events of one "
+                f"{key} share a time: give source {view.event_source.name!r} a tie_break "
+                "column to order them",
+                field="tie_break",
+            )
+        return False
     if most > TIE_SLOTS:
         raise IntegrityError(
             f"view {view.name!r}: {most} events of one {key} at one time (at most {TIE_SLOTS})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -84,3 +85,22 @@ def test_sources_are_refused_clearly(tmp_path: Path) -> None:
         compute_view_frame(None, _view(Source("empty", path=str(tmp_path))))
     with pytest.raises(ValidationError, match="give a dataset"):
         compute_view_frame(None, _view(Source("transactions", timestamp_field="at")))
+
+
+def test_peers_cannot_feed_a_feature_of_the_current_event() -> None:
+    from mlsd.errors import IntegrityError
+    from mlsd.features.aggregations import Derived
+
+    src = Source.of_frame("peers", _events(), timestamp_field="at",
+                          field_mapping={"uid": "user_id"})  # fmt: skip
+    view = FeatureView(
+        "peer_view", USER, "window", ("SUM_1D", "D"), DAY, source=src,
+        aggregations=(Aggregation("SUM_1D", "sum", "value", DAY),),
+        derived=(Derived("D", "diff", ("value", "SUM_1D")),),
+    )  # fmt: skip
+    assert compute_view_frame(None, view).df()["D"].notna().all()  # no ties: fine
+    tied = _events().assign(at=pd.Timestamp("2024-01-01", tz="UTC"))
+    src = Source.of_frame("peers", tied, timestamp_field="at", field_mapping={"uid": "user_id"})
+    with pytest.raises(IntegrityError, match="give source 'peers' a tie_break") as err:
+        compute_view_frame(None, replace(view, source=src))
+    assert err.value.field == "tie_break"
