@@ -230,7 +230,9 @@ def validate(views: Sequence[FeatureView], entities: Sequence[Entity] = ()) -> N
             try:
                 if src.name not in columns:
                     columns[src.name] = (
-                        dict(DATASET_COLUMNS) if src.kind == "dataset" else src.columns(con, None)
+                        {src.mapping.get(c, c): t for c, t in DATASET_COLUMNS.items()}
+                        if src.kind == "dataset"
+                        else src.columns(con, None)
                     )
             except MlsdError as exc:
                 problems.append((view.name, "source", exc.message))
