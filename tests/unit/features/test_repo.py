@@ -192,3 +192,12 @@ def test_cli_bad_definitions_exit_2_with_the_message(
     err = capsys.readouterr().err
     assert "view 'spending', aggregations.AVG.column" in err
     assert "Traceback" not in err
+
+
+def test_the_handbook_is_a_definitions_file_like_any_other() -> None:
+    from mlsd.features import handbook
+
+    repo = check_repo(Path(handbook.__file__))
+    got = {v.name: v.version for v in repo.views}
+    assert got == {v.name: v.version for v in handbook.HANDBOOK_VIEWS}
+    assert {v.kind for v in repo.views} == {"window", "request"}
