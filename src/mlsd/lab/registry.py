@@ -18,6 +18,7 @@ EXPERIMENTS: dict[str, str] = {
     "shadow-divergence": "mlsd.lab.shadow_divergence:EXPERIMENT",
     "caching": "mlsd.lab.caching:EXPERIMENT",
     "embeddings": "mlsd.lab.embeddings:EXPERIMENT",
+    "silent-degradation": "mlsd.lab.silent_degradation:EXPERIMENT",
 }
 
 

@@ -61,13 +61,18 @@ class FrameLabels:
         missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
         if missing:
             raise ValidationError(f"the label frame lacks {missing}", field="labels")
-        self.frame = frame.loc[:, list(LABEL_COLUMNS)].set_index(schema.TRANSACTION_ID)
+        rows = frame.loc[:, list(LABEL_COLUMNS)]
+        rows = rows.drop_duplicates(schema.TRANSACTION_ID).sort_values(schema.TRANSACTION_ID)
+        self.frame = rows.reset_index(drop=True)
+        self._ids = self.frame[schema.TRANSACTION_ID].to_numpy(dtype=np.int64)
 
     def labels(self, transaction_ids: np.ndarray) -> pd.DataFrame:
-        """Rows of the known ids."""
+        """Rows of the known ids (one binary search per id)."""
         ids = np.asarray(transaction_ids, dtype=np.int64)
-        found = self.frame.index.intersection(pd.Index(ids))
-        return self.frame.loc[found].reset_index()
+        pos = np.searchsorted(self._ids, ids)
+        pos = pos[pos < self._ids.size]
+        pos = np.unique(pos[np.isin(self._ids[pos], ids)])
+        return self.frame.iloc[pos].reset_index(drop=True)
 
 
 class DatasetLabels(FrameLabels):
@@ -83,11 +88,14 @@ class DatasetLabels(FrameLabels):
 
 @dataclass(frozen=True)
 class Reference:
-    """What a version brings to its evaluation: calibration, threshold, registered AUC."""
+    """What a version brings to its evaluation: calibration, threshold, reference figures."""
 
     calibration: CalibrationProfile | None
     threshold: float | None
-    reference_auc: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Reference values by metric name ("auc", "average_precision", "recall",
+    "estimated_auc"): what a trigger's `max_drop` compares with (the registered test /
+    validation figures; the estimate of the profile's 1,001 test-score quantiles)."""
     estimate_state: str = "ok"
     """"ok", "no_profile" or "no_calibration"."""
 
@@ -113,15 +121,25 @@ class RegistryReferences:
         if key not in self._cache:
             mv = self.registry.get(model, version)  # NotFoundError for an unknown version
             threshold = None if mv.threshold is None else float(mv.threshold.value)
-            auc = mv.metrics.get("auc_roc")
+            validation = {} if mv.threshold is None else mv.threshold.validation
+            found = {
+                "auc": mv.metrics.get("auc_roc"),
+                "average_precision": mv.metrics.get("average_precision"),
+                "recall": validation.get("recall"),
+            }
+            metrics = {k: float(v) for k, v in found.items() if v is not None}
             try:
                 profile = self.registry.reference_profile(mv)
             except MissingProfileError:
-                self._cache[key] = Reference(None, threshold, auc, "no_profile")
+                self._cache[key] = Reference(None, threshold, metrics, "no_profile")
             else:
                 cal = profile.calibration
                 state = "ok" if cal is not None else "no_calibration"
-                self._cache[key] = Reference(cal, threshold, auc, state)
+                if cal is not None and len(profile.score_quantiles) > 1:  # the test scores
+                    own = estimate(cal, np.asarray(profile.score_quantiles)).auc
+                    if own is not None:
+                        metrics["estimated_auc"] = own
+                self._cache[key] = Reference(cal, threshold, metrics, state)
         return self._cache[key]
 
 
@@ -147,6 +165,8 @@ class WindowPerformance:
     top_k: int
     blocks: int
     block_precision: float | None
+    recall: float | None
+    """Share of the labelled frauds that were blocked (None: no fraud labelled)."""
     fraud_eur: float
     fraud_eur_blocked: float
     label_lag_seconds: float | None
@@ -156,7 +176,8 @@ class WindowPerformance:
     estimated: Estimate | None
     estimated_on_labelled: float | None
     """The estimate's AUC on the labelled rows only: what `estimate_error` compares."""
-    reference_auc: float | None
+    reference: dict[str, float]
+    """The version's reference figures (`Reference.metrics`)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -189,10 +210,16 @@ def joined(predictions: pd.DataFrame, labels: LabelSource, as_of: datetime) -> p
     known = ids.notna().to_numpy()
     found = labels.labels(ids[known].astype("int64").to_numpy())
     found = found.drop_duplicates(schema.TRANSACTION_ID).set_index(schema.TRANSACTION_ID)
-    key = ids.astype("Int64")
-    for column in (schema.TX_FRAUD, schema.TX_AMOUNT, schema.LABEL_AVAILABLE_AT):
-        frame[column] = key.map(found[column]).to_numpy() if len(found) else None
-    landed = pd.to_datetime(frame[schema.LABEL_AVAILABLE_AT], utc=True)
+    at = found.index.get_indexer(pd.Index(ids.fillna(-1).astype("int64").to_numpy()))
+    hit = at >= 0
+    take = np.where(hit, at, 0)
+    for column in (schema.TX_FRAUD, schema.TX_AMOUNT):
+        values = found[column].to_numpy(dtype=np.float64) if len(found) else np.zeros(1)
+        frame[column] = np.where(hit, values[take] if len(found) else np.nan, np.nan)
+    stamps = pd.to_datetime(found[schema.LABEL_AVAILABLE_AT], utc=True) if len(found) else None
+    landed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    if stamps is not None and hit.any():
+        landed[hit] = stamps.to_numpy()[at[hit]]
     frame[schema.LABEL_AVAILABLE_AT] = landed
     frame["labelled"] = (landed.notna() & (landed <= pd.Timestamp(as_of))).to_numpy()
     return frame
@@ -259,11 +286,12 @@ def evaluate_rows(
         auc=auc, average_precision=ap, card_precision=cp, top_k=top_k,
         blocks=int(blocked.sum()),
         block_precision=float(fraud[blocked].mean()) if blocked.any() else None,
+        recall=float(blocked[fraud].mean()) if fraud.any() else None,
         fraud_eur=round(float(amount[fraud].sum()), 2),
         fraud_eur_blocked=round(float(amount[fraud & blocked].sum()), 2),
         label_lag_seconds=median_lag, label_lag_max_seconds=max_lag,
         estimate_state=reference.estimate_state, estimated=est,
-        estimated_on_labelled=on_labelled, reference_auc=reference.reference_auc, notes=notes,
+        estimated_on_labelled=on_labelled, reference=dict(reference.metrics), notes=notes,
     )  # fmt: skip
 
 
@@ -278,17 +306,15 @@ def _version(value: Any) -> int:
 
 def frame_performance(
     references: ReferenceSource,
-    predictions: pd.DataFrame,
-    labels: LabelSource,
+    rows: pd.DataFrame,
     window: tuple[datetime, datetime],
     as_of: datetime,
     *,
     top_k: int = 100,
 ) -> list[WindowPerformance]:
-    """One result per (model, version, variant) of logged `predictions` of one window."""
-    if predictions.empty:
+    """One result per (model, version, variant) of one window's `joined` predictions."""
+    if rows.empty:
         return []
-    rows = joined(predictions, labels, as_of)
     out = []
     for (name, logged, variant), group in rows.groupby(["model", "version", "variant"]):
         version = _version(logged)
@@ -341,12 +367,13 @@ def performance_windows(
         raise NoDataError(f"no prediction{what} logged in {start} .. {end}", field="window")
     for name, logged in frame[["model", "version"]].drop_duplicates().itertuples(index=False):
         references.reference(str(name), _version(logged))  # unknown: fail before any work
+    rows = joined(frame.drop(columns=["features"], errors="ignore"), labels, as_of)
     out = []
     at = start
     while at < end:
         stop = min(at + every, end)
-        rows = frame[(frame["ts"] >= at) & (frame["ts"] < stop)]
-        out.append((at, stop, frame_performance(references, rows, labels, (at, stop), as_of,
+        part = rows[(rows["ts"] >= at) & (rows["ts"] < stop)]
+        out.append((at, stop, frame_performance(references, part, (at, stop), as_of,
                                                 top_k=top_k)))  # fmt: skip
         at = stop
     return out

@@ -7,8 +7,9 @@ coverage it was computed on. `write_jsonl` appends them one JSON object a line, 
 a retraining job tails.
 
 A rule reads one metric of `WindowPerformance` and fires when it is `below` (or `above`)
-its threshold, or when it dropped by more than `max_drop` from the version's registered
-test AUC. Windows with too few labels (`min_coverage`, `min_frauds`) never fire a
+its threshold, or when it dropped by more than `max_drop` from the version's reference
+value of that metric (the registered test AUC / AP, the validation recall; the estimated
+AUC with the estimate of the reference's own scores, else the reference AUC). Windows with too few labels (`min_coverage`, `min_frauds`) never fire a
 label-based rule: a week-old window with 5 % of its labels is noise, not evidence.
 
 >>> rule = TriggerRule("auc_drop", "auc", max_drop=0.05)
@@ -30,11 +31,13 @@ from mlsd.errors import ValidationError
 from mlsd.monitoring.performance import WindowPerformance
 
 Metric = Literal[
-    "auc", "average_precision", "card_precision", "block_precision", "estimated_auc",
-    "estimate_error", "label_coverage",
+    "auc", "average_precision", "card_precision", "block_precision", "recall",
+    "estimated_auc", "estimate_error", "label_coverage",
 ]  # fmt: skip
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
-LABEL_BASED = {"auc", "average_precision", "card_precision", "block_precision", "estimate_error"}
+LABEL_BASED = {
+    "auc", "average_precision", "card_precision", "block_precision", "recall", "estimate_error",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,12 @@ def check(rule: TriggerRule, result: WindowPerformance) -> RetrainTrigger | None
     if value is None:
         return None
     if rule.max_drop is not None:
-        if result.reference_auc is None:
+        base = result.reference.get(rule.metric)
+        if base is None and rule.metric == "estimated_auc":  # no estimate of the reference
+            base = result.reference.get("auc")
+        if base is None:
             return None
-        threshold = result.reference_auc - rule.max_drop
+        threshold = base - rule.max_drop
         fired = value < threshold
     elif rule.below is not None:
         threshold, fired = rule.below, value < rule.below

@@ -152,7 +152,7 @@ def test_a_window_with_one_class_is_an_explicit_state() -> None:
     )  # fmt: skip
     rows = joined(pred, FrameLabels(s.labels()), T0 + 30 * DAY)
     r = evaluate_rows(rows, ("fraud", 1, ""), (T0, T0 + DAY), T0 + 30 * DAY,
-                      Reference(None, None, None, "no_profile"))  # fmt: skip
+                      Reference(None, None, {}, "no_profile"))  # fmt: skip
     assert r.state == "one_class" and r.auc is None and r.average_precision is None
     assert r.estimated is None and r.estimate_state == "no_profile"
     assert r.block_precision is None
