@@ -38,11 +38,14 @@ def _table(rows: list[WindowPerformance], title: str) -> object:
         "window start", "version", "variant", "preds", "labelled", "lag", "AUC", "est. AUC",
         "est.-true", "AP", f"CP@{k}", "blocks", "block prec.", "fraud EUR blocked",
     ):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("window start", "variant") else "right")
+        table.add_column(
+            column, justify="left" if column in ("window start", "variant") else "right"
+        )
     for r in rows:
         state = {"no_labels": "[yellow]no labels yet[/]", "one_class": "[yellow]one class[/]"}
         table.add_row(
-            f"{r.start:%Y-%m-%d %H:%M}", f"{r.model}/{r.version}", r.variant, f"{r.n_predictions:,}",
+            f"{r.start:%Y-%m-%d %H:%M}", f"{r.model}/{r.version}", r.variant,
+            f"{r.n_predictions:,}",
             f"{r.label_coverage:.0%}", _lag(r.label_lag_seconds),
             state.get(r.state, _f(r.auc)), _estimate(r), _f(r.estimate_error),
             _f(r.average_precision), _f(r.card_precision, 2), f"{r.blocks:,}",
@@ -122,7 +125,9 @@ def performance(
         typer.echo(json.dumps(payload, indent=2))
         return
     console = Console()
-    console.print(_table(rows, f"performance every {window}, labels as of {evaluated:%Y-%m-%d %H:%M}"))
+    console.print(
+        _table(rows, f"performance every {window}, labels as of {evaluated:%Y-%m-%d %H:%M}")
+    )
     empty = sum(1 for _, _, rs in windows if not rs)
     if empty:
         console.print(f"{empty} window(s) without predictions (no data)")

@@ -125,22 +125,39 @@ def _log(path: Path, rows: pd.DataFrame, X: np.ndarray, scores: np.ndarray, name
     when = rows[schema.TX_DATETIME].dt.to_pydatetime()
     records = [
         PredictionRecord(
-            request_id=f"t{tid}", ts=ts, model="fraud", version="1", features=X[i],
-            feature_names=names, score=float(scores[i]),
-            decision="fraud" if scores[i] >= threshold else "legit", threshold=threshold,
-            latency_ms=0.0, variant="champion", transaction_id=int(tid), customer_id=int(c),
-            terminal_id=int(t), tx_time=ts,
-        )  # fmt: skip
+            request_id=f"t{tid}",
+            ts=ts,
+            model="fraud",
+            version="1",
+            features=X[i],
+            feature_names=names,
+            score=float(scores[i]),
+            decision="fraud" if scores[i] >= threshold else "legit",
+            threshold=threshold,
+            latency_ms=0.0,
+            variant="champion",
+            transaction_id=int(tid),
+            customer_id=int(c),
+            terminal_id=int(t),
+            tx_time=ts,
+        )
         for i, (tid, c, t, ts) in enumerate(
-            zip(rows[schema.TRANSACTION_ID], rows[schema.CUSTOMER_ID], rows[schema.TERMINAL_ID],
-                when, strict=True)  # fmt: skip
+            zip(
+                rows[schema.TRANSACTION_ID],
+                rows[schema.CUSTOMER_ID],
+                rows[schema.TERMINAL_ID],
+                when,
+                strict=True,
+            )
         )
     ]
     log.append(records)
     log.close()
 
 
-def _drift(profile: ReferenceProfile, X: np.ndarray, scores: np.ndarray) -> tuple[float, str, float]:
+def _drift(
+    profile: ReferenceProfile, X: np.ndarray, scores: np.ndarray
+) -> tuple[float, str, float]:
     """The largest non-calendar feature PSI, its feature, and the score PSI."""
     report = compare(BinnedWindow(profile).add(X, scores), model="fraud", version=1)
     features = [f for f in report.features if f.name not in CALENDAR]
@@ -211,7 +228,8 @@ def run_world(scenario: str, workdir: Path, n_customers: int, seed: int) -> Time
                         estimate(profile.calibration, rows["score"].to_numpy()).auc,
                         None if truth is None else truth.auc))  # fmt: skip
     noise = _noise(world, model, ref)
-    timeline = Timeline(scenario, days, reference.metrics["auc"], reference.metrics["estimated_auc"],
+    metrics = reference.metrics
+    timeline = Timeline(scenario, days, metrics["auc"], metrics["estimated_auc"],
                         NOISE_FACTOR * noise[0], NOISE_FACTOR * noise[1])  # fmt: skip
     fired: set[int] = set()
     t = start

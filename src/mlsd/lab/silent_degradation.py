@@ -48,7 +48,11 @@ def alarms(t: Timeline) -> dict[str, list[tuple[float, int]]]:
         if d.score_psi > t.score_threshold:
             out["score drift"].append((closed, d.day))
         own = t.reference_estimated_auc
-        if d.estimated_auc is not None and own is not None and d.estimated_auc < own - ESTIMATE_DROP:
+        if (
+            d.estimated_auc is not None
+            and own is not None
+            and d.estimated_auc < own - ESTIMATE_DROP
+        ):
             out["CBPE estimate"].append((closed, d.day))
     out["delayed labels"] = list(t.label_alarms)
     return out
@@ -76,10 +80,11 @@ def summary(t: Timeline) -> list[Row]:
 def estimate_errors(t: Timeline) -> dict[str, float | None]:
     """Mean estimated minus true AUC before and after the change (labelled windows)."""
     out: dict[str, float | None] = {}
-    for name, keep in (("before", lambda d: d < CHANGE_DAY), ("after", lambda d: d >= CHANGE_DAY)):
+    for name, after in (("before", False), ("after", True)):
         errors = [
             d.estimated_auc - d.true_auc for d in t.days
-            if keep(d.day) and d.estimated_auc is not None and d.true_auc is not None
+            if (d.day >= CHANGE_DAY) == after
+            and d.estimated_auc is not None and d.true_auc is not None
         ]  # fmt: skip
         out[name] = sum(errors) / len(errors) if errors else None
     return out
@@ -129,14 +134,12 @@ class SilentDegradationExperiment:
 
     def run(self, ctx: LabContext) -> Findings:
         """One world per scenario, same seed (identical before day 50)."""
-        n_customers = 600 if ctx.quick else 3000
+        n_customers = 800 if ctx.quick else 3000
         scenarios = [*SCENARIOS] if ctx.quick else [*SCENARIOS, "quiet"]
         timelines = []
         with ctx.step("worlds", len(scenarios)) as advance:
             for scenario in scenarios:
-                timelines.append(
-                    run_world(scenario, ctx.workdir / scenario, n_customers, ctx.seed)
-                )
+                timelines.append(run_world(scenario, ctx.workdir / scenario, n_customers, ctx.seed))
                 advance()
         table = [row for t in timelines for row in summary(t)]
         errors = {t.scenario: estimate_errors(t) for t in timelines}
@@ -181,14 +184,17 @@ def _answer(timelines: list[Timeline], errors: dict[str, dict[str, float | None]
     n_quiet = sum(1 for d in timelines[0].days if d.day < CHANGE_DAY)
     parts.append(
         f"False alarms on the {n_quiet} quiet days (identical in every world): "
-        + ", ".join(f"{m} {quiet[m] // len(timelines)}" for m in MONITORS) + "."
+        + ", ".join(f"{m} {quiet[m] // len(timelines)}" for m in MONITORS)
+        + "."
     )
     world = next((t for t in timelines if t.scenario == "quiet"), None)
     if world is not None:
         parts.append(
             "In the world with no event, days 50+: "
-            + ", ".join(f"{m} fired on {sum(1 for a in alarms(world)[m] if a[1] >= CHANGE_DAY)} "
-                        "windows" for m in MONITORS)  # fmt: skip
+            + ", ".join(
+                f"{m} fired on {sum(1 for a in alarms(world)[m] if a[1] >= CHANGE_DAY)} windows"
+                for m in MONITORS
+            )
             + " (the model also ages without an event: its true AUC drifts on its own)."
         )
     parts.append(

@@ -320,8 +320,9 @@ def frame_performance(
         version = _version(logged)
         ref = references.reference(str(name), version)
         out.append(
-            evaluate_rows(group, (str(name), version, str(variant)), window, as_of, ref,
-                          top_k=top_k)  # fmt: skip
+            evaluate_rows(
+                group, (str(name), version, str(variant)), window, as_of, ref, top_k=top_k
+            )
         )
     return out
 

@@ -9,8 +9,9 @@ a retraining job tails.
 A rule reads one metric of `WindowPerformance` and fires when it is `below` (or `above`)
 its threshold, or when it dropped by more than `max_drop` from the version's reference
 value of that metric (the registered test AUC / AP, the validation recall; the estimated
-AUC with the estimate of the reference's own scores, else the reference AUC). Windows with too few labels (`min_coverage`, `min_frauds`) never fire a
-label-based rule: a week-old window with 5 % of its labels is noise, not evidence.
+AUC with the estimate of the reference's own scores, else the reference AUC). Windows
+with too few labels (`min_coverage`, `min_frauds`) never fire a label-based rule: a
+week-old window with 5 % of its labels is noise, not evidence.
 
 >>> rule = TriggerRule("auc_drop", "auc", max_drop=0.05)
 >>> rule.describe()
@@ -61,8 +62,7 @@ class TriggerRule:
         limits = [v for v in (self.below, self.above, self.max_drop) if v is not None]
         if len(limits) != 1 or not all(math.isfinite(v) for v in limits):
             raise ValidationError(
-                f"rule {self.name!r}: give exactly one finite threshold (below, above or "
-                "max_drop)",
+                f"rule {self.name!r}: give exactly one finite threshold (below, above or max_drop)",
                 field="threshold",
             )
 
@@ -78,8 +78,9 @@ class TriggerRule:
 #: What `mlsd monitor performance --triggers` applies unless given rules.
 DEFAULT_RULES: tuple[TriggerRule, ...] = (
     TriggerRule("auc_drop", "auc", max_drop=0.05),
-    TriggerRule("estimated_auc_drop", "estimated_auc", max_drop=0.05, min_coverage=0.0,
-                min_frauds=0),  # fmt: skip
+    TriggerRule(
+        "estimated_auc_drop", "estimated_auc", max_drop=0.05, min_coverage=0.0, min_frauds=0
+    ),
     # the estimate wrong by 0.1 AUC on 30+ frauds: P(fraud | score) moved, concept drift
     TriggerRule("estimate_off", "estimate_error", above=0.1, min_frauds=30),
 )

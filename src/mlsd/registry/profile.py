@@ -120,9 +120,9 @@ class CalibrationProfile(BaseModel):
         return out
 
 
-def fit_calibration(scores: NDArray[Any], labels: NDArray[Any], source: str = "") -> (
-    CalibrationProfile
-):
+def fit_calibration(
+    scores: NDArray[Any], labels: NDArray[Any], source: str = ""
+) -> CalibrationProfile:
     """Isotonic calibration of `scores` against 0/1 `labels` (both classes needed).
 
     >>> cal = fit_calibration(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1]))

@@ -38,15 +38,27 @@ class Stream:
         f = self.frame
         return [
             PredictionRecord(
-                request_id=f"r{version}-{tid}", ts=ts.to_pydatetime(), model="fraud",
-                version=str(version), features=[0.0] * len(FEATURES),
-                feature_names=list(FEATURES), score=float(s),
-                decision="fraud" if s >= THRESHOLD else "legit", threshold=THRESHOLD,
-                latency_ms=1.0, variant=variant, transaction_id=int(tid),
-                customer_id=int(c), terminal_id=0, tx_time=ts.to_pydatetime(),
-            )  # fmt: skip
+                request_id=f"r{version}-{tid}",
+                ts=ts.to_pydatetime(),
+                model="fraud",
+                version=str(version),
+                features=[0.0] * len(FEATURES),
+                feature_names=list(FEATURES),
+                score=float(s),
+                decision="fraud" if s >= THRESHOLD else "legit",
+                threshold=THRESHOLD,
+                latency_ms=1.0,
+                variant=variant,
+                transaction_id=int(tid),
+                customer_id=int(c),
+                terminal_id=0,
+                tx_time=ts.to_pydatetime(),
+            )
             for tid, ts, s, c in zip(
-                f[schema.TRANSACTION_ID], f[schema.TX_DATETIME], f["score"], f[schema.CUSTOMER_ID],
+                f[schema.TRANSACTION_ID],
+                f[schema.TX_DATETIME],
+                f["score"],
+                f[schema.CUSTOMER_ID],
                 strict=True,
             )
         ]
@@ -57,8 +69,9 @@ def stream(
     concept_drift: float = 0.0, shift: float = 0.0,
 ) -> Stream:  # fmt: skip
     """Scores ~ Beta(1 + `shift`, 30) (a shift moves them up inside the same range:
-    covariate shift, the relation holds), a fraud with probability = score; with `concept_drift`, that share of extra frauds among
-    low scores (new frauds the model misses: the scores do not move)."""
+    covariate shift, the relation holds), a fraud with probability = score; with
+    `concept_drift`, that share of extra frauds whatever the score (new frauds the model
+    misses: the scores do not move)."""
     rng = np.random.default_rng(seed)
     score = rng.beta(1.0 + shift, 30.0, size=n)
     fraud = (rng.uniform(size=n) < score).astype(np.int8)

@@ -86,8 +86,8 @@ def test_triggers_are_written_as_json_lines(home: Path) -> None:
     assert all(e["value"] < e["threshold"] and e["label_coverage"] == 1.0 for e in drops)
     # the same days before their labels land: nothing label-based can fire
     early = home / "early.jsonl"
-    run("--from", str(start.date()), "--to", str((start + pd.Timedelta(days=10)).date()),
-        "--as-of", str((start + pd.Timedelta(days=10)).date()), "--triggers-out", str(early))  # fmt: skip
+    ten = str((start + pd.Timedelta(days=10)).date())
+    run("--from", str(start.date()), "--to", ten, "--as-of", ten, "--triggers-out", str(early))
     found = [json.loads(line) for line in early.read_text().splitlines()] if early.exists() else []
     assert [e for e in found if e["rule"] == "auc_drop"] == []
 

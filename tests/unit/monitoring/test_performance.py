@@ -52,9 +52,12 @@ def world(tmp_path: Path) -> tuple[Registry, ParquetPredictionReader, FrameLabel
     log = ParquetPredictionLog(settings.path("predictions"), compact_every_s=None, journal=False)
     log.append(live.records(1))
     log.close()
-    yield registry, ParquetPredictionReader(settings.path("predictions")), FrameLabels(
-        live.labels()
-    ), live
+    yield (
+        registry,
+        ParquetPredictionReader(settings.path("predictions")),
+        FrameLabels(live.labels()),
+        live,
+    )
     registry.close()
 
 
@@ -94,9 +97,11 @@ def test_true_metrics_match_sklearn_on_the_joined_rows(world) -> None:  # type: 
     assert first.fraud_eur_blocked == pytest.approx(
         rows[schema.TX_AMOUNT].to_numpy()[blocked & (y == 1)].sum(), abs=0.01
     )
-    assert first.card_precision is not None and 0.0 <= first.card_precision <= 1.0
+    assert first.card_precision is not None
+    assert 0.0 <= first.card_precision <= 1.0
     # calibrated, no drift: the label-free estimate is close to the truth
-    assert first.estimate_error is not None and abs(first.estimate_error) < 0.05
+    assert first.estimate_error is not None
+    assert abs(first.estimate_error) < 0.05
 
 
 def test_cbpe_follows_covariate_shift_but_misses_concept_drift() -> None:
@@ -153,8 +158,11 @@ def test_a_window_with_one_class_is_an_explicit_state() -> None:
     rows = joined(pred, FrameLabels(s.labels()), T0 + 30 * DAY)
     r = evaluate_rows(rows, ("fraud", 1, ""), (T0, T0 + DAY), T0 + 30 * DAY,
                       Reference(None, None, {}, "no_profile"))  # fmt: skip
-    assert r.state == "one_class" and r.auc is None and r.average_precision is None
-    assert r.estimated is None and r.estimate_state == "no_profile"
+    assert r.state == "one_class"
+    assert r.auc is None
+    assert r.average_precision is None
+    assert r.estimated is None
+    assert r.estimate_state == "no_profile"
     assert r.block_precision is None
     text = json.dumps(r.to_dict())
     assert "NaN" not in text
@@ -166,13 +174,15 @@ def test_triggers_fire_with_evidence_and_round_trip(world, tmp_path: Path) -> No
     strict = TriggerRule("auc_floor", "auc", below=0.99)
     fired = evaluate_triggers(results, [strict])
     assert len(fired) == 2
-    assert fired[0].metric == "auc" and fired[0].threshold == 0.99
+    assert fired[0].metric == "auc"
+    assert fired[0].threshold == 0.99
     assert fired[0].value == results[0].auc
     assert fired[0].label_coverage == 1.0
     path = tmp_path / "triggers.jsonl"
     assert write_jsonl(fired, path) == 2
     back = read_jsonl(path)
-    assert back[0]["rule"] == "auc_floor" and back[0]["window_start"] == T0.isoformat()
+    assert back[0]["rule"] == "auc_floor"
+    assert back[0]["window_start"] == T0.isoformat()
     # before labels land, a label-based rule cannot fire
     assert evaluate_triggers(_run(world, T0 + DAY), [strict]) == []
     with pytest.raises(ValidationError, match="unknown metric"):
@@ -191,10 +201,15 @@ def test_gauges_use_the_dashboard_names_and_never_nan(world) -> None:  # type: i
     registry.register(collector)
     text = generate_latest(registry).decode()
     assert not _nan_samples(text)
-    assert 'mlsd_performance_no_data{model="fraud",variant="champion",version="1",what="labels"} 1.0' in text
+    assert (
+        'mlsd_performance_no_data{model="fraud",variant="champion",version="1",what="labels"} 1.0'
+        in text
+    )
     assert "mlsd_performance_auc{" not in text
     assert "mlsd_performance_estimated_auc{" in text
-    assert 'mlsd_performance_label_coverage{model="fraud",variant="champion",version="1"} 0.0' in text
+    assert (
+        'mlsd_performance_label_coverage{model="fraud",variant="champion",version="1"} 0.0' in text
+    )
     collector.update(_run(world, T0 + 10 * DAY))
     text = generate_latest(registry).decode()
     for name in ("mlsd_performance_auc", "mlsd_performance_ap", "mlsd_label_lag_seconds"):
