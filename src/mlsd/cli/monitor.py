@@ -176,4 +176,7 @@ def _over_time(
 
 def register(root: typer.Typer) -> None:
     """Add the `monitor` group."""
+    from mlsd.cli import monitor_performance  # `monitor performance` (its own module)
+
+    monitor_performance.register(app)
     root.add_typer(app, name="monitor")

@@ -20,6 +20,7 @@ EXPERIMENTS: dict[str, str] = {
     "embeddings": "mlsd.lab.embeddings:EXPERIMENT",
     "freshness": "mlsd.lab.freshness:EXPERIMENT",
     "skew": "mlsd.lab.skew:EXPERIMENT",
+    "silent-degradation": "mlsd.lab.silent_degradation:EXPERIMENT",
 }
 
 

@@ -11,7 +11,9 @@ window, so registration stores a summary instead, as the artifact `PROFILE_ARTIF
 - missing rates (non-finite values), the score distribution in its own quantile bins and
   as 1,001 quantiles (a sample to calibrate streaming detectors on);
 - a PCA of the standardised features with its reconstruction-error bins, for
-  multivariate drift (a joint change no single feature shows).
+  multivariate drift (a joint change no single feature shows);
+- when labels of the scored rows are given, a calibration map (isotonic regression of the
+  label on the score): what a label-free performance estimate (CBPE) reads.
 
 A version registered before profiles existed has none: `load_profile` of nothing raises
 `MissingProfileError`, an explicit "no reference profile" state, never a silent pass.
@@ -95,6 +97,56 @@ class PcaProfile(BaseModel):
     error: FeatureProfile
 
 
+class CalibrationProfile(BaseModel):
+    """score -> P(fraud), fitted by isotonic regression on labelled scored rows.
+
+    The map is piecewise linear through (`scores[i]`, `probabilities[i]`) and constant
+    outside them, exactly as scikit-learn's `IsotonicRegression(out_of_bounds="clip")`
+    predicts; `calibrated` applies it with `np.interp`, so reading needs no scikit-learn.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scores: list[float]
+    probabilities: list[float]
+    n: int = Field(ge=1)
+    positives: int = Field(ge=0)
+    source: str = ""
+
+    def calibrated(self, scores: NDArray[Any]) -> NDArray[np.float64]:
+        """P(fraud) of each score."""
+        x = np.asarray(scores, dtype=np.float64)
+        out: NDArray[np.float64] = np.interp(x, self.scores, self.probabilities)
+        return out
+
+
+def fit_calibration(
+    scores: NDArray[Any], labels: NDArray[Any], source: str = ""
+) -> CalibrationProfile:
+    """Isotonic calibration of `scores` against 0/1 `labels` (both classes needed).
+
+    >>> cal = fit_calibration(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 0, 1, 1]))
+    >>> cal.calibrated(np.array([0.0, 0.35, 1.0])).tolist()
+    [0.0, 1.0, 1.0]
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if s.shape != y.shape or s.ndim != 1:
+        raise ValidationError("one label per score is required", field="labels")
+    keep = np.isfinite(s) & np.isfinite(y)
+    s, y = s[keep], y[keep]
+    if s.size == 0 or np.unique(y).size < 2:
+        raise ValidationError("calibration needs both frauds and genuine rows", field="labels")
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
+    return CalibrationProfile(
+        scores=[float(v) for v in iso.X_thresholds_],
+        probabilities=[float(v) for v in iso.y_thresholds_],
+        n=int(s.size), positives=int(y.sum()), source=source,
+    )  # fmt: skip
+
+
 class ReferenceProfile(BaseModel):
     """Everything drift monitoring needs about a version's training data."""
 
@@ -109,6 +161,8 @@ class ReferenceProfile(BaseModel):
     """`SCORE_QUANTILES` evenly spaced quantiles of the scores: a sample of their
     distribution for calibrating streaming detectors (empty in older profiles)."""
     pca: PcaProfile | None = None
+    calibration: CalibrationProfile | None = None
+    """score -> P(fraud) on the labelled scored rows (None: registered without labels)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -215,11 +269,16 @@ def build_profile(
     feature_names: Sequence[str],
     *,
     scores: NDArray[Any] | None = None,
+    labels: NDArray[Any] | None = None,
     n_bins: int = DEFAULT_BINS,
     max_categories: int = MAX_CATEGORIES,
     source: str = "",
 ) -> ReferenceProfile:
-    """The reference profile of a feature matrix (rows x features, model order)."""
+    """The reference profile of a feature matrix (rows x features, model order).
+
+    `labels` (0/1, one per score) adds the calibration map of the scores; a set without
+    both classes leaves it out (a calibration of one class says nothing).
+    """
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise ValidationError(
@@ -248,7 +307,19 @@ def build_profile(
         score=score,
         score_quantiles=quantiles,
         pca=profile_pca(X, n_bins=n_bins),
+        calibration=_calibration(scores, labels, source),
     )
+
+
+def _calibration(
+    scores: NDArray[Any] | None, labels: NDArray[Any] | None, source: str
+) -> CalibrationProfile | None:
+    if scores is None or labels is None:
+        return None
+    y = np.asarray(labels, dtype=np.float64)
+    if np.unique(y[np.isfinite(y)]).size < 2:
+        return None
+    return fit_calibration(np.asarray(scores), y, source)
 
 
 def profile_bytes(profile: ReferenceProfile) -> bytes:

@@ -293,11 +293,12 @@ def register_result(
 
 def reference_profile(result: TrainResult, flavor: str) -> ReferenceProfile:
     """The profile registered with `flavor`: features of the training rows, scores of the
-    test rows.
+    test rows, and their calibration against the test rows' labels (for CBPE).
 
     Scores come from the test block, not the training rows: a model scores the rows it
     was fitted on more confidently than new ones, and serving sees new ones.
     """
+    from mlsd.data import schema
     from mlsd.registry.profile import build_profile
 
     if result.train_features is None:
@@ -307,6 +308,7 @@ def reference_profile(result: TrainResult, flavor: str) -> ReferenceProfile:
         result.train_features,
         list(result.config.features),
         scores=result.models[flavor].scores,
+        labels=result.test[schema.TX_FRAUD].to_numpy(),
         source=f"features: training rows {split.train_start}..{split.train_end}; "
         f"scores: test rows {split.test_start}..{split.test_end}",
     )

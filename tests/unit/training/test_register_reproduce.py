@@ -102,6 +102,10 @@ def test_the_reference_profile_is_the_training_rows(
     assert profile.score.n == len(trained.test)
     assert profile.pca is not None
     assert 0.9 <= profile.pca.explained <= 1.0
+    # the label-free estimate's calibration: the test rows' labels on their scores
+    assert profile.calibration is not None
+    assert profile.calibration.n == len(trained.test)
+    assert profile.calibration.positives == int(trained.test["TX_FRAUD"].sum())
 
 
 @pytest.mark.parametrize("flavor", ["lightgbm", "logistic"])
