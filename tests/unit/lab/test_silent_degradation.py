@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 
-from mlsd.lab import run_experiment
 from mlsd.lab.degradation_world import CHANGE_DAY
 from mlsd.lab.silent_degradation import MONITORS, SCENARIOS
+from tests.unit.lab.conftest import QuickRun
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    home = tmp_path_factory.mktemp("lab")
-    report = run_experiment("silent-degradation", home, quick=True)
+def results(quick_report: QuickRun) -> dict[str, Any]:
+    report = quick_report("silent-degradation")
     payload: dict[str, Any] = json.loads((report.parent / "results.json").read_text())
     return payload
 
