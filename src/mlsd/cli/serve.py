@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import socket
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from mlsd.errors import MlsdError, UnavailableError
+from mlsd.errors import MlsdError, UnavailableError, ValidationError
 
 if TYPE_CHECKING:
     from mlsd.inference.spec import LoadedModel
@@ -95,6 +97,21 @@ def serve(
     ui_sample_s: float = typer.Option(
         5.0, "--ui-sample-s", min=0.1, help="Seconds between the dashboard's metric samples."
     ),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="Measure performance as labels land: a dataset folder (mlsd simulate) or the "
+        "label table `mlsd stream labels` writes ($MLSD_HOME/labels). Every "
+        "--performance-every seconds a background thread evaluates the last "
+        "--performance-window of this server's prediction log on the labels landed by "
+        "then: mlsd_performance_* gauges and the dashboard's performance panel.",
+    ),
+    performance_window: str = typer.Option(
+        "1d", "--performance-window", help="The window --labels evaluates (30m, 6h, 1d)."
+    ),
+    performance_every: float = typer.Option(
+        60.0, "--performance-every", min=1.0, help="Seconds between performance refreshes."
+    ),
     job_worker: bool = typer.Option(
         True,
         "--job-worker/--no-job-worker",
@@ -112,6 +129,11 @@ def serve(
     A dashboard page is served at /ui: traffic, latency percentiles, score
     distribution, drift per feature over time, alerts, model versions and rollouts,
     refreshed every 3 s (docs/monitoring.md, "The dashboard page").
+
+    With --labels, performance as the delayed fraud labels land (AUC, AP, Card
+    Precision, block precision, fraud EUR blocked, label coverage and lag, the label-free
+    estimate) over the last --performance-window, as mlsd_performance_* gauges and on
+    the dashboard. Exit code 3 when --labels is neither a dataset folder nor a label table.
     """
     import uvicorn
 
@@ -124,8 +146,6 @@ def serve(
     for ref in model:
         parse_ref(ref)  # a bad reference fails here, with its exit code
     if alert_rules:
-        from pathlib import Path
-
         from mlsd.monitoring.alerts import load_rules
 
         load_rules(Path(alert_rules))  # a malformed file fails here, before anything loads
@@ -133,6 +153,11 @@ def serve(
         from mlsd.monitoring.alerts import WebhookSink
 
         WebhookSink(alert_webhook)  # so does a URL that is not http(s)
+    window = _window(performance_window)
+    if labels is not None:
+        from mlsd.monitoring.performance import labels_kind
+
+        labels_kind(labels)  # neither a dataset nor a label table: exit 3, naming --labels
     check_port(host, port)
     options = ServeOptions(
         models=tuple(model),
@@ -146,6 +171,9 @@ def serve(
         run_jobs=job_worker,
         dashboard=ui,
         dashboard_sample_s=ui_sample_s,
+        labels=None if labels is None else str(labels),
+        performance_window_s=window.total_seconds(),
+        performance_every_s=performance_every,
     )
     settings = get_settings()
     if not job_worker:
@@ -174,6 +202,20 @@ def serve(
             typer.echo(f"note: {PLOTLY_MISSING} (the page shows its tables without charts)")
     app = create_app(settings, service=service)
     uvicorn.run(app, host=host, port=port, workers=1, log_level=log_level)
+
+
+def _window(value: str) -> timedelta:
+    """`--performance-window`: 30m, 6h, 1d (ValidationError, exit 2, otherwise)."""
+    import re
+
+    found = re.fullmatch(r"(\d+)([mhd])", value.strip())
+    if found is None or int(found.group(1)) == 0:
+        raise ValidationError(
+            f"--performance-window: expected a length such as 30m, 6h or 1d, not {value!r}",
+            field="performance_window",
+        )
+    unit = {"m": "minutes", "h": "hours", "d": "days"}[found.group(2)]
+    return timedelta(**{unit: int(found.group(1))})
 
 
 def _announce(model: LoadedModel, seconds: float) -> None:

@@ -44,6 +44,9 @@ LABEL_COLUMNS = (
     schema.TX_AMOUNT,
 )
 MAX_WINDOWS = 10_000
+#: The prediction log's `TX_AMOUNT` feature, beside the predictions `joined` reads: the
+#: amount of a label whose source has none (the label table).
+LOGGED_AMOUNT = "_logged_amount"
 
 
 class LabelSource(Protocol):
@@ -84,6 +87,80 @@ class DatasetLabels(FrameLabels):
         if not Path(folder).is_dir():
             raise NotFoundError(f"no dataset folder at {folder} (the labels)", field="dataset")
         super().__init__(read_transactions(Path(folder)))
+
+
+class LabelTableLabels:
+    """The label table `mlsd stream labels` writes from the feedback topic
+    (`mlsd.monitoring.label_table`), re-read whenever its set of parts changed (new
+    labels landed, a compaction): a long-running monitor sees the labels as they land.
+
+    `label` is TX_FRAUD and `label_time` LABEL_AVAILABLE_AT. The table holds no amount:
+    TX_AMOUNT is NaN here, and `performance_windows` takes it from the prediction log's
+    `TX_AMOUNT` feature (a request feature every handbook model logs); a prediction
+    logged without it counts no fraud euros (and the window says so in its notes).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from mlsd.monitoring.label_table import LabelTable
+
+        self.table = LabelTable(Path(folder))
+        self._parts: tuple[str, ...] | None = None
+        self._labels = FrameLabels(pd.DataFrame({c: [] for c in LABEL_COLUMNS}))
+
+    def _frame(self) -> pd.DataFrame:
+        read = self.table.read()
+        return pd.DataFrame(
+            {
+                schema.TRANSACTION_ID: read["TRANSACTION_ID"].to_numpy(dtype=np.int64),
+                schema.TX_FRAUD: read["label"].to_numpy(dtype=np.int64),
+                schema.LABEL_AVAILABLE_AT: pd.to_datetime(read["label_time"], utc=True),
+                schema.TX_AMOUNT: np.full(len(read), np.nan),
+            }
+        )
+
+    def labels(self, transaction_ids: np.ndarray) -> pd.DataFrame:
+        """Rows of the known ids, from the table as it is now."""
+        parts = tuple(p.name for p in self.table.parts())
+        if parts != self._parts:
+            try:
+                frame = self._frame()
+            except FileNotFoundError:  # a compaction removed a part while it was read
+                parts = tuple(p.name for p in self.table.parts())
+                frame = self._frame()
+            self._labels = FrameLabels(frame)
+            self._parts = parts
+        return self._labels.labels(transaction_ids)
+
+
+def labels_kind(folder: Path, option: str = "labels") -> str:
+    """"dataset" for a dataset folder (its `manifest.json`), "label_table" for a label
+    table folder (`part-*.parquet` parts, or still empty: no label landed yet); NotFoundError
+    naming the option `--{option}` when it is neither. Reads no label."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise NotFoundError(
+            f"--{option} {path}: no such folder (a dataset folder from `mlsd simulate`, or "
+            "the label table `mlsd stream labels` writes)",
+            field=option,
+        )
+    if (path / schema.MANIFEST_FILE).is_file():
+        return "dataset"
+    names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
+    if all(n.startswith("part-") and n.endswith(".parquet") for n in names):
+        return "label_table"
+    raise NotFoundError(
+        f"--{option} {path} is neither a dataset folder (no {schema.MANIFEST_FILE}) nor a "
+        "label table (it holds files other than part-*.parquet)",
+        field=option,
+    )
+
+
+def open_labels(folder: Path, option: str = "labels") -> DatasetLabels | LabelTableLabels:
+    """The label source of a folder (`labels_kind`): a dataset's labels (read now), or
+    the label table (read as it changes)."""
+    if labels_kind(folder, option) == "dataset":
+        return DatasetLabels(Path(folder))
+    return LabelTableLabels(Path(folder))
 
 
 @dataclass(frozen=True)
@@ -216,6 +293,10 @@ def joined(predictions: pd.DataFrame, labels: LabelSource, as_of: datetime) -> p
     for column in (schema.TX_FRAUD, schema.TX_AMOUNT):
         values = found[column].to_numpy(dtype=np.float64) if len(found) else np.zeros(1)
         frame[column] = np.where(hit, values[take] if len(found) else np.nan, np.nan)
+    if LOGGED_AMOUNT in frame.columns:  # a label source without amounts: the request's
+        logged = frame.pop(LOGGED_AMOUNT).to_numpy(dtype=np.float64, na_value=np.nan)
+        amount = frame[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
+        frame[schema.TX_AMOUNT] = np.where(hit & np.isnan(amount), logged, amount)
     stamps = pd.to_datetime(found[schema.LABEL_AVAILABLE_AT], utc=True) if len(found) else None
     landed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
     if stamps is not None and hit.any():
@@ -269,6 +350,10 @@ def evaluate_rows(
     blocked = lab["decision"].to_numpy() == "fraud"
     amount = lab[schema.TX_AMOUNT].to_numpy(dtype=np.float64) if len(lab) else np.empty(0)
     fraud = y == 1
+    no_amount = int(np.isnan(amount[fraud]).sum())
+    if no_amount:
+        notes.append(f"{no_amount} labelled frauds without an amount: not in the fraud EUR")
+    amount = np.nan_to_num(amount, nan=0.0)
     unjoinable = int(rows["transaction_id"].isna().sum())
     if unjoinable:
         notes.append(f"{unjoinable} predictions without a transaction id never get a label")
@@ -327,6 +412,17 @@ def frame_performance(
     return out
 
 
+def _logged_amounts(features: pd.Series) -> np.ndarray:
+    """Each record's `TX_AMOUNT` feature (NaN where it has none)."""
+    key = schema.TX_AMOUNT
+
+    def one(value: Any) -> float:
+        found = value.get(key) if isinstance(value, dict) else None
+        return np.nan if found is None else float(found)
+
+    return np.fromiter((one(v) for v in features), dtype=np.float64, count=len(features))
+
+
 def performance_windows(
     references: ReferenceSource,
     reader: LogReader,
@@ -368,6 +464,8 @@ def performance_windows(
         raise NoDataError(f"no prediction{what} logged in {start} .. {end}", field="window")
     for name, logged in frame[["model", "version"]].drop_duplicates().itertuples(index=False):
         references.reference(str(name), _version(logged))  # unknown: fail before any work
+    if "features" in frame.columns:
+        frame = frame.assign(**{LOGGED_AMOUNT: _logged_amounts(frame["features"])})
     rows = joined(frame.drop(columns=["features"], errors="ignore"), labels, as_of)
     out = []
     at = start

@@ -3,7 +3,8 @@
 `PerformanceCollector.update(results)` keeps, per (model, version, variant), the latest
 `WindowPerformance`; `refresh()` recomputes them with the `compute` function it was given
 (e.g. the last day of the prediction log, labels as of now). A scrape reads what is
-kept, never the log.
+kept, never the log. `mlsd serve --labels` refreshes one from a background thread
+(`mlsd.monitoring.performance_live`).
 
 Names (the Grafana dashboard reads them): `mlsd_performance_auc`, `mlsd_performance_ap`,
 `mlsd_performance_estimated_auc`, `mlsd_performance_label_coverage`,
@@ -41,6 +42,18 @@ class PerformanceCollector(Collector):
                 old = self.latest.get(key)
                 if old is None or (r.end, r.as_of) >= (old.end, old.as_of):
                     self.latest[key] = r
+
+    def replace(self, results: Iterable[WindowPerformance]) -> None:
+        """Keep exactly `results` (one per key): what a moving window computed now, so a
+        version no longer in the window drops out."""
+        latest = {(r.model, r.version, r.variant): r for r in results}
+        with self._lock:
+            self.latest = latest
+
+    def snapshot(self) -> dict[tuple[str, int, str], WindowPerformance]:
+        """A copy of what is kept."""
+        with self._lock:
+            return dict(self.latest)
 
     def refresh(self) -> None:
         """Recompute with `compute` (nothing without one)."""

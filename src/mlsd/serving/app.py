@@ -158,7 +158,41 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
     service.owned = [host.registry, features]
     if options.monitor_drift:
         service.owned.insert(0, install_drift(service, options))
+    if options.labels is not None:
+        service.owned.insert(0, install_performance(service, options))
     return service
+
+
+def install_performance(service: Service, options: ServeOptions, *, start: bool = True) -> Any:
+    """The delayed-label performance monitor on the service's own prediction log: its
+    gauges on the metrics registry, its figures on the dashboard, its thread started."""
+    from datetime import timedelta
+    from pathlib import Path
+
+    from mlsd.errors import ConfigError
+    from mlsd.monitoring.performance import RegistryReferences, labels_kind, open_labels
+    from mlsd.monitoring.performance_live import LazyLabels, PerformanceMonitor
+
+    if options.labels is None:
+        raise ConfigError("no labels folder to measure performance with", field="labels")
+    if service.prediction_log is None:
+        raise ConfigError(
+            "--labels needs the prediction log (this service logs no prediction)", field="labels"
+        )
+    folder = Path(options.labels)
+    kind = labels_kind(folder)  # a bad folder fails here; a dataset's labels load later
+    monitor = PerformanceMonitor(
+        RegistryReferences(service.host.registry), service.prediction_log,
+        LazyLabels(lambda: open_labels(folder)),
+        window=timedelta(seconds=options.performance_window_s),
+        every_s=options.performance_every_s, source=f"{kind} {folder}",
+    )  # fmt: skip
+    service.performance_monitor = monitor
+    service.performance = monitor.provider()
+    service.metrics.registry.register(monitor.collector)
+    if start:
+        monitor.start()
+    return monitor
 
 
 def install_drift(service: Service, options: ServeOptions) -> Any:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from mlsd.monitoring.dashboard import Dashboard, PerformanceProvider
     from mlsd.monitoring.live import DriftMonitor
+    from mlsd.monitoring.performance_live import PerformanceMonitor
 
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,14 @@ class ServeOptions:
     drift_window_s: float = 300.0
     alert_rules: str | None = None
     alert_webhook: str | None = None
+    #: Delayed-label performance (`mlsd.monitoring.performance_live`): a daemon thread
+    #: recomputes, every `performance_every_s` seconds, the last `performance_window_s` of
+    #: this server's prediction log against the labels landed by now, from `labels` (a
+    #: dataset folder, or the label table `mlsd stream labels` writes); `mlsd_performance_*`
+    #: gauges and the dashboard's performance panel. None: off.
+    labels: str | None = None
+    performance_window_s: float = 86_400.0
+    performance_every_s: float = 60.0
     #: Follow the registry's rollouts (layers, shares, ends) and run the canary controllers
     #: this process holds the lease of; `rollout_poll_s` is how often the change counter is
     #: read (a change reaches every server within it).
@@ -192,8 +201,9 @@ class Service:
         self.drift: DriftMonitor | None = None
         self.dashboard: Dashboard | None = None
         #: The dashboard's "performance as labels land" panel: `() -> figures or None`
-        #: (None: no labels yet). Nothing sets it yet; the performance monitor will.
+        #: (None: no labels yet); set by `mlsd.serving.app.install_performance`.
         self.performance: PerformanceProvider | None = None
+        self.performance_monitor: PerformanceMonitor | None = None
         self._rerun: tuple[tuple[str, int], set[tuple[str, str]]] | None = None
         host.on_swap(self._swapped)
         host.on_load(self._loaded)
