@@ -133,7 +133,7 @@ class LabelTableLabels:
 
 
 def labels_kind(folder: Path, option: str = "labels") -> str:
-    """"dataset" for a dataset folder (its `manifest.json`), "label_table" for a label
+    """ "dataset" for a dataset folder (its `manifest.json`), "label_table" for a label
     table folder (`part-*.parquet` parts, or still empty: no label landed yet); NotFoundError
     naming the option `--{option}` when it is neither. Reads no label."""
     path = Path(folder)

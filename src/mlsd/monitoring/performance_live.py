@@ -161,7 +161,7 @@ class PerformanceMonitor:
                 self._fail("no_predictions", exc.message)
             except MlsdError as exc:  # the log's store down, say: the last figures stay
                 self._fail("error", exc.message)
-            except Exception as exc:  # a bug must not kill the thread: say it, keep going
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread: say it
                 self._fail("error", f"{type(exc).__name__}: {exc}", error=exc)
             else:
                 self.collector.replace(results)
@@ -200,9 +200,7 @@ class PerformanceMonitor:
     def start(self) -> None:
         """Refresh now, then every `every_s` seconds, on a daemon thread."""
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="mlsd-performance", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="mlsd-performance", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:

@@ -4,6 +4,7 @@ performance monitor's states (no predictions, unknown version, a failing read)."
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,22 +72,32 @@ def test_labels_folder_detection(tmp_path: Path) -> None:
         assert caught.value.field == "labels"
 
 
-def _records(n: int, version: int, scores: np.ndarray, amounts: np.ndarray) -> list[PredictionRecord]:
+def _records(
+    n: int, version: int, scores: np.ndarray, amounts: np.ndarray
+) -> list[PredictionRecord]:
     return [
         PredictionRecord(
-            request_id=f"r{i}", ts=NOW - timedelta(hours=2) + timedelta(seconds=i),
-            model="fraud", version=str(version),
-            features={"TX_AMOUNT": float(amounts[i]), "f1": 0.0}, score=float(scores[i]),
-            decision="fraud" if scores[i] >= 0.5 else "legit", threshold=0.5, latency_ms=1.0,
-            variant="champion", transaction_id=i, customer_id=i % 7, terminal_id=0,
+            request_id=f"r{i}",
+            ts=NOW - timedelta(hours=2) + timedelta(seconds=i),
+            model="fraud",
+            version=str(version),
+            features={"TX_AMOUNT": float(amounts[i]), "f1": 0.0},
+            score=float(scores[i]),
+            decision="fraud" if scores[i] >= 0.5 else "legit",
+            threshold=0.5,
+            latency_ms=1.0,
+            variant="champion",
+            transaction_id=i,
+            customer_id=i % 7,
+            terminal_id=0,
             tx_time=NOW - timedelta(hours=2) + timedelta(seconds=i),
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
+def registry(tmp_path: Path) -> Iterator[Registry]:
     reg = Registry.open(Settings(home=tmp_path))
     register_calibrated(reg, stream(3000, seed=1))
     yield reg
@@ -115,13 +126,15 @@ def test_monitor_over_the_label_table_takes_the_amount_from_the_log(
     figures = monitor.figures()
     (row,) = figures["versions"]
     assert (row["model"], row["version"], row["variant"]) == ("fraud", 1, "champion")
-    assert row["n_predictions"] == n and row["n_labelled"] == 150
+    assert row["n_predictions"] == n
+    assert row["n_labelled"] == 150
     assert row["label_coverage"] == pytest.approx(0.75)
     assert row["auc"] == pytest.approx(roc_auc_score(fraud[:150], scores[:150]))
     blocked = (fraud[:150] == 1) & (scores[:150] >= 0.5)
     assert row["fraud_eur"] == pytest.approx(amounts[:150][fraud[:150] == 1].sum(), abs=0.01)
     assert row["fraud_eur_blocked"] == pytest.approx(amounts[:150][blocked].sum(), abs=0.01)
-    assert row["estimate_state"] == "ok" and row["estimated_auc"] is not None
+    assert row["estimate_state"] == "ok"
+    assert row["estimated_auc"] is not None
     assert figures["to"] == NOW.isoformat()
     log.close()
 
@@ -131,21 +144,22 @@ def test_monitor_states_never_raise(
 ) -> None:
     log = ParquetPredictionLog(tmp_path / "log", compact_every_s=None, journal=False)
     labels = LabelTableLabels(tmp_path / "labels")  # the consumer has not written yet
-    monitor = PerformanceMonitor(
-        RegistryReferences(registry), log, labels, clock=lambda: NOW
-    )
+    monitor = PerformanceMonitor(RegistryReferences(registry), log, labels, clock=lambda: NOW)
     assert monitor.refresh() == "no_predictions"
     assert monitor.figures()["versions"] == []
     scores = np.linspace(0.0, 1.0, 10)
     log.append(_records(10, 7, scores, np.ones(10)))  # a version the registry lacks
     assert monitor.refresh() == "ok"
     (row,) = monitor.figures()["versions"]
-    assert row["state"] == "no_labels" and row["auc"] is None
-    assert row["estimate_state"] == "unknown_version" and row["estimated_auc"] is None
-    assert row["label_coverage"] == 0.0 and row["fraud_eur"] == 0.0
+    assert row["state"] == "no_labels"
+    assert row["auc"] is None
+    assert row["estimate_state"] == "unknown_version"
+    assert row["estimated_auc"] is None
+    assert row["label_coverage"] == 0.0
+    assert row["fraud_eur"] == 0.0
 
     class Down:
-        def read(self, start: datetime | None = None, end: datetime | None = None) -> None:
+        def read(self, start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
             raise UnavailableError("the log's store is down")
 
     monitor.reader = Down()
@@ -172,5 +186,6 @@ def test_monitor_thread_refreshes_and_stops(tmp_path: Path, registry: Registry) 
     monitor.start()
     monitor.close()  # joins: the first refresh has run, and failed without killing anything
     assert monitor.refreshes == 1
-    assert monitor.state == "error" and "RuntimeError: a bug" in (monitor.message or "")
+    assert monitor.state == "error"
+    assert "RuntimeError: a bug" in (monitor.message or "")
     log.close()

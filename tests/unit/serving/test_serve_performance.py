@@ -41,7 +41,8 @@ def test_metrics_and_dashboard_show_performance_once_labels_land(
     service.owned.insert(0, monitor)
     client = make_client(create_app(settings, service=service))
     empty = client.get("/ui/data").json()["performance"]
-    assert empty["state"] == "starting" and empty["versions"] == []
+    assert empty["state"] == "starting"
+    assert empty["versions"] == []
 
     amounts = np.round(np.random.default_rng(4).uniform(5, 400, size=40), 2)
     txs = [
@@ -76,19 +77,23 @@ def test_metrics_and_dashboard_show_performance_once_labels_land(
     coverage = 'mlsd_performance_label_coverage{model="fraud",variant="champion",version="1"}'
     assert f"{coverage} 0.75" in text
     samples = [x for x in text.splitlines() if x.startswith(("mlsd_performance", "mlsd_label"))]
-    assert samples and not [x for x in samples if x.endswith("NaN")]
+    assert samples
+    assert not [x for x in samples if x.endswith("NaN")]
 
     body = client.get("/ui/data")
     perf = json.loads(body.text, parse_constant=_refuse)["performance"]
-    assert perf["state"] == "ok" and perf["window_s"] == 86_400.0
+    assert perf["state"] == "ok"
+    assert perf["window_s"] == 86_400.0
     assert perf["labels"] == f"label_table {labels}"
     (row,) = perf["versions"]
     assert (row["model"], row["version"], row["variant"]) == ("fraud", 1, "champion")
-    assert row["n_predictions"] == 40 and row["n_labelled"] == 30
+    assert row["n_predictions"] == 40
+    assert row["n_labelled"] == 30
     assert row["auc"] == pytest.approx(roc_auc_score(fraud[:30], scores[:30]))
     # no amount in the label table: the fraud euros are the logged TX_AMOUNT features
     assert row["fraud_eur"] == pytest.approx(amounts[:30][fraud[:30] == 1].sum(), abs=0.01)
-    assert row["estimate_state"] == "no_profile" and row["estimated_auc"] is None
+    assert row["estimate_state"] == "no_profile"
+    assert row["estimated_auc"] is None
 
 
 def test_serve_without_a_prediction_log_refuses_labels(
@@ -116,7 +121,8 @@ def test_bad_labels_path_and_window_exit_with_their_codes(tmp_path: Path) -> Non
     (junk / "notes.txt").write_text("x")
     out = _mlsd(tmp_path, "serve", "--labels", str(junk), "--port", "1")
     assert out.returncode == 3, out.stderr
-    assert "--labels" in out.stderr and "neither a dataset folder" in out.stderr
+    assert "--labels" in out.stderr
+    assert "neither a dataset folder" in out.stderr
     out = _mlsd(tmp_path, "serve", "--labels", str(tmp_path), "--performance-window", "1w")
     assert out.returncode == 2, out.stderr
     assert "--performance-window" in out.stderr
