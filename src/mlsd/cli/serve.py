@@ -127,8 +127,9 @@ def serve(
     2 s, then serves it as soon as it appears. Exit code 6 when the port is taken.
 
     A dashboard page is served at /ui: traffic, latency percentiles, score
-    distribution, drift per feature over time, alerts, model versions and rollouts,
-    refreshed every 3 s (docs/monitoring.md, "The dashboard page").
+    distribution, drift per feature over time, alerts, model versions, rollouts and
+    (with --labels) performance as labels land, refreshed every 3 s (docs/monitoring.md,
+    "The dashboard page").
 
     With --labels, performance as the delayed fraud labels land (AUC, AP, Card
     Precision, block precision, fraud EUR blocked, label coverage and lag, the label-free

@@ -7,7 +7,8 @@ consecutive samples (as Prometheus' `rate` and `histogram_quantile` would comput
 Drift over time is the live `DriftMonitor`'s history of closed windows, alerts its
 `AlertEngine`'s recent transitions, model versions the `ModelHost`. Rollouts are handed
 in by the caller (`mlsd.rollout` is a sibling package). Performance as labels land comes
-from an optional provider that returns None until it is wired ("no labels yet").
+from an optional provider (`mlsd.monitoring.performance_live` under `mlsd serve --labels`);
+without one the panel says "no labels yet".
 
 >>> bounds = (0.001, 0.005, 0.01, float("inf"))
 >>> histogram_quantile(bounds, (10, 90, 100, 100), 0.5)  # in the (1 ms, 5 ms] bucket

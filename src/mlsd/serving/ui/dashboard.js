@@ -152,8 +152,31 @@ function drawPerformance(data) {
     div.innerHTML = empty("no labels yet: performance appears here as fraud labels land");
     return;
   }
-  const rows = Object.entries(perf).map(([k, v]) => [esc(k), esc(typeof v === "object" ? JSON.stringify(v) : v)]);
-  div.innerHTML = table(["figure", "value"], rows);
+  if (!Array.isArray(perf.versions)) {
+    const rows = Object.entries(perf).map(([k, v]) => [esc(k), esc(typeof v === "object" ? JSON.stringify(v) : v)]);
+    div.innerHTML = table(["figure", "value"], rows);
+    return;
+  }
+  // mlsd serve --labels: the last window's figures per version, refreshed in the background
+  const span = perf.from ? `${perf.from.replace("T", " ").slice(0, 16)} .. ${perf.to.replace("T", " ").slice(0, 16)} UTC` : "";
+  const when = perf.refreshed_at ? `, refreshed ${perf.refreshed_at.replace("T", " ").slice(11, 19)} UTC` : "";
+  const head = `<p class="note">${esc(span)}, labels from ${esc(perf.labels)}${esc(when)}</p>`;
+  if (perf.versions.length === 0) {
+    const why = { starting: "first refresh under way", no_predictions: "no prediction logged in the window" };
+    div.innerHTML = head + empty(perf.message && perf.state === "error" ? `error: ${perf.message}` : why[perf.state] || "no data");
+    return;
+  }
+  const state = { no_labels: "no labels yet", one_class: "one class" };
+  const lag = (s) => (s === null ? "–" : s >= 86400 ? `${fmt(s / 86400, 1)} d` : `${fmt(s / 3600, 1)} h`);
+  const rows = perf.versions.map((r) => [
+    esc(`${r.model}/${r.version}`), esc(r.variant), fmt(r.n_predictions), `${fmt(100 * r.label_coverage, 0)}%`,
+    lag(r.label_lag_seconds), r.state === "ok" ? fmt(r.auc, 3) : esc(state[r.state] || r.state),
+    r.estimate_state === "ok" ? fmt(r.estimated_auc, 3) : esc(r.estimate_state.replace("_", " ")),
+    fmt(r.average_precision, 3), fmt(r.block_precision, 2), `${fmt(r.fraud_eur_blocked)} / ${fmt(r.fraud_eur)}`,
+  ]);
+  const error = perf.state === "error" ? `<p class="note">last refresh failed: ${esc(perf.message)}</p>` : "";
+  div.innerHTML = head + error + table(
+    ["version", "variant", "preds", "labelled", "lag", "AUC", "est. AUC", "AP", "block prec.", "fraud EUR blocked"], rows);
 }
 
 function drawAlerts(data) {
