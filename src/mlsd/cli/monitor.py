@@ -176,4 +176,8 @@ def _over_time(
 
 def register(root: typer.Typer) -> None:
     """Add the `monitor` group."""
+    from mlsd.cli import monitor_fairness, monitor_report
+
+    for module in (monitor_fairness, monitor_report):
+        module.register(app)
     root.add_typer(app, name="monitor")

@@ -40,7 +40,8 @@ def regions(customer_xy: npt.NDArray[np.float64]) -> npt.NDArray[np.str_]:
     half = GRID_SIZE / 2.0
     east = customer_xy[:, 0] >= half
     south = customer_xy[:, 1] < half
-    return np.asarray(REGIONS)[east.astype(np.int64) + 2 * south.astype(np.int64)]
+    out: npt.NDArray[np.str_] = np.asarray(REGIONS)[east.astype(np.int64) + 2 * south]
+    return out
 
 
 def age_bands(n: int, rng: np.random.Generator) -> npt.NDArray[np.str_]:
