@@ -74,7 +74,9 @@ def test_a_planted_false_decline_gap_is_found_with_an_interval_excluding_zero() 
     (report,) = window_fairness(log, labels, "region", as_of=AS_OF)
     fpr = report.gap("false_positive_rate")
     assert fpr.highest == "north-west"
-    assert fpr.gap is not None and fpr.low is not None and fpr.high is not None
+    assert fpr.gap is not None
+    assert fpr.low is not None
+    assert fpr.high is not None
     assert 0.07 < fpr.gap < 0.11
     assert 0.0 < fpr.low < fpr.gap < fpr.high
     # the same figures from the raw rows
@@ -88,7 +90,8 @@ def test_a_planted_false_decline_gap_is_found_with_an_interval_excluding_zero() 
     assert nw.false_positive_rate.low < by["north-west"] < nw.false_positive_rate.high
     assert report.labelled == N  # every label known 23 days before AS_OF
     flag = report.gap("flag_rate")
-    assert flag.low is not None and flag.low > 0
+    assert flag.low is not None
+    assert flag.low > 0
 
 
 def test_no_planted_gap_gives_an_interval_holding_zero_spread_and_a_fixed_seed() -> None:
@@ -97,9 +100,13 @@ def test_no_planted_gap_gives_an_interval_holding_zero_spread_and_a_fixed_seed()
     (b,) = window_fairness(log, labels, "region", as_of=AS_OF)
     assert a.gaps == b.gaps  # the bootstrap's seed is fixed
     gap = a.gap("false_positive_rate")
-    assert gap.gap is not None and gap.gap < 0.015
+    assert gap.gap is not None
+    assert gap.gap < 0.015
     # a max - min is never below 0: the interval says how large a gap noise alone makes
-    assert gap.low is not None and gap.low >= 0 and gap.high is not None and gap.high < 0.03
+    assert gap.low is not None
+    assert gap.low >= 0
+    assert gap.high is not None
+    assert gap.high < 0.03
     (c,) = window_fairness(log, labels, "region", as_of=AS_OF, seed=1)
     assert c.gap("false_positive_rate").low != gap.low
 
@@ -139,7 +146,9 @@ def test_too_few_frauds_is_a_stated_no_data_never_nan() -> None:
     few = log.head(300)  # about 6 frauds over four regions
     (report,) = window_fairness(few, labels, "region", as_of=AS_OF)
     recall = report.gap("recall")
-    assert recall.gap is None and recall.reason is not None and "frauds" in recall.reason
+    assert recall.gap is None
+    assert recall.reason is not None
+    assert "frauds" in recall.reason
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # raises on a NaN
     assert next(g for g in data["gaps"] if g["metric"] == "recall")["gap"] is None
     gauges = gauges_text([report])
@@ -153,7 +162,9 @@ def test_age_bands_and_bad_input() -> None:
     (report,) = window_fairness(log, labels, "age_band", as_of=AS_OF)
     assert [s.segment for s in report.segments] == ["18-29", "30-44", "45-64", "65+"]
     gap = report.gap("false_positive_rate")
-    assert gap.gap is not None and gap.low is not None and gap.low < 0.01  # age is not planted
+    assert gap.gap is not None
+    assert gap.low is not None
+    assert gap.low < 0.01
     with pytest.raises(ValidationError, match="--by: expected one of region, age_band"):
         window_fairness(log, labels, "income", as_of=AS_OF)
     with pytest.raises(NoDataError, match="no segment columns"):
