@@ -46,12 +46,12 @@ def _print(report: FairnessReport) -> None:
                       _pct(s.recall), _pct(s.flag_rate))  # fmt: skip
     console.print(table)
     for g in report.gaps:
-        if g.gap is None or g.low is None or g.high is None:
+        if g.gap is None or g.low is None or g.high is None or g.p_value is None:
             console.print(f"gap of {g.metric}: no data ({g.reason})")
             continue
         console.print(
             f"gap of {g.metric}: {g.gap:.2%} ({g.highest} - {g.lowest}), 95 % CI "
-            f"[{g.low:.2%}, {g.high:.2%}]"
+            f"[{g.low:.2%}, {g.high:.2%}], p = {g.p_value:.3g} (against segments shuffled)"
         )
     console.print(f"[dim]intervals: Wilson per segment; gap: {report.interval}, "
                   f"{report.n_boot} resamples, seed {report.seed}[/]")  # fmt: skip

@@ -13,13 +13,20 @@ The per-segment rates are Fairlearn's `MetricFrame` with its own `false_positive
 `true_positive_rate` and `selection_rate`, so the figures mean what a Fairlearn user reads;
 each carries a Wilson interval. The gap of a metric is the highest segment minus the lowest
 (Fairlearn's `difference(method="between_groups")`) over the segments with at least
-`min_support` rows in the metric's denominator. Its interval is a percentile **bootstrap**
-stratified by segment, with a fixed seed: each segment's four confusion cells are redrawn
-from a multinomial of the segment's size, which is exactly resampling its rows with
-replacement, in milliseconds. (Fairlearn's own `n_boot` resamples the frame through pandas:
-118 s for 200 resamples of 50,000 rows on this machine.) A bootstrap, not Newcombe's
-interval, because the gap is a max minus a min chosen after looking: a two-sample interval
-for the two extreme segments would ignore that choice and be too narrow.
+`min_support` rows in the metric's denominator. Two figures say how sure it is, both by
+**bootstrap** with a fixed seed, stratified by segment (each segment's four confusion cells
+redrawn from a multinomial of its size, which is exactly resampling its rows with
+replacement, in milliseconds; Fairlearn's own `n_boot` resamples the frame through pandas:
+118 s for 200 resamples of 50,000 rows on this machine):
+
+- a 95 % percentile interval of the gap, each segment resampled at its own rates;
+- a p-value of "no gap": segments of the same sizes all drawn at the pooled rates, the
+  share of their max - min at least as large as the one observed.
+
+Read the p-value to decide whether a gap is more than noise, and the interval for how
+large it is: a max - min is never negative and noise alone makes it positive, so its
+interval excludes 0 even between segments drawn at random. A bootstrap rather than
+Newcombe's interval for the two extreme segments, because they were chosen after looking.
 
 Nothing is NaN: a rate without a denominator is None ("no data"), a gap without two
 comparable segments is None with the reason.
@@ -80,6 +87,8 @@ class Gap:
     highest: str | None
     lowest: str | None
     compared: list[str]
+    #: Share of gaps at least this large among segments drawn at the pooled rate (no gap).
+    p_value: float | None = None
     reason: str | None = None
 
 
@@ -231,25 +240,69 @@ def _report(
 ) -> dict[str, Any]:
     """Segments and gaps of one version's labelled rows."""
     names = SEGMENTS[column]
-    common = {"interval": "percentile bootstrap, stratified by segment, 95 %",
-              "n_boot": n_boot, "seed": seed, "min_support": min_support}  # fmt: skip
-    rows = joined[joined[column].notna()] if len(joined) else joined
+    common = {"interval": INTERVAL, "n_boot": n_boot, "seed": seed, "min_support": min_support}
+    rows = joined[joined[column].isin(names)] if len(joined) else joined
     if rows.empty:
         empty = [SegmentRates(s, 0, 0, 0, 0, 0, None, None, None) for s in names]
-        gaps = [Gap(m, None, None, None, None, None, [], "no labelled rows") for m in METRICS]
+        gaps = [
+            Gap(m, None, None, None, None, None, [], reason="no labelled rows") for m in METRICS
+        ]
         return {"segments": empty, "gaps": gaps, **common}
     fraud = rows[schema.TX_FRAUD].astype(int).to_numpy() == 1
     declined = (rows["decision"] == FRAUD_DECISION).to_numpy()
     segment = rows[column].astype(str).to_numpy()
+    seg_ix = pd.Categorical(segment, categories=list(names)).codes.astype(np.int64)
+    cell = 2 * fraud.astype(np.int64) + declined.astype(np.int64)
+    # one row of cells per customer: the unit the bootstrap resamples
+    customer, _ = pd.factorize(rows[schema.CUSTOMER_ID].to_numpy())
+    clusters = np.zeros((int(customer.max()) + 1, 4), dtype=np.int64)
+    np.add.at(clusters, (customer, cell), 1)
+    cluster_seg = np.zeros(len(clusters), dtype=np.int64)
+    cluster_seg[customer] = seg_ix  # a customer has one segment
     cells = np.zeros((len(names), 4), dtype=np.int64)
-    index = {s: i for i, s in enumerate(names)}
-    seg_ix = np.array([index[s] for s in segment], dtype=np.int64)
-    np.add.at(cells, (seg_ix, 2 * fraud.astype(np.int64) + declined.astype(np.int64)), 1)
+    np.add.at(cells, (seg_ix, cell), 1)
     rates = _metric_frame(fraud, declined, segment)
     segments = [_segment(name, cells[i], rates.get(name, {})) for i, name in enumerate(names)]
     rng = np.random.default_rng(seed)
-    gaps = [_gap(metric, names, cells, segments, rng, n_boot, min_support) for metric in METRICS]
+    boot = _resampled(clusters, cluster_seg, len(names), rng, n_boot)
+    null = _permuted(clusters, cluster_seg, len(names), rng, n_boot)
+    gaps = [_gap(m, names, cells, segments, boot, null, min_support) for m in METRICS]
     return {"segments": segments, "gaps": gaps, **common}
+
+
+INTERVAL: Final = (
+    "percentile bootstrap of customers, stratified by segment, 95 %; p-value: segments "
+    "permuted among customers"
+)
+_CHUNK = 256
+
+
+def _resampled(
+    clusters: np.ndarray, cluster_seg: np.ndarray, k: int, rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """(n, k, 4) cells: each segment's customers drawn with replacement, as many as it has."""
+    out = np.zeros((n, k, 4), dtype=np.int64)
+    for s in range(k):
+        mine = clusters[cluster_seg == s]
+        if len(mine) == 0:
+            continue
+        uniform = np.full(len(mine), 1.0 / len(mine))
+        for lo in range(0, n, _CHUNK):  # weights (chunk x customers) stay a few MB
+            hi = min(n, lo + _CHUNK)
+            out[lo:hi, s] = rng.multinomial(len(mine), uniform, size=hi - lo) @ mine
+    return out
+
+
+def _permuted(
+    clusters: np.ndarray, cluster_seg: np.ndarray, k: int, rng: np.random.Generator, n: int
+) -> np.ndarray:
+    """(n, k, 4) cells with the customers' segments shuffled: what no gap looks like."""
+    out = np.zeros((n, k, 4), dtype=np.int64)
+    for b in range(n):
+        shuffled = rng.permutation(cluster_seg)
+        for c in range(4):
+            out[b, :, c] = np.bincount(shuffled, weights=clusters[:, c], minlength=k)
+    return out
 
 
 def _metric_frame(
@@ -312,13 +365,23 @@ def _hits_and_support(metric: str, cells: np.ndarray) -> tuple[np.ndarray, np.nd
     return cells[..., _FP] + cells[..., _TP], cells.sum(axis=-1)
 
 
+def _spreads(metric: str, draws: np.ndarray) -> np.ndarray:
+    """max - min over segments of `metric` in each draw (n_draws, segments, 4); draws
+    where fewer than two segments have a denominator are left out."""
+    hits, denominator = _hits_and_support(metric, draws)
+    rate = np.where(denominator > 0, hits / np.maximum(denominator, 1), np.nan)
+    defined = np.isfinite(rate).sum(axis=1) >= 2
+    out: np.ndarray = np.nanmax(rate[defined], axis=1) - np.nanmin(rate[defined], axis=1)
+    return out
+
+
 def _gap(
     metric: str,
     names: Sequence[str],
     cells: np.ndarray,
     segments: list[SegmentRates],
-    rng: np.random.Generator,
-    n_boot: int,
+    boot: np.ndarray,
+    null: np.ndarray,
     min_support: int,
 ) -> Gap:
     _, support = _hits_and_support(metric, cells)
@@ -328,23 +391,17 @@ def _gap(
         what = {"recall": "frauds", "false_positive_rate": "genuine transactions"}
         need = what.get(metric, "labelled transactions")
         return Gap(metric, None, None, None, None, None, compared,
-                   f"fewer than 2 segments with at least {min_support} {need}")  # fmt: skip
+                   reason=f"fewer than 2 segments with at least {min_support} {need}")  # fmt: skip
     values = np.array([getattr(segments[i], metric).estimate for i in keep])
     hi, lo = int(np.argmax(values)), int(np.argmin(values))
-    sizes = cells[keep].sum(axis=1)
-    draws = np.stack(
-        [rng.multinomial(n, cells[i] / n, size=n_boot) for i, n in zip(keep, sizes, strict=True)],
-        axis=1,
-    )  # (n_boot, segments, 4)
-    hits, denominator = _hits_and_support(metric, draws)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = np.where(denominator > 0, hits / np.maximum(denominator, 1), np.nan)
-    defined = np.isfinite(boot).sum(axis=1) >= 2
-    spread = np.nanmax(boot[defined], axis=1) - np.nanmin(boot[defined], axis=1)
-    low, high = np.quantile(spread, [0.025, 0.975])
+    gap = float(values[hi] - values[lo])
+    low, high = np.quantile(_spreads(metric, boot[:, keep]), [0.025, 0.975])
+    # segments are shuffled among all customers; the compared ones are read off
+    spreads = _spreads(metric, null[:, keep])
+    p_value = float((1 + np.count_nonzero(spreads >= gap - 1e-12)) / (1 + spreads.size))
     return Gap(
-        metric=metric, gap=float(values[hi] - values[lo]), low=float(low), high=float(high),
-        highest=compared[hi], lowest=compared[lo], compared=compared,
+        metric=metric, gap=gap, low=float(low), high=float(high), highest=compared[hi],
+        lowest=compared[lo], compared=compared, p_value=p_value,
     )  # fmt: skip
 
 
@@ -358,6 +415,8 @@ def gauges_text(reports: Sequence[FairnessReport]) -> str:
     gap = Gauge("mlsd_fairness_gap", "highest minus lowest segment", labels, registry=registry)
     low = Gauge("mlsd_fairness_gap_low", "bootstrap 2.5 % bound", labels, registry=registry)
     high = Gauge("mlsd_fairness_gap_high", "bootstrap 97.5 % bound", labels, registry=registry)
+    pvalue = Gauge("mlsd_fairness_gap_pvalue", "bootstrap p-value of no gap", labels,
+                   registry=registry)  # fmt: skip
     rows = Gauge("mlsd_fairness_labelled_rows", "labelled rows", labels[:3], registry=registry)
     for r in reports:
         rows.labels(r.model, r.version, r.by).set(r.labelled)
@@ -368,4 +427,6 @@ def gauges_text(reports: Sequence[FairnessReport]) -> str:
             gap.labels(*key).set(g.gap)
             low.labels(*key).set(g.low)
             high.labels(*key).set(g.high)
+            if g.p_value is not None:
+                pvalue.labels(*key).set(g.p_value)
     return generate_latest(registry).decode()

@@ -6,8 +6,9 @@ window of the same length just before it (`frame` holds both), and says:
 - which model versions (and variants) served in each;
 - the inputs: each version's per-feature drift against its reference profile
   (`mlsd.monitoring.drift`) and against the window before, in the same bins, ranked;
-- the outputs: score quantiles, flag rate, confidence (max(p, 1 - p)) and the share of
-  scores near the threshold, and the score's PSI against the window before;
+- the outputs: score quantiles, flag rate, confidence (max(p, 1 - p)), the share of
+  scores near the threshold (odds within a factor 2 of its odds: the decisions a small
+  shift would flip), and the score's PSI against the window before;
 - latency percentiles;
 - whether labels confirm it: AUC and AP (`mlsd.training.metrics`) of each window on the
   labels known at the evaluation time.
@@ -36,7 +37,9 @@ from mlsd.predlog.summary import labelled
 from mlsd.registry.profile import MissingProfileError, ReferenceProfile
 
 SHADOW_SUFFIX = ":shadow"
-NEAR_THRESHOLD = 0.05
+#: A score is near its threshold when its odds are within this factor of the threshold's:
+#: scale-free, so it means the same at a threshold of 0.5 and of 0.01.
+NEAR_ODDS = 2.0
 TOP_FEATURES = 15
 
 
@@ -131,7 +134,8 @@ def outputs(frame: pd.DataFrame, fraud_decision: str = "fraud") -> Outputs | Non
     score = score[np.isfinite(score)]
     latency = frame["latency_ms"].to_numpy(dtype=np.float64)
     threshold = answered["threshold"].to_numpy(dtype=np.float64)
-    near = np.abs(answered["score"].to_numpy(dtype=np.float64) - threshold) <= NEAR_THRESHOLD
+    near = np.abs(_logit(answered["score"].to_numpy(dtype=np.float64)) - _logit(threshold))
+    near = near <= np.log(NEAR_ODDS)
     q = [0.5, 0.9, 0.99]
     return Outputs(
         predictions=len(answered),
@@ -148,6 +152,12 @@ def outputs(frame: pd.DataFrame, fraud_decision: str = "fraud") -> Outputs | Non
         confidence=float(np.maximum(score, 1.0 - score).mean()) if score.size else 0.0,
         near_threshold=float(near.mean()),
     )
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-9, 1 - 1e-9)
+    out: np.ndarray = np.log(q / (1 - q))
+    return out
 
 
 def _quantiles(values: np.ndarray, q: list[float]) -> list[float]:

@@ -39,7 +39,7 @@ def _outputs_table(now: Outputs, then: Outputs | None, score_psi: float | None) 
 
     names = ["predictions", "flag rate (decision fraud)", "mean score", "score p50",
              "score p90", "score p99", "mean confidence max(p, 1-p)",
-             "scores within 0.05 of the threshold", "latency p50 / p95 / p99 (ms)"]  # fmt: skip
+             "near the threshold (odds within x2)", "latency p50 / p95 / p99 (ms)"]  # fmt: skip
     a, b = side(then), side(now)
     rows = [[n, x, y] for n, x, y in zip(names, a, b, strict=True)]
     rows.append(["score PSI against the window before", "", _fmt(score_psi, ".3f")])
@@ -125,6 +125,9 @@ def plot(r: IncidentReport, frame: pd.DataFrame, out: Path) -> list[str]:
         if values.size:
             ax.hist(values, bins=bins, histtype="step", density=True, label=f"{label} "
                     f"({values.size:,})", log=True)  # fmt: skip
+    if len(now):
+        threshold = float(now["threshold"].median())
+        ax.axvline(threshold, color="grey", linestyle=":", label=f"threshold {threshold:.3f}")
     ax.set(xlabel="score", ylabel="density (log)", title="score distribution")
     ax.legend()
     fig.tight_layout()

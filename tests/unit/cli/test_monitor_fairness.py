@@ -32,6 +32,7 @@ def test_the_planted_region_gap_and_its_interval(monitor_home: Path) -> None:
     assert gap["highest"] == "north-west"
     assert 0.05 < gap["gap"] < 0.15  # 1 in 10 genuine north-west transactions declined
     assert 0 < gap["low"] < gap["gap"] < gap["high"]
+    assert gap["p_value"] < 0.001
     assert report["unlabelled"] == 0
     assert report["labelled"] > 1000
     (ages,) = json.loads(run(*HOUR0, "--by", "age_band", "--json"))
@@ -41,6 +42,7 @@ def test_the_planted_region_gap_and_its_interval(monitor_home: Path) -> None:
     fpr = next(g for g in unbiased["gaps"] if g["metric"] == "false_positive_rate")
     assert fpr["gap"] == 0.0
     assert fpr["high"] == 0.0
+    assert fpr["p_value"] == 1.0
 
 
 def test_the_gauges_textfile(monitor_home: Path, tmp_path: Path) -> None:

@@ -79,6 +79,8 @@ def test_a_planted_false_decline_gap_is_found_with_an_interval_excluding_zero() 
     assert fpr.high is not None
     assert 0.07 < fpr.gap < 0.11
     assert 0.0 < fpr.low < fpr.gap < fpr.high
+    assert fpr.p_value is not None
+    assert fpr.p_value < 0.001  # no pooled-rate draw comes near a 9-point gap
     # the same figures from the raw rows
     joined = log.merge(labels, left_on="transaction_id", right_on=schema.TRANSACTION_ID)
     legit = joined[joined[schema.TX_FRAUD] == 0]
@@ -94,7 +96,7 @@ def test_a_planted_false_decline_gap_is_found_with_an_interval_excluding_zero() 
     assert flag.low > 0
 
 
-def test_no_planted_gap_gives_an_interval_holding_zero_spread_and_a_fixed_seed() -> None:
+def test_no_planted_gap_has_a_large_p_value_and_the_seed_is_fixed() -> None:
     log, labels = world(EVEN, seed=3)
     (a,) = window_fairness(log, labels, "region", as_of=AS_OF)
     (b,) = window_fairness(log, labels, "region", as_of=AS_OF)
@@ -107,6 +109,8 @@ def test_no_planted_gap_gives_an_interval_holding_zero_spread_and_a_fixed_seed()
     assert gap.low >= 0
     assert gap.high is not None
     assert gap.high < 0.03
+    assert gap.p_value is not None
+    assert gap.p_value > 0.05
     (c,) = window_fairness(log, labels, "region", as_of=AS_OF, seed=1)
     assert c.gap("false_positive_rate").low != gap.low
 
