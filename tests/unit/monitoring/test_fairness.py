@@ -173,3 +173,25 @@ def test_age_bands_and_bad_input() -> None:
         window_fairness(log, labels, "income", as_of=AS_OF)
     with pytest.raises(NoDataError, match="no segment columns"):
         segment_labels(labels, labels[[schema.CUSTOMER_ID]], AS_OF)
+
+
+def test_fairlearn_on_weighted_cells_equals_the_rates_per_row() -> None:
+    from fairlearn.metrics import MetricFrame, false_positive_rate
+
+    from mlsd.monitoring.fairness import _metric_frame
+
+    cells = np.array([[90, 10, 3, 7], [50, 0, 0, 2], [0, 0, 0, 0], [5, 5, 0, 0]])
+    names = ["a", "b", "c", "d"]
+    rates = _metric_frame(cells, names)
+    assert set(rates) == {"a", "b", "d"}  # a segment without rows is absent, not NaN
+    assert rates["a"] == pytest.approx(
+        {"false_positive_rate": 0.1, "recall": 0.7, "flag_rate": 17 / 110}
+    )
+    assert rates["b"]["recall"] == 1.0
+    assert rates["d"]["false_positive_rate"] == 0.5
+    # one row per transaction, as Fairlearn is usually called: the same figure
+    y_true = np.repeat([0, 0, 1, 1], cells[0])
+    y_pred = np.repeat([0, 1, 0, 1], cells[0])
+    per_row = MetricFrame(metrics=false_positive_rate, y_true=y_true, y_pred=y_pred,
+                          sensitive_features=np.zeros(len(y_true)))  # fmt: skip
+    assert float(per_row.overall) == pytest.approx(rates["a"]["false_positive_rate"])
