@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,6 @@ from mlsd.monitoring.window import NoDataError
 from mlsd.predlog.summary import labelled
 from mlsd.stats import Interval, wilson
 
-By = Literal["region", "age_band"]
 BY: Final[dict[str, str]] = {"region": schema.REGION, "age_band": schema.AGE_BAND}
 METRICS: Final = ("false_positive_rate", "recall", "flag_rate")
 FRAUD_DECISION: Final = "fraud"
@@ -197,9 +196,10 @@ def window_fairness(
         if with_id < len(group):
             notes.append(f"{len(group) - with_id:,} predictions carry no transaction id "
                          "(bare tensors): left out")  # fmt: skip
-        unsegmented = int(joined[column].isna().sum()) if len(joined) else 0
-        if unsegmented:
-            notes.append(f"{unsegmented:,} labelled rows have a customer without a segment")
+        outside = int((~joined[column].isin(SEGMENTS[column])).sum()) if len(joined) else 0
+        if outside:
+            notes.append(f"{outside:,} labelled rows have a customer without a known segment: "
+                         "left out")  # fmt: skip
         answered = group[(group["endpoint"] == "score") & group["transaction_id"].notna()]
         scored = int(answered["transaction_id"].nunique())
         reports.append(

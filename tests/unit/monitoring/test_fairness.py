@@ -171,6 +171,12 @@ def test_age_bands_and_bad_input() -> None:
     assert gap.low < 0.01
     with pytest.raises(ValidationError, match="--by: expected one of region, age_band"):
         window_fairness(log, labels, "income", as_of=AS_OF)
+    odd = labels.assign(REGION=labels[schema.REGION].where(labels[schema.CUSTOMER_ID] != 3))
+    (partial,) = window_fairness(log, odd, "region", as_of=AS_OF)
+    left_out = int((labels[schema.CUSTOMER_ID] == 3).sum())
+    assert partial.notes == [f"{left_out:,} labelled rows have a customer without a known "
+                             "segment: left out"]  # fmt: skip
+    assert sum(s.labelled for s in partial.segments) == N - left_out
     with pytest.raises(NoDataError, match="no segment columns"):
         segment_labels(labels, labels[[schema.CUSTOMER_ID]], AS_OF)
 
