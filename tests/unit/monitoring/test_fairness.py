@@ -201,3 +201,14 @@ def test_fairlearn_on_weighted_cells_equals_the_rates_per_row() -> None:
     per_row = MetricFrame(metrics=false_positive_rate, y_true=y_true, y_pred=y_pred,
                           sensitive_features=np.zeros(len(y_true)))  # fmt: skip
     assert float(per_row.overall) == pytest.approx(rates["a"]["false_positive_rate"])
+
+
+def test_without_fairlearn_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from mlsd.errors import UnavailableError
+
+    monkeypatch.setitem(sys.modules, "fairlearn.metrics", None)  # import raises
+    log, labels = world(REGIONS4)
+    with pytest.raises(UnavailableError, match=r"pip install 'mlsd\[monitoring\]'"):
+        window_fairness(log.head(100), labels, "region", as_of=AS_OF)
