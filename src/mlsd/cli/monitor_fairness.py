@@ -66,6 +66,7 @@ def fairness(
     labels: list[Path] | None = typer.Option(
         None,
         "--labels",
+        metavar="DIR",
         help="Dataset folder of the labels; repeat for several (default: $MLSD_HOME/dataset).",
     ),
     as_of: str | None = typer.Option(
@@ -87,9 +88,12 @@ def fairness(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the reports as JSON."),
 ) -> None:
-    """Per segment, of each model version answering in the window: false-positive (false
+    """False declines, recall and flag rate per region or age band, and the gaps.
+
+    Per segment, of each model version answering in the window: false-positive (false
     decline) rate, recall and flag rate against the labels known at the evaluation time,
-    and the gap between the highest and the lowest segment with its bootstrap interval.
+    and the gap between the highest and the lowest segment with its bootstrap interval
+    (customers resampled) and p-value (segments shuffled among customers).
 
     Predictions are joined to the labels' transactions by transaction id. Exit 3 when the
     window holds no answered prediction, none is labelled yet, or the dataset has no

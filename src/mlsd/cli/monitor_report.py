@@ -21,6 +21,7 @@ def report(
     labels: list[Path] | None = typer.Option(
         None,
         "--labels",
+        metavar="DIR",
         help="Dataset folder of the labels; repeat for several (default: "
         "$MLSD_HOME/dataset when it exists, else the report has no label section).",
     ),
@@ -29,7 +30,7 @@ def report(
     ),
     model: str | None = typer.Option(None, "--model", help="Only this model name."),
     version: int | None = typer.Option(None, "--version", help="Only this version."),
-    as_json: bool = typer.Option(False, "--json", help="Also print the report as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (the files are written too)."),
 ) -> None:
     """An incident report of [--from, --to) against the window of the same length before:
     model versions serving, drift per feature against each version's reference profile and
