@@ -30,7 +30,9 @@ def report(
     ),
     model: str | None = typer.Option(None, "--model", help="Only this model name."),
     version: int | None = typer.Option(None, "--version", help="Only this version."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (the files are written too)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the report as JSON (the files are written too)."
+    ),
 ) -> None:
     """An incident report of [--from, --to) against the window of the same length before:
     model versions serving, drift per feature against each version's reference profile and
