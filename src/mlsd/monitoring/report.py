@@ -21,6 +21,7 @@ report is still written, and says why a figure is absent. Nothing is NaN.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,8 +77,10 @@ class FeatureMove:
     """One feature of one version: PSI against the reference and against the window before."""
 
     name: str
-    psi_reference: float
+    #: None for a version without a reference profile.
+    psi_reference: float | None
     psi_before: float | None
+    #: By PSI against the reference, or against the window before without a profile.
     severity: str
 
 
@@ -92,6 +95,13 @@ class VersionDrift:
     features: list[FeatureMove] = field(default_factory=list)
     score_psi: float | None = None
     joint_psi: float | None = None
+    rows_before: int = 0
+
+    def noise_floor(self) -> dict[str, float | None]:
+        """PSI that sampling alone gives over 10 bins at these sizes, (k - 1)(1/n + 1/m):
+        a figure near it is noise, not drift."""
+        vs_before = 9 * (1 / self.rows + 1 / self.rows_before) if self.rows_before else None
+        return {"reference": 9 / self.rows if self.rows else None, "before": vs_before}
 
 
 @dataclass(frozen=True)
@@ -214,15 +224,17 @@ def version_drift(
     """One version's drift in a window against its profile and the window before."""
     from mlsd.monitoring.drift import compare
 
+    only = "drift against the window before only" if len(before) else "no drift figures"
     try:
         mv = registry.get(model, int(version))
     except (NotFoundError, ValueError):
-        return VersionDrift(model, version, len(rows), "unknown to the registry: no profile")
+        state = f"unknown to the registry, so no reference profile: {only}"
+        return VersionDrift(model, version, len(rows), state, _moves_vs_before(rows, before))
     try:
         profile = registry.reference_profile(mv)
     except MissingProfileError:
-        state = "registered without a reference profile (an older version): no drift figures"
-        return VersionDrift(model, version, len(rows), state)
+        state = f"registered without a reference profile (an older version): {only}"
+        return VersionDrift(model, version, len(rows), state, _moves_vs_before(rows, before))
     window = _counts(profile, rows)
     report = compare(window, model=model, version=mv.version)
     earlier = _counts(profile, before) if len(before) else None
@@ -236,12 +248,30 @@ def version_drift(
                 _with_unseen(window.counts[j], int(window.unseen[j]), kind),
             )
         moves.append(FeatureMove(f.name, f.psi, vs_before, f.severity))
-    moves.sort(key=lambda m: max(m.psi_reference, m.psi_before or 0.0), reverse=True)
+    moves.sort(key=lambda m: max(m.psi_reference or 0.0, m.psi_before or 0.0), reverse=True)
     return VersionDrift(
         model, version, len(rows), "ok", moves,
         None if report.score is None else report.score.psi,
         None if report.multivariate is None else report.multivariate.psi,
     )  # fmt: skip
+
+
+def _moves_vs_before(rows: pd.DataFrame, before: pd.DataFrame) -> list[FeatureMove]:
+    """Without a profile: each logged feature's PSI at the window before's deciles."""
+    from mlsd.stats import psi
+
+    if before.empty or rows.empty:
+        return []
+    names = sorted({str(k) for f in rows["features"].head(200) for k in f})
+    now, then = feature_matrix(rows, names), feature_matrix(before, names)
+    moves = []
+    for j, name in enumerate(names):
+        a, b = then[:, j], now[:, j]
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if a.size >= 10 and b.size >= 10:
+            value = psi(a, b)
+            moves.append(FeatureMove(name, None, value, severity(value)))
+    return sorted(moves, key=lambda m: m.psi_before or 0.0, reverse=True)
 
 
 def _score_psi(now: pd.DataFrame, then: pd.DataFrame) -> float | None:
@@ -283,7 +313,8 @@ def incident(
     drift = []
     for (model, version), rows in now.groupby(["model", "version"], sort=False):
         earlier = then[(then["model"] == model) & (then["version"] == version)]
-        drift.append(version_drift(registry, rows, earlier, str(model), str(version)))
+        found = version_drift(registry, rows, earlier, str(model), str(version))
+        drift.append(dataclasses.replace(found, rows_before=len(earlier)))
     drift.sort(key=lambda d: d.rows, reverse=True)
     report = IncidentReport(
         start=start, end=end, before=before, as_of=as_of, window=window, previous=previous,
@@ -317,18 +348,17 @@ def findings(r: IncidentReport) -> list[str]:
                    f"{p.latency_ms['p99']:.1f} -> {w.latency_ms['p99']:.1f} ms")  # fmt: skip
     for d in r.drift:
         name = f"{d.model}/{d.version}"
-        if d.state != "ok":
-            out.append(f"inputs of {name}: {d.state}")
-            continue
         moved = [f for f in d.features if f.severity != "stable"]
         top = d.features[0] if d.features else None
-        if moved:
-            listed = ", ".join(f"{f.name} (PSI {f.psi_reference:.3f})" for f in moved[:5])
+        if d.state != "ok":
+            out.append(f"inputs of {name}: {d.state}")
+        elif moved:
+            listed = ", ".join(f"{f.name} (PSI {f.psi_reference or 0.0:.3f})" for f in moved[:5])
             out.append(f"inputs of {name}: {len(moved)} feature(s) drifted against the "
                        f"reference: {listed}")  # fmt: skip
         elif top is not None:
             out.append(f"inputs of {name}: no feature drifted (largest PSI {top.name} "
-                       f"{top.psi_reference:.3f})")  # fmt: skip
+                       f"{top.psi_reference or 0.0:.3f})")  # fmt: skip
         since = [f for f in d.features if f.psi_before is not None]
         if since:
             most = max(since, key=lambda f: f.psi_before or 0.0)

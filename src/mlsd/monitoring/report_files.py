@@ -80,13 +80,18 @@ def markdown(r: IncidentReport, plots: list[str]) -> str:
         out.append(f"### {d.model}/{d.version} ({d.rows:,} rows)")
         out.append("")
         if d.state != "ok":
-            out += [f"No data: {d.state}.", ""]
-            continue
-        rows = [[f.name, f"{f.psi_reference:.4f}", _fmt(f.psi_before), f.severity]
+            out += [f"No reference: {d.state}.", ""]
+            if not d.features:
+                continue
+        rows = [[f.name, _fmt(f.psi_reference), _fmt(f.psi_before), f.severity]
                 for f in d.features[:TOP_FEATURES]]  # fmt: skip
         out.append(_table(["feature", "PSI vs reference", "PSI vs window before",
-                           "drift (vs reference)"], rows))  # fmt: skip
-        out += ["", f"Score PSI vs reference {_fmt(d.score_psi)}; joint (PCA error) PSI "
+                           "drift"], rows))  # fmt: skip
+        floor = d.noise_floor()
+        out += ["", f"Sampling noise alone gives a PSI of about {_fmt(floor['reference'], '.3f')} "
+                f"against the reference and {_fmt(floor['before'], '.3f')} against the window "
+                f"before ({d.rows:,} and {d.rows_before:,} rows, 10 bins).", ""]  # fmt: skip
+        out += [f"Score PSI vs reference {_fmt(d.score_psi)}; joint (PCA error) PSI "
                 f"{_fmt(d.joint_psi)}. PSI < 0.1 stable, 0.1-0.25 moderate, above major.",
                 ""]  # fmt: skip
     out += ["## Outputs, confidence and latency", ""]
@@ -152,7 +157,7 @@ def plot(r: IncidentReport, frame: pd.DataFrame, out: Path) -> list[str]:
         top = d.features[:TOP_FEATURES][::-1]
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(top) + 1.5))
         y = np.arange(len(top))
-        ax.barh(y + 0.2, [f.psi_reference for f in top], height=0.4, label="vs reference")
+        ax.barh(y + 0.2, [f.psi_reference or 0.0 for f in top], height=0.4, label="vs reference")
         ax.barh(y - 0.2, [f.psi_before or 0.0 for f in top], height=0.4, label="vs window before")
         ax.set_yticks(y, [f.name for f in top])
         ax.axvline(0.1, color="grey", linestyle=":", linewidth=1)

@@ -53,11 +53,19 @@ def test_parts_without_data_say_so(monitor_home: Path, tmp_path: Path) -> None:
     old = run(tmp_path / "b", *window(2))
     assert "inputs of fraud/1: registered without a reference profile" in old
     assert "new: fraud/1; gone: fraud/2" in old
+    half = run(tmp_path / "e", "--from", "2026-03-02T14:30", "--to", "2026-03-02T15:00")
+    assert (
+        "inputs of fraud/1: registered without a reference profile (an older version): "
+        "drift against the window before only" in half
+    )
+    assert "| f1 | — | " in half  # no PSI against a reference, one against the first half
+    # 150 rows a side: noise alone makes PSI about 9 * (1/150 + 1/150) at 10 bins
+    assert "gives a PSI of about 0.060 against the reference and 0.120 against" in half
     unknown = run(tmp_path / "c", *window(3))
     assert "inputs of fraud/7: unknown to the registry" in unknown
     early = run(tmp_path / "d", *window(1), "--as-of", "2018-04-02")
     assert "labels: no label known yet (0 of 5,145 labelled)" in early
-    for folder in "abcd":
+    for folder in "abcde":
         text = (tmp_path / folder / "report.json").read_text()
         json.loads(text)
         assert "NaN" not in text
