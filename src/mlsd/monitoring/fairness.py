@@ -47,6 +47,16 @@ from mlsd.data import schema
 from mlsd.data.segments import SEGMENTS
 from mlsd.errors import UnavailableError, ValidationError
 from mlsd.monitoring.labels import LABEL_COLUMNS, known_by, read_datasets
+from mlsd.monitoring.segment_bootstrap import (
+    FN,
+    FP,
+    TN,
+    TP,
+    hits_and_support,
+    permuted,
+    resampled,
+    spreads,
+)
 from mlsd.monitoring.window import NoDataError
 from mlsd.predlog.summary import labelled
 from mlsd.stats import Interval, wilson
@@ -56,8 +66,6 @@ METRICS: Final = ("false_positive_rate", "recall", "flag_rate")
 FRAUD_DECISION: Final = "fraud"
 #: The variant suffix of shadow rows (`mlsd.rollout.pairs.SHADOW_SUFFIX`, a sibling package).
 SHADOW_SUFFIX: Final = ":shadow"
-# confusion cells, indexed 2 * fraud + declined
-_TN, _FP, _FN, _TP = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -264,8 +272,8 @@ def _report(
     rates = _metric_frame(cells, names)
     segments = [_segment(name, cells[i], rates.get(name, {})) for i, name in enumerate(names)]
     rng = np.random.default_rng(seed)
-    boot = _resampled(clusters, cluster_seg, len(names), rng, n_boot)
-    null = _permuted(clusters, cluster_seg, len(names), rng, n_boot)
+    boot = resampled(clusters, cluster_seg, len(names), rng, n_boot)
+    null = permuted(clusters, cluster_seg, len(names), rng, n_boot)
     gaps = [_gap(m, names, cells, segments, boot, null, min_support) for m in METRICS]
     return {"segments": segments, "gaps": gaps, **common}
 
@@ -274,35 +282,6 @@ INTERVAL: Final = (
     "percentile bootstrap of customers, stratified by segment, 95 %; p-value: segments "
     "permuted among customers"
 )
-_CHUNK = 256
-
-
-def _resampled(
-    clusters: np.ndarray, cluster_seg: np.ndarray, k: int, rng: np.random.Generator, n: int
-) -> np.ndarray:
-    """(n, k, 4) cells: each segment's customers drawn with replacement, as many as it has."""
-    out = np.zeros((n, k, 4), dtype=np.int64)
-    for s in range(k):
-        mine = clusters[cluster_seg == s]
-        if len(mine) == 0:
-            continue
-        uniform = np.full(len(mine), 1.0 / len(mine))
-        for lo in range(0, n, _CHUNK):  # weights (chunk x customers) stay a few MB
-            hi = min(n, lo + _CHUNK)
-            out[lo:hi, s] = rng.multinomial(len(mine), uniform, size=hi - lo) @ mine
-    return out
-
-
-def _permuted(
-    clusters: np.ndarray, cluster_seg: np.ndarray, k: int, rng: np.random.Generator, n: int
-) -> np.ndarray:
-    """(n, k, 4) cells with the customers' segments shuffled: what no gap looks like."""
-    out = np.zeros((n, k, 4), dtype=np.int64)
-    for b in range(n):
-        shuffled = rng.permutation(cluster_seg)
-        for c in range(4):
-            out[b, :, c] = np.bincount(shuffled, weights=clusters[:, c], minlength=k)
-    return out
 
 
 def _metric_frame(cells: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -332,7 +311,7 @@ def _metric_frame(cells: np.ndarray, names: Sequence[str]) -> dict[str, dict[str
     }
     mf = MetricFrame(
         metrics=metrics,
-        y_true=(cell >= _FN).astype(np.int64),  # cells 2 and 3 are frauds
+        y_true=(cell >= FN).astype(np.int64),  # cells 2 and 3 are frauds
         y_pred=(cell % 2).astype(np.int64),  # cells 1 and 3 are declined
         sensitive_features=pd.Series(np.asarray(names)[seg], name="segment"),
         sample_params={name: {"sample_weight": weight} for name in metrics},
@@ -344,8 +323,8 @@ def _metric_frame(cells: np.ndarray, names: Sequence[str]) -> dict[str, dict[str
 
 
 def _segment(name: str, c: np.ndarray, rates: dict[str, float]) -> SegmentRates:
-    legit, frauds, n = int(c[_TN] + c[_FP]), int(c[_FN] + c[_TP]), int(c.sum())
-    flagged = int(c[_FP] + c[_TP])
+    legit, frauds, n = int(c[TN] + c[FP]), int(c[FN] + c[TP]), int(c.sum())
+    flagged = int(c[FP] + c[TP])
 
     def rate(metric: str, hits: int, denominator: int) -> Interval | None:
         if denominator == 0:
@@ -356,30 +335,11 @@ def _segment(name: str, c: np.ndarray, rates: dict[str, float]) -> SegmentRates:
 
     return SegmentRates(
         segment=name, labelled=n, frauds=frauds, flagged=flagged,
-        false_positives=int(c[_FP]), caught=int(c[_TP]),
-        false_positive_rate=rate("false_positive_rate", int(c[_FP]), legit),
-        recall=rate("recall", int(c[_TP]), frauds),
+        false_positives=int(c[FP]), caught=int(c[TP]),
+        false_positive_rate=rate("false_positive_rate", int(c[FP]), legit),
+        recall=rate("recall", int(c[TP]), frauds),
         flag_rate=rate("flag_rate", flagged, n),
     )  # fmt: skip
-
-
-def _hits_and_support(metric: str, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Numerator and denominator of `metric` from cells (..., 4)."""
-    if metric == "false_positive_rate":
-        return cells[..., _FP], cells[..., _TN] + cells[..., _FP]
-    if metric == "recall":
-        return cells[..., _TP], cells[..., _FN] + cells[..., _TP]
-    return cells[..., _FP] + cells[..., _TP], cells.sum(axis=-1)
-
-
-def _spreads(metric: str, draws: np.ndarray) -> np.ndarray:
-    """max - min over segments of `metric` in each draw (n_draws, segments, 4); draws
-    where fewer than two segments have a denominator are left out."""
-    hits, denominator = _hits_and_support(metric, draws)
-    rate = np.where(denominator > 0, hits / np.maximum(denominator, 1), np.nan)
-    defined = np.isfinite(rate).sum(axis=1) >= 2
-    out: np.ndarray = np.nanmax(rate[defined], axis=1) - np.nanmin(rate[defined], axis=1)
-    return out
 
 
 def _gap(
@@ -391,7 +351,7 @@ def _gap(
     null: np.ndarray,
     min_support: int,
 ) -> Gap:
-    _, support = _hits_and_support(metric, cells)
+    _, support = hits_and_support(metric, cells)
     keep = [i for i in range(len(names)) if support[i] >= min_support]
     compared = [names[i] for i in keep]
     if len(keep) < 2:
@@ -402,10 +362,10 @@ def _gap(
     values = np.array([getattr(segments[i], metric).estimate for i in keep])
     hi, lo = int(np.argmax(values)), int(np.argmin(values))
     gap = float(values[hi] - values[lo])
-    low, high = np.quantile(_spreads(metric, boot[:, keep]), [0.025, 0.975])
+    low, high = np.quantile(spreads(metric, boot[:, keep]), [0.025, 0.975])
     # segments are shuffled among all customers; the compared ones are read off
-    spreads = _spreads(metric, null[:, keep])
-    p_value = float((1 + np.count_nonzero(spreads >= gap - 1e-12)) / (1 + spreads.size))
+    no_gap = spreads(metric, null[:, keep])
+    p_value = float((1 + np.count_nonzero(no_gap >= gap - 1e-12)) / (1 + no_gap.size))
     return Gap(
         metric=metric, gap=gap, low=float(low), high=float(high), highest=compared[hi],
         lowest=compared[lo], compared=compared, p_value=p_value,
