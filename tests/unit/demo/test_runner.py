@@ -51,6 +51,7 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
         "what the fraud team reads",
         "cards flagged per day",
         "rollouts: a shadow, a canary to promotion, a bad canary rolled back",
+        "monitoring: amounts shifted in live traffic, the drift alert fires",
     )
     for stage in stages:
         assert stage in out
@@ -67,6 +68,25 @@ def test_demo_runs_every_stage_stops_by_itself_in_its_own_folder(
     canaries = json.loads((demo / "reports" / "demo-replay.json").read_text())["rollouts"]
     outcomes = [(c["outcome"], c["failed requests"]) for c in canaries["canaries"]]
     assert outcomes == [("promoted", 0), ("rolled_back", 0)], canaries
+
+
+@pytest.mark.slow
+def test_the_drift_stage_fires_on_the_shifted_window_only(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """The first window (traffic as sent) raises nothing; the second (amounts x3) fires the
+    feature rule on TX_AMOUNT alone, and the score rule; the server's dashboard held them."""
+    home, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    drift = json.loads((home / "demo" / "reports" / "demo-replay.json").read_text())["drift"]
+    before, after = drift["before"], drift["after"]
+    assert before["rows"] == after["rows"] >= 200
+    assert max(before["psi"].values()) < 0.25, before["psi"]
+    assert before["score_psi"] < 0.1
+    assert after["psi"]["TX_AMOUNT"] > 0.25
+    fired = sorted((e["rule"], e["feature"]) for e in drift["firing"])
+    assert fired == [("feature-drift-major", "TX_AMOUNT"), ("score-drift", "")], fired
+    assert "ALERT feature-drift-major (critical) firing for TX_AMOUNT" in proc.stdout
 
 
 @pytest.mark.slow
