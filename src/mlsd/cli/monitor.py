@@ -13,7 +13,10 @@ from mlsd.errors import ValidationError
 if TYPE_CHECKING:
     from mlsd.monitoring.drift import DriftReport, FeatureDrift
 
-app = typer.Typer(help="Monitoring: drift of logged predictions against each version's profile.")
+app = typer.Typer(
+    help="Monitoring: drift against each version's profile, performance as labels land, "
+    "fairness by segment, incident reports."
+)
 
 COLOURS = {"stable": "green", "moderate": "yellow", "major": "bold red"}
 
@@ -176,7 +179,8 @@ def _over_time(
 
 def register(root: typer.Typer) -> None:
     """Add the `monitor` group."""
-    from mlsd.cli import monitor_performance  # `monitor performance` (its own module)
+    from mlsd.cli import monitor_fairness, monitor_performance, monitor_report
 
-    monitor_performance.register(app)
+    for module in (monitor_performance, monitor_fairness, monitor_report):  # own modules
+        module.register(app)
     root.add_typer(app, name="monitor")

@@ -37,6 +37,10 @@ TX_COLUMNS: Final = (
     INJECTED,
 )
 
+# Customer segments (customers.parquet; `mlsd.data.segments`): small closed sets of strings.
+REGION: Final = "REGION"  # string, the grid quadrant the customer lives in
+AGE_BAND: Final = "AGE_BAND"  # string, drawn from the simulator's own stream
+
 TRANSACTIONS_DIR: Final = "transactions"
 CUSTOMERS_FILE: Final = "customers.parquet"
 TERMINALS_FILE: Final = "terminals.parquet"

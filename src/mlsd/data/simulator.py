@@ -1,7 +1,8 @@
 """`simulate(config) -> Dataset`: the handbook's transaction simulator, vectorised.
 
 Seeded and deterministic: each stage (profiles, transactions, each fraud scenario, each
-injected event) draws from its own stream of one `numpy.random.SeedSequence(seed)`.
+injected event, the customers' age bands) draws from its own stream of one
+`numpy.random.SeedSequence(seed)`: a stage added later changes no earlier stage's values.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from mlsd.data import frauds, inject, schema
 from mlsd.data.config import SimulatorConfig
 from mlsd.data.events import CARD_TESTING_SCENARIO, COMPROMISE_RATE_SCENARIO
 from mlsd.data.profiles import generate_profiles
+from mlsd.data.segments import with_segments
 from mlsd.data.transactions import RawTransactions, generate_transactions
 
 Progress = Callable[[str], None]
 STAGES = ("profiles", "transactions", "frauds", "table")
 
-_PROFILES, _TRANSACTIONS, _TERMINALS, _CUSTOMERS, _CUSTOMER_DRAWS = 0, 1, 2, 3, 4
+_PROFILES, _TRANSACTIONS, _TERMINALS, _CUSTOMERS, _CUSTOMER_DRAWS, _SEGMENTS = 0, 1, 2, 3, 4, 5
 _EVENT_STREAM = 100
 
 
@@ -90,7 +92,7 @@ def simulate(config: SimulatorConfig | None = None, progress: Progress | None = 
     step("table")
     return Dataset(
         transactions=transactions,
-        customers=profiles.customers_frame(),
+        customers=with_segments(profiles.customers_frame(), _rng(seed, _SEGMENTS)),
         terminals=profiles.terminals_frame(),
         config=config,
     )

@@ -222,6 +222,13 @@ def _rollouts(settings: Settings, traffic: pd.DataFrame) -> dict[str, Any]:
                        lambda: rollout_step(settings, traffic, console)))  # fmt: skip
 
 
+def _drift(settings: Settings, traffic: pd.DataFrame) -> dict[str, Any]:
+    from mlsd.demo.drift import drift_step
+
+    return dict(_stage("monitoring: amounts shifted in live traffic, the drift alert fires",
+                       lambda: drift_step(settings, traffic, console)))  # fmt: skip
+
+
 def run_demo(
     seconds: float | None = None,
     settings: Settings | None = None,
@@ -258,6 +265,7 @@ def run_demo(
     result = _outcomes(settings, traffic, serving_started, alert_budget, figures)
     result["training"] = {"metrics": trained["metrics"], "uri": trained["uri"]}
     result["rollouts"] = _rollouts(settings, traffic)
+    result["drift"] = _drift(settings, traffic)
     console.print(report.explain(result, size))
     path = settings.path(REPORT)
     path.parent.mkdir(parents=True, exist_ok=True)

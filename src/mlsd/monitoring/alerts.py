@@ -139,11 +139,11 @@ class LogSink:
         level = logging.WARNING if event.state == "firing" else logging.INFO
         log.log(
             level,
-            "alert %s %s: %s %s of %s/%s = %.4g (threshold %.4g)",
+            "alert %s %s: %s%s of %s/%s = %.4g (threshold %.4g)",
             event.rule,
             event.state,
             event.metric,
-            event.feature or "-",
+            f" {event.feature}" if event.feature else "",
             event.model,
             event.version,
             event.value,
