@@ -144,6 +144,16 @@ def traffic() -> list[timeseries.Panel | stat.Panel]:
             ],
         ),
         series(
+            "Stream events / s and lag by partition",
+            "mlsd_stream_partition_events_total (committed) and mlsd_stream_lag_events, per "
+            "input partition: a partition falling behind shows here first.",
+            [
+                (f"sum by (partition) (rate(mlsd_stream_partition_events_total[{RATE}]))",
+                 "events/s {{partition}}"),
+                ("sum by (partition) (mlsd_stream_lag_events)", "lag {{partition}}"),
+            ],
+        ),
+        series(
             "Stream batches and lost commits",
             "Micro-batches committed per second, and commits refused after a rebalance.",
             [
@@ -199,6 +209,15 @@ def latency() -> list[timeseries.Panel | stat.Panel]:
                 (f"histogram_quantile(0.99, sum by (le) "
                  f"(rate(mlsd_stream_batch_seconds_bucket[{RATE}])))", "batch p99"),
             ],
+            unit="s",
+        ),
+        series(
+            "Stream: payment to decision published p99 by partition",
+            "mlsd_stream_decision_latency_seconds: event time to its decision on the output "
+            "topic (before the commit), per input partition.",
+            [(f"histogram_quantile(0.99, sum by (le, partition) "
+              f"(rate(mlsd_stream_decision_latency_seconds_bucket[{RATE}])))",
+              "p99 {{partition}}")],
             unit="s",
         ),
         series(
