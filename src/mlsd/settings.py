@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(
         default=100_000, ge=1, description="prediction cache size (entries), in process or on Redis"
     )
+    duckdb_memory_limit: str = Field(
+        default="1500MB",
+        pattern=r"^[0-9]+(\.[0-9]+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB memory cap of feature builds, e.g. 1500MB or 3GB",
+    )
+    duckdb_threads: int | None = Field(
+        default=None, ge=1, description="DuckDB threads of feature builds (default: all cores)"
+    )
     prediction_log_flush_seconds: float = Field(default=1.0, gt=0, description="flush timer")
     prediction_log_flush_records: int = Field(default=5_000, ge=1, description="flush at size")
     prediction_log_journal: bool = Field(

@@ -47,14 +47,41 @@ def _when(value: str | None, name: str) -> Any:
 
 
 @features_app.command("apply")
-def apply() -> None:
-    """Register the handbook feature views; print each view's version (content hash)."""
+def apply(
+    path: Path | None = typer.Argument(
+        None,
+        help="A folder (or .py file) of definitions as Python code: its Entities, Sources "
+        "and FeatureViews are imported, validated and registered together. Default: the "
+        "handbook's views (mlsd/features/handbook.py).",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Import and validate PATH, register nothing; print the views."
+    ),
+) -> None:
+    """Register feature views; print each view's version (content hash).
+
+    A bad definition (a missing column, a window with no time column, a type mismatch,
+    a derived feature over an unknown aggregate, two views with one name) is named with
+    its view and field, exit code 2, and nothing is applied.
+    """
     from mlsd.features.store import FeatureStore
 
+    if dry_run:
+        from mlsd.features.handbook import HANDBOOK_VIEWS
+        from mlsd.features.repo import check_repo, validate
+
+        views = list(HANDBOOK_VIEWS) if path is None else check_repo(path).views
+        validate(views)
+        for view in views:
+            stream = "streamable" if view.streamable else "batch only"
+            kind = f"{view.kind}, {stream}" if view.kind in ("window", "sql") else view.kind
+            console.print(f"{view.name}: {view.version}  ({kind}, {len(view.features)} features)")
+        return
     store = FeatureStore.open()
     try:
         before = store.view_versions()
-        for name, version in store.apply().items():
+        applied = store.apply() if path is None else store.apply_path(path)
+        for name, version in applied.items():
             note = "" if before.get(name) == version else "  (new version)"
             console.print(f"{name}: {version}{note}")
     finally:
@@ -63,9 +90,14 @@ def apply() -> None:
 
 @features_app.command("build")
 def build(
-    dataset: Path = typer.Argument(..., help="Dataset folder (mlsd simulate --out)."),
+    dataset: Path | None = typer.Argument(
+        None,
+        help="Dataset folder (mlsd simulate --out), for views reading a dataset's "
+        "transactions (the handbook's); views with their own source read it in place.",
+    ),
 ) -> None:
-    """Compute the offline feature tables (DuckDB) from a dataset's transactions."""
+    """Compute the offline feature tables (DuckDB, one query per view) from each view's
+    source: a dataset's transactions, Parquet files, a query."""
     from mlsd.features.store import FeatureStore
 
     store = FeatureStore.open()

@@ -39,7 +39,7 @@ from mlsd.features.offline import (
     request_columns,
 )
 from mlsd.features.online import OnlineStore, SqliteOnlineStore, WriteBatch
-from mlsd.features.pipeline import connect, source_sql, transactions_glob, write_offline
+from mlsd.features.pipeline import connect, view_source_sql, write_offline
 from mlsd.features.registry import DefinitionRegistry, SqliteDefinitionRegistry
 from mlsd.features.source import dataset_identity, write_source
 from mlsd.features.vectors import OnlineVectors, VectorPlan, request_values
@@ -157,10 +157,24 @@ class FeatureStore:
     # definitions -------------------------------------------------------------------------
 
     def apply(self, views: Sequence[FeatureView] = HANDBOOK_VIEWS) -> dict[str, str]:
-        """Register the definitions (default: the handbook's); view name -> version."""
+        """Validate and register the definitions (default: the handbook's); name -> version.
+
+        Every view is checked against its source's columns first (`mlsd.features.repo`):
+        a bad one raises ValidationError naming the view and field, and nothing is applied.
+        """
+        from mlsd.features.repo import validate
+
+        validate(list(views))
         out = self.registry.apply(list(views))
         self._refresh()
         return out
+
+    def apply_path(self, path: Path) -> dict[str, str]:
+        """Import a definitions folder (or file) of Python code, validate it, register it
+        in one transaction (`mlsd.features.repo`); view name -> version."""
+        from mlsd.features.repo import check_repo
+
+        return self.apply(check_repo(Path(path)).views)
 
     def refresh(self) -> dict[str, str]:
         """Re-read the current versions from the registry (another process applied)."""
@@ -208,28 +222,36 @@ class FeatureStore:
 
     # offline -----------------------------------------------------------------------------
 
-    def build(self, dataset_dir: Path) -> BuildReport:
-        """Compute every batch view's offline table from a dataset's transactions."""
+    def build(self, dataset_dir: Path | None = None) -> BuildReport:
+        """Compute every batch view's offline table: from its own source, or from the
+        dataset's transactions (`dataset_dir`, needed when a view reads them)."""
         import time
 
         started = time.perf_counter()
-        source = source_sql(transactions_glob(Path(dataset_dir)))
-        identity = dataset_identity(Path(dataset_dir))
+        batch = [v for v in self._views.values() if v.kind != "request"]
+        reads_dataset = any(v.event_source.kind == "dataset" for v in batch)
+        if reads_dataset and dataset_dir is None:
+            raise ValidationError(
+                "a feature view reads a dataset's transactions: give the dataset folder",
+                field="dataset_dir",
+            )
+        identity = dataset_identity(Path(dataset_dir)) if dataset_dir is not None else None
         created_us = mat.to_us(datetime.now(UTC))
         report = BuildReport()
-        con = connect()
-        for view in self._views.values():
-            if view.kind == "request":
-                continue
-            folder = self.offline.folder(view.name, view.version)
-            old = [p for p in folder.glob("part-*.parquet") if "push" not in p.name]
-            out = folder / f"part-{created_us}.parquet"
-            report.rows[view.name] = write_offline(con, view, source, created_us, out)
-            report.versions[view.name] = view.version
-            write_source(folder, identity)
-            for part in old:  # the new table replaces the old one only once it is written
-                part.unlink()
-        con.close()
+        con = connect(self.settings.duckdb_memory_limit, self.settings.duckdb_threads)
+        try:
+            for view in batch:
+                source = view_source_sql(con, view, dataset_dir)
+                folder = self.offline.folder(view.name, view.version)
+                old = [p for p in folder.glob("part-*.parquet") if "push" not in p.name]
+                out = folder / f"part-{created_us}.parquet"
+                report.rows[view.name] = write_offline(con, view, source, created_us, out)
+                report.versions[view.name] = view.version
+                write_source(folder, view.event_source.identity(identity))
+                for part in old:  # the new table replaces the old one only once it is written
+                    part.unlink()
+        finally:
+            con.close()
         report.seconds = time.perf_counter() - started
         return report
 
