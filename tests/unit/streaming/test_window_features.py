@@ -1,0 +1,219 @@
+"""`stream run` with window features: the model inputs are the training set's, exactly.
+
+A day of a simulated world goes through the real processor on the embedded log, in
+micro-batches (several payments of one customer in a batch), against a live online store
+materialized up to the day's start and never fed by the test: the logged model inputs
+must equal `FeatureStore.get_training_set` on the same transactions for every row. A
+processor stopped without committing (its decided batches come back) and rebuilt on
+restart must give the re-delivered payments the same inputs again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsd.data import schema
+from mlsd.data.config import SimulatorConfig
+from mlsd.features.vectors import to_us
+from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
+from mlsd.lab.replay_world import World, day_start, make_world
+from mlsd.predlog import make_prediction_log
+from mlsd.registry import Registry
+from mlsd.serving.testing import FEATURES, register_tiny_model, tiny_model_artifacts
+from mlsd.settings import Settings
+from mlsd.streaming import open_event_log
+from mlsd.streaming.batch import batch_features, to_transactions
+from mlsd.streaming.codec import transaction_record
+from mlsd.streaming.processor import StreamConfig
+from mlsd.streaming.wiring import open_processor
+
+DAY = 9
+BATCH = 16
+
+
+@dataclass
+class Setup:
+    world: World
+    settings: Settings
+    day: pd.DataFrame
+    expected: np.ndarray  # get_training_set's model inputs of `day`, filled as training fills
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    work = tmp_path_factory.mktemp("window")
+    world = make_world(work, SimulatorConfig.scaled(150, 300, n_days=DAY + 1, seed=5))
+    settings = Settings(home=work / "home", prediction_log_flush_seconds=0.02)
+    registry = Registry.open(settings)
+    register_tiny_model(registry, tiny_model_artifacts(1), world.store.view_versions())
+    registry.set_alias("fraud", "champion", 1, reason="test", actor="test")
+    registry.close()
+    tx = world.transactions
+    start = pd.Timestamp(world.day(DAY), tz="UTC")
+    in_day = (tx[schema.TX_DATETIME] >= start) & (tx[schema.TX_DATETIME] < start + pd.Timedelta(days=1))
+    day = tx[in_day].sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID]).reset_index(drop=True)
+    expected = batch_features(world.store, day, tuple(FEATURES))
+    yield Setup(world, settings, day, expected)
+    world.close()
+
+
+def _live_store(setup: Setup) -> datetime:
+    """The online store as a deployment has it: materialized up to the day's start; now."""
+    setup.world.store.online.clear()
+    setup.world.store.materialize(end=day_start(setup.world.day(DAY)))
+    return datetime.now(UTC)
+
+
+def _publish(setup: Setup, topic: str, rows: pd.DataFrame) -> None:
+    events = open_event_log(setup.settings)
+    try:
+        events.create_topic(topic, 2)
+        events.publish(topic, [transaction_record(tx) for tx in to_transactions(rows)])
+    finally:
+        events.close()
+
+
+def _config(group: str, batch: int = BATCH) -> StreamConfig:
+    return StreamConfig(input_topic=f"tx-{group}", output_topic=f"decisions-{group}",
+                        dead_letter_topic=f"dead-{group}", group=group, batch=batch,
+                        partitions=2, commit_batches=1000)  # fmt: skip
+
+
+def _logged(setup: Setup, since: datetime) -> pd.DataFrame:
+    """Every stream record of the day's payments logged since `since` (all deliveries)."""
+    log = make_prediction_log(setup.settings)
+    try:
+        frame = log.read(since, None)
+    finally:
+        log.close()
+    ids = {f"tx-{t}" for t in setup.day[schema.TRANSACTION_ID]}
+    return frame[(frame["endpoint"] == "stream") & frame["request_id"].isin(ids)]
+
+
+def _rows(frame: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    last = frame.drop_duplicates("transaction_id", keep="last").set_index("transaction_id")
+    return np.array([[row[f] for f in FEATURES] for row in last.loc[ids, "features"]], np.float32)
+
+
+def _run(setup: Setup, group: str, *, stop_after: int | None = None) -> int:
+    """Run a processor on the group's topic until every payment of the day came (or
+    `stop_after` batches, then stop uncommitted); the batches it processed."""
+    processor, close = open_processor(setup.settings, _config(group), follow_alias=False)
+    steps = polls = got = 0
+    try:
+        while got < len(setup.day) and (stop_after is None or steps < stop_after):
+            polls += 1
+            assert polls < 1000, "the events never came"
+            n = processor.step()
+            got += n
+            steps += n > 0
+        if stop_after is None:
+            processor.commit()
+    finally:
+        close()  # leaves the group: what is not committed goes to the next member
+    return steps
+
+
+def test_the_streams_model_inputs_are_the_training_sets(setup: Setup) -> None:
+    since = _live_store(setup)
+    _publish(setup, "tx-parity", setup.day)
+    assert _run(setup, "parity") > 2, "several micro-batches"
+    frame = _logged(setup, since)
+    served = _rows(frame, setup.day[schema.TRANSACTION_ID])
+    assert served.shape == setup.expected.shape
+    close = np.isclose(served, setup.expected, rtol=1e-6, atol=1e-6)
+    assert close.all(), f"{(~close.all(axis=1)).sum()} of {len(served)} rows differ"
+    # the customer windows count each payment (the store alone is one payment behind)
+    n1 = FEATURES.index("CUSTOMER_ID_NB_TX_1DAY_WINDOW")
+    assert (served[:, n1] >= 1).all()
+    assert not frame["degraded"].any()
+    # several payments of one customer in one batch: each saw the ones before it
+    counts = setup.day.groupby(schema.CUSTOMER_ID).size()
+    assert counts.max() >= 3
+
+
+def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
+    since = _live_store(setup)
+    _publish(setup, "tx-store", setup.day)
+    _run(setup, "store")
+    last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
+    requests = [
+        {schema.CUSTOMER_ID: int(r.CUSTOMER_ID), schema.TERMINAL_ID: int(r.TERMINAL_ID),
+         schema.TX_DATETIME: r.TX_DATETIME.to_pydatetime()}
+        for r in last.itertuples(index=False)
+    ]  # fmt: skip
+    names = list(CUSTOMER_VIEW.features)
+    got = setup.world.store.online_vectors(requests, names).values
+    want = setup.expected[last.index][:, [FEATURES.index(f) for f in names]]
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-6), "serving reads what the stream computed"
+    assert len(TERMINAL_VIEW.features) == 6
+
+
+def test_a_restart_rebuilds_the_state_and_redelivered_payments_get_the_same_inputs(
+    setup: Setup,
+) -> None:
+    since = _live_store(setup)
+    _publish(setup, "tx-restart", setup.day)
+    first = _run(setup, "restart", stop_after=3)  # decided, logged, never committed
+    assert first == 3
+    _run(setup, "restart")  # rebuilds from the history and the decided events, re-scores
+    frame = _logged(setup, since)
+    counts = frame.groupby("transaction_id").size()
+    assert (counts > 1).sum() >= 2 * BATCH, "the uncommitted batches came back"
+    for _, rows in frame[frame["transaction_id"].isin(counts[counts > 1].index)].groupby(
+        "transaction_id"
+    ):
+        vectors = [[r[f] for f in FEATURES] for r in rows["features"]]
+        assert all(v == vectors[0] for v in vectors), "a redelivery meets the same state"
+    served = _rows(frame, setup.day[schema.TRANSACTION_ID])
+    assert np.isclose(served, setup.expected, rtol=1e-6, atol=1e-6).all()
+
+
+def test_off_the_store_is_one_payment_behind(setup: Setup) -> None:
+    """Without the option (and no feed of the store), the inputs are not the training set's."""
+    since = _live_store(setup)
+    _publish(setup, "tx-off", setup.day)
+    processor, close = open_processor(
+        setup.settings, _config("off"), follow_alias=False, window_features=False
+    )
+    try:
+        assert processor.window_features is None
+        while processor.step():
+            pass
+        processor.commit()
+    finally:
+        close()
+    served = _rows(_logged(setup, since), setup.day[schema.TRANSACTION_ID])
+    differs = ~np.isclose(served, setup.expected, rtol=1e-6, atol=1e-6).all(axis=1)
+    assert differs.mean() > 0.5
+
+
+def test_one_batch_in_any_order_each_payment_sees_the_ones_before_it(setup: Setup) -> None:
+    """The whole day as ONE shuffled micro-batch: updated in event-time order all the same."""
+    from mlsd.streaming.window_features import WindowFeatures
+
+    _live_store(setup)
+    state = WindowFeatures(setup.world.store, FEATURES)
+    assert [s.view.name for s in state.served] == [CUSTOMER_VIEW.name, TERMINAL_VIEW.name]
+    events, log = open_event_log(setup.settings), make_prediction_log(setup.settings)
+    try:
+        report = state.rebuild(events, "no-such-topic", log)
+    finally:
+        events.close()
+        log.close()
+    assert report.history[CUSTOMER_VIEW.name] > 0 and report.decided == 0
+    shuffled = setup.day.sample(frac=1.0, random_state=1)
+    txs = to_transactions(shuffled)
+    assert state.prepare(txs) == 2 * len(txs)  # a customer row and a terminal row each
+    got, statuses = state.values([(t.customer_id, t.terminal_id, to_us(t.timestamp)) for t in txs])
+    columns = [FEATURES.index(f) for f in state.features]
+    want = setup.expected[shuffled.index][:, columns]
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert all(set(st.values()) == {"present"} for st in statuses)
+    assert state.fallback_rows == 0
