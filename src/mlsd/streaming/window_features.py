@@ -276,8 +276,8 @@ class WindowFeatures:
                 keys = np.array([int(events[i][s.state.key]) for i in mine], dtype=np.int64)
                 times = np.array([int(events[i][schema.TX_DATETIME]) for i in mine], np.int64)
                 values = np.ascontiguousarray(rows[mine, col : col + widths[j]], np.float64)
-                batches.append(WriteBatch(s.view.name, s.view.version, keys, times,
-                                          np.full(len(mine), created, np.int64), values))  # fmt: skip
+                stamps = np.full(len(mine), created, np.int64)
+                batches.append(WriteBatch(s.view.name, s.view.version, keys, times, stamps, values))
             col += widths[j]
         if batches:
             self.store.online.write(batches)
@@ -327,8 +327,7 @@ class WindowFeatures:
 
     def _history(self, s: _Served) -> int:
         """Load the view's source events in (watermark - span, watermark]; their count."""
-        from mlsd.features.pipeline import connect
-        from mlsd.features.pipeline import view_source_sql
+        from mlsd.features.pipeline import connect, view_source_sql
         from mlsd.features.source import read_source
 
         mark = self.store.online.watermark(s.view.name, s.view.version)
@@ -344,8 +343,9 @@ class WindowFeatures:
         select = ", ".join(f'"{c}"' for c in cols if c != ts)
         con = connect()
         try:
+            source = view_source_sql(con, s.view, dataset)
             frame = con.execute(
-                f'SELECT {select}, epoch_us("{ts}") AS __t FROM ({view_source_sql(con, s.view, dataset)}) '
+                f'SELECT {select}, epoch_us("{ts}") AS __t FROM ({source}) '
                 f'WHERE "{ts}" > make_timestamptz({mark - s.state.span}) '
                 f'AND "{ts}" <= make_timestamptz({mark}) '
                 f"ORDER BY __t{f', {tie}' if tie else ''}"

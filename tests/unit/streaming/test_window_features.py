@@ -56,7 +56,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     registry.close()
     tx = world.transactions
     start = pd.Timestamp(world.day(DAY), tz="UTC")
-    in_day = (tx[schema.TX_DATETIME] >= start) & (tx[schema.TX_DATETIME] < start + pd.Timedelta(days=1))
+    end = start + pd.Timedelta(days=1)
+    in_day = (tx[schema.TX_DATETIME] >= start) & (tx[schema.TX_DATETIME] < end)
     day = tx[in_day].sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID]).reset_index(drop=True)
     expected = batch_features(world.store, day, tuple(FEATURES))
     yield Setup(world, settings, day, expected)
@@ -139,7 +140,7 @@ def test_the_streams_model_inputs_are_the_training_sets(setup: Setup) -> None:
 
 
 def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
-    since = _live_store(setup)
+    _live_store(setup)
     _publish(setup, "tx-store", setup.day)
     _run(setup, "store")
     last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
@@ -207,7 +208,8 @@ def test_one_batch_in_any_order_each_payment_sees_the_ones_before_it(setup: Setu
     finally:
         events.close()
         log.close()
-    assert report.history[CUSTOMER_VIEW.name] > 0 and report.decided == 0
+    assert report.history[CUSTOMER_VIEW.name] > 0
+    assert report.decided == 0
     shuffled = setup.day.sample(frac=1.0, random_state=1)
     txs = to_transactions(shuffled)
     assert state.prepare(txs) == 2 * len(txs)  # a customer row and a terminal row each
