@@ -20,8 +20,8 @@ import pytest
 
 from mlsd.data import schema
 from mlsd.data.config import SimulatorConfig
-from mlsd.features.vectors import to_us
 from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
+from mlsd.features.vectors import to_us
 from mlsd.lab.replay_world import World, day_start, make_world
 from mlsd.predlog import make_prediction_log
 from mlsd.registry import Registry
