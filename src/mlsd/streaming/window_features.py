@@ -46,11 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from mlsd.data import schema
 from mlsd.data.transaction import Transaction
-from mlsd.errors import ValidationError
+from mlsd.errors import IntegrityError, NotFoundError, ValidationError
 from mlsd.features import MISSING_VALUE
 from mlsd.features.definitions import FeatureView
 from mlsd.features.incremental import WindowState
@@ -343,6 +344,13 @@ class WindowFeatures:
         select = ", ".join(f'"{c}"' for c in cols if c != ts)
         con = connect()
         try:
+            if dataset is not None and not dataset.is_dir():
+                raise NotFoundError(
+                    f"the history of view {s.view.name!r} is read from {dataset}, which is "
+                    "gone: rebuild the offline tables (`mlsd features build DATASET`) or run "
+                    "with --no-window-features",
+                    field="dataset",
+                )
             source = view_source_sql(con, s.view, dataset)
             frame = con.execute(
                 f'SELECT {select}, epoch_us("{ts}") AS __t FROM ({source}) '
@@ -350,6 +358,12 @@ class WindowFeatures:
                 f'AND "{ts}" <= make_timestamptz({mark}) '
                 f"ORDER BY __t{f', {tie}' if tie else ''}"
             ).df()
+        except duckdb.Error as exc:
+            raise IntegrityError(
+                f"the history of view {s.view.name!r} cannot be read: {exc} "
+                "(run with --no-window-features to read the online store only)",
+                field="dataset",
+            ) from exc
         finally:
             con.close()
         frame = frame.rename(columns={"__t": ts})

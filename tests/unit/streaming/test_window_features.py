@@ -294,3 +294,21 @@ def _logged_all(setup: Setup, since: datetime) -> pd.DataFrame:
         return log.read(since, None)
     finally:
         log.close()
+
+
+def test_a_history_that_is_gone_is_a_clear_error_naming_the_way_out(setup: Setup) -> None:
+    from mlsd.errors import NotFoundError
+
+    _live_store(setup)
+    moved = setup.world.dataset_dir.with_name("moved")
+    setup.world.dataset_dir.rename(moved)
+    try:
+        with pytest.raises(NotFoundError, match="no-window-features") as info:
+            open_processor(setup.settings, _config("gone"), follow_alias=False)
+        assert info.value.field == "dataset"
+        _, close = open_processor(
+            setup.settings, _config("gone"), follow_alias=False, window_features=False
+        )
+        close()
+    finally:
+        moved.rename(setup.world.dataset_dir)
