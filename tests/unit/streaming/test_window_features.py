@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,8 @@ import pytest
 from mlsd.data import schema
 from mlsd.data.config import SimulatorConfig
 from mlsd.data.transaction import Transaction
+from mlsd.features.aggregations import Aggregation, Derived
+from mlsd.features.definitions import Entity, FeatureView
 from mlsd.features.handbook import CUSTOMER_VIEW, TERMINAL_VIEW
 from mlsd.features.vectors import to_us
 from mlsd.lab.replay_world import World, day_start, make_world
@@ -312,3 +314,87 @@ def test_a_history_that_is_gone_is_a_clear_error_naming_the_way_out(setup: Setup
         close()
     finally:
         moved.rename(setup.world.dataset_dir)
+
+
+def _every_function_view() -> FeatureView:
+    """A window view with every aggregation function, a delay and a derived z-score of the
+    current event's amount (what the handbook's views do not exercise)."""
+    hours = timedelta(hours=1)
+    aggs = (
+        Aggregation("N", "count", None, 2 * hours),
+        Aggregation("S", "sum", schema.TX_AMOUNT, 3 * hours),
+        Aggregation("M", "mean", schema.TX_AMOUNT, 5 * hours),
+        Aggregation("SD", "std", schema.TX_AMOUNT, 5 * hours),
+        Aggregation("LO", "min", schema.TX_AMOUNT, 4 * hours, hours),
+        Aggregation("HI", "max", schema.TX_AMOUNT, 4 * hours),
+        Aggregation("L", "last", schema.TX_AMOUNT, 6 * hours),
+        Aggregation("D", "count_distinct", schema.TERMINAL_ID, 6 * hours),
+    )
+    derived = (Derived("Z", "zscore", (schema.TX_AMOUNT, "M", "SD"), default=0.0),)
+    features = ("N", "S", "M", "SD", "LO", "HI", "L", "D", "Z")
+    return FeatureView("every", Entity("customer", schema.CUSTOMER_ID), "window", features,
+                       timedelta(days=1), aggregations=aggs, derived=derived)  # fmt: skip
+
+
+@pytest.mark.parametrize("view", [CUSTOMER_VIEW, TERMINAL_VIEW, _every_function_view()],
+                         ids=lambda v: v.name)  # fmt: skip
+def test_the_fast_state_is_the_reference_bit_for_bit(view: FeatureView) -> None:
+    """Random events (ties, out of order, late ones) into both: every get equal, NaN too."""
+    from mlsd.features.incremental import WindowState
+    from mlsd.streaming.window_features import FastWindowState
+
+    rng = np.random.default_rng(3)
+    ref, fast = WindowState(view), FastWindowState(view)
+    hour = 3_600_000_000
+    span_h = max(ref.span // hour, 6)
+    t = 0
+    for i in range(3000):
+        # on a 10-minute grid, so events often sit exactly on a window's edge; ties too
+        t += 600_000_000 * int(rng.integers(0, 12)) if rng.random() > 0.1 else 0
+        when = t - int(rng.integers(0, span_h * 2 * hour)) if rng.random() < 0.05 else t  # late
+        event = {
+            schema.TRANSACTION_ID: i, schema.CUSTOMER_ID: int(rng.integers(0, 20)),
+            schema.TERMINAL_ID: int(rng.integers(0, 20)), schema.TX_DATETIME: when,
+            schema.TX_AMOUNT: float(np.round(rng.gamma(2.0, 30.0), 2)),
+            schema.TX_FRAUD: int(rng.random() < 0.1),
+        }  # fmt: skip
+        ref.update(event)
+        fast.update(event)
+        key = int(event[ref.key])
+        at = max(when, t) if rng.random() < 0.3 else when
+        if at < when:
+            continue
+        a, b = ref.get(key, at), fast.get(key, at)
+        assert list(a) == list(b)
+        assert np.array_equal(np.array(list(a.values())), np.array(list(b.values())),
+                              equal_nan=True), (i, a, b)  # fmt: skip
+    assert fast.late_dropped == ref.late_dropped > 0
+    assert all(fast.held(k) == ref.held(k) for k in range(20))
+
+
+@pytest.mark.parametrize("view", [CUSTOMER_VIEW, TERMINAL_VIEW, _every_function_view()],
+                         ids=lambda v: v.name)  # fmt: skip
+def test_a_bulk_loaded_history_is_the_reference_fed_event_by_event(view: FeatureView) -> None:
+    from mlsd.features.incremental import WindowState
+    from mlsd.streaming.window_features import FastWindowState
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    times = np.sort(rng.integers(0, 40 * 86_400_000_000, n) // 600_000_000 * 600_000_000)
+    keys = rng.integers(0, 30, n)
+    amounts = np.round(rng.gamma(2.0, 30.0, n), 2)
+    frauds = (rng.random(n) < 0.1).astype(np.int64)
+    terminals = rng.integers(0, 30, n)
+    ref, fast = WindowState(view), FastWindowState(view)
+    columns = {schema.TX_AMOUNT: amounts, schema.TX_FRAUD: frauds, schema.TERMINAL_ID: terminals}
+    for i in range(n):
+        ref.update({ref.key: int(keys[i]), ref.time: int(times[i]),
+                    **{c: columns[c][i].item() for c in ref.columns}})  # fmt: skip
+    rows = np.column_stack([columns[c].astype(np.float64) for c in fast.columns])
+    fast.load(keys, times, rows)
+    at = int(times[-1]) + 3_600_000_000
+    for key in range(30):
+        assert fast.held(key) == ref.held(key)
+        a, b = ref.get(key, at), fast.get(key, at)
+        assert np.array_equal(np.array(list(a.values())), np.array(list(b.values())),
+                              equal_nan=True), (key, a, b)  # fmt: skip
