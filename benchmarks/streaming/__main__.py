@@ -167,8 +167,8 @@ def window_world(cards: int, runs: int, console: Console) -> None:
                 log.create_topic(topic, 4)
                 log.publish(topic, [transaction_record(t) for t in txs])
                 log.close()
-                cfg = StreamConfig(input_topic=topic, output_topic=f"{topic}o",
-                                   dead_letter_topic=f"{topic}d", group=topic, batch=BATCH)  # fmt: skip
+                out, dead = f"{topic}o", f"{topic}d"
+                cfg = StreamConfig(topic, out, dead, group=topic, batch=BATCH)
                 processor, close = open_processor(
                     settings, cfg, follow_alias=False, window_features=window
                 )
@@ -200,8 +200,10 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--no-window", action="store_true", help="Skip the window features run.")
-    parser.add_argument("--window-world", type=int, default=0, metavar="CARDS",
-                        help="Also run on a simulated world of CARDS cards with history.")  # fmt: skip
+    parser.add_argument(
+        "--window-world", type=int, default=0, metavar="CARDS",
+        help="Also run on a simulated world of CARDS cards with history.",
+    )  # fmt: skip
     args = parser.parse_args()
     console = Console(width=120)
     table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
