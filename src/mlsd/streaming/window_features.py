@@ -2,7 +2,8 @@
 
 `stream run --window-features` (the default) keeps, for each window view the served model
 reads, the incremental state of `mlsd.features.incremental.WindowState` (the exact per-event
-semantics of the batch pipeline). Per micro-batch, in event-time order (ties by the
+semantics of the batch pipeline), as `FastWindowState`: the same events per key in a
+float64 array, the same floats bit for bit. Per micro-batch, in event-time order (ties by the
 source's tie-break, the transaction id), each transaction first updates the state of its
 key, then reads its features: a customer's second payment in one batch sees the first,
 and every payment counts itself, as `get_training_set` does. The values go
