@@ -16,7 +16,16 @@ prediction log at their default settings): `--events` transactions published, th
 consumed, decoded, scored in micro-batches of 256 through the scoring pipeline,
 decisions published, the log made durable and the batches committed; events/s from
 the first event, and its ratio to the raw consume rate of the same backend in the
-same run.
+same run; then again with window features (`stream run --window-features`, the
+default: per-customer window state updated before scoring, fresh rows written to the
+online store), the column "+window ev/s" (`--no-window` skips it). The transactions
+spread over 5,000 customers and 2,000 terminals, one second apart.
+
+`--window-world CARDS` adds a run on a simulated world with history (CARDS cards, 31 days,
+the offline tables built and materialized up to the last day, whose payments are
+published on the embedded log): the processor's events/s with and without window
+features, and the state's rebuild time at start (its 30 days of history, 37 for the
+terminal risk).
 """
 
 from __future__ import annotations
@@ -89,19 +98,25 @@ def scoring_home(home: Path) -> None:
     registry.close()
 
 
-def processor_run(home: Path, url: str, events: int, session_s: float) -> float:
+def processor_run(
+    home: Path, url: str, events: int, session_s: float, window_features: bool = False
+) -> float:
     """End-to-end processor events/s (from its first event) on the log `url` names."""
     settings = Settings(home=home, event_log=url)
     log = open_event_log(settings)
     log.create_topic("transactions", 4)
     txs = [
-        Transaction(i, 1 + i % 2, 7, 5.0 + i % 300, NOW - timedelta(seconds=events - i))
+        Transaction(
+            i, 1 + i % 5000, 1 + i % 2000, 5.0 + i % 300, NOW - timedelta(seconds=events - i)
+        )
         for i in range(events)
     ]
     for i in range(0, events, BATCH):
         log.publish("transactions", [transaction_record(tx) for tx in txs[i : i + BATCH]])
     config = StreamConfig(batch=BATCH, session_timeout_s=session_s)
-    processor, close = open_processor(settings, config, follow_alias=False)
+    processor, close = open_processor(
+        settings, config, follow_alias=False, window_features=window_features
+    )
     try:
         while not processor.step():  # the group join (Kafka) is not throughput
             pass
@@ -117,6 +132,66 @@ def processor_run(home: Path, url: str, events: int, session_s: float) -> float:
     return rate
 
 
+def window_world(cards: int, runs: int, console: Console) -> None:
+    """The processor with and without window features on a world with history."""
+    import pandas as pd
+
+    from mlsd.data import schema
+    from mlsd.data.config import SimulatorConfig
+    from mlsd.lab.replay_world import day_start, make_world
+    from mlsd.streaming.batch import to_transactions
+
+    day_index = 30
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = SimulatorConfig.scaled(cards, 2 * cards, n_days=day_index + 1, seed=7)
+        world = make_world(work, config)
+        settings = Settings(home=work / "home")
+        registry = Registry.open(settings)
+        register_tiny_model(registry, tiny_model_artifacts(1), world.store.view_versions())
+        registry.set_alias("fraud", "champion", 1, reason="benchmark", actor="benchmark")
+        registry.close()
+        tx = world.transactions
+        start = pd.Timestamp(world.day(day_index), tz="UTC")
+        end = start + pd.Timedelta(days=1)
+        day = tx[(tx[schema.TX_DATETIME] >= start) & (tx[schema.TX_DATETIME] < end)]
+        txs = to_transactions(day.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID]))
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        rebuilds: list[float] = []
+        for k in range(runs):
+            for window in (False, True):
+                world.store.online.clear()
+                world.store.materialize(end=day_start(world.day(day_index)))
+                topic = f"w{k}{int(window)}"
+                log = open_event_log(settings)
+                log.create_topic(topic, 4)
+                log.publish(topic, [transaction_record(t) for t in txs])
+                log.close()
+                out, dead = f"{topic}o", f"{topic}d"
+                cfg = StreamConfig(topic, out, dead, group=topic, batch=BATCH)
+                processor, close = open_processor(
+                    settings, cfg, follow_alias=False, window_features=window
+                )
+                try:
+                    began = time.perf_counter()
+                    processor.run(max_events=len(txs))
+                    rates[window].append(len(txs) / (time.perf_counter() - began))
+                    if processor.window_features is not None:
+                        rebuilds.append(processor.window_features.rebuilt.seconds)
+                finally:
+                    close()
+        world.close()
+    table = Table(title=f"window features on a {cards}-card world: {len(txs)} payments of its "
+                        f"day 31, {len(tx) - len(txs)} of history")  # fmt: skip
+    for column in ("processor ev/s", "+window ev/s", "ratio", "state rebuild s"):
+        table.add_column(column, justify="right")
+    off, on = statistics.median(rates[False]), statistics.median(rates[True])
+    table.add_row(
+        f"{off:,.0f}", f"{on:,.0f}", f"{on / off:.2f}", f"{statistics.median(rebuilds):.2f}"
+    )
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
@@ -124,11 +199,16 @@ def main() -> None:
     parser.add_argument("--backends", nargs="*", default=["embedded", "redis", "nats", "kafka"])
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--no-window", action="store_true", help="Skip the window features run.")
+    parser.add_argument(
+        "--window-world", type=int, default=0, metavar="CARDS",
+        help="Also run on a simulated world of CARDS cards with history.",
+    )  # fmt: skip
     args = parser.parse_args()
     console = Console(width=120)
     table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
     columns = ("backend", "publish ev/s", "consume ev/s", "consume/publish", "join s")
-    for column in (*columns, "processor ev/s", "processor/consume"):
+    for column in (*columns, "processor ev/s", "processor/consume", "+window ev/s"):
         table.add_column(column, justify="right")
     broker = start_tansu() if "kafka" in args.backends else None
     run_id = uuid.uuid4().hex[:8]
@@ -140,7 +220,8 @@ def main() -> None:
                 "nats": f"{args.nats}?prefix=bench{run_id}_",
                 "kafka": f"kafka://{broker.bootstrap if broker else ''}?prefix=bench{run_id}_",
             }
-            task = progress.add_task("runs", total=len(args.backends) * args.runs * 2)
+            per = 2 if args.no_window else 3
+            task = progress.add_task("runs", total=len(args.backends) * args.runs * per)
             scoring_home(Path(tmp) / "scoring")
             for name in args.backends:
                 log = open_event_log(Settings(home=Path(tmp), event_log=urls[name]))
@@ -150,23 +231,33 @@ def main() -> None:
                     runs.append(one_run(log, args.events, session))
                     progress.advance(task)
                 log.close()
-                scored = []
+                scored: list[float] = []
+                windowed: list[float] = []
                 for k in range(args.runs):
-                    url = urls[name].replace(f"bench{run_id}", f"proc{run_id}{k}")
-                    if name == "embedded":
-                        url = f"sqlite:///{Path(tmp) / f'processor{k}.sqlite'}"
-                    scored.append(processor_run(Path(tmp) / "scoring", url, args.events, session))
-                    progress.advance(task)
+                    for window, out in ((False, scored), (True, windowed)):
+                        if window and args.no_window:
+                            continue
+                        tag = f"{k}w" if window else f"{k}"
+                        url = urls[name].replace(f"bench{run_id}", f"proc{run_id}{tag}")
+                        if name == "embedded":
+                            url = f"sqlite:///{Path(tmp) / f'processor{tag}.sqlite'}"
+                        home = Path(tmp) / "scoring"
+                        out.append(processor_run(home, url, args.events, session, window))
+                        progress.advance(task)
                 pub = statistics.median(r[0] for r in runs)
                 con = statistics.median(r[1] for r in runs)
                 first = statistics.median(r[2] for r in runs)
                 proc = statistics.median(scored)
                 cells = (pub, con, con / pub, first, proc, proc / con)
-                table.add_row(name, *(f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in cells))
+                row = [f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in cells]
+                row.append(f"{statistics.median(windowed):,.0f}" if windowed else "-")
+                table.add_row(name, *row)
     finally:
         if broker is not None:
             broker.stop()
     console.print(table)
+    if args.window_world:
+        window_world(args.window_world, args.runs, console)
 
 
 if __name__ == "__main__":

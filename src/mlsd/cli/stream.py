@@ -2,6 +2,7 @@
 
     mlsd stream publish DATASET [--start DAY --end DAY]   # replay days into `transactions`
     mlsd stream run [--model fraud@champion] [--batch 256] [--max-events N] [--idle-exit S]
+                    [--no-window-features]                 # fresh window features by default
     mlsd stream publish-labels DATASET [--until TIME]     # delayed labels into `labels`
     mlsd stream labels [--max-events N] [--idle-exit S]   # join them to decisions: label table
 
@@ -99,6 +100,14 @@ def run(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="Serve Prometheus /metrics on this port."
     ),
+    window_features: bool = typer.Option(
+        True,
+        "--window-features/--no-window-features",
+        help="Keep the model's window views (customer spending, terminal risk while its "
+        "7-day delay covers) as per-key state, updated by each payment before it is scored "
+        "and written to the online store: the features training saw. Rebuilt on start from "
+        "the history and the topic's decided events. Off: read the online store as it is.",
+    ),
 ) -> None:
     """Consume transactions, score them in micro-batches, publish decisions, then commit."""
     from mlsd.settings import get_settings
@@ -118,7 +127,17 @@ def run(
         from mlsd.cli.serve import check_port
 
         check_port("127.0.0.1", metrics_port)
-    processor, close = open_processor(get_settings(), config, model)
+    processor, close = open_processor(
+        get_settings(), config, model, window_features=window_features
+    )
+    state = processor.window_features
+    if state is not None:
+        r = state.rebuilt
+        history = ", ".join(f"{v} {n}" for v, n in r.history.items())
+        typer.echo(
+            f"window features: state rebuilt in {r.seconds:.1f}s from the history "
+            f"({history} events) and {r.decided} decided events of {input_topic}"
+        )
     if metrics_port is not None:
         from prometheus_client import start_http_server
 

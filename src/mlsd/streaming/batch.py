@@ -10,10 +10,11 @@ version; replaced whole on a rerun) and, optionally, logs every prediction under
 `batch-{transaction_id}` with entry point `batch` (a rerun logs only the rows not logged
 yet by the same variant).
 
-The one difference from the stream: the offline join sees each transaction's own row (the
-customer windows count the current payment), while the processor reads the online store,
-which holds what was materialized before the payment arrived. See docs/streaming.md for
-the measured gap.
+The offline join sees each transaction's own row (the customer windows count the current
+payment); so does the processor with its window features (the default,
+`mlsd.streaming.window_features`), and the two agree bit for bit. Without them the
+processor reads the online store, which holds what was materialized before the payment
+arrived: docs/streaming.md has the measured gap.
 """
 
 from __future__ import annotations

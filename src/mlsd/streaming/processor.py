@@ -7,14 +7,17 @@ polled yet). Per batch:
 1. poll up to `batch` events of the input topic in the consumer group;
 2. decode them (`mlsd.streaming.codec`); an event that does not decode, or whose
    scoring raises on its own, goes to the dead-letter topic with the reason, once;
-3. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
+3. with window features on (`mlsd.streaming.window_features`), update the window state
+   with them in event-time order, write each one's fresh features to the online store,
+   and hand them to the pipeline as provided features;
+4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
    cache, model and observers as every other entry point; the prediction log records
    each row under `tx-{transaction_id}`;
-4. publish the decisions (keyed by customer, carrying the transaction id);
-5. wait until the prediction log holds the batch durably (`wait_durable`);
-6. only then commit the batch on the log.
+5. publish the decisions (keyed by customer, carrying the transaction id);
+6. wait until the prediction log holds the batch durably (`wait_durable`);
+7. only then commit the batch on the log.
 
-A crash anywhere before 6 re-delivers the batch to the next member: the decisions and
+A crash anywhere before 7 re-delivers the batch to the next member: the decisions and
 log records it produces carry the same transaction ids, so a reader keeping one per id
 sees every input exactly once. A store outage (UnavailableError) is not a poison: the
 batch is not committed and comes back.
@@ -42,6 +45,7 @@ from mlsd.predlog.record import PredictionRecord
 from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
 from mlsd.streaming.log import Event, EventLog, Record, by_partition, now_ms
 from mlsd.streaming.metrics import StreamMetrics
+from mlsd.streaming.window_features import WindowFeatures
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +144,11 @@ class StreamProcessor:
         predictions: PredictionLog,
         config: StreamConfig | None = None,
         metrics: StreamMetrics | None = None,
+        window_features: WindowFeatures | None = None,
     ) -> None:
         self.events = events
+        #: The window state updated before scoring (None: features read from the store).
+        self.window_features = window_features
         self.metrics = metrics or StreamMetrics()
         self.pipeline = pipeline
         self.config = config or StreamConfig()
@@ -185,6 +192,8 @@ class StreamProcessor:
                 continue
             txs.append(tx)
             by_id[tx.transaction_id] = event
+        if self.window_features is not None:
+            self.window_features.prepare(txs)  # a store outage raises: the batch comes back
         decisions = self._score(txs, by_id, dead)
         if decisions:
             self.events.publish(self.config.output_topic, decisions)

@@ -23,6 +23,7 @@ from mlsd.settings import Settings
 from mlsd.streaming import open_event_log
 from mlsd.streaming.metrics import StreamMetrics
 from mlsd.streaming.processor import StreamConfig, StreamProcessor
+from mlsd.streaming.window_features import WindowFeatures
 
 
 def open_processor(
@@ -32,11 +33,14 @@ def open_processor(
     *,
     follow_alias: bool = True,
     features: FeatureStore | None = None,
+    window_features: bool = True,
 ) -> tuple[StreamProcessor, Callable[[], None]]:
     """A processor on the backends `settings` names, and the function that closes it all
     (leaves the group, stops the alias watcher, flushes the prediction log). Its metrics
     and the scoring pipeline's share one Prometheus registry, `processor.metrics.registry`.
-    `features`, when given, is the feature store it reads (the caller closes it)."""
+    `features`, when given, is the feature store it reads (the caller closes it).
+    `window_features`: keep the served model's window views as per-key state, rebuilt
+    here from the history and the topic's decided events (`mlsd.streaming.window_features`)."""
     name, alias, version = parse_ref(model_ref)
     with ExitStack() as stack:
         events = open_event_log(settings)
@@ -54,12 +58,20 @@ def open_processor(
         predictions = make_prediction_log(settings)
         stack.callback(predictions.close)
         metrics = ServingMetrics()
-        pipeline = ScoringPipeline(FeatureAssembler(features, metrics), metrics)
         endpoint = HostedEndpoint(host, name, alias, version=version, metrics=metrics)
+        state: WindowFeatures | None = None
+        if window_features:
+            state = WindowFeatures(features, endpoint.current().feature_names)
+            if state.enabled:
+                state.rebuild(events, config.input_topic, predictions)
+            else:
+                state = None
+        provided = (state,) if state is not None else ()
+        pipeline = ScoringPipeline(FeatureAssembler(features, metrics, provided=provided), metrics)
         pipeline.add_endpoint(name, default_variant(endpoint, alias, version))
         pipeline.add_observer(MetricsObserver(metrics))
         processor = StreamProcessor(
-            events, pipeline, predictions, config, StreamMetrics(metrics.registry)
+            events, pipeline, predictions, config, StreamMetrics(metrics.registry), state
         )
         stack.callback(processor.close)
         closer = stack.pop_all()

@@ -4,8 +4,10 @@ The batch path joins features point in time from the offline tables (each paymen
 row: the customer windows count it); the stream reads the online store. Replayed with
 each payment's rows written into the online store just before it is scored, the stream
 must give the batch's scores exactly. Replayed as a live store is (rows written after
-the payment is scored: the store holds the state before it), the two differ, and only
-where the feature rows differ: the gap is measured, not hidden (docs/streaming.md).
+the payment is scored: the store holds the state before it) without window features,
+the two differ, and only where the feature rows differ: the gap is measured, not hidden
+(docs/streaming.md). With window features (the processor's default) on a live store fed
+by nothing but the processor, the rows and scores are the batch's again, bit for bit.
 """
 
 from __future__ import annotations
@@ -77,9 +79,12 @@ def _trained(world: World) -> dict[str, bytes]:
     return model.artifacts(FEATURES)
 
 
-def _stream(setup: Setup, group: str, *, rows_first: bool) -> dict[int, dict[str, object]]:
+def _stream(
+    setup: Setup, group: str, *, rows_first: bool | None, window_features: bool = False
+) -> dict[int, dict[str, object]]:
     """Replay the day one payment at a time through the real processor; each payment's
-    feature rows go into the online store before (`rows_first`) or after it is scored."""
+    feature rows go into the online store before (`rows_first`) or after it is scored,
+    or (None) never: the processor's window state (`window_features`) writes them."""
     world, day = setup.world, setup.day
     world.store.online.clear()
     start = day_start(world.day(DAY))
@@ -89,7 +94,9 @@ def _stream(setup: Setup, group: str, *, rows_first: bool) -> dict[int, dict[str
                           group=group, batch=1, partitions=1)  # fmt: skip
     events = open_event_log(setup.settings)
     events.create_topic(topic, 1)
-    processor, close = open_processor(setup.settings, config, follow_alias=False)
+    processor, close = open_processor(
+        setup.settings, config, follow_alias=False, window_features=window_features
+    )
     try:
         for row in day.itertuples(index=False):
             tx = Transaction(int(row.TRANSACTION_ID), int(row.CUSTOMER_ID), int(row.TERMINAL_ID),
@@ -99,7 +106,7 @@ def _stream(setup: Setup, group: str, *, rows_first: bool) -> dict[int, dict[str
                 replayer.before(tx.customer_id, tx.terminal_id, when_us)
             events.publish(topic, [transaction_record(tx)])
             assert processor.step() == 1
-            if not rows_first:
+            if rows_first is False:
                 replayer.before(tx.customer_id, tx.terminal_id, when_us)
         processor.commit()
         decisions = [json.loads(e.value) for e in events.replay(out, 0, limit=100_000)]
@@ -165,6 +172,35 @@ def test_a_live_online_store_serves_the_state_before_the_payment(
     print(f"one payment behind: {(~same_rows).mean():.1%} of feature rows differ, "
           f"mean |score diff| {diff.mean():.4f}, max {diff.max():.4f}, {flips} decisions flip "
           f"of {len(batch)}")  # fmt: skip
+
+
+def test_with_window_features_a_live_store_scores_exactly_as_the_batch(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """`stream run --window-features` (the default) on a store materialized up to the day
+    and fed by nothing else: the stream's model inputs and scores are the batch's."""
+    batch = _batch_scores(setup, tmp_path, log=True)
+    stream = _stream(setup, "window", rows_first=None, window_features=True)
+    log = make_prediction_log(setup.settings)
+    try:
+        frame = log.read()
+    finally:
+        log.close()
+    ids = [f"tx-{t}" for t in batch.index]
+    mine = frame[(frame["endpoint"] == "stream") & frame["request_id"].isin(ids)]
+    served = _feature_matrix(mine.drop_duplicates("transaction_id", keep="last")
+                             .set_index("transaction_id"), batch.index)  # fmt: skip
+    logged = frame[frame["endpoint"] == "batch"].drop_duplicates("transaction_id", keep="last")
+    features = _feature_matrix(logged.set_index("transaction_id"), batch.index)
+    assert np.allclose(served, features, rtol=1e-6, atol=1e-6), "the training set's inputs"
+    same_rows = (served == features).all(axis=1)
+    scores = np.array([float(stream[t]["score"]) for t in batch.index])  # type: ignore[arg-type]
+    diff = np.abs(scores - batch["score"].to_numpy())
+    assert same_rows.all(), f"{same_rows.mean():.2%} of rows identical to the bit"
+    assert np.array_equal(scores, batch["score"].to_numpy()), "identical, not only close"
+    assert [stream[t]["decision"] for t in batch.index] == batch["decision"].tolist()
+    print(f"window features: {same_rows.mean():.2%} of rows identical to the bit, "
+          f"max |score diff| {diff.max():.2e}")  # fmt: skip
 
 
 def _feature_matrix(frame: pd.DataFrame, ids: pd.Index) -> np.ndarray:
