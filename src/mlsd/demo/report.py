@@ -100,8 +100,8 @@ def replay_intro(traffic: pd.DataFrame, seconds: float | None, speedup: float | 
         f"[bold]replay the held-out days[/]: {len(traffic):,} transactions "
         f"{first} .. {last}, their own customers, terminals and times, {pace}, until "
         f"{until}. Before each wave is sent its feature updates are pushed into the "
-        "online store (the job of streaming window features, not built yet: mlsd's stream "
-        "processor reads the store). Client-side figures each second:"
+        "online store (over HTTP no processor sits in front of the service to keep them, "
+        "as it does on the stream above). Client-side figures each second:"
     )
 
 
@@ -144,11 +144,19 @@ def streaming(f: dict[str, Any]) -> Table:
         "stream processor (embedded event log, figures read back from the log)",
         {
             "events published": f"{f['events']:,}: the first {f['transactions']:,} held-out "
-            f"transactions, in {f['waves']:,} waves (no card or terminal twice in one), "
-            f"and {f['malformed_sent']} deliberately malformed",
-            "events/s": f"{f['events_per_s']:,.0f} including the feature writes and "
-            f"publishing; the processor alone {f['processor_events_per_s']:,.0f}/s, its "
-            f"batches the waves ({f['events'] / max(f['waves'], 1):,.0f} events on average); "
+            f"transactions, in {f['waves']:,} batches, and {f['malformed_sent']} "
+            "deliberately malformed",
+            "window features": (
+                "kept by the processor: per-card and per-terminal state rebuilt at start from "
+                f"{f['history_events']:,} history events in {f['rebuild_s']:.1f} s, updated "
+                "with each payment before it is scored (its own amount counted, as training "
+                "saw it), fresh rows written to the online store"
+                if f["window_features"]
+                else "off: read from the online store"
+            ),
+            "events/s": f"{f['events_per_s']:,.0f} including publishing; the processor "
+            f"alone {f['processor_events_per_s']:,.0f}/s in batches of up to "
+            f"{f['events'] / max(f['waves'], 1):,.0f} events; "
             f"{f['cpu_s_per_million']:,.0f} CPU s per million events for the whole process",
             "end to end (publish → decision)": f"p50 {ms(f['e2e_p50_ms'])}, "
             f"p99 {ms(f['e2e_p99_ms'])}",

@@ -3,9 +3,10 @@
 simulate (history + held-out days) -> features (build, materialize, parity) -> train +
 register + promote -> serve and replay the held-out days, their feature updates pushed
 into the online store as they go (until the days end, `--for` seconds pass, or Ctrl-C)
--> what the prediction log and the true labels say -> a canary promoting a challenger
-and one rolling a bad challenger back. Before the HTTP replay, the first held-out
-transactions also go through the embedded event log and the stream processor.
+-> what the prediction log and the true labels say -> a shadow, a canary promoting a
+challenger and one rolling a bad challenger back -> live drift with amounts shifted,
+its alerts firing. Before the HTTP replay, the first held-out transactions also go
+through the embedded event log and the stream processor (its window features on).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from mlsd.settings import Settings, get_settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlsd.demo.feed import FeatureFeed
 
 console = Console()
 DATASET = "datasets/demo"
@@ -159,7 +159,7 @@ def _serve(
             "compute the held-out days' feature updates",
             lambda: FeatureFeed.open(store, dataset, replay),
         )
-        stream = _stream(settings, feed, traffic)
+        stream = _stream(settings, traffic)
         console.print(report.replay_intro(traffic, seconds, speedup))
         figures = demo_step(
             settings,
@@ -177,14 +177,13 @@ def _serve(
     return figures, traffic
 
 
-def _stream(settings: Settings, feed: FeatureFeed, traffic: pd.DataFrame) -> dict[str, Any]:
+def _stream(settings: Settings, traffic: pd.DataFrame) -> dict[str, Any]:
     """The held-out days through the embedded event log and the stream processor."""
-    from mlsd.demo.feed import FeatureFeed
     from mlsd.streaming.demo import demo_step
 
     figures: dict[str, Any] = _stage(
         "stream the held-out days through the event log and the processor",
-        lambda: demo_step(settings, traffic, lambda store: FeatureFeed(store, feed.rows).push),
+        lambda: demo_step(settings, traffic),
     )
     console.print(report.streaming(figures))
     return figures

@@ -1,9 +1,12 @@
 """The demo's streaming stage: the held-out days through the embedded event log and the
 real stream processor (`mlsd stream run`'s), with figures read back from the log.
 
-The transactions are published in waves (no card or terminal twice in a wave), each
-wave's feature rows written just before it is published, as the demo's HTTP replay does,
-so every payment is scored on the features of its own time. The online store is a copy
+The processor keeps the model's window features itself (`mlsd stream run`'s default,
+`mlsd.streaming.window_features`): its per-key state, rebuilt at start from the history
+up to the online store's watermark, is updated with each payment before the payment is
+scored, so every payment is scored on the features of its own time, itself included, as
+training saw it; the fresh rows go to the online store. Events are published in batches
+of `batch`, several payments of one card in a batch included. The online store is a copy
 of the demo's, taken before the HTTP replay writes into it, so the two replays do not
 see each other's rows. Events carry their publish time (as a live stream's would), so
 the latency is publish → decision published. Three malformed events are sent with the
@@ -15,7 +18,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,6 @@ from mlsd.streaming.processor import StreamConfig
 from mlsd.streaming.wiring import open_processor
 
 INPUT, OUTPUT, DEAD = "demo-transactions", "demo-decisions", "demo-transactions-dead"
-#: Writes the feature rows of transactions [lo, hi) into the store it was made for.
-Feed = Callable[[int, int], None]
 BAD = (
     Record("0", b"{not json"),
     Record("0", json.dumps({"v": 2, "transaction_id": 1}).encode()),
@@ -57,22 +57,6 @@ def _copy_online(settings: Settings, to: Path) -> SqliteOnlineStore:
     return SqliteOnlineStore(to)
 
 
-def _waves(customers: list[int], terminals: list[int], most: int) -> list[tuple[int, int]]:
-    """[lo, hi) ranges in order, none holding a card or a terminal twice, at most `most`."""
-    waves, lo = [], 0
-    seen_c: set[int] = set()
-    seen_t: set[int] = set()
-    for i, (c, t) in enumerate(zip(customers, terminals, strict=True)):
-        if c in seen_c or t in seen_t or i - lo >= most:
-            waves.append((lo, i))
-            lo, seen_c, seen_t = i, set(), set()
-        seen_c.add(c)
-        seen_t.add(t)
-    if lo < len(customers):
-        waves.append((lo, len(customers)))
-    return waves
-
-
 def _count(log: EventLog, topic: str, field: str | None = None) -> tuple[int, int]:
     """(events of `topic`, those whose `field` is "fraud")."""
     total = flagged = 0
@@ -89,14 +73,13 @@ def _count(log: EventLog, topic: str, field: str | None = None) -> tuple[int, in
 def demo_step(
     settings: Settings,
     traffic: pd.DataFrame,
-    feed_for: Callable[[FeatureStore], Feed],
     *,
     max_events: int = 10_000,
     batch: int = 256,
     partitions: int = 4,
 ) -> dict[str, Any]:
-    """Stream the first `max_events` of `traffic` (time order) through the processor;
-    `feed_for(store)` gives the function writing a wave's feature rows into `store`."""
+    """Stream the first `max_events` of `traffic` (time order) through the processor, its
+    window features on."""
     rows = traffic.iloc[:max_events]
     txs = to_transactions(rows)
     scratch = settings.path("events", "demo-online.sqlite")
@@ -114,18 +97,16 @@ def demo_step(
         log.create_topic(INPUT, partitions)
         config = StreamConfig(INPUT, OUTPUT, DEAD, group="demo", batch=batch,
                               partitions=partitions, poll_timeout_s=0.05)  # fmt: skip
-        # the feed writes each wave's rows (as the HTTP replay needs): the window state
-        # would compute the same values, so the stage keeps its measured figures without it
-        processor, close = open_processor(
-            fast, config, features=store, follow_alias=False, window_features=False
-        )
-        push = feed_for(store)
-        waves = _waves([t.customer_id for t in txs], [t.terminal_id for t in txs], batch)
+        began = time.perf_counter()
+        processor, close = open_processor(fast, config, features=store, follow_alias=False)
+        opened_s = time.perf_counter() - began
+        state = processor.window_features
+        rebuilt = state.rebuilt if state is not None else None
+        waves = [(lo, min(lo + batch, len(txs))) for lo in range(0, len(txs), batch)]
         published, busy = 0, 0.0
         cpu, started = time.process_time(), time.perf_counter()
         try:
             for lo, hi in waves:
-                push(lo, hi)
                 records = [Record(str(tx.customer_id), encode_transaction(tx)) for tx in txs[lo:hi]]
                 log.publish(INPUT, [*records, *(BAD if lo == 0 else ())])
                 published += len(records) + (len(BAD) if lo == 0 else 0)
@@ -153,6 +134,10 @@ def demo_step(
         "transactions": len(txs),
         "malformed_sent": len(BAD),
         "waves": len(waves),
+        "window_features": state is not None,
+        "history_events": sum(rebuilt.history.values()) if rebuilt is not None else 0,
+        "rebuild_s": rebuilt.seconds if rebuilt is not None else 0.0,
+        "open_s": opened_s,
         "partitions": partitions,
         "seconds": wall,
         "processor_seconds": busy,
