@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from mlsd.features.definitions import FeatureView
+from mlsd.features.aggregations import Aggregation
+from mlsd.features.definitions import Entity, FeatureView
 from mlsd.features.handbook import CUSTOMER, TERMINAL
 
 TARGET_S, TARGET_MB = 10.0, 3072.0
@@ -32,14 +33,20 @@ DAY_US = 86_400_000_000
 START_US = 1_522_540_800_000_000  # 2018-04-01
 SPAN_US = 180 * DAY_US
 TTL = timedelta(days=30)
+
+
+def _view(name: str, entity: Entity, features: tuple[str, ...]) -> FeatureView:
+    """A declared window view (the synthetic tables are written directly: only the names,
+    the entity and the TTL matter to the join)."""
+    counts = tuple(Aggregation(f, "count", None, timedelta(days=1)) for f in features)
+    return FeatureView(name, entity, "window", features, TTL, aggregations=counts)
+
+
 VIEWS = (
-    (FeatureView("bench_a", CUSTOMER, "customer_spending", ("A1", "A2", "A3", "A4"), TTL, (1,)),
-     0.4, 200_000),
-    (FeatureView("bench_b", TERMINAL, "terminal_risk", ("B1", "B2", "B3", "B4"), TTL, (1,)),
-     0.3, 50_000),
-    (FeatureView("bench_c", CUSTOMER, "customer_spending", ("C1", "C2"), TTL, (1,)),
-     0.3, 200_000),
-)  # fmt: skip
+    (_view("bench_a", CUSTOMER, ("A1", "A2", "A3", "A4")), 0.4, 200_000),
+    (_view("bench_b", TERMINAL, ("B1", "B2", "B3", "B4")), 0.3, 50_000),
+    (_view("bench_c", CUSTOMER, ("C1", "C2")), 0.3, 200_000),
+)
 FEATURES = [f for view, _, _ in VIEWS for f in view.features]
 
 JOIN = """
