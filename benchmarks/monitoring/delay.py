@@ -2,11 +2,11 @@
 
 Run: `python -m benchmarks.monitoring.delay [--rate 1e-5]`
 
-For each scenario (amount shift, card testing, compromise-rate change) a 1,000-customer
-world is simulated for 60 days with the event from day 50; every detector is calibrated
-on days 28-41 at the same false-alarm rate, then fed days 42-59 in time order. Prints
-the false alarms on the quiet days 42-49 and the delay of the first alarm after the
-event's start (see `mlsd.monitoring.delay`).
+For each scenario (amount shift, card testing, compromise-rate change, seasonal surge) a
+1,000-customer world is simulated for 60 days with the event from day 50; every detector
+is calibrated on days 28-41 at the same false-alarm rate, then fed days 42-59 in time
+order. Prints the false alarms on the quiet days 42-49 and the delay of the first alarm
+after the event's start (see `mlsd.monitoring.delay`).
 """
 
 from __future__ import annotations

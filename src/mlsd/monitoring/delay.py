@@ -9,7 +9,8 @@ in events and hours.
 The monitored stream is what the scenario moves: the transaction amount for an amount
 shift and for card testing (bursts of tiny amounts), the fraud label for a change of the
 compromise rate (the amounts barely move; labels arrive `label_delay_days` later, so the
-delay in time is the one shown plus the label delay).
+delay in time is the one shown plus the label delay), and the hours since the card's
+previous transaction for a seasonal surge (every card pays twice as often).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from mlsd.data.config import SimulatorConfig
 from mlsd.data.simulator import simulate
 from mlsd.stats.streaming import ADWIN, KSWIN, Detector, PageHinkley
 
-SCENARIOS = ("amount_shift", "card_testing", "compromise_rate")
+SCENARIOS = ("amount_shift", "card_testing", "compromise_rate", "seasonal")
+#: The stream the seasonal scenario is monitored on (a derived per-event value).
+GAP_HOURS = "HOURS_SINCE_CARD_PREVIOUS_TX"
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "page_hinkley": PageHinkley.calibrate,
     "kswin": KSWIN.calibrate,
@@ -72,11 +75,22 @@ def scenario_config(
             "type": "compromise_rate",
             "terminals_per_day": 4 * base.compromised_terminals_per_day,
         },
+        "seasonal": {"type": "seasonal", "factor": 2.0},
     }
     if scenario not in events:
         raise ValueError(f"unknown scenario {scenario!r}; use one of {SCENARIOS}")
     event = {"name": scenario, "start": start, **events[scenario]}
     return base.with_changes(scenarios=[event])
+
+
+def _stream(scenario: str, tx: pd.DataFrame) -> tuple[str, pd.Series]:
+    """(name, per-transaction value) of what `scenario` moves, in `tx`'s order."""
+    if scenario == "compromise_rate":
+        return schema.TX_FRAUD, tx[schema.TX_FRAUD].astype(np.float64)
+    if scenario == "seasonal":
+        gap = tx.groupby(schema.CUSTOMER_ID)[schema.TX_DATETIME].diff()
+        return GAP_HOURS, gap.dt.total_seconds() / 3600.0
+    return schema.TX_AMOUNT, tx[schema.TX_AMOUNT].astype(np.float64)
 
 
 def measure(
@@ -100,9 +114,10 @@ def measure(
         scenario, n_customers=n_customers, n_days=n_days, change_day=change_day, seed=seed
     )
     tx = simulate(config).transactions
-    column = schema.TX_FRAUD if scenario == "compromise_rate" else schema.TX_AMOUNT
+    column, values_of = _stream(scenario, tx)
+    tx = tx[values_of.notna()].reset_index(drop=True)  # a card's first payment has no gap
     days = tx[schema.TX_TIME_DAYS].to_numpy()
-    values = tx[column].to_numpy(dtype=np.float64)
+    values = values_of.dropna().to_numpy(dtype=np.float64)
     ref_values = values[(days >= reference[0]) & (days < reference[1])]
     monitored = days >= reference[1]
     stream, when = values[monitored], tx[schema.TX_DATETIME][monitored].reset_index(drop=True)

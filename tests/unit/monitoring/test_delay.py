@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlsd.monitoring.delay import measure, scenario_config
+from mlsd.monitoring.delay import GAP_HOURS, measure, scenario_config
 
 
 def test_an_amount_shift_is_detected_after_its_start_and_not_before() -> None:
@@ -26,3 +26,13 @@ def test_scenarios_are_the_simulators_events() -> None:
     assert config.day_index(event.start) == 50
     with pytest.raises(ValueError, match="unknown scenario"):
         scenario_config("alien_invasion")
+
+
+def test_a_seasonal_surge_is_seen_on_the_gaps_between_a_cards_payments() -> None:
+    """Twice the payments a day: the hours since a card's previous payment fall."""
+    rows = measure("seasonal", rate=1e-3, n_customers=300, detectors=("page_hinkley",))
+    (r,) = rows
+    assert r.stream == GAP_HOURS
+    assert r.false_alarms <= 3 * r.rate * r.quiet_events + 5
+    assert r.delay_hours is not None
+    assert 0 <= r.delay_hours < 48
