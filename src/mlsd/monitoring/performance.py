@@ -33,7 +33,7 @@ import pandas as pd
 from mlsd.data import schema
 from mlsd.errors import NotFoundError, ValidationError
 from mlsd.monitoring.cbpe import Estimate, estimate
-from mlsd.monitoring.window import LogReader, NoDataError
+from mlsd.monitoring.window import LogReader, NoDataError, logged_version
 from mlsd.registry.profile import CalibrationProfile, MissingProfileError
 from mlsd.training.metrics import card_precision_at_k
 
@@ -380,15 +380,6 @@ def evaluate_rows(
     )  # fmt: skip
 
 
-def _version(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(
-            f"the prediction log holds version {value!r}, not a number", field="version"
-        ) from None
-
-
 def frame_performance(
     references: ReferenceSource,
     rows: pd.DataFrame,
@@ -402,7 +393,7 @@ def frame_performance(
         return []
     out = []
     for (name, logged, variant), group in rows.groupby(["model", "version", "variant"]):
-        version = _version(logged)
+        version = logged_version(logged)
         ref = references.reference(str(name), version)
         out.append(
             evaluate_rows(
@@ -463,7 +454,7 @@ def performance_windows(
     if frame.empty:
         raise NoDataError(f"no prediction{what} logged in {start} .. {end}", field="window")
     for name, logged in frame[["model", "version"]].drop_duplicates().itertuples(index=False):
-        references.reference(str(name), _version(logged))  # unknown: fail before any work
+        references.reference(str(name), logged_version(logged))  # unknown: fail before any work
     if "features" in frame.columns:
         frame = frame.assign(**{LOGGED_AMOUNT: _logged_amounts(frame["features"])})
     rows = joined(frame.drop(columns=["features"], errors="ignore"), labels, as_of)

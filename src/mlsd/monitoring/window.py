@@ -57,7 +57,8 @@ def feature_matrix(frame: pd.DataFrame, names: Sequence[str]) -> NDArray[np.floa
     return wide.reindex(columns=list(names)).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _version(value: Any) -> int:
+def logged_version(value: Any) -> int:
+    """A version as the prediction log holds it (text or number), as an int."""
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -149,7 +150,7 @@ def frame_drift(
     groups = list(frame.groupby(["model", "version"], sort=False))
     present = ", ".join(f"{n}/{v}" for (n, v), _ in groups)
     for (name, logged), rows in groups:
-        mv = registry.get(str(name), _version(logged))
+        mv = registry.get(str(name), logged_version(logged))
         try:
             profile = registry.reference_profile(mv)
         except MissingProfileError as exc:
