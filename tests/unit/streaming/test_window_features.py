@@ -10,9 +10,11 @@ restart must give the re-delivered payments the same inputs again.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -234,6 +236,48 @@ def test_one_batch_in_any_order_each_payment_sees_the_ones_before_it(setup: Setu
     assert np.allclose(got, want, rtol=1e-6, atol=1e-6)
     assert all(set(st.values()) == {"present"} for st in statuses)
     assert state.fallback_rows == 0
+
+
+class _Growing:
+    """An event log whose topic grows while it is read: each replay call publishes one more
+    payment first (payments still arriving while a processor starts)."""
+
+    def __init__(self, setup: Setup, inner: Any, topic: str) -> None:
+        self.setup, self.inner, self.topic, self.replays = setup, inner, topic, 0
+
+    def partitions(self, topic: str) -> int:
+        return int(self.inner.partitions(topic))
+
+    def replay(self, topic: str, partition: int, **kwargs: Any) -> list[Any]:
+        self.replays += 1
+        if self.replays > 200:
+            raise AssertionError("the rebuild chases the topic's end")
+        day = self.setup.day
+        _publish(self.setup, self.topic, day.iloc[[self.replays % len(day)]])
+        return list(self.inner.replay(topic, partition, **kwargs))
+
+
+def test_the_rebuild_stops_at_the_end_it_reached_while_payments_keep_coming(
+    setup: Setup,
+) -> None:
+    """A replay that ends short reached the partition's end: the rebuild stops there (every
+    decided payment is behind it) instead of reading what is published meanwhile."""
+    from mlsd.streaming.window_features import WindowFeatures
+
+    _live_store(setup)
+    state = WindowFeatures(setup.world.store, FEATURES)
+    events, log = open_event_log(setup.settings), make_prediction_log(setup.settings)
+    topic = f"growing-{uuid.uuid4().hex[:6]}"
+    try:
+        events.create_topic(topic, 2)
+        _publish(setup, topic, setup.day.iloc[:10])
+        growing = _Growing(setup, events, topic)
+        report = state.rebuild(growing, topic, log)  # type: ignore[arg-type]
+    finally:
+        events.close()
+        log.close()
+    assert growing.replays == 2  # one short page per partition
+    assert report.replayed >= 10
 
 
 def test_a_redelivered_payment_does_not_meet_the_later_decided_ones(setup: Setup) -> None:
