@@ -155,8 +155,8 @@ def streaming(f: dict[str, Any]) -> Table:
                 else "off: read from the online store"
             ),
             "events/s": f"{f['events_per_s']:,.0f} including publishing; the processor "
-            f"alone {f['processor_events_per_s']:,.0f}/s in batches of up to "
-            f"{f['events'] / max(f['waves'], 1):,.0f} events; "
+            f"alone {f['processor_events_per_s']:,.0f}/s, in micro-batches of "
+            f"{f['events'] / max(f['waves'], 1):,.0f} events on average; "
             f"{f['cpu_s_per_million']:,.0f} CPU s per million events for the whole process",
             "end to end (publish → decision)": f"p50 {ms(f['e2e_p50_ms'])}, "
             f"p99 {ms(f['e2e_p99_ms'])}",
