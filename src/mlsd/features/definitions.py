@@ -241,13 +241,7 @@ class FeatureView:
             }
         return {
             "name": self.name,
-            "entity": None
-            if self.entity is None
-            else {
-                "name": self.entity.name,
-                "join_key": self.entity.join_key,
-                "description": self.entity.description,
-            },
+            "entity": None if self.entity is None else _entity_dict(self.entity),
             "kind": self.kind,
             "features": list(self.features),
             "ttl_seconds": self.ttl.total_seconds(),
