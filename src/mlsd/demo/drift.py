@@ -88,6 +88,7 @@ def drift_step(settings: Settings, traffic: pd.DataFrame, console: Console) -> d
 
     from mlsd.data import schema
     from mlsd.serving.app import create_app
+    from mlsd.serving.demo import wait_ready
     from mlsd.serving.server import BackgroundServer
     from mlsd.serving.service import ServeOptions
 
@@ -111,12 +112,12 @@ def drift_step(settings: Settings, traffic: pd.DataFrame, console: Console) -> d
     )  # fmt: skip
     server = BackgroundServer(create_app(settings, options=options))
     server.start()
+    wait_ready(server.url, server)  # stops the server and raises if it never gets ready
     headers = {"x-api-key": settings.api_key} if settings.api_key else {}
     if settings.admin_token:
         headers["authorization"] = f"Bearer {settings.admin_token}"
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=30.0) as http:
-            _ready(http)
             console.print(
                 f"serving fraud@champion at {server.url} with live drift ({rows:,}-row "
                 f"windows) and two alert rules; dashboard page: {server.url}/ui"
@@ -163,15 +164,6 @@ def _first_window(fired: list[dict[str, Any]], rows: int) -> str:
         f"small, {rows:,} transactions served on the replay's last state differ from the "
         "training test week there too (a true alarm about the world, not about the fault). "
     )
-
-
-def _ready(http: Any) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if http.get("/v2/health/ready").status_code == 200:
-            return
-        time.sleep(0.1)
-    raise UnavailableError("the demo's drift server did not get ready")
 
 
 def _table(before: dict[str, Any], after: dict[str, Any]) -> Table:

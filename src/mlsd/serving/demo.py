@@ -301,7 +301,8 @@ def _servable(settings: Settings, ref: str, console: Console | None) -> str:
     return f"{name}/{latest}"
 
 
-def _wait_ready(url: str, server: Any) -> None:
+def wait_ready(url: str, server: Any) -> None:
+    """Poll readiness for up to a minute; stop `server` and raise if it never comes."""
     import httpx
 
     deadline = time.monotonic() + 60
@@ -345,7 +346,7 @@ def demo_step(
     options = ServeOptions(models=(model,), tune_process=True)  # as `mlsd serve`
     server = BackgroundServer(create_app(settings, options=options))
     server.start()
-    _wait_ready(server.url, server)
+    wait_ready(server.url, server)
     if console is not None:
         console.print(f"serving [bold]{model}[/] at [link]{server.url}[/]")
     headers = {"x-api-key": settings.api_key} if settings.api_key else {}
