@@ -38,11 +38,10 @@ ROLLOUT_LOG = "rollouts/predictions"
 # Loose enough that an identical copy passes on a busy laptop (a 50 ms p99 or a catch-rate
 # test at 0.8 on a few dozen labelled frauds per check rolled a copy back now and then), tight
 # enough that the broken challenger fails on its errors at the first check.
-# The score-shift guardrail is off here (PSI 10): a check sees a few dozen challenger scores,
-# and in the small world those came from customers whose scores differ from the champion's
-# rest (an identical copy showed PSI 1.1-1.3, KS p < 0.01, in 2 of 4 CI runs); the shift
-# check is shown by the shadow's divergence analysis above and tested in tests/unit/rollout.
-GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 500.0, "max_score_psi": 10.0,
+# The score-shift guardrail judges a check once the challenger's scores come from 30
+# customers, with a p-value from re-assigning whole customers between the arms: a KS test
+# counting each payment as a draw rolled the identical copy back in 2 of 4 CI runs.
+GUARDRAILS = {"max_error_rate": 0.01, "max_p99_ms": 500.0, "max_score_psi": 0.25,
               "min_catch_ratio": 0.5, "min_requests": 30}  # fmt: skip
 
 

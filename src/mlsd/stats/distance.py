@@ -20,7 +20,7 @@ from mlsd.errors import ValidationError
 EMPTY_BIN = 1e-4
 
 
-def _finite(values: ArrayLike, field: str) -> NDArray[np.float64]:
+def finite_values(values: ArrayLike, field: str) -> NDArray[np.float64]:
     array = np.asarray(values, dtype=np.float64).ravel()
     if array.size == 0:
         raise ValidationError(f"{field}: no values", field=field)
@@ -34,7 +34,7 @@ def quantile_edges(reference: ArrayLike, bins: int = 10) -> NDArray[np.float64]:
     mostly-zero reference gets fewer bins, never empty ones by construction)."""
     if bins < 2:
         raise ValidationError(f"bins must be >= 2, not {bins}", field="bins")
-    ref = _finite(reference, "reference")
+    ref = finite_values(reference, "reference")
     inner = np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1])
     return np.unique(inner)
 
@@ -52,8 +52,8 @@ def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
     >>> round(psi(ref, rng.normal(0.5, 1.0, size=20_000)), 2)  # half a sd shift
     0.23
     """
-    ref = _finite(reference, "reference")
-    cur = _finite(current, "current")
+    ref = finite_values(reference, "reference")
+    cur = finite_values(current, "current")
     edges = quantile_edges(ref, bins)
     r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
@@ -79,5 +79,5 @@ def ks(reference: ArrayLike, current: ArrayLike) -> KS:
     >>> round(k.statistic, 2), k.pvalue < 1e-6
     (0.13, True)
     """
-    result = ks_2samp(_finite(reference, "reference"), _finite(current, "current"))
+    result = ks_2samp(finite_values(reference, "reference"), finite_values(current, "current"))
     return KS(float(result.statistic), float(result.pvalue))
