@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from mlsd.data.transaction import Transaction
 from mlsd.errors import ValidationError
@@ -33,6 +37,42 @@ from mlsd.streaming.log import Event, Record
 
 SCHEMA_VERSION = 1
 _INTS = ("transaction_id", "customer_id", "terminal_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class TransactionColumns:
+    """A batch of transactions as columns: ids, keys and amounts, times in µs since the
+    epoch (UTC), in the batch's order. What the processor hands to window state, feature
+    assembly and decisions instead of one object per payment."""
+
+    transaction_id: np.ndarray  # int64
+    customer_id: np.ndarray  # int64
+    terminal_id: np.ndarray  # int64
+    amount: np.ndarray  # float64
+    time_us: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.transaction_id)
+
+    @classmethod
+    def of(cls, txs: Sequence[Transaction]) -> TransactionColumns:
+        """The columns of `txs`."""
+        return cls(
+            np.array([tx.transaction_id for tx in txs], dtype=np.int64),
+            np.array([tx.customer_id for tx in txs], dtype=np.int64),
+            np.array([tx.terminal_id for tx in txs], dtype=np.int64),
+            np.array([tx.amount for tx in txs], dtype=np.float64),
+            np.array([(tx.timestamp - _EPOCH) // _US for tx in txs], dtype=np.int64),
+        )
+
+    def take(self, rows: np.ndarray) -> TransactionColumns:
+        """The rows at `rows` (indexes or a mask), in that order."""
+        return TransactionColumns(
+            self.transaction_id[rows], self.customer_id[rows], self.terminal_id[rows],
+            self.amount[rows], self.time_us[rows],
+        )  # fmt: skip
 
 
 def encode_transaction(tx: Transaction) -> bytes:
