@@ -35,14 +35,19 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from mlsd.data.transaction import Transaction
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError, ValidationError
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.observers import ScoringRequest
-from mlsd.inference.pipeline import ScoringPipeline
+from mlsd.inference.pipeline import RowBuilder, ScoringPipeline
 from mlsd.predlog import PredictionLog
 from mlsd.predlog.record import PredictionRecord
-from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
+from mlsd.streaming.assembly import BatchLayout, batch_layout
+from mlsd.streaming.codec import (
+    DecodedBatch,
+    dead_letter_record,
+    decision_records,
+    decode_batch,
+)
 from mlsd.streaming.log import Event, EventLog, Record, by_partition, now_ms
 from mlsd.streaming.metrics import StreamMetrics
 from mlsd.streaming.window_features import WindowFeatures
@@ -168,38 +173,32 @@ class StreamProcessor:
         )
         self.stats = StreamStats()
         self._uncommitted: list[list[Event]] = []
+        #: per processed batch: its decisions, dead letters and decided events (published
+        #: with the commit)
+        self._outbox: list[tuple[list[Record], list[Record], list[Event]]] = []
+        self._layout: tuple[tuple[str, ...], BatchLayout | None] | None = None
 
     def step(self) -> int:
         """Process one micro-batch; the number of events it consumed (0: none came).
 
         Processed batches are committed together once `commit_batches` of them wait (or
-        when a poll comes back empty): one durable wait of the prediction log for several
-        batches. A crash re-delivers at most that many, decided again under the same ids.
+        when a poll comes back empty): their decisions and dead letters published in one
+        call each, then one durable wait of the prediction log for all of them. A crash
+        re-delivers at most that many, decided again under the same ids.
         """
         batch = self.consumer.poll(self.config.batch, self.config.poll_timeout_s)
         if not batch:
             self.commit()
             return 0
         started = time.perf_counter()
-        txs: list[Transaction] = []
-        by_id: dict[int, Event] = {}
-        dead: list[Record] = []
-        for event in batch:
-            try:
-                tx = decode_transaction(event.value)
-            except ValidationError as exc:
-                dead.append(dead_letter_record(event, f"{exc.field}: {exc.message}"))
-                continue
-            txs.append(tx)
-            by_id[tx.transaction_id] = event
+        decoded = decode_batch(batch)
+        dead = list(decoded.dead)
         if self.window_features is not None:
-            self.window_features.prepare(txs)  # a store outage raises: the batch comes back
-        decisions = self._score(txs, by_id, dead)
-        if decisions:
-            self.events.publish(self.config.output_topic, decisions)
-            self._published(decisions, by_id)
-        if dead:
-            self.events.publish(self.config.dead_letter_topic, dead)
+            # a store outage raises: the batch comes back
+            self.window_features.prepare(decoded.columns)
+        index = np.arange(len(decoded.transactions))
+        decisions = self._score(decoded, index, dead)
+        self._outbox.append((decisions, dead, decoded.events))
         self._uncommitted.append(batch)
         self.stats.scored += len(decisions)
         self.stats.dead_lettered += len(dead)
@@ -210,12 +209,41 @@ class StreamProcessor:
             self.commit()
         return len(batch)
 
-    def _published(self, decisions: list[Record], by_id: dict[int, Event]) -> None:
+    def _rows(self, decoded: DecodedBatch, index: np.ndarray) -> RowBuilder | None:
+        """The builder of the model inputs of `decoded`'s transactions at `index`, as one
+        matrix, for the signatures the window state and the request's own transforms cover
+        (None without window features: the assembler reads the online store)."""
+        state = self.window_features
+        if state is None:
+            return None
+
+        def build(names: tuple[str, ...]) -> np.ndarray | None:
+            if self._layout is None or self._layout[0] != names:
+                self._layout = (names, batch_layout(names, state.features))
+            layout = self._layout[1]
+            if layout is None:
+                return None
+            return layout.fill(decoded.columns.take(index), state.rows[index])
+
+        return build
+
+    def _publish_outbox(self) -> None:
+        """Publish the decisions and dead letters of the batches waiting for their commit."""
+        decisions = [r for d, _, _ in self._outbox for r in d]
+        dead = [r for _, d, _ in self._outbox for r in d]
+        if decisions:
+            self.events.publish(self.config.output_topic, decisions)
+            self._published([e for d, _, events in self._outbox if d for e in events])
+        if dead:
+            self.events.publish(self.config.dead_letter_topic, dead)
+        self._outbox = []
+
+    def _published(self, events: list[Event]) -> None:
         """End-to-end latency of each decision just published: its event's time to now."""
         done = now_ms()
         histogram = self.metrics.decision_latency
         by_partition: dict[int, list[float]] = {}
-        for event in by_id.values():
+        for event in events:
             by_partition.setdefault(event.partition, []).append(float(done - event.timestamp_ms))
         for partition, latencies in by_partition.items():
             observe = histogram.labels(str(partition)).observe
@@ -224,9 +252,11 @@ class StreamProcessor:
             self.stats.decision_ms.extend(latencies)
 
     def commit(self) -> None:
-        """Commit the processed batches, once the prediction log holds their records."""
+        """Publish the processed batches' decisions and dead letters, then commit the
+        batches once the prediction log holds their records."""
         if not self._uncommitted:
             return
+        self._publish_outbox()
         if not self._sink.predictions.wait_durable(
             self._sink.last_seq, self.config.durable_timeout_s
         ):
@@ -265,12 +295,12 @@ class StreamProcessor:
             self.metrics.lag.labels(partition).set(lag)
         return lags
 
-    def _score(
-        self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
-    ) -> list[Record]:
-        """Decisions for `txs`; a batch that raises is split until the poison is alone."""
-        if not txs:
+    def _score(self, decoded: DecodedBatch, index: np.ndarray, dead: list[Record]) -> list[Record]:
+        """Decisions for the transactions of `decoded` at `index`; a batch that raises is
+        split until the poison is alone."""
+        if not len(index):
             return []
+        txs = [decoded.transactions[i] for i in index.tolist()]
         request = ScoringRequest(
             request_id=f"stream-{uuid.uuid4().hex[:12]}",
             entry="stream",
@@ -279,25 +309,23 @@ class StreamProcessor:
             row_ids=[f"tx-{tx.transaction_id}" for tx in txs],
         )
         try:
-            scored = self.pipeline.score_sync(request)
+            scored = self.pipeline.score_sync(request, rows=self._rows(decoded, index))
         except UnavailableError:
             raise  # the store or the model is down: retry the batch, do not blame the events
         except (MlsdError, ValueError, TypeError, ArithmeticError) as exc:
             if len(txs) == 1:
                 reason = f"scoring failed: {type(exc).__name__}: {exc}"
-                dead.append(dead_letter_record(by_id[txs[0].transaction_id], reason))
+                dead.append(dead_letter_record(decoded.events[int(index[0])], reason))
                 return []
-            half = len(txs) // 2
-            return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
-        model = scored.model
-        name, version, variant = model.name, model.version, scored.variant
-        decided, member = datetime.now(UTC).isoformat(), self.consumer.member
-        return [
-            decision_record(tx, score, decision, name, version, variant, decided, member)
-            for tx, score, decision in zip(
-                txs, scored.scores.tolist(), scored.decisions, strict=True
+            half = len(index) // 2
+            return self._score(decoded, index[:half], dead) + self._score(
+                decoded, index[half:], dead
             )
-        ]
+        model = scored.model
+        return decision_records(
+            txs, scored.scores.tolist(), scored.decisions, model.name, model.version,
+            scored.variant, datetime.now(UTC).isoformat(), self.consumer.member,
+        )  # fmt: skip
 
     def run(
         self,
