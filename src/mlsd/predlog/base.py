@@ -343,7 +343,8 @@ class BufferedLog(ABC, Generic[Chunk]):
         last = time.monotonic()
         while not self._closed:
             woken = self._wake.wait(tick)
-            self._wake.clear()
+            if woken:  # cleared only when seen: a wake set after a timed-out wait is kept
+                self._wake.clear()  # (a blind clear lost it: a durable wait sat out 1 s)
             if self._closed:
                 return  # close() writes the rest
             try:

@@ -30,8 +30,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +50,8 @@ from mlsd.streaming.codec import (
     decision_records,
     decode_batch,
 )
-from mlsd.streaming.log import Event, EventLog, Record, by_partition, now_ms
-from mlsd.streaming.metrics import StreamMetrics
+from mlsd.streaming.log import Event, EventLog, Record, now_ms
+from mlsd.streaming.metrics import StreamMetrics, observe_many
 from mlsd.streaming.window_features import WindowFeatures
 
 log = logging.getLogger(__name__)
@@ -240,16 +242,20 @@ class StreamProcessor:
 
     def _published(self, events: list[Event]) -> None:
         """End-to-end latency of each decision just published: its event's time to now."""
+        self._latencies(events, self.metrics.decision_latency, self.stats.decision_ms)
+
+    @staticmethod
+    def _latencies(events: Sequence[Event], histogram: Any, into: deque[float]) -> np.ndarray:
+        """Each event's time to now (ms) into `into`, and by partition into `histogram`
+        (seconds); the events' partitions."""
         done = now_ms()
-        histogram = self.metrics.decision_latency
-        by_partition: dict[int, list[float]] = {}
-        for event in events:
-            by_partition.setdefault(event.partition, []).append(float(done - event.timestamp_ms))
-        for partition, latencies in by_partition.items():
-            observe = histogram.labels(str(partition)).observe
-            for ms in latencies:
-                observe(ms / 1000.0)
-            self.stats.decision_ms.extend(latencies)
+        stamps = np.fromiter((e.timestamp_ms for e in events), np.int64, len(events))
+        parts = np.fromiter((e.partition for e in events), np.int64, len(events))
+        ms = (done - stamps).astype(np.float64)
+        into.extend(ms.tolist())
+        for partition in np.unique(parts).tolist():
+            observe_many(histogram.labels(str(partition)), ms[parts == partition] / 1000.0)
+        return parts
 
     def commit(self) -> None:
         """Publish the processed batches' decisions and dead letters, then commit the
@@ -268,18 +274,14 @@ class StreamProcessor:
         if not self.consumer.commit(events):
             self.stats.not_held += 1
             self.metrics.lost_batches.inc()
-        done, clock = now_ms(), time.monotonic()
-        for partition, mine in by_partition(events).items():
-            latencies = [float(done - e.timestamp_ms) for e in mine]
-            self.stats.latencies_ms.extend(latencies)
-            observe = self.metrics.event_latency.labels(str(partition)).observe
-            for ms in latencies:
-                observe(ms / 1000.0)
-            self.metrics.partition_events.labels(str(partition)).inc(len(mine))
-            part = self.stats.partitions.get(partition)
+        clock = time.monotonic()
+        parts = self._latencies(events, self.metrics.event_latency, self.stats.latencies_ms)
+        for partition, count in zip(*np.unique(parts, return_counts=True), strict=True):
+            self.metrics.partition_events.labels(str(partition)).inc(int(count))
+            part = self.stats.partitions.get(int(partition))
             if part is None:
-                part = self.stats.partitions[partition] = PartitionStats(first_s=clock)
-            part.events += len(mine)
+                part = self.stats.partitions[int(partition)] = PartitionStats(first_s=clock)
+            part.events += int(count)
             part.last_s = clock
         self.metrics.batches.inc(len(self._uncommitted))
         if self.metrics.lag_due():

@@ -60,7 +60,7 @@ from mlsd.features.online import WriteBatch
 from mlsd.features.store import FeatureStore
 from mlsd.features.vectors import to_us
 from mlsd.predlog import PredictionLog
-from mlsd.streaming.codec import TransactionColumns, decode_transaction
+from mlsd.streaming.codec import TransactionColumns, decode_batch
 from mlsd.streaming.log import EventLog
 from mlsd.streaming.window_state import FastWindowState
 
@@ -377,11 +377,7 @@ class WindowFeatures:
                 page = events.replay(topic, p, offset=offset, limit=_REPLAY_PAGE)
                 offset = page[-1].offset + 1 if page else offset
                 report.replayed += len(page)
-                for item in page:
-                    try:
-                        tx = decode_transaction(item.value)
-                    except ValidationError:
-                        continue
+                for tx in decode_batch(page).transactions:  # what does not decode: skipped
                     if str(tx.transaction_id) in decided:
                         replayed.append(event_of(tx))
                 # A short page reached the partition's end. Every decided event was published
