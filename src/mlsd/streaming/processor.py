@@ -2,22 +2,25 @@
 decisions out; at-least-once delivery with effects keyed by transaction id.
 
 One loop, one batch in flight (that is the back-pressure: the log holds what is not
-polled yet). Per batch:
+polled yet), columnar per batch: no step builds per-event Python objects beyond the
+transactions and records the pipeline and the log take. Per batch:
 
 1. poll up to `batch` events of the input topic in the consumer group;
-2. decode them (`mlsd.streaming.codec`); an event that does not decode, or whose
-   scoring raises on its own, goes to the dead-letter topic with the reason, once;
-3. with window features on (`mlsd.streaming.window_features`), update the window state
-   with them in event-time order, write each one's fresh features to the online store,
-   and hand them to the pipeline as provided features;
-4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
-   cache, model and observers as every other entry point; the prediction log records
-   each row under `tx-{transaction_id}`;
-5. publish the decisions (keyed by customer, carrying the transaction id);
-6. wait until the prediction log holds the batch durably (`wait_durable`);
-7. only then commit the batch on the log.
+2. decode them into columns (`mlsd.streaming.codec.decode_batch`); an event that does
+   not decode, or whose scoring raises on its own, goes to the dead-letter topic with the
+   reason, once, and the rest of the batch is scored;
+3. with window features on (`mlsd.streaming.window_features`), advance the window state
+   by the batch in event-time order, write the fresh features to the online store, and
+   fill the model inputs as one matrix (`mlsd.streaming.assembly`);
+4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, cache,
+   model and observers as every other entry point; the prediction log records each row
+   under `tx-{transaction_id}`; the decisions are encoded for the batch at once;
+5. every `commit_batches` batches: publish their decisions (keyed by customer, carrying
+   the transaction id) and dead letters, one call each;
+6. wait until the prediction log holds those batches durably (`wait_durable`);
+7. only then commit them on the log.
 
-A crash anywhere before 7 re-delivers the batch to the next member: the decisions and
+A crash anywhere before 7 re-delivers the batches to the next member: the decisions and
 log records it produces carry the same transaction ids, so a reader keeping one per id
 sees every input exactly once. A store outage (UnavailableError) is not a poison: the
 batch is not committed and comes back.

@@ -2,15 +2,18 @@
 
 `stream run --window-features` (the default) keeps, for each window view the served model
 reads, the incremental state of `mlsd.features.incremental.WindowState` (the exact per-event
-semantics of the batch pipeline), as `FastWindowState`: the same events per key in a
-float64 array, the same floats bit for bit. Per micro-batch, in event-time order (ties by the
-source's tie-break, the transaction id), each transaction first updates the state of its
-key, then reads its features: a customer's second payment in one batch sees the first,
-and every payment counts itself, as `get_training_set` does. The values go
+semantics of the batch pipeline), as `FastWindowState` (`mlsd.streaming.window_state`):
+the same events per key in numpy arrays, the same floats bit for bit, a batch advanced in
+a few numpy calls. Per micro-batch, in event-time order (ties by the source's tie-break,
+the transaction id), each transaction first updates the state of its key, then reads its
+features: a customer's second payment in one batch sees the first, and every payment
+counts itself, as `get_training_set` does. The values (`rows`, one matrix in the batch's
+order) go
 
 - to the online store (one write per batch, before scoring: HTTP serving sees them too),
-- to the scoring pipeline as provided features (`mlsd.inference.provided`): the model's
-  inputs are the state's values, not a store read one payment behind.
+- to the model: the processor's input matrix (`mlsd.streaming.assembly`), or the
+  pipeline's assembler as provided features (`mlsd.inference.provided`, `values`): the
+  model's inputs are the state's values, not a store read one payment behind.
 
 Which views. A window view over the transactions whose columns the transaction event
 carries (customer spending: count and amount) is *live*: every event updates it. A view
