@@ -21,13 +21,13 @@ read, in a few numpy calls over the whole batch rather than a Python loop per ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from mlsd.errors import ValidationError
-from mlsd.features.aggregations import window_value
+from mlsd.features.aggregations import STD_EPS, window_value
 from mlsd.features.definitions import FeatureView
 from mlsd.features.incremental import WindowState, event_us
 
@@ -38,7 +38,26 @@ _TIME_LIMIT = 2**60
 #: numpy's pairwise summation: blocks of 8 accumulators up to this many values.
 _PAIRWISE_BLOCK = 128
 _EMPTY_TIMES = np.zeros(0, dtype=np.int64)
-_VECTOR_FUNCTIONS = frozenset({"count", "sum", "mean", "last"})
+
+
+def _ratio(v: list[np.ndarray], d: float) -> np.ndarray:
+    return np.where(np.isnan(v[1]) | (v[1] == 0), d, v[0] / v[1])
+
+
+def _zscore(v: list[np.ndarray], d: float) -> np.ndarray:
+    # Python's max(1.0, nan) is 1.0: fmax, not maximum
+    tiny = np.isnan(v[2]) | (v[2] <= STD_EPS * np.fmax(1.0, np.abs(v[1])))
+    return np.where(tiny, d, (v[0] - v[1]) / v[2])
+
+
+#: `Derived.value` over whole columns (NaN for a missing value): the same IEEE operations
+#: on the same float64 values, so the same floats.
+_DERIVED: dict[str, Callable[[list[np.ndarray], float], np.ndarray]] = {
+    "ratio": _ratio,
+    "zscore": _zscore,
+    "diff": lambda v, d: v[0] - v[1],
+    "product": lambda v, d: v[0] * v[1],
+}
 
 
 def pairwise_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -300,20 +319,21 @@ class FastWindowState:
                 columns = []
                 for x, i in args:
                     if x in values:
-                        columns.append(values[x].tolist())
+                        columns.append(values[x])
                     else:
-                        own = np.where(
-                            present, merged_r[here, i] if len(merged_r) else np.nan, np.nan
-                        )
-                        columns.append(own.tolist())
-                names = [x for x, _ in args]
-                got = np.array(
-                    [
-                        d.value(dict(zip(names, vs, strict=True)))
-                        for vs in zip(*columns, strict=True)
-                    ],
-                    dtype=np.float64,
-                )
+                        own = merged_r[here, i] if len(merged_r) else np.full(len(here), np.nan)
+                        columns.append(np.where(present, own, np.nan))
+                vector = _DERIVED.get(d.operation)
+                if vector is not None:
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        got = vector(columns, float(d.default))
+                else:  # an operation without a vector form: the reference's, row by row
+                    names = [x for x, _ in args]
+                    rows = zip(*(c.tolist() for c in columns), strict=True)
+                    got = np.array(
+                        [d.value(dict(zip(names, vs, strict=True))) for vs in rows],
+                        dtype=np.float64,
+                    )
                 values[d.name] = got
         for f, j in self._out.items():
             out[:, j] = values[f]
