@@ -103,6 +103,28 @@ def pairwise_sums(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return out
 
 
+def _group_ranges(
+    groups: int, sizes: np.ndarray, old_t: np.ndarray, new_g: np.ndarray, new_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's first and last time over its old events (`sizes` of them per group, in
+    group order, each group's sorted) and its new ones (`new_g` sorted, each group's times
+    sorted): the ends of sorted runs, no `ufunc.at`. Int64 max / min for a group with none."""
+    lo = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(groups, np.iinfo(np.int64).min, dtype=np.int64)
+    has = sizes > 0
+    if has.any():
+        ends = np.cumsum(sizes)
+        lo[has] = old_t[(ends - sizes)[has]]
+        hi[has] = old_t[ends[has] - 1]
+    if len(new_g):
+        first = np.searchsorted(new_g, np.arange(groups), side="left")
+        last = np.searchsorted(new_g, np.arange(groups), side="right")
+        mine = last > first
+        lo[mine] = np.minimum(lo[mine], new_t[first[mine]])
+        hi[mine] = np.maximum(hi[mine], new_t[last[mine] - 1])
+    return lo, hi
+
+
 class FastWindowState:
     """`WindowState`'s semantics, a batch at a time: per key, the events as an int64 time
     array and a float64 row array (the view's columns), and the key's latest time."""
@@ -222,12 +244,7 @@ class FastWindowState:
         new_g, new_t = group[new], times[new]
         # the merged events, sorted by (key, time, old first, batch order): a composite key
         # of the key's group and the time, clipped to the group's range
-        all_g = np.concatenate((old_g, new_g))
-        all_t = np.concatenate((old_t, new_t))
-        g_min = np.full(len(key_list), np.iinfo(np.int64).max, dtype=np.int64)
-        g_max = np.full(len(key_list), np.iinfo(np.int64).min, dtype=np.int64)
-        np.minimum.at(g_min, all_g, all_t)
-        np.maximum.at(g_max, all_g, all_t)
+        g_min, g_max = _group_ranges(len(key_list), sizes, old_t, new_g, new_t)
         unused = g_min > g_max
         g_min[unused] = 0
         g_max[unused] = 0
@@ -351,8 +368,8 @@ class FastWindowState:
         """The touched keys' events after the batch: the merged ones each key's latest keeps."""
         if not len(new_g):
             return  # nothing inserted: nothing changes (what is held was cut already)
-        final = latest0.copy()
-        np.maximum.at(final, new_g, new_t)
+        none = np.zeros(len(key_list), dtype=np.int64)
+        final = np.maximum(latest0, _group_ranges(len(key_list), none, new_t[:0], new_g, new_t)[1])
         keep = merged_t > final[merged_g] - self.span
         touched = np.zeros(len(key_list), dtype=bool)
         touched[new_g] = True
