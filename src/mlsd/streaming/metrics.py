@@ -1,7 +1,7 @@
 """Prometheus metrics of a stream processor, in the registry it is given.
 
 Counters of events by outcome and by partition (`rate()` of the latter is the events/s of
-each partition), batch time (poll to decisions published), two latencies by partition:
+each partition), batch time (poll to decisions made), two latencies by partition:
 event time to the decision published (end to end) and to its commit, and the group's lag
 by partition (events not committed yet), read from the log at most every `lag_every_s`
 since it costs a broker round trip. No label carries an entity: only the outcome and the
@@ -45,7 +45,7 @@ class StreamMetrics:
         )
         self.batch_seconds = Histogram(
             "mlsd_stream_batch_seconds",
-            "Time of one micro-batch, poll to decisions published.",
+            "Time of one micro-batch, poll to decisions made (published with the commit).",
             buckets=BATCH_BUCKETS,
             registry=r,
         )

@@ -189,9 +189,9 @@ class WindowFeatures:
     def _status(self, row: int) -> dict[str, str]:
         """The status of each feature of one row of the last batch."""
         status = dict.fromkeys(self._features, "present")
-        for j, found in self._statuses.items():
-            status.update(found[int(np.searchsorted(np.flatnonzero(~self._from_state[:, j]), row))]
-                          if not self._from_state[row, j] else {})  # fmt: skip
+        for j, found in self._statuses.items():  # the views read from the online store
+            if not self._from_state[row, j]:  # its rows read there, in batch order
+                status.update(found[int(np.count_nonzero(~self._from_state[:row, j]))])
         for c in np.flatnonzero(self._missing[row]).tolist():
             status[self._features[c]] = "missing"
         return status
