@@ -114,6 +114,20 @@ def dedupe_latest(batch: WriteBatch) -> WriteBatch:
     )
 
 
+def _rows(b: WriteBatch) -> list[tuple[str, str, int, int, int, bytes]]:
+    """A batch as `online_features` rows: plain ints, each row's values as its bytes
+    (sliced from one `tobytes` of the matrix: the same bytes as each row's own)."""
+    values = np.ascontiguousarray(b.values)
+    blob = values.tobytes()
+    width = values.shape[1] * values.itemsize if values.ndim == 2 else values.itemsize
+    return [
+        (b.view, b.version, k, e, c, blob[i * width : (i + 1) * width])
+        for i, (k, e, c) in enumerate(
+            zip(b.keys.tolist(), b.event_us.tolist(), b.created_us.tolist(), strict=True)
+        )
+    ]
+
+
 #: Up to this many lookups, `SqliteOnlineStore.read` runs one point query per lookup
 #: (well under SQLite's 500 compound SELECTs and 32,766 parameters).
 SMALL_READ = 64
@@ -157,12 +171,7 @@ class SqliteOnlineStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 for raw in batches:
                     b = dedupe_latest(raw)
-                    rows = [
-                        (b.view, b.version, int(k), int(e), int(c), v.tobytes())
-                        for k, e, c, v in zip(
-                            b.keys, b.event_us, b.created_us, b.values, strict=True
-                        )
-                    ]
+                    rows = _rows(b)
                     self._conn.executemany(
                         "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT (view, version, entity) DO UPDATE SET "

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from mlsd.inference.observers import ScoredBatch
+from mlsd.predlog.batch import PredictionBatch
 from mlsd.predlog.record import PredictionRecord
 
 
@@ -22,6 +23,20 @@ class RecordSink(Protocol):
     def append(self, records: list[PredictionRecord]) -> object:
         """Take records; durable later (or now, as the log promises)."""
         ...
+
+
+def columns(batch: ScoredBatch) -> PredictionBatch:
+    """A scored batch as one `PredictionBatch`: the records `observe` would append."""
+    model, txs = batch.model, batch.request.transactions
+    return PredictionBatch(
+        row_ids(batch), datetime.now(UTC), model.name, str(model.version), batch.values,
+        model.feature_names, batch.scores.tolist(), batch.decisions, model.threshold,
+        batch.latency_s * 1000.0, batch.degraded, batch.request.entry, batch.variant,
+        [tx.transaction_id for tx in txs] if txs else None,
+        [tx.customer_id for tx in txs] if txs else None,
+        [tx.terminal_id for tx in txs] if txs else None,
+        [tx.timestamp for tx in txs] if txs else None,
+    )  # fmt: skip
 
 
 def row_ids(batch: ScoredBatch) -> list[str]:
@@ -38,6 +53,11 @@ def row_ids(batch: ScoredBatch) -> list[str]:
     return [f"{rid}:{i}" for i in range(n)]
 
 
+#: From this many rows, a sink with `append_batch` gets the rows as one `PredictionBatch`
+#: (columns: one journal frame, one Arrow table) instead of a record each.
+BATCH_ROWS = 32
+
+
 class PredictionLogObserver:
     """Appends every scored batch to the prediction log."""
 
@@ -45,7 +65,16 @@ class PredictionLogObserver:
         self.sink = sink
 
     def observe(self, batch: ScoredBatch) -> None:
-        """One record per row of `batch` (positional: 5x cheaper than keywords for slots)."""
+        """One record per row of `batch` (positional: 5x cheaper than keywords for slots);
+        a large batch as columns, where the sink takes them."""
+        append_batch = getattr(self.sink, "append_batch", None)
+        if (
+            append_batch is not None
+            and len(batch.scores) >= BATCH_ROWS
+            and not batch.request.logged
+        ):
+            append_batch(columns(batch))
+            return
         now = datetime.now(UTC)
         model = batch.model
         name, threshold = model.name, model.threshold

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: The endpoint a pinned request names: (model name, version) -> endpoint of that version.
 PinnedEndpoints = Callable[[str, int], Endpoint]
+#: A caller's own feature rows for the version about to answer (its feature names), or
+#: None to let the assembler build them (a stream processor's columnar batch).
+RowBuilder = Callable[[tuple[str, ...]], "np.ndarray | None"]
 
 
 class ScoringPipeline:
@@ -179,17 +182,22 @@ class ScoringPipeline:
             self.shadows.put(route.shadows, request, batch)
         return batch
 
-    def score_sync(self, request: ScoringRequest) -> ScoredBatch:
-        """Score a request in the calling thread (jobs, stream processors); shadows inline."""
+    def score_sync(self, request: ScoringRequest, *, rows: RowBuilder | None = None) -> ScoredBatch:
+        """Score a request in the calling thread (jobs, stream processors); shadows inline.
+
+        `rows`, when given, builds the primary's feature rows for the version that answers
+        (asked once that version is fixed, so an alias moving meanwhile cannot pair rows
+        with another signature); None from it, or shadows of other features, use the
+        assembler as usual."""
         started = time.perf_counter()
         route = self.route(request)
         try:
-            batch = self._score_sync(route.primary, "primary", request, started)
+            batch = self._score_sync(route.primary, "primary", request, started, rows)
         except Exception as exc:
             if route.fallback is None:
                 raise
             self._failed(route.primary, "primary", request, started, exc)
-            batch = self._score_sync(route.fallback, "primary", request, started)
+            batch = self._score_sync(route.fallback, "primary", request, started, rows)
         self._notify(batch)
         for variant in route.shadows:
             try:
@@ -319,10 +327,19 @@ class ScoringPipeline:
         )  # fmt: skip
 
     def _score_sync(
-        self, variant: Variant, role: Role, request: ScoringRequest, started: float
+        self,
+        variant: Variant,
+        role: Role,
+        request: ScoringRequest,
+        started: float,
+        rows: RowBuilder | None = None,
     ) -> ScoredBatch:
         model = variant.endpoint.current()  # one version for the whole call
-        values, statuses, degraded, events = self._rows_sync(request, model)
+        given = None if rows is None else rows(tuple(model.feature_names))
+        if given is not None:
+            values, statuses, degraded, events = self._given_rows(given, model)
+        else:
+            values, statuses, degraded, events = self._rows_sync(request, model)
         scores, cached = predict_cached_sync(
             self.cache, self.metrics, values, model, self._fresh(events)
         )
@@ -395,4 +412,6 @@ def default_variant(endpoint: Endpoint, alias: str | None, version: int | None) 
     return Variant(f"v{version}" if version is not None else endpoint.name, endpoint)
 
 
-__all__ = ["PinnedEndpoints", "ScoringPipeline", "VersionEndpoint", "default_variant"]
+__all__ = [
+    "PinnedEndpoints", "RowBuilder", "ScoringPipeline", "VersionEndpoint", "default_variant",
+]  # fmt: skip

@@ -34,6 +34,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 import pandas as pd
 
 from mlsd.errors import MlsdError, UnavailableError, ValidationError
+from mlsd.predlog.batch import Item, PredictionBatch, expand, rows
 from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
 
@@ -128,7 +129,8 @@ class BufferedLog(ABC, Generic[Chunk]):
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
         self.max_buffered = max_buffered
-        self._buffer: list[PredictionRecord] = []
+        self._buffer: list[Item] = []
+        self._buffered = 0  # the predictions in `_buffer` (a batch holds many)
         # Batches taken from the buffer and encoded ahead of the write, oldest first; kept
         # (and counted as buffered) until a write succeeds.
         self._encoded: list[_Pending[Chunk]] = []
@@ -182,7 +184,7 @@ class BufferedLog(ABC, Generic[Chunk]):
         with self._lock:
             if self._closed:  # closed meanwhile: its journal may be gone
                 raise UnavailableError("the prediction log is closed")
-            room = self.max_buffered - len(self._buffer) - self._encoded_rows
+            room = self.max_buffered - self._buffered - self._encoded_rows
             if room < len(records):
                 self._dropped += len(records) - max(room, 0)
                 records = records[: max(room, 0)]
@@ -191,8 +193,33 @@ class BufferedLog(ABC, Generic[Chunk]):
                     self._journal.write(records, self._seq + 1)
                 self._seq += len(records)
                 self._buffer.extend(records)
+                self._buffered += len(records)
             seq = self._seq
-            full = len(self._buffer) + self._encoded_rows >= self.flush_records
+            full = self._buffered + self._encoded_rows >= self.flush_records
+        if full:
+            self._wake.set()
+        return seq
+
+    def append_batch(self, batch: PredictionBatch) -> int:
+        """`append(batch.records())`, journaled as one frame and encoded from the columns
+        (a batch that does not fit in the buffer goes the records' way: what fits is kept).
+        Returns the sequence number of its last record."""
+        if self._closed:
+            raise UnavailableError("the prediction log is closed")
+        with self._lock:
+            if self._closed:
+                raise UnavailableError("the prediction log is closed")
+            fits = len(batch) <= self.max_buffered - self._buffered - self._encoded_rows
+            if fits and len(batch):
+                if self._journal is not None:
+                    self._journal.write_batch(batch, self._seq + 1)
+                self._seq += len(batch)
+                self._buffer.append(batch)
+                self._buffered += len(batch)
+                seq = self._seq
+                full = self._buffered + self._encoded_rows >= self.flush_records
+        if not fits or not len(batch):
+            return self.append(batch.records())
         if full:
             self._wake.set()
         return seq
@@ -269,7 +296,7 @@ class BufferedLog(ABC, Generic[Chunk]):
             except OSError as exc:  # seal tries again, under the lock
                 log.warning("prediction journal cannot prepare a segment: %s", exc)
         with self._lock:
-            batch, self._buffer = self._buffer, []
+            batch, self._buffer, self._buffered = self._buffer, [], 0
             if not batch:
                 return
             swapped = self._journal.swap() if self._journal is not None and seal else None
@@ -286,14 +313,14 @@ class BufferedLog(ABC, Generic[Chunk]):
             self._encoded.append(_Pending(kept, encoded, last_seq, segment))
             self._encoded_rows += kept
 
-    def _encode_dropping_bad(self, batch: list[PredictionRecord]) -> tuple[int, Chunk] | None:
+    def _encode_dropping_bad(self, batch: Sequence[Item]) -> tuple[int, Chunk] | None:
         """(records kept, chunk); malformed records are dropped, counted and logged."""
         try:
-            return len(batch), self._encode(batch)
+            return rows(batch), self._encode(list(batch))
         except (ValidationError, ValueError, TypeError):
             pass
-        good: list[PredictionRecord] = []
-        for r in batch:
+        good: list[Item] = []
+        for r in expand(batch):
             try:
                 self._encode([r])
             except (ValidationError, ValueError, TypeError) as exc:
@@ -343,7 +370,8 @@ class BufferedLog(ABC, Generic[Chunk]):
         last = time.monotonic()
         while not self._closed:
             woken = self._wake.wait(tick)
-            self._wake.clear()
+            if woken:  # cleared only when seen: a wake set after a timed-out wait is kept
+                self._wake.clear()  # (a blind clear lost it: a durable wait sat out 1 s)
             if self._closed:
                 return  # close() writes the rest
             try:
@@ -378,7 +406,7 @@ class BufferedLog(ABC, Generic[Chunk]):
             stored = True
         except MlsdError as exc:
             with self._lock:
-                left = len(self._buffer) + self._encoded_rows
+                left = self._buffered + self._encoded_rows
             where = (
                 "kept in the journal for the next start to replay"
                 if self._journal is not None
@@ -418,7 +446,7 @@ class BufferedLog(ABC, Generic[Chunk]):
     def stats(self) -> LogStats:
         """A snapshot of the counters (`buffered` includes batches encoded but not written)."""
         with self._lock:
-            buffered = len(self._buffer) + self._encoded_rows
+            buffered = self._buffered + self._encoded_rows
             journal_errors = 0 if self._journal is None else self._journal.errors
             return LogStats(
                 buffered, self._written, self._dropped, self._errors, self._replayed,
@@ -426,7 +454,7 @@ class BufferedLog(ABC, Generic[Chunk]):
             )  # fmt: skip
 
     @abstractmethod
-    def _encode(self, records: list[PredictionRecord]) -> Chunk:
+    def _encode(self, records: list[Item]) -> Chunk:
         """Records in the backend's form (an Arrow table, COPY rows): ValidationError,
         ValueError or TypeError when a record does not encode."""
 

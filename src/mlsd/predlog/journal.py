@@ -45,10 +45,16 @@ from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mlsd.predlog.record import PredictionRecord
+
+if TYPE_CHECKING:
+    from mlsd.predlog.batch import PredictionBatch
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +173,6 @@ class Journal:
     def write(self, records: Sequence[PredictionRecord], first_seq: int) -> None:
         """Append one frame holding `records` (numbered from `first_seq`); never raises:
         a failed write is logged and counted (the records stay in the log's buffer)."""
-        segment = self._segment
         try:
             frame, added = self._frame(records, first_seq)
         except (ValueError, TypeError, AttributeError):  # a value marshal does not take
@@ -177,6 +182,23 @@ class Journal:
                 self.errors += 1
                 log.warning("prediction records not journaled (do not encode): %s", exc)
                 return
+        self._put(frame, added)
+
+    def write_batch(self, batch: PredictionBatch, first_seq: int) -> None:
+        """`write(batch.records(), first_seq)`, the same frame, built from the columns;
+        never raises either."""
+        try:
+            frame, added = self._batch_frame(batch, first_seq)
+        except (ValueError, TypeError, AttributeError):
+            self.write(batch.records(), first_seq)  # the per-record path says what is wrong
+            return
+        self._put(frame, added)
+
+    def _put(
+        self, frame: bytes, added: tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]
+    ) -> None:
+        """Append one frame to the current segment, and the tables it adds."""
+        segment = self._segment
         start = segment.size
         end = start + len(frame)
         if segment.map is not None and end <= segment.capacity:
@@ -196,6 +218,60 @@ class Journal:
             segment.names.update(names)
         if contexts:
             segment.contexts.update(contexts)
+
+    def _batch_frame(
+        self, batch: PredictionBatch, first_seq: int
+    ) -> tuple[bytes, tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]]:
+        """`_frame` of a batch's records: one context, the entries zipped from columns."""
+        known, known_contexts = self._segment.names, self._segment.contexts
+        added: dict[int, tuple[int, object]] = {}
+        added_contexts: dict[tuple[Any, ...], int] = {}
+        new_names: list[tuple[int, tuple[str, ...]]] = []
+        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
+        names = batch.feature_names
+        found = known.get(id(names))
+        if found is None:
+            index = len(known)
+            added[id(names)] = (index, names)
+            new_names.append((index, tuple(str(n) for n in names)))
+        else:
+            index = found[0]
+        key = (batch.model, batch.version, batch.threshold, batch.endpoint, batch.variant, index)
+        if not _FIELDS.issuperset(map(type, key)):
+            raise TypeError("values that are not plain str, int, float or None")
+        context = known_contexts.get(key)
+        if context is None:
+            context = len(known_contexts)
+            added_contexts[key] = context
+            new_contexts.append((context, key))
+        n = len(batch)
+        values = np.ascontiguousarray(batch.features, dtype=np.float64)
+        blob, width = values.tobytes(), 8 * values.shape[1]
+        features = [blob[i * width : (i + 1) * width] for i in range(n)]
+        scores = np.asarray(batch.scores, dtype=np.float64).tolist()
+        ts_us = (batch.ts - _EPOCH) // _MICROSECOND
+        decisions = [str(d) for d in batch.decisions]
+        request_ids = [str(r) for r in batch.request_ids]
+        if batch.transaction_ids is None:
+            none: list[None] = [None] * n
+            tx: list[list[Any]] = [none, none, none, none]
+        else:
+            tx = [
+                [int(v) for v in c]
+                for c in (batch.transaction_ids, batch.customer_ids or (), batch.terminal_ids or ())
+            ]
+            tx.append([(t - _EPOCH) // _MICROSECOND for t in batch.tx_times or ()])
+        latency, degraded = float(batch.latency_ms), bool(batch.degraded)
+        entries = list(
+            zip(
+                request_ids, repeat(ts_us, n), repeat(context, n), features, scores, decisions,
+                repeat(latency, n), repeat(degraded, n), *tx, strict=True,
+            )
+        )  # fmt: skip
+        payload = marshal.dumps(
+            (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
+        )
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
 
     def _frame(
         self, records: Sequence[PredictionRecord], first_seq: int

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from mlsd.errors import UnavailableError
 from mlsd.predlog.base import BufferedLog
+from mlsd.predlog.batch import Item, items_table
 from mlsd.predlog.compact import (
     CompactionResult,
     compact_before,
@@ -36,7 +37,7 @@ from mlsd.predlog.compact import (
     read_live,
 )
 from mlsd.predlog.journal import JournalMark
-from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
+from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,8 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
                 log.exception("prediction log compaction crashed, will retry")
             self._stop_compactor.wait(self.compact_every_s)
 
-    def _encode(self, records: list[PredictionRecord]) -> pa.Table:
-        return to_table(records)
+    def _encode(self, records: list[Item]) -> pa.Table:
+        return items_table(records)
 
     def _store(self, chunks: list[pa.Table], mark: JournalMark | None) -> None:
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)

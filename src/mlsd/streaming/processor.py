@@ -2,22 +2,25 @@
 decisions out; at-least-once delivery with effects keyed by transaction id.
 
 One loop, one batch in flight (that is the back-pressure: the log holds what is not
-polled yet). Per batch:
+polled yet), columnar per batch: no step builds per-event Python objects beyond the
+transactions and records the pipeline and the log take. Per batch:
 
 1. poll up to `batch` events of the input topic in the consumer group;
-2. decode them (`mlsd.streaming.codec`); an event that does not decode, or whose
-   scoring raises on its own, goes to the dead-letter topic with the reason, once;
-3. with window features on (`mlsd.streaming.window_features`), update the window state
-   with them in event-time order, write each one's fresh features to the online store,
-   and hand them to the pipeline as provided features;
-4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, features,
-   cache, model and observers as every other entry point; the prediction log records
-   each row under `tx-{transaction_id}`;
-5. publish the decisions (keyed by customer, carrying the transaction id);
-6. wait until the prediction log holds the batch durably (`wait_durable`);
-7. only then commit the batch on the log.
+2. decode them into columns (`mlsd.streaming.codec.decode_batch`); an event that does
+   not decode, or whose scoring raises on its own, goes to the dead-letter topic with the
+   reason, once, and the rest of the batch is scored;
+3. with window features on (`mlsd.streaming.window_features`), advance the window state
+   by the batch in event-time order, write the fresh features to the online store, and
+   fill the model inputs as one matrix (`mlsd.streaming.assembly`);
+4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, cache,
+   model and observers as every other entry point; the prediction log records each row
+   under `tx-{transaction_id}`; the decisions are encoded for the batch at once;
+5. every `commit_batches` batches: publish their decisions (keyed by customer, carrying
+   the transaction id) and dead letters, one call each;
+6. wait until the prediction log holds those batches durably (`wait_durable`);
+7. only then commit them on the log.
 
-A crash anywhere before 7 re-delivers the batch to the next member: the decisions and
+A crash anywhere before 7 re-delivers the batches to the next member: the decisions and
 log records it produces carry the same transaction ids, so a reader keeping one per id
 sees every input exactly once. A store outage (UnavailableError) is not a poison: the
 batch is not committed and comes back.
@@ -30,21 +33,29 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
-from mlsd.data.transaction import Transaction
 from mlsd.errors import MlsdError, NotFoundError, UnavailableError, ValidationError
 from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.observers import ScoringRequest
-from mlsd.inference.pipeline import ScoringPipeline
+from mlsd.inference.pipeline import RowBuilder, ScoringPipeline
 from mlsd.predlog import PredictionLog
+from mlsd.predlog.batch import PredictionBatch
 from mlsd.predlog.record import PredictionRecord
-from mlsd.streaming.codec import dead_letter_record, decision_record, decode_transaction
-from mlsd.streaming.log import Event, EventLog, Record, by_partition, now_ms
-from mlsd.streaming.metrics import StreamMetrics
+from mlsd.streaming.assembly import BatchLayout, batch_layout
+from mlsd.streaming.codec import (
+    DecodedBatch,
+    dead_letter_record,
+    decision_records,
+    decode_batch,
+)
+from mlsd.streaming.log import Event, EventLog, Record, now_ms
+from mlsd.streaming.metrics import StreamMetrics, observe_many
 from mlsd.streaming.window_features import WindowFeatures
 
 log = logging.getLogger(__name__)
@@ -133,6 +144,13 @@ class _TrackingSink:
         self.last_seq = self.predictions.append(records)
         return self.last_seq
 
+    def append_batch(self, batch: PredictionBatch) -> int:
+        append = getattr(self.predictions, "append_batch", None)
+        self.last_seq = (
+            append(batch) if append is not None else self.predictions.append(batch.records())
+        )
+        return self.last_seq
+
 
 class StreamProcessor:
     """Consumes transactions, scores them through the pipeline, publishes decisions."""
@@ -168,38 +186,32 @@ class StreamProcessor:
         )
         self.stats = StreamStats()
         self._uncommitted: list[list[Event]] = []
+        #: per processed batch: its decisions, dead letters and decided events (published
+        #: with the commit)
+        self._outbox: list[tuple[list[Record], list[Record], list[Event]]] = []
+        self._layout: tuple[tuple[str, ...], BatchLayout | None] | None = None
 
     def step(self) -> int:
         """Process one micro-batch; the number of events it consumed (0: none came).
 
         Processed batches are committed together once `commit_batches` of them wait (or
-        when a poll comes back empty): one durable wait of the prediction log for several
-        batches. A crash re-delivers at most that many, decided again under the same ids.
+        when a poll comes back empty): their decisions and dead letters published in one
+        call each, then one durable wait of the prediction log for all of them. A crash
+        re-delivers at most that many, decided again under the same ids.
         """
         batch = self.consumer.poll(self.config.batch, self.config.poll_timeout_s)
         if not batch:
             self.commit()
             return 0
         started = time.perf_counter()
-        txs: list[Transaction] = []
-        by_id: dict[int, Event] = {}
-        dead: list[Record] = []
-        for event in batch:
-            try:
-                tx = decode_transaction(event.value)
-            except ValidationError as exc:
-                dead.append(dead_letter_record(event, f"{exc.field}: {exc.message}"))
-                continue
-            txs.append(tx)
-            by_id[tx.transaction_id] = event
+        decoded = decode_batch(batch)
+        dead = list(decoded.dead)
         if self.window_features is not None:
-            self.window_features.prepare(txs)  # a store outage raises: the batch comes back
-        decisions = self._score(txs, by_id, dead)
-        if decisions:
-            self.events.publish(self.config.output_topic, decisions)
-            self._published(decisions, by_id)
-        if dead:
-            self.events.publish(self.config.dead_letter_topic, dead)
+            # a store outage raises: the batch comes back
+            self.window_features.prepare(decoded.columns)
+        index = np.arange(len(decoded.transactions))
+        decisions = self._score(decoded, index, dead)
+        self._outbox.append((decisions, dead, decoded.events))
         self._uncommitted.append(batch)
         self.stats.scored += len(decisions)
         self.stats.dead_lettered += len(dead)
@@ -210,23 +222,58 @@ class StreamProcessor:
             self.commit()
         return len(batch)
 
-    def _published(self, decisions: list[Record], by_id: dict[int, Event]) -> None:
+    def _rows(self, decoded: DecodedBatch, index: np.ndarray) -> RowBuilder | None:
+        """The builder of the model inputs of `decoded`'s transactions at `index`, as one
+        matrix, for the signatures the window state and the request's own transforms cover
+        (None without window features: the assembler reads the online store)."""
+        state = self.window_features
+        if state is None:
+            return None
+
+        def build(names: tuple[str, ...]) -> np.ndarray | None:
+            if self._layout is None or self._layout[0] != names:
+                self._layout = (names, batch_layout(names, state.features))
+            layout = self._layout[1]
+            if layout is None:
+                return None
+            return layout.fill(decoded.columns.take(index), state.rows[index])
+
+        return build
+
+    def _publish_outbox(self) -> None:
+        """Publish the decisions and dead letters of the batches waiting for their commit."""
+        decisions = [r for d, _, _ in self._outbox for r in d]
+        dead = [r for _, d, _ in self._outbox for r in d]
+        if decisions:
+            self.events.publish(self.config.output_topic, decisions)
+            self._published([e for d, _, events in self._outbox if d for e in events])
+        if dead:
+            self.events.publish(self.config.dead_letter_topic, dead)
+        self._outbox = []
+
+    def _published(self, events: list[Event]) -> None:
         """End-to-end latency of each decision just published: its event's time to now."""
+        self._latencies(events, self.metrics.decision_latency, self.stats.decision_ms)
+
+    @staticmethod
+    def _latencies(events: Sequence[Event], histogram: Any, into: deque[float]) -> np.ndarray:
+        """Each event's time to now (ms) into `into`, and by partition into `histogram`
+        (seconds); the events' partitions."""
         done = now_ms()
-        histogram = self.metrics.decision_latency
-        by_partition: dict[int, list[float]] = {}
-        for event in by_id.values():
-            by_partition.setdefault(event.partition, []).append(float(done - event.timestamp_ms))
-        for partition, latencies in by_partition.items():
-            observe = histogram.labels(str(partition)).observe
-            for ms in latencies:
-                observe(ms / 1000.0)
-            self.stats.decision_ms.extend(latencies)
+        stamps = np.fromiter((e.timestamp_ms for e in events), np.int64, len(events))
+        parts = np.fromiter((e.partition for e in events), np.int64, len(events))
+        ms = (done - stamps).astype(np.float64)
+        into.extend(ms.tolist())
+        for partition in np.unique(parts).tolist():
+            observe_many(histogram.labels(str(partition)), ms[parts == partition] / 1000.0)
+        return parts
 
     def commit(self) -> None:
-        """Commit the processed batches, once the prediction log holds their records."""
+        """Publish the processed batches' decisions and dead letters, then commit the
+        batches once the prediction log holds their records."""
         if not self._uncommitted:
             return
+        self._publish_outbox()
         if not self._sink.predictions.wait_durable(
             self._sink.last_seq, self.config.durable_timeout_s
         ):
@@ -238,18 +285,14 @@ class StreamProcessor:
         if not self.consumer.commit(events):
             self.stats.not_held += 1
             self.metrics.lost_batches.inc()
-        done, clock = now_ms(), time.monotonic()
-        for partition, mine in by_partition(events).items():
-            latencies = [float(done - e.timestamp_ms) for e in mine]
-            self.stats.latencies_ms.extend(latencies)
-            observe = self.metrics.event_latency.labels(str(partition)).observe
-            for ms in latencies:
-                observe(ms / 1000.0)
-            self.metrics.partition_events.labels(str(partition)).inc(len(mine))
-            part = self.stats.partitions.get(partition)
+        clock = time.monotonic()
+        parts = self._latencies(events, self.metrics.event_latency, self.stats.latencies_ms)
+        for partition, count in zip(*np.unique(parts, return_counts=True), strict=True):
+            self.metrics.partition_events.labels(str(partition)).inc(int(count))
+            part = self.stats.partitions.get(int(partition))
             if part is None:
-                part = self.stats.partitions[partition] = PartitionStats(first_s=clock)
-            part.events += len(mine)
+                part = self.stats.partitions[int(partition)] = PartitionStats(first_s=clock)
+            part.events += int(count)
             part.last_s = clock
         self.metrics.batches.inc(len(self._uncommitted))
         if self.metrics.lag_due():
@@ -265,12 +308,12 @@ class StreamProcessor:
             self.metrics.lag.labels(partition).set(lag)
         return lags
 
-    def _score(
-        self, txs: list[Transaction], by_id: dict[int, Event], dead: list[Record]
-    ) -> list[Record]:
-        """Decisions for `txs`; a batch that raises is split until the poison is alone."""
-        if not txs:
+    def _score(self, decoded: DecodedBatch, index: np.ndarray, dead: list[Record]) -> list[Record]:
+        """Decisions for the transactions of `decoded` at `index`; a batch that raises is
+        split until the poison is alone."""
+        if not len(index):
             return []
+        txs = [decoded.transactions[i] for i in index.tolist()]
         request = ScoringRequest(
             request_id=f"stream-{uuid.uuid4().hex[:12]}",
             entry="stream",
@@ -279,25 +322,23 @@ class StreamProcessor:
             row_ids=[f"tx-{tx.transaction_id}" for tx in txs],
         )
         try:
-            scored = self.pipeline.score_sync(request)
+            scored = self.pipeline.score_sync(request, rows=self._rows(decoded, index))
         except UnavailableError:
             raise  # the store or the model is down: retry the batch, do not blame the events
         except (MlsdError, ValueError, TypeError, ArithmeticError) as exc:
             if len(txs) == 1:
                 reason = f"scoring failed: {type(exc).__name__}: {exc}"
-                dead.append(dead_letter_record(by_id[txs[0].transaction_id], reason))
+                dead.append(dead_letter_record(decoded.events[int(index[0])], reason))
                 return []
-            half = len(txs) // 2
-            return self._score(txs[:half], by_id, dead) + self._score(txs[half:], by_id, dead)
-        model = scored.model
-        name, version, variant = model.name, model.version, scored.variant
-        decided, member = datetime.now(UTC).isoformat(), self.consumer.member
-        return [
-            decision_record(tx, score, decision, name, version, variant, decided, member)
-            for tx, score, decision in zip(
-                txs, scored.scores.tolist(), scored.decisions, strict=True
+            half = len(index) // 2
+            return self._score(decoded, index[:half], dead) + self._score(
+                decoded, index[half:], dead
             )
-        ]
+        model = scored.model
+        return decision_records(
+            txs, scored.scores.tolist(), scored.decisions, model.name, model.version,
+            scored.variant, datetime.now(UTC).isoformat(), self.consumer.member,
+        )  # fmt: skip
 
     def run(
         self,

@@ -2,15 +2,18 @@
 
 `stream run --window-features` (the default) keeps, for each window view the served model
 reads, the incremental state of `mlsd.features.incremental.WindowState` (the exact per-event
-semantics of the batch pipeline), as `FastWindowState`: the same events per key in a
-float64 array, the same floats bit for bit. Per micro-batch, in event-time order (ties by the
-source's tie-break, the transaction id), each transaction first updates the state of its
-key, then reads its features: a customer's second payment in one batch sees the first,
-and every payment counts itself, as `get_training_set` does. The values go
+semantics of the batch pipeline), as `FastWindowState` (`mlsd.streaming.window_state`):
+the same events per key in numpy arrays, the same floats bit for bit, a batch advanced in
+a few numpy calls. Per micro-batch, in event-time order (ties by the source's tie-break,
+the transaction id), each transaction first updates the state of its key, then reads its
+features: a customer's second payment in one batch sees the first, and every payment
+counts itself, as `get_training_set` does. The values (`rows`, one matrix in the batch's
+order) go
 
 - to the online store (one write per batch, before scoring: HTTP serving sees them too),
-- to the scoring pipeline as provided features (`mlsd.inference.provided`): the model's
-  inputs are the state's values, not a store read one payment behind.
+- to the model: the processor's input matrix (`mlsd.streaming.assembly`), or the
+  pipeline's assembler as provided features (`mlsd.inference.provided`, `values`): the
+  model's inputs are the state's values, not a store read one payment behind.
 
 Which views. A window view over the transactions whose columns the transaction event
 carries (customer spending: count and amount) is *live*: every event updates it. A view
@@ -42,8 +45,9 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,119 +58,14 @@ from mlsd.data import schema
 from mlsd.data.transaction import Transaction
 from mlsd.errors import IntegrityError, NotFoundError, ValidationError
 from mlsd.features import MISSING_VALUE
-from mlsd.features.aggregations import window_value
 from mlsd.features.definitions import FeatureView
-from mlsd.features.incremental import WindowState, event_us
 from mlsd.features.online import WriteBatch
 from mlsd.features.store import FeatureStore
 from mlsd.features.vectors import to_us
 from mlsd.predlog import PredictionLog
-from mlsd.streaming.codec import decode_transaction
+from mlsd.streaming.codec import TransactionColumns, decode_batch
 from mlsd.streaming.log import EventLog
-
-
-class FastWindowState:
-    """`WindowState`'s semantics, faster: the same events per key, kept as a float64 array
-    per key (one slice per window instead of a list and an array per aggregation), the
-    same `window_value` on the same values in the same order, so the same floats, bit for
-    bit (`tests/unit/streaming/test_window_features.py` holds it to the reference)."""
-
-    def __init__(self, view: FeatureView) -> None:
-        ref = WindowState(view)  # the reference's checks, key, columns and span
-        self.view, self.key, self.time = view, ref.key, ref.time
-        self.columns, self.span = ref.columns, ref.span
-        index = {c: i for i, c in enumerate(self.columns)}
-        self._aggs = [
-            (
-                a.name,
-                a.function,
-                a.delay_us + a.window_us,
-                a.delay_us,
-                index.get(a.column or "", -1),
-            )
-            for a in view.aggregations
-        ]
-        self._derived = [(d, [(x, index.get(x, -1)) for x in d.args]) for d in view.derived]
-        self._times: dict[int, list[int]] = {}
-        self._rows: dict[int, np.ndarray] = {}
-        self._latest: dict[int, int] = {}
-        self._empty = np.zeros((0, len(self.columns)), dtype=np.float64)
-        self.late_dropped = 0
-
-    def update(self, event: Mapping[str, Any]) -> FastWindowState:
-        """Add one event (a mapping with the key, the time and the view's columns)."""
-        for col in (self.key, self.time, *self.columns):
-            if col not in event:
-                raise ValidationError(f"event lacks column {col!r}", field=col)
-        key, t = int(event[self.key]), event_us(event[self.time])
-        times = self._times.setdefault(key, [])
-        rows = self._rows.get(key, self._empty)
-        latest = max(self._latest.get(key, t), t)
-        if t <= latest - self.span:
-            self.late_dropped += 1
-            return self
-        at = bisect.bisect_right(times, t)  # after the events sharing its time: arrival order
-        times.insert(at, t)
-        rows = np.insert(rows, at, [float(event[c]) for c in self.columns], axis=0)
-        self._latest[key] = latest
-        cut = bisect.bisect_right(times, latest - self.span)  # expire: no window reaches them
-        if cut:
-            del times[:cut]
-            rows = rows[cut:]
-        self._rows[key] = rows
-        return self
-
-    def load(self, keys: np.ndarray, times: np.ndarray, rows: np.ndarray) -> None:
-        """`update` with each event of a history sorted by time (ties in their order), in
-        bulk, into keys the state does not hold yet: in time order nothing is late, and
-        what the updates would keep is each key's events after its latest minus the span."""
-        if len(keys) == 0:
-            return
-        if any(int(k) in self._times for k in np.unique(keys)):
-            raise ValidationError("load() is for keys the state does not hold yet", field="key")
-        order = np.argsort(keys, kind="stable")  # each key's events stay in time order
-        keys, times, rows = keys[order], times[order], rows[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        ends = np.r_[starts[1:], len(keys)]
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            mine = times[lo:hi]
-            latest = int(mine[-1])
-            keep = lo + int(np.searchsorted(mine, latest - self.span, side="right"))
-            key = int(keys[lo])
-            self._times[key] = times[keep:hi].tolist()
-            self._rows[key] = np.ascontiguousarray(rows[keep:hi], dtype=np.float64)
-            self._latest[key] = latest
-
-    def held(self, key: int) -> int:
-        """How many events the state keeps for a key."""
-        return len(self._times.get(int(key), ()))
-
-    def get(self, key: int, at: Any) -> dict[str, float]:
-        """The view's features for an event of `key` at `at`, from the events seen so far."""
-        t = event_us(at)
-        times = self._times.get(int(key), [])
-        rows = self._rows.get(int(key), self._empty)
-        values: dict[str, float | None] = {}
-        for name, function, reach, delay, col in self._aggs:
-            lo = bisect.bisect_right(times, t - reach)
-            hi = bisect.bisect_right(times, t - delay)
-            if function == "count":  # window_value's own rule, without building a window
-                values[name] = float(hi - lo)
-                continue
-            window = rows[lo:hi, col] if col >= 0 else np.zeros(hi - lo)
-            values[name] = window_value(function, window)
-        current = bisect.bisect_right(times, t) - 1
-        for d, args in self._derived:
-            values[d.name] = d.value({
-                x: values[x] if x in values else (None if current < 0 else float(rows[current, i]))
-                for x, i in args
-            })  # fmt: skip
-        out: dict[str, float] = {}
-        for f in self.view.features:
-            v = values[f]
-            out[f] = np.nan if v is None else float(v)
-        return out
-
+from mlsd.streaming.window_state import FastWindowState
 
 #: The columns a transaction event gives a view's state, by source column name.
 EVENT_COLUMNS = (
@@ -239,7 +138,14 @@ class WindowFeatures:
             self.served.append(_Served(view, state, live, None, min_delay))
         self._features = tuple(f for s in self.served for f in s.view.features)
         self._held: dict[tuple[int, int], list[tuple[int, int, Event]]] = {}
-        self._rows: dict[tuple[int, int, int, int], tuple[np.ndarray, dict[str, str]]] = {}
+        self._batch = TransactionColumns.of(())
+        self._lookup: dict[tuple[int, int, int, int], int] | None = None
+        #: The last batch's rows (in its order, `features` order, missing values filled) and
+        #: which were missing; which views' values came from the online store instead
+        self.rows = np.zeros((0, len(self._features)))
+        self._missing = np.zeros((0, len(self._features)), dtype=bool)
+        self._from_state = np.zeros((0, len(self.served)), dtype=bool)
+        self._statuses: dict[int, list[dict[str, str]]] = {}
         self._latest = 0
         self.fallback_rows = 0  # rows whose delayed features came from the online store
         self.rebuilt = RebuildReport()
@@ -255,6 +161,16 @@ class WindowFeatures:
         self, requests: Sequence[tuple[int, int, int]]
     ) -> tuple[np.ndarray, list[dict[str, str]]]:
         """The rows `prepare` computed for these (customer, terminal, µs) requests."""
+        if self._lookup is None:
+            self._lookup = {}
+            b = self._batch
+            for i, ident in enumerate(
+                zip(b.customer_id.tolist(), b.terminal_id.tolist(), b.time_us.tolist(), strict=True)
+            ):
+                k = 0
+                while (*ident, k) in self._lookup:
+                    k += 1
+                self._lookup[(*ident, k)] = i
         out = np.full((len(requests), len(self._features)), MISSING_VALUE, dtype=np.float64)
         statuses: list[dict[str, str]] = []
         seen: dict[tuple[int, int, int], int] = {}
@@ -262,13 +178,23 @@ class WindowFeatures:
         for i, (c, m, t) in enumerate(requests):
             k = seen.get((c, m, t), 0)
             seen[(c, m, t)] = k + 1
-            found = self._rows.get((c, m, t, k))
-            if found is None:
+            row = self._lookup.get((c, m, t, k))
+            if row is None:
                 statuses.append(missing)
                 continue
-            out[i] = found[0]
-            statuses.append(found[1])
+            out[i] = self.rows[row]
+            statuses.append(self._status(row))
         return out, statuses
+
+    def _status(self, row: int) -> dict[str, str]:
+        """The status of each feature of one row of the last batch."""
+        status = dict.fromkeys(self._features, "present")
+        for j, found in self._statuses.items():  # the views read from the online store
+            if not self._from_state[row, j]:  # its rows read there, in batch order
+                status.update(found[int(np.count_nonzero(~self._from_state[:row, j]))])
+        for c in np.flatnonzero(self._missing[row]).tolist():
+            status[self._features[c]] = "missing"
+        return status
 
     # per batch -------------------------------------------------------------------------------
 
@@ -277,66 +203,108 @@ class WindowFeatures:
         """Whether any view the model reads is served from state."""
         return bool(self.served)
 
-    def prepare(self, txs: Sequence[Transaction]) -> int:
-        """Update the state with `txs` (event-time order), compute each one's features,
-        write them to the online store; `values` then serves them. The rows written."""
-        self._rows = {}
-        if not self.served or not txs:
+    def prepare(self, txs: Sequence[Transaction] | TransactionColumns) -> int:
+        """Update the state with a batch (in event-time order, ties by transaction id),
+        compute each payment's features, write them to the online store; `rows` (and
+        `values`) then serve them. The rows written."""
+        batch = txs if isinstance(txs, TransactionColumns) else TransactionColumns.of(txs)
+        n = len(batch)
+        self._batch = batch
+        self._lookup = None
+        self.rows = np.full((n, len(self._features)), MISSING_VALUE, dtype=np.float64)
+        self._missing = np.ones((n, len(self._features)), dtype=bool)
+        self._from_state = np.zeros((n, len(self.served)), dtype=bool)
+        self._statuses = {}
+        if not self.served or n == 0:
             return 0
-        events = [event_of(tx) for tx in txs]
-        order = sorted(range(len(txs)), key=lambda i: (events[i][schema.TX_DATETIME],
-                                                       txs[i].transaction_id))  # fmt: skip
+        order = np.lexsort((batch.transaction_id, batch.time_us))
+        ordered = batch.take(order)
         widths = [len(s.view.features) for s in self.served]
-        rows = np.full((len(txs), sum(widths)), np.nan)
-        from_state = np.zeros((len(txs), len(self.served)), dtype=bool)
-        for i in order:
-            event = events[i]
-            t = int(event[schema.TX_DATETIME])
-            self._insert(event)
-            col = 0
-            for j, s in enumerate(self.served):
-                if s.exact(t):
-                    key = int(event[s.state.key])
-                    got = s.state.get(key, t)
-                    rows[i, col : col + widths[j]] = [got[f] for f in s.view.features]
-                    from_state[i, j] = True
-                col += widths[j]
+        rows = np.full((n, sum(widths)), np.nan)
+        from_state = np.zeros((n, len(self.served)), dtype=bool)
+        col = 0
+        for j, s in enumerate(self.served):
+            if s.live:
+                got = self._advance_live(s, ordered)
+                mine = order
+            else:  # history only: read while it covers the payment's windows
+                exact = (
+                    np.zeros(n, dtype=bool)
+                    if s.watermark is None
+                    else ordered.time_us - s.min_delay_us <= s.watermark
+                )
+                picked = np.flatnonzero(exact)
+                part = ordered.take(picked)
+                got = s.state.advance(
+                    _column(part, s.state.key), part.time_us,
+                    np.zeros((len(part), len(s.state.columns))), np.zeros(len(part), dtype=bool),
+                )  # fmt: skip
+                mine = order[picked]
+            rows[mine, col : col + widths[j]] = got
+            from_state[mine, j] = True
+            col += widths[j]
+        self._latest = max(self._latest, int(batch.time_us.max()))
         self._prune()
-        statuses = self._fallback(txs, rows, from_state, widths)
-        written = self._write(events, rows, from_state, widths)
-        occurrence: dict[tuple[int, int, int], int] = {}
-        for i, tx in enumerate(txs):
-            ident = (tx.customer_id, tx.terminal_id, int(events[i][schema.TX_DATETIME]))
-            k = occurrence.get(ident, 0)
-            occurrence[ident] = k + 1
-            row = rows[i]
-            status = statuses[i]
-            if not np.isfinite(row).all():
-                bad = ~np.isfinite(row)
-                status = {**status, **{self._features[c]: "missing" for c in np.flatnonzero(bad)}}
-                row = np.where(bad, MISSING_VALUE, row)
-            self._rows[(*ident, k)] = (row, status)
+        self._fallback(batch, rows, from_state, widths)
+        written = self._write(batch, rows, from_state, widths)
+        bad = ~np.isfinite(rows)
+        self.rows = np.where(bad, MISSING_VALUE, rows)
+        self._missing = bad
+        self._from_state = from_state
         return written
 
-    def _insert(self, event: Event) -> None:
-        """The event into every live state (once per transaction id), after the held-back
-        decided events of its key that come at or before it."""
-        t, ident = int(event[schema.TX_DATETIME]), int(event[schema.TRANSACTION_ID])
-        for s in self.served:
-            if not s.live:
+    def _advance_live(self, s: _Served, ordered: TransactionColumns) -> np.ndarray:
+        """The batch (in processing order) into a live view's state, after the held-back
+        decided events of its keys that come at or before them; each payment's values."""
+        keys = _column(ordered, s.state.key)
+        ids, times = ordered.transaction_id, ordered.time_us
+        rows = np.column_stack([_column(ordered, c).astype(np.float64) for c in s.state.columns])
+        rows = rows.reshape(len(ordered), len(s.state.columns))
+        reads = np.arange(len(ordered))
+        if self._held:
+            keys, ids, times, rows, reads = self._with_held(s, keys, ids, times, rows)
+        seen = s.seen
+        insert = np.empty(len(ids), dtype=bool)
+        for i, (ident, t) in enumerate(zip(ids.tolist(), times.tolist(), strict=True)):
+            if ident in seen:
+                insert[i] = False
+            else:
+                insert[i] = True
+                seen[ident] = t
+        return s.state.advance(keys, times, rows, insert)[reads]
+
+    def _with_held(
+        self, s: _Served, keys: np.ndarray, ids: np.ndarray, times: np.ndarray, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The batch with the held-back events that its keys' payments release (those at or
+        before the key's last payment of the batch), merged in (time, id) order, held ones
+        first on a tie; and where the batch's own payments are in it."""
+        last: dict[int, tuple[int, int]] = {}
+        for k, t, i in zip(keys.tolist(), times.tolist(), ids.tolist(), strict=True):
+            last[k] = max(last.get(k, (t, i)), (t, i))
+        extra: list[tuple[int, int, int, list[float]]] = []
+        for k, upto in last.items():
+            held = self._held.get((id(s), k))
+            if not held:
                 continue
-            held = self._held.get((id(s), int(event[s.state.key])))
-            if held:
-                upto = bisect.bisect_right(held, (t, ident), key=lambda h: (h[0], h[1]))
-                for other_t, other, ev in held[:upto]:
-                    if other not in s.seen:
-                        s.state.update(ev)
-                        s.seen[other] = other_t
-                del held[:upto]
-            if ident not in s.seen:
-                s.state.update(event)
-                s.seen[ident] = t
-        self._latest = max(self._latest, t)
+            cut = bisect.bisect_right(held, upto, key=lambda h: (h[0], h[1]))
+            for t, ident, ev in held[:cut]:
+                extra.append((k, t, ident, [float(ev[c]) for c in s.state.columns]))
+            del held[:cut]
+        if not extra:
+            return keys, ids, times, rows, np.arange(len(keys))
+        all_keys = np.r_[keys, np.array([e[0] for e in extra], dtype=np.int64)]
+        all_times = np.r_[times, np.array([e[1] for e in extra], dtype=np.int64)]
+        all_ids = np.r_[ids, np.array([e[2] for e in extra], dtype=np.int64)]
+        all_rows = np.vstack([rows, np.array([e[3] for e in extra], dtype=np.float64)])
+        own = np.r_[np.ones(len(keys), dtype=np.int64), np.zeros(len(extra), dtype=np.int64)]
+        order = np.lexsort((own, all_ids, all_times))
+        where = np.empty(len(order), dtype=np.int64)
+        where[order] = np.arange(len(order))
+        return (
+            all_keys[order], all_ids[order], all_times[order], all_rows[order],
+            where[: len(keys)],
+        )  # fmt: skip
 
     def _prune(self) -> None:
         """Forget ids no window can reach any more (they would be dropped as late)."""
@@ -348,32 +316,31 @@ class WindowFeatures:
 
     def _fallback(
         self,
-        txs: Sequence[Transaction],
+        batch: TransactionColumns,
         rows: np.ndarray,
         from_state: np.ndarray,
         widths: list[int],
-    ) -> list[dict[str, str]]:
+    ) -> None:
         """Delayed views past their history: the online store's values, in one read."""
-        statuses = [dict.fromkeys(self._features, "present") for _ in txs]
         col = 0
         for j, s in enumerate(self.served):
             need = np.flatnonzero(~from_state[:, j])
             if len(need):
+                part = batch.take(need)
                 requests = [
-                    {schema.CUSTOMER_ID: txs[i].customer_id, schema.TERMINAL_ID: txs[i].terminal_id,
-                     schema.TX_DATETIME: txs[i].timestamp}
-                    for i in need.tolist()
+                    {schema.CUSTOMER_ID: c, schema.TERMINAL_ID: m,
+                     schema.TX_DATETIME: _EPOCH + timedelta(microseconds=t)}
+                    for c, m, t in zip(part.customer_id.tolist(), part.terminal_id.tolist(),
+                                       part.time_us.tolist(), strict=True)
                 ]  # fmt: skip
                 found = self.store.online_vectors(requests, s.view.features)
                 rows[need, col : col + widths[j]] = np.asarray(found.values, dtype=np.float64)
-                for i, st in zip(need.tolist(), found.status, strict=True):
-                    statuses[i].update(st)
+                self._statuses[j] = list(found.status)
                 self.fallback_rows += len(need)
             col += widths[j]
-        return statuses
 
     def _write(
-        self, events: list[Event], rows: np.ndarray, from_state: np.ndarray, widths: list[int]
+        self, batch: TransactionColumns, rows: np.ndarray, from_state: np.ndarray, widths: list[int]
     ) -> int:
         """The state's rows into the online store (newer wins there: replays are harmless)."""
         created = to_us_now()
@@ -382,8 +349,8 @@ class WindowFeatures:
         for j, s in enumerate(self.served):
             mine = np.flatnonzero(from_state[:, j])
             if len(mine):
-                keys = np.array([int(events[i][s.state.key]) for i in mine], dtype=np.int64)
-                times = np.array([int(events[i][schema.TX_DATETIME]) for i in mine], np.int64)
+                keys = _column(batch, s.state.key)[mine]
+                times = batch.time_us[mine]
                 values = np.ascontiguousarray(rows[mine, col : col + widths[j]], np.float64)
                 stamps = np.full(len(mine), created, np.int64)
                 batches.append(WriteBatch(s.view.name, s.view.version, keys, times, stamps, values))
@@ -413,11 +380,7 @@ class WindowFeatures:
                 page = events.replay(topic, p, offset=offset, limit=_REPLAY_PAGE)
                 offset = page[-1].offset + 1 if page else offset
                 report.replayed += len(page)
-                for item in page:
-                    try:
-                        tx = decode_transaction(item.value)
-                    except ValidationError:
-                        continue
+                for tx in decode_batch(page).transactions:  # what does not decode: skipped
                     if str(tx.transaction_id) in decided:
                         replayed.append(event_of(tx))
                 # A short page reached the partition's end. Every decided event was published
@@ -488,6 +451,21 @@ class WindowFeatures:
         if len(frame):
             self._latest = max(self._latest, int(times.max()))
         return len(frame)
+
+
+def _column(batch: TransactionColumns, name: str) -> np.ndarray:
+    """The batch's column of a source column name (`EVENT_COLUMNS`)."""
+    columns = {
+        schema.TRANSACTION_ID: batch.transaction_id, schema.CUSTOMER_ID: batch.customer_id,
+        schema.TERMINAL_ID: batch.terminal_id, schema.TX_DATETIME: batch.time_us,
+        schema.TX_AMOUNT: batch.amount,
+    }  # fmt: skip
+    if name not in columns:
+        raise ValidationError(f"a transaction event has no column {name!r}", field=name)
+    return columns[name]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_us_now() -> int:
