@@ -275,9 +275,21 @@ class KafkaConsumer:
         return member_id
 
     def poll(self, max_events: int = 256, timeout_s: float = 1.0) -> list[Event]:
+        """What librdkafka has fetched, up to `max_events`; when it has nothing, the first
+        event to come within `timeout_s` and what came with it. `consume(n, timeout)`
+        alone waits for all n or the whole timeout: a batch short of n (the end of a
+        backlog, a slow stream) would wait the full timeout."""
+        msgs = self._client.consume(max_events, 0)
+        if not msgs:
+            msgs = self._client.consume(1, timeout_s)
+            if msgs and max_events > 1:
+                msgs += self._client.consume(max_events - 1, 0)
+        return self._events(msgs)
+
+    def _events(self, msgs: list[Any]) -> list[Event]:
         ck = self._log._ck
         events: list[Event] = []
-        for msg in self._client.consume(max_events, timeout_s):
+        for msg in msgs:
             err = msg.error()
             if err is None:
                 events.append(self._log.event(self.topic, msg))
