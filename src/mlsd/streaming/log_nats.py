@@ -443,7 +443,7 @@ class NatsConsumer:
         return self._member
 
     def poll(self, max_events: int = 256, timeout_s: float = 1.0) -> list[Event]:
-        msgs = self._log.run(self._fetch(max_events, timeout_s), timeout_s)
+        msgs = self._log.run(self._fetch(max_events, timeout_s), timeout_s + self._log.timeout)
         events = [self._log.event(self.topic, m) for m in msgs]
         for event in events:
             self._unacked[event.offset] = event.receipt
