@@ -21,6 +21,11 @@ default: per-customer window state updated before scoring, fresh rows written to
 online store), the column "+window ev/s" (`--no-window` skips it). The transactions
 spread over 5,000 customers and 2,000 terminals, one second apart.
 
+Then the latency at half that rate: the processor on a fresh topic while another process
+publishes transactions stamped with the wall clock at half the processor's median
+events/s (`--latency-s` seconds of them, every 10 ms what is due), and the median and
+p99 of event time -> decision published (the processor's `decision_ms`) over them.
+
 `--window-world CARDS` adds a run on a simulated world with history (CARDS cards, 31 days,
 the offline tables built and materialized up to the last day, whose payments are
 published on the embedded log): the processor's events/s with and without window
@@ -31,6 +36,7 @@ terminal risk).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -38,6 +44,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from benchmarks.streaming.paced import paced_publisher
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -132,6 +139,44 @@ def processor_run(
     return rate
 
 
+def latency_run(
+    home: Path, url: str, rate: float, seconds: float, session_s: float
+) -> tuple[float, float]:
+    """(p50, p99) ms of event time -> decision published, transactions coming at `rate`/s."""
+    settings = Settings(home=home, event_log=url)
+    log = open_event_log(settings)
+    log.create_topic("transactions", 4)
+    warm = [Transaction(i, 1 + i, 1 + i, 5.0, NOW) for i in range(BATCH)]
+    log.publish("transactions", [transaction_record(tx) for tx in warm])
+    config = StreamConfig(batch=BATCH, session_timeout_s=session_s)
+    processor, close = open_processor(settings, config, follow_alias=False, window_features=False)
+    total = int(rate * seconds)
+    publisher = multiprocessing.get_context("spawn").Process(
+        target=paced_publisher, args=(home, url, rate, total, BATCH)
+    )
+    try:
+        got = 0
+        while got < BATCH:  # joined (Kafka's join takes seconds) and warm
+            got += processor.step()
+        processor.commit()
+        processor.stats.decision_ms.clear()
+        publisher.start()
+        processor.run(max_events=BATCH + total, idle_exit_s=10.0)
+        publisher.join(timeout=30)
+        if publisher.exitcode != 0 or processor.stats.consumed < BATCH + total:
+            raise RuntimeError(f"the paced publisher failed (exit code {publisher.exitcode})")
+        stats = processor.stats
+        p50, p99 = stats.decision_latency_ms(0.5), stats.decision_latency_ms(0.99)
+    finally:
+        if publisher.is_alive():
+            publisher.kill()
+        close()
+        for topic in ("transactions", "decisions", "transactions-dead"):
+            log.delete_topic(topic)
+        log.close()
+    return p50 or 0.0, p99 or 0.0
+
+
 def window_world(cards: int, runs: int, console: Console) -> None:
     """The processor with and without window features on a world with history."""
     import pandas as pd
@@ -201,14 +246,19 @@ def main() -> None:
     parser.add_argument("--nats", default="nats://127.0.0.1:4222")
     parser.add_argument("--no-window", action="store_true", help="Skip the window features run.")
     parser.add_argument(
+        "--latency-s", type=float, default=5.0,
+        help="Seconds of the paced run at half the processor's rate (0: skip it).",
+    )  # fmt: skip
+    parser.add_argument(
         "--window-world", type=int, default=0, metavar="CARDS",
         help="Also run on a simulated world of CARDS cards with history.",
     )  # fmt: skip
     args = parser.parse_args()
-    console = Console(width=120)
+    console = Console(width=160)
     table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
     columns = ("backend", "publish ev/s", "consume ev/s", "consume/publish", "join s")
-    for column in (*columns, "processor ev/s", "processor/consume", "+window ev/s"):
+    latency = ("p50 ms @½", "p99 ms @½")
+    for column in (*columns, "processor ev/s", "processor/consume", "+window ev/s", *latency):
         table.add_column(column, justify="right")
     broker = start_tansu() if "kafka" in args.backends else None
     run_id = uuid.uuid4().hex[:8]
@@ -220,7 +270,7 @@ def main() -> None:
                 "nats": f"{args.nats}?prefix=bench{run_id}_",
                 "kafka": f"kafka://{broker.bootstrap if broker else ''}?prefix=bench{run_id}_",
             }
-            per = 2 if args.no_window else 3
+            per = (2 if args.no_window else 3) + (1 if args.latency_s > 0 else 0)
             task = progress.add_task("runs", total=len(args.backends) * args.runs * per)
             scoring_home(Path(tmp) / "scoring")
             for name in args.backends:
@@ -251,6 +301,16 @@ def main() -> None:
                 cells = (pub, con, con / pub, first, proc, proc / con)
                 row = [f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in cells]
                 row.append(f"{statistics.median(windowed):,.0f}" if windowed else "-")
+                paced: list[tuple[float, float]] = []
+                for k in range(args.runs if args.latency_s > 0 else 0):
+                    url = urls[name].replace(f"bench{run_id}", f"lat{run_id}{k}")
+                    if name == "embedded":
+                        url = f"sqlite:///{Path(tmp) / f'latency{k}.sqlite'}"
+                    home = Path(tmp) / "scoring"
+                    paced.append(latency_run(home, url, proc / 2, args.latency_s, session))
+                    progress.advance(task)
+                for q in (0, 1):
+                    row.append(f"{statistics.median(p[q] for p in paced):,.0f}" if paced else "-")
                 table.add_row(name, *row)
     finally:
         if broker is not None:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import uuid
+from collections import deque
 from collections.abc import Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from mlsd.errors import ConflictError, UnavailableError
+from mlsd.errors import ConflictError, UnavailableError, ValidationError
 from mlsd.streaming.log import (
     DEFAULT_SESSION_TIMEOUT_S,
     Event,
@@ -39,12 +41,34 @@ from mlsd.streaming.log import (
 T = TypeVar("T")
 _KEY = "Mlsd-Key"
 _TIME = "Mlsd-Time"
-_DESCRIPTION = "mlsd event log topic; partitions="
+_TOPIC_DESCRIPTION = "mlsd event log topic; partitions="
+_STATUS, _DESCRIPTION = "Status", "Description"  # where nats-py files a status line
+_HEARTBEAT = "100"
+_PULL_ENDED = ("404", "408")  # no messages / request expired: the pull is answered
+_EXPIRY_GRACE_S = 0.5  # past a waiting pull's expiry, how long its 408 may take
+_PUBLISH_WINDOW = 4096  # most messages awaiting their acknowledgement at once
 
 
 def _safe(prefix: str) -> str:
     """A prefix usable in stream names and subject tokens (no '.', '*', '>', ':')."""
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in prefix)
+
+
+def delivery_of(reply: str) -> tuple[int, int]:
+    """(stream sequence, append time in ns) from a JetStream message's ack subject:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>`,
+    or with `<domain>.<account hash>` after `$JS.ACK` (NATS 2.9+, 11 or 12 tokens). Read
+    here rather than by nats-py's `Msg.metadata`, which builds a datetime per message.
+
+    >>> delivery_of("$JS.ACK.orders.g.1.42.7.1700000000000000000.3")
+    (42, 1700000000000000000)
+    """
+    tokens = reply.split(".") if reply else []
+    if len(tokens) == 9 and tokens[:2] == ["$JS", "ACK"]:
+        return int(tokens[5]), int(tokens[7])
+    if len(tokens) >= 11 and tokens[:2] == ["$JS", "ACK"]:
+        return int(tokens[7]), int(tokens[9])
+    raise ValidationError(f"not a JetStream message (reply subject {reply!r})", field="reply")
 
 
 class NatsEventLog:
@@ -71,6 +95,8 @@ class NatsEventLog:
             self._stop_loop()
             raise
         self.js: Any = self._nc.jetstream(timeout=timeout)
+        self._publisher = _Publisher(self)
+        self.run(self._publisher.start())
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the log's loop and wait for it; a broker that does not answer
@@ -100,7 +126,7 @@ class NatsEventLog:
         config = StreamConfig(
             name=self.stream(topic),
             subjects=[f"{self.stream(topic)}.*"],
-            description=f"{_DESCRIPTION}{partitions}",
+            description=f"{_TOPIC_DESCRIPTION}{partitions}",
         )
         # a stream that exists with another config: the partition check below names it
         with contextlib.suppress(self._nats.js.errors.BadRequestError):
@@ -119,33 +145,20 @@ class NatsEventLog:
             except self._nats.js.errors.NotFoundError:
                 raise unknown_topic(topic, self.name) from None
             description = info.config.description or ""
-            if not description.startswith(_DESCRIPTION):
+            if not description.startswith(_TOPIC_DESCRIPTION):
                 raise ConflictError(
                     f"stream {self.stream(topic)!r} is not an mlsd topic", field="topic"
                 )
-            self._partitions[topic] = int(description.removeprefix(_DESCRIPTION))
+            self._partitions[topic] = int(description.removeprefix(_TOPIC_DESCRIPTION))
         return self._partitions[topic]
 
     def publish(self, topic: str, records: Iterable[Record]) -> int:
         count = self.partitions(topic)
         checked = [check_record(r) for r in records]
         stamp = str(now_ms())
-
-        async def send() -> None:
-            futures = []
-            for record in checked:
-                headers = {
-                    _KEY: record.key,
-                    _TIME: stamp if record.timestamp_ms is None else str(record.timestamp_ms),
-                }
-                subject = self.subject(topic, partition_for(record.key, count))
-                futures.append(
-                    await self.js.publish_async(subject, bytes(record.value), headers=headers)
-                )
-            await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
-
-        if checked:
-            self.run(send())
+        for start in range(0, len(checked), _PUBLISH_WINDOW):
+            chunk = checked[start : start + _PUBLISH_WINDOW]
+            self.run(self._publisher.publish(topic, count, chunk, stamp))
         return len(checked)
 
     def consumer(
@@ -163,25 +176,31 @@ class NatsEventLog:
             ack_wait=session,
             max_ack_pending=-1,
         )
-        sub = self.run(
-            self.js.pull_subscribe(
-                f"{self.stream(topic)}.*", durable=group, stream=self.stream(topic), config=config
-            )
-        )
-        return NatsConsumer(self, topic, group, sub)
+        stream = self.stream(topic)
+
+        async def join() -> NatsConsumer:
+            try:
+                await self.js.consumer_info(stream, group)
+            except self._nats.js.errors.NotFoundError:
+                await self.js.add_consumer(stream, config)
+            consumer = NatsConsumer(self, topic, group)
+            await consumer.start()
+            return consumer
+
+        return self.run(join())
 
     def event(self, topic: str, msg: Any) -> Event:
         """An `Event` from a JetStream message."""
         headers = msg.headers or {}
-        meta = msg.metadata
+        sequence, stamp_ns = delivery_of(msg.reply)
         stamp = headers.get(_TIME)
         return Event(
             topic,
             int(msg.subject.rpartition(".")[2]),
-            int(meta.sequence.stream),
+            sequence,
             headers.get(_KEY, ""),
             msg.data,
-            int(stamp) if stamp else int(meta.timestamp.timestamp() * 1000),
+            int(stamp) if stamp else stamp_ns // 1_000_000,
             receipt=msg,
         )
 
@@ -249,33 +268,183 @@ class NatsEventLog:
             self._stop_loop()
 
 
-class NatsConsumer:
-    """A member of a JetStream durable pull consumer (the group)."""
+class _Batch:
+    """The acknowledgements one publish call still waits for."""
 
-    def __init__(self, log: NatsEventLog, topic: str, group: str, sub: Any) -> None:
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.error = ""
+        self.done = asyncio.Event()
+
+
+class _Publisher:
+    """Publishes to JetStream and waits for the acknowledgements, a batch at a time.
+
+    Every message of a batch asks for its acknowledgement on one subject of an inbox
+    that one callback counts (nats-py's `publish_async` spends a future, a semaphore
+    slot and a token on every message: half the rate here). Runs on the log's loop.
+    """
+
+    def __init__(self, log: NatsEventLog) -> None:
+        self._log = log
+        self._inbox = log._nc.new_inbox()
+        self._batches: dict[str, _Batch] = {}
+        self._count = 0
+
+    async def start(self) -> None:
+        await self._log._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+
+    async def _on_ack(self, msg: Any) -> None:
+        batch = self._batches.get(msg.subject.rpartition(".")[2])
+        if batch is None:
+            return  # a late answer to a batch given up on
+        if not batch.error:
+            batch.error = _ack_error(msg)
+        batch.left -= 1
+        if batch.left <= 0:
+            batch.done.set()
+
+    async def publish(self, topic: str, count: int, records: list[Record], stamp: str) -> None:
+        """Publish `records` to `topic` (of `count` partitions); return once JetStream
+        acknowledged every one, else UnavailableError."""
+        if not records:
+            return
+        self._count += 1
+        key = str(self._count)
+        reply = f"{self._inbox}.{key}"
+        batch = self._batches[key] = _Batch(len(records))
+        log = self._log
+        try:
+            for record in records:
+                headers = {
+                    _KEY: record.key,
+                    _TIME: stamp if record.timestamp_ms is None else str(record.timestamp_ms),
+                }
+                subject = log.subject(topic, partition_for(record.key, count))
+                await log._nc.publish(subject, bytes(record.value), reply=reply, headers=headers)
+            await asyncio.wait_for(batch.done.wait(), log.timeout)
+        except TimeoutError:
+            raise UnavailableError(
+                f"NATS publish to {topic!r}: {batch.left} of {len(records)} events not "
+                f"acknowledged in {log.timeout:.0f}s"
+            ) from None
+        finally:
+            del self._batches[key]
+        if batch.error:
+            raise UnavailableError(f"NATS publish to {topic!r} failed: {batch.error}")
+
+
+def _ack_error(msg: Any) -> str:
+    """Why a publish acknowledgement is a refusal ("" if it is not one)."""
+    if msg.headers and msg.headers.get(_STATUS):  # 503: no stream takes the subject
+        return f"status {msg.headers[_STATUS]}"
+    if b'"error"' not in msg.data:
+        return ""
+    error = json.loads(msg.data).get("error", {})
+    return f"{error.get('code', '')} {error.get('description', '')}".strip() or "refused"
+
+
+class _Pull:
+    """One pull request in flight: how many messages it asked for and got, how it ended."""
+
+    def __init__(self, reply: str, batch: int) -> None:
+        self.reply = reply
+        self.batch = batch
+        self.received = 0
+        self.error = ""
+        self.done = asyncio.Event()
+
+
+class NatsConsumer:
+    """A member of a JetStream durable pull consumer (the group).
+
+    It pulls with the JetStream API directly rather than nats-py's `fetch`, which spends
+    a task, a timer and a uuid on every message (~80 µs; 14k messages/s at best here).
+    A poll first asks for up to `max_events` messages without waiting (`no_wait`: the
+    server sends what it has, then a 408 status if that was fewer); when none came, it
+    waits for one (`expires` = the poll's timeout), then asks without waiting for the
+    rest of the batch. Every message the server delivers to this member's inbox is kept,
+    even one of a request given up on, and handed out by the next poll.
+    """
+
+    def __init__(self, log: NatsEventLog, topic: str, group: str) -> None:
         self._log = log
         self.topic = topic
         self.group = group
-        self._sub = sub
         self._member = f"{group}-{uuid.uuid4().hex[:12]}"
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{log.stream(topic)}.{group}"
+        self._inbox = log._nc.new_inbox()
+        self._sub: Any = None
+        self._requests = 0
+        self._pull: _Pull | None = None
+        self._delivered: deque[Any] = deque()  # delivered to this member, not polled yet
         self._unacked: dict[int, Any] = {}
         self._closed = False
+
+    async def start(self) -> None:
+        """Subscribe to this member's inbox (on the log's loop)."""
+        self._sub = await self._log._nc.subscribe(f"{self._inbox}.*", cb=self._on_message)
+
+    async def _on_message(self, msg: Any) -> None:
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:
+            self._delivered.append(msg)
+        pull = self._pull
+        if pull is None:
+            return
+        if status is None:
+            pull.received += 1
+            if pull.received >= pull.batch:
+                pull.done.set()
+        elif msg.subject == pull.reply and status != _HEARTBEAT:
+            if status not in _PULL_ENDED:
+                pull.error = f"{status} {msg.headers.get(_DESCRIPTION, '')}".strip()
+            pull.done.set()
+
+    async def _request(self, batch: int, expires_s: float | None) -> None:
+        """One pull request of `batch` messages: without waiting (`expires_s` None) or
+        waiting up to `expires_s` for them; returns when it is answered."""
+        self._requests += 1
+        pull = _Pull(f"{self._inbox}.{self._requests}", batch)
+        body: dict[str, Any] = {"batch": batch}
+        if expires_s is None:
+            body["no_wait"] = True
+            wait_s = self._log.timeout
+        else:
+            body["expires"] = int(expires_s * 1e9)
+            wait_s = expires_s + _EXPIRY_GRACE_S
+        self._pull = pull
+        try:
+            await self._log._nc.publish(self._next, json.dumps(body).encode(), reply=pull.reply)
+            await asyncio.wait_for(pull.done.wait(), wait_s)
+        except TimeoutError:
+            if expires_s is None:
+                raise UnavailableError(
+                    f"NATS event log: no answer to a pull of group {self.group!r} on topic "
+                    f"{self.topic!r} in {wait_s:.0f}s (is the consumer deleted?)"
+                ) from None
+        finally:
+            self._pull = None
+        if pull.error:
+            raise UnavailableError(f"NATS pull of group {self.group!r} failed: {pull.error}")
+
+    async def _fetch(self, max_events: int, timeout_s: float) -> list[Any]:
+        if len(self._delivered) < max_events:
+            await self._request(max_events - len(self._delivered), None)
+        if not self._delivered:
+            await self._request(1, max(timeout_s, 0.01))
+            if self._delivered and len(self._delivered) < max_events:
+                await self._request(max_events - len(self._delivered), None)
+        take = min(max_events, len(self._delivered))
+        return [self._delivered.popleft() for _ in range(take)]
 
     @property
     def member(self) -> str:
         return self._member
 
     def poll(self, max_events: int = 256, timeout_s: float = 1.0) -> list[Event]:
-        nats = self._log._nats
-
-        async def fetch() -> list[Any]:
-            try:
-                got: list[Any] = await self._sub.fetch(max_events, timeout=max(timeout_s, 0.01))
-                return got
-            except nats.errors.TimeoutError:
-                return []
-
-        events = [self._log.event(self.topic, m) for m in self._log.run(fetch(), timeout_s)]
+        msgs = self._log.run(self._fetch(max_events, timeout_s), timeout_s + self._log.timeout)
+        events = [self._log.event(self.topic, m) for m in msgs]
         for event in events:
             self._unacked[event.offset] = event.receipt
         return events
@@ -296,11 +465,7 @@ class NatsConsumer:
 
     def lag(self) -> int:
         """The durable consumer's undelivered plus unacknowledged messages."""
-
-        async def info() -> Any:
-            return await self._sub.consumer_info()
-
-        found = self._log.run(info())
+        found = self._log.run(self._log.js.consumer_info(self._log.stream(self.topic), self.group))
         return int(found.num_pending) + int(found.num_ack_pending)
 
     def lag_by_partition(self) -> dict[str, int]:
@@ -308,18 +473,20 @@ class NatsConsumer:
         return {"all": self.lag()}
 
     def close(self) -> None:
-        """Hand back what was polled and not committed (NAK: redelivered at once)."""
+        """Hand back what was delivered and not committed (NAK: redelivered at once)."""
         if self._closed:
             return
         self._closed = True
-        pending = list(self._unacked.values())
-        self._unacked.clear()
 
         async def release() -> None:
+            if self._sub is not None:
+                await self._sub.unsubscribe()  # first: nothing is delivered to it after
+            pending = [*self._unacked.values(), *self._delivered]
+            self._unacked.clear()
+            self._delivered.clear()
             for msg in pending:
                 await msg.nak()
             await self._log._nc.flush(timeout=self._log.timeout)
-            await self._sub.unsubscribe()
 
         if not self._log._closed:
             self._log.run(release())

@@ -35,6 +35,15 @@ from mlsd.streaming.log import (
 )
 
 _SEQ_BITS = 20
+#: XADD of each (key, value, time) triple of ARGV to the stream KEYS[1]: one command per
+#: partition and publish call instead of one per event (redis-py spent ~20 µs on each)
+_APPEND = """
+for i = 1, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], '*', 'k', ARGV[i], 'v', ARGV[i + 1], 't', ARGV[i + 2])
+end
+return #ARGV / 3
+"""
+_APPEND_CHUNK = 1000  # events per script call: Redis runs nothing else meanwhile
 _BLOCK_S = 1.0  # longest single XREADGROUP block; the client's socket timeout is above it
 
 
@@ -70,6 +79,7 @@ class RedisEventLog:
         )
         self.prefix = prefix
         self._partitions: dict[str, int] = {}
+        self._append: Any = self._client.register_script(_APPEND)
 
     def stream(self, topic: str, partition: int) -> str:
         """The Redis key of one partition's stream."""
@@ -105,12 +115,17 @@ class RedisEventLog:
         count = self.partitions(topic)
         checked = [check_record(r) for r in records]
         stamp = now_ms()
-        pipe = self._client.pipeline(transaction=False)
+        fields: dict[int, list[Any]] = {}
         for record in checked:
             ts = stamp if record.timestamp_ms is None else record.timestamp_ms
-            fields = {"k": record.key, "v": bytes(record.value), "t": ts}
-            pipe.xadd(self.stream(topic, partition_for(record.key, count)), fields)
-        if checked:
+            args = fields.setdefault(partition_for(record.key, count), [])
+            args += (record.key, bytes(record.value), ts)
+        pipe = self._client.pipeline(transaction=False)
+        for part, args in fields.items():
+            for start in range(0, len(args), 3 * _APPEND_CHUNK):
+                chunk = args[start : start + 3 * _APPEND_CHUNK]
+                self._append(keys=[self.stream(topic, part)], args=chunk, client=pipe)
+        if fields:
             self.call(pipe.execute)
         return len(checked)
 
