@@ -34,6 +34,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 import pandas as pd
 
 from mlsd.errors import MlsdError, UnavailableError, ValidationError
+from mlsd.predlog.block import RecordBlock, flat_records
 from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
 
@@ -128,7 +129,10 @@ class BufferedLog(ABC, Generic[Chunk]):
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
         self.max_buffered = max_buffered
-        self._buffer: list[PredictionRecord] = []
+        # What `append` took since the last encoding, as given: record lists and blocks
+        # (`block.py`: a scored batch's rows as columns, never one object per row).
+        self._buffer: list[Sequence[PredictionRecord]] = []
+        self._buffered = 0  # rows in `_buffer`
         # Batches taken from the buffer and encoded ahead of the write, oldest first; kept
         # (and counted as buffered) until a write succeeds.
         self._encoded: list[_Pending[Chunk]] = []
@@ -176,13 +180,20 @@ class BufferedLog(ABC, Generic[Chunk]):
         and counted. Returns the sequence number of the last record accepted."""
         if self._closed:
             raise UnavailableError("the prediction log is closed")
-        for r in records:
-            if r.ts.tzinfo is None:
+        if isinstance(records, RecordBlock):
+            if records.ts.tzinfo is None:
                 raise ValidationError("prediction timestamps must be timezone-aware", field="ts")
+        else:
+            for r in records:
+                if r.ts.tzinfo is None:
+                    raise ValidationError(
+                        "prediction timestamps must be timezone-aware", field="ts"
+                    )
+            records = list(records)  # the caller's list may change after the call
         with self._lock:
             if self._closed:  # closed meanwhile: its journal may be gone
                 raise UnavailableError("the prediction log is closed")
-            room = self.max_buffered - len(self._buffer) - self._encoded_rows
+            room = self.max_buffered - self._buffered - self._encoded_rows
             if room < len(records):
                 self._dropped += len(records) - max(room, 0)
                 records = records[: max(room, 0)]
@@ -190,9 +201,10 @@ class BufferedLog(ABC, Generic[Chunk]):
                 if self._journal is not None:
                     self._journal.write(records, self._seq + 1)
                 self._seq += len(records)
-                self._buffer.extend(records)
+                self._buffer.append(records)
+                self._buffered += len(records)
             seq = self._seq
-            full = len(self._buffer) + self._encoded_rows >= self.flush_records
+            full = self._buffered + self._encoded_rows >= self.flush_records
         if full:
             self._wake.set()
         return seq
@@ -270,6 +282,7 @@ class BufferedLog(ABC, Generic[Chunk]):
                 log.warning("prediction journal cannot prepare a segment: %s", exc)
         with self._lock:
             batch, self._buffer = self._buffer, []
+            self._buffered = 0
             if not batch:
                 return
             swapped = self._journal.swap() if self._journal is not None and seal else None
@@ -286,14 +299,16 @@ class BufferedLog(ABC, Generic[Chunk]):
             self._encoded.append(_Pending(kept, encoded, last_seq, segment))
             self._encoded_rows += kept
 
-    def _encode_dropping_bad(self, batch: list[PredictionRecord]) -> tuple[int, Chunk] | None:
+    def _encode_dropping_bad(
+        self, parts: list[Sequence[PredictionRecord]]
+    ) -> tuple[int, Chunk] | None:
         """(records kept, chunk); malformed records are dropped, counted and logged."""
         try:
-            return len(batch), self._encode(batch)
+            return sum(map(len, parts)), self._encode_parts(parts)
         except (ValidationError, ValueError, TypeError):
             pass
         good: list[PredictionRecord] = []
-        for r in batch:
+        for r in flat_records(parts):
             try:
                 self._encode([r])
             except (ValidationError, ValueError, TypeError) as exc:
@@ -325,7 +340,7 @@ class BufferedLog(ABC, Generic[Chunk]):
                 if not entries:
                     continue
                 fresh = self._unstored(dead.id, entries)
-                chunk = self._encode_dropping_bad(fresh) if fresh else None
+                chunk = self._encode_dropping_bad([fresh]) if fresh else None
                 if chunk is not None:
                     self._store([chunk[1]], JournalMark(dead.id, entries[-1][0]))
                     replayed += chunk[0]
@@ -378,7 +393,7 @@ class BufferedLog(ABC, Generic[Chunk]):
             stored = True
         except MlsdError as exc:
             with self._lock:
-                left = len(self._buffer) + self._encoded_rows
+                left = self._buffered + self._encoded_rows
             where = (
                 "kept in the journal for the next start to replay"
                 if self._journal is not None
@@ -418,7 +433,7 @@ class BufferedLog(ABC, Generic[Chunk]):
     def stats(self) -> LogStats:
         """A snapshot of the counters (`buffered` includes batches encoded but not written)."""
         with self._lock:
-            buffered = len(self._buffer) + self._encoded_rows
+            buffered = self._buffered + self._encoded_rows
             journal_errors = 0 if self._journal is None else self._journal.errors
             return LogStats(
                 buffered, self._written, self._dropped, self._errors, self._replayed,
@@ -429,6 +444,11 @@ class BufferedLog(ABC, Generic[Chunk]):
     def _encode(self, records: list[PredictionRecord]) -> Chunk:
         """Records in the backend's form (an Arrow table, COPY rows): ValidationError,
         ValueError or TypeError when a record does not encode."""
+
+    def _encode_parts(self, parts: list[Sequence[PredictionRecord]]) -> Chunk:
+        """What `append` took (record lists and blocks, in order) in the backend's form;
+        by default `_encode` of their records (a backend may encode blocks as columns)."""
+        return self._encode(flat_records(parts))
 
     @abstractmethod
     def _store(self, chunks: list[Chunk], mark: JournalMark | None) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mlsd.errors import UnavailableError
 from mlsd.predlog.base import BufferedLog
+from mlsd.predlog.block import parts_table
 from mlsd.predlog.compact import (
     CompactionResult,
     compact_before,
@@ -148,6 +150,9 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
 
     def _encode(self, records: list[PredictionRecord]) -> pa.Table:
         return to_table(records)
+
+    def _encode_parts(self, parts: list[Sequence[PredictionRecord]]) -> pa.Table:
+        return parts_table(parts)  # blocks as columns: no object per row on the flusher
 
     def _store(self, chunks: list[pa.Table], mark: JournalMark | None) -> None:
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
