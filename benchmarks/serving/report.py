@@ -152,8 +152,21 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     else:
         axes[0][0].set_axis_off()
         axes[0][1].set_axis_off()
-    ax = axes[1][0]
-    model_only = results.get("model_only", [])  # absent with --http-only
+    if results.get("model_only"):
+        _model_only(axes[1][0], results["model_only"])
+    else:  # --http-only
+        axes[1][0].set_axis_off()
+    if results.get("batcher") or results.get("http_batching"):
+        _batcher(axes[1][1], results)
+    else:
+        axes[1][1].set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _model_only(ax: Any, model_only: list[dict[str, Any]]) -> None:
     for name in sorted({p["runtime"] for p in model_only}):
         points = [p for p in model_only if p["runtime"] == name]
         ax.plot([p["batch_size"] for p in points], [p["rows_per_s"] for p in points], "o-",
@@ -164,7 +177,9 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("rows/s")
     ax.set_title("model only")
     ax.legend()
-    ax = axes[1][1]
+
+
+def _batcher(ax: Any, results: dict[str, Any]) -> None:
     series = [("in process", results.get("batcher", []), "rows_per_s")]
     if results.get("http_batching"):
         series.append(("HTTP /v1/score", results["http_batching"], "rps"))
@@ -179,7 +194,3 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("p99 latency ms")
     ax.set_title("micro-batcher: (max batch, max delay ms)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
