@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import numpy as np
@@ -25,6 +25,8 @@ import pyarrow as pa
 from mlsd.errors import ValidationError
 from mlsd.predlog.record import SCHEMA, PredictionRecord, shared_map, to_table, to_utc
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 #: A block's transaction columns: ids, customer ids, terminal ids, times (aware), n each.
 TxColumns = tuple[list[int], list[int], list[int], list[datetime]]
 
@@ -39,8 +41,20 @@ class RecordBlock(Sequence[PredictionRecord]):
     """
 
     __slots__ = (
-        "decisions", "degraded", "endpoint", "feature_names", "features", "latency_ms",
-        "model", "request_ids", "scores", "threshold", "transactions", "ts", "variant",
+        "_tx_us",
+        "decisions",
+        "degraded",
+        "endpoint",
+        "feature_names",
+        "features",
+        "latency_ms",
+        "model",
+        "request_ids",
+        "scores",
+        "threshold",
+        "transactions",
+        "ts",
+        "variant",
         "version",
     )  # fmt: skip
 
@@ -90,6 +104,19 @@ class RecordBlock(Sequence[PredictionRecord]):
         self.endpoint = endpoint
         self.variant = variant
         self.transactions = transactions
+        self._tx_us: list[int] | None = None
+
+    def tx_micros(self) -> list[int] | None:
+        """The transactions' times in µs since the epoch, None without transactions.
+
+        Worked out once: the journal and the Arrow encoding both need them, and converting
+        a datetime costs more than anything else per row there. TypeError for a naive time.
+        """
+        if self.transactions is None:
+            return None
+        if self._tx_us is None:
+            self._tx_us = [(t - _EPOCH) // _MICROSECOND for t in self.transactions[3]]
+        return self._tx_us
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -173,12 +200,10 @@ def _run_table(run: list[Sequence[PredictionRecord]]) -> pa.Table:
     if not isinstance(run[0], RecordBlock):
         return to_table(flat_records(run))
     blocks = [b for b in run if isinstance(b, RecordBlock)]
-    counts = np.fromiter((len(b) for b in blocks), np.int64, len(blocks))
-    index = pa.array(np.repeat(np.arange(len(blocks), dtype=np.int64), counts))
 
     def each(values: list[Any], kind: pa.DataType) -> pa.Array:
-        """One value per block, repeated for its rows."""
-        return pa.array(values, kind).take(index)
+        """One value per block, repeated for its rows (lists: cheaper than Arrow's `take`)."""
+        return pa.array(chained([v] * len(b) for v, b in zip(values, blocks, strict=True)), kind)
 
     def chained(columns: Iterator[Sequence[Any]]) -> list[Any]:
         return list(itertools.chain.from_iterable(columns))
@@ -189,11 +214,16 @@ def _run_table(run: list[Sequence[PredictionRecord]]) -> pa.Table:
             [None] * len(b) if b.transactions is None else b.transactions[i] for b in blocks
         )
 
-    times = [None if t is None else to_utc(t) for t in tx_column(3)]
+    times: list[int | None] = []
+    for b in blocks:
+        micros = b.tx_micros()
+        times += [None] * len(b) if micros is None else micros
     return pa.Table.from_arrays(
         [
             pa.array(chained(b.request_ids for b in blocks), pa.string()),
-            each([to_utc(b.ts) for b in blocks], SCHEMA.field("ts").type),
+            each([(to_utc(b.ts) - _EPOCH) // _MICROSECOND for b in blocks], pa.int64()).cast(
+                SCHEMA.field("ts").type
+            ),
             each([b.model for b in blocks], pa.string()),
             each([b.version for b in blocks], pa.string()),
             _features(blocks),
@@ -207,7 +237,7 @@ def _run_table(run: list[Sequence[PredictionRecord]]) -> pa.Table:
             pa.array(tx_column(0), pa.int64()),
             pa.array(tx_column(1), pa.int64()),
             pa.array(tx_column(2), pa.int64()),
-            pa.array(times, SCHEMA.field("tx_time").type),
+            pa.array(times, pa.int64()).cast(SCHEMA.field("tx_time").type),
         ],
         schema=SCHEMA,
     )

@@ -318,11 +318,10 @@ class Journal:
             and _BOOL.issuperset(map(type, block.degraded))
         ):
             raise TypeError("latencies must be float, degraded flags bool")
-        tx = block.transactions
+        tx, micros = block.transactions, block.tx_micros()
         columns = None
-        if tx is not None:
-            times = [(t - _EPOCH) // _MICROSECOND for t in tx[3]]
-            columns = (tx[0], tx[1], tx[2], times)
+        if tx is not None and micros is not None:
+            columns = (tx[0], tx[1], tx[2], micros)
             if not all(_INT.issuperset(map(type, c)) for c in columns):
                 raise TypeError("transaction ids and times must be int")
         features = block.features
