@@ -1,6 +1,7 @@
 """Run every serving benchmark, print a table, write JSON and a PNG to benchmarks/results/.
 
 .venv/bin/python -m benchmarks.serving [--quick] [--seconds 5] [--repeats 3]
+    [--servers bare,mlsd,mlsd_no_log] [--http-only]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from benchmarks.serving.batcher_curve import batcher_curve
 from benchmarks.serving.components import components
 from benchmarks.serving.fixture import prepare_home
-from benchmarks.serving.http import http_batching, http_benchmarks
+from benchmarks.serving.http import SERVERS, http_batching, http_benchmarks
 from benchmarks.serving.log_cost import append_cost, log_cost
 from benchmarks.serving.model_only import model_only
 from benchmarks.serving.report import plot, print_tables
@@ -39,6 +40,37 @@ def _cpus() -> tuple[int | None, int | None]:
     return cores[0], cores[1]
 
 
+def in_process(
+    results: dict[str, Any],
+    home: Path,
+    work: Path,
+    files: dict[str, bytes],
+    progress: Progress,
+    *,
+    quick: bool,
+    repeats: int,
+) -> None:
+    """The in-process parts: model only, batcher curve, components, log and shadow cost."""
+    task = progress.add_task("model only", total=1)
+    results["model_only"] = [asdict(p) for p in model_only(files, 15, repeats)]
+    progress.advance(task)
+    task = progress.add_task("micro-batcher (in process)", total=1)
+    results["batcher"] = [
+        asdict(p) for p in batcher_curve(files[ONNX_ARTIFACT], 15, repeats=repeats)
+    ]
+    progress.advance(task)
+    task = progress.add_task("components (cache, log, breaker)", total=1)
+    results["components"] = components()
+    progress.advance(task)
+    task = progress.add_task("prediction log cost (in process)", total=1)
+    results["log_cost"] = log_cost(home, calls=2000 if quick else 6000)
+    results["append_cost"] = append_cost(work / "append", calls=5000 if quick else 20000)
+    progress.advance(task)
+    task = progress.add_task("100 % shadow cost (in process)", total=1)
+    results["shadow_cost"] = shadow_cost(home, calls=2000 if quick else 6000)
+    progress.advance(task)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, no HTTP batching curve")
@@ -50,6 +82,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--skip-http", action="store_true", help="in-process parts only")
+    parser.add_argument(
+        "--http-only", action="store_true", help="the HTTP part only (no in-process parts)"
+    )
+    parser.add_argument(
+        "--servers",
+        type=lambda text: [n for n in text.split(",") if n],
+        default=None,
+        help="comma-separated HTTP servers to run (bare always runs): " + ", ".join(SERVERS),
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     # Explicit --seconds/--repeats win; --quick only changes the defaults.
@@ -77,31 +118,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             LIGHTGBM_ARTIFACT: (home / "bench-model.lgb.txt").read_bytes(),
         }
         progress.advance(task)
-        task = progress.add_task("model only", total=1)
-        results["model_only"] = [asdict(p) for p in model_only(files, 15, repeats)]
-        progress.advance(task)
-        task = progress.add_task("micro-batcher (in process)", total=1)
-        results["batcher"] = [
-            asdict(p) for p in batcher_curve(files[ONNX_ARTIFACT], 15, repeats=repeats)
-        ]
-        progress.advance(task)
-        task = progress.add_task("components (cache, log, breaker)", total=1)
-        results["components"] = components()
-        progress.advance(task)
-        task = progress.add_task("prediction log cost (in process)", total=1)
-        results["log_cost"] = log_cost(home, calls=2000 if args.quick else 6000)
-        results["append_cost"] = append_cost(work / "append", calls=5000 if args.quick else 20000)
-        progress.advance(task)
-        task = progress.add_task("100 % shadow cost (in process)", total=1)
-        results["shadow_cost"] = shadow_cost(home, calls=2000 if args.quick else 6000)
-        progress.advance(task)
+        if not args.http_only:
+            in_process(results, home, work, files, progress, quick=args.quick, repeats=repeats)
         if not args.skip_http:
             common = {"server_cpu": server_cpu, "client_cpu": client_cpu}
             results["http"] = http_benchmarks(
                 home, onnx_path, work, progress,
-                seconds=seconds, repeats=repeats, connections=args.connections, **common,
+                seconds=seconds, repeats=repeats, connections=args.connections,
+                servers=args.servers, **common,
             )  # fmt: skip
-            if not args.quick:
+            if not args.quick and args.servers is None:
                 results["http_batching"] = http_batching(
                     home, work, progress,
                     seconds=seconds, repeats=repeats, connections=64, **common,

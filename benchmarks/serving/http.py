@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -63,54 +64,64 @@ def http_benchmarks(
     connections: int,
     server_cpu: int | None,
     client_cpu: int | None,
+    servers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """All four servers up at once; runs interleaved so machine noise hits each alike."""
+    """Every server (or those named, and `bare`) up at once; runs interleaved so machine
+    noise hits each alike."""
+    unknown = sorted(set(servers or ()) - set(SERVERS))
+    if unknown:
+        raise ValueError(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
+    chosen = {n: SERVERS[n] for n in SERVERS if servers is None or n in servers or n == "bare"}
     env = {"MLSD_HOME": str(home), "MLSD_BENCH_ONNX": str(onnx_path)}
     script = write_wrk_script(work, N_CUSTOMERS, N_TERMINALS)
     bodies = score_bodies(5000, N_CUSTOMERS, N_TERMINALS)
-    max_runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
-    half_runs: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
+    max_runs: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+    half_runs: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     with ExitStack() as stack:
         urls: dict[str, str] = {}
-        task = progress.add_task("starting servers", total=len(SERVERS))
-        for name, (factory, ready, extra) in SERVERS.items():
+        task = progress.add_task("starting servers", total=len(chosen))
+        for name, (factory, ready, extra) in chosen.items():
             base = stack.enter_context(
                 serve(factory, {**env, **extra}, cpu=server_cpu, ready_path=ready)
             )
             urls[name] = base + "/v1/score"
             wrk(urls[name], script, 2, connections, client_cpu)  # warm up
             progress.advance(task)
-        task = progress.add_task("max rate (wrk)", total=repeats * len(SERVERS))
+        task = progress.add_task("max rate (wrk)", total=repeats * len(chosen))
         for _ in range(repeats):
             for name, url in urls.items():
                 max_runs[name].append(asdict(wrk(url, script, seconds, connections, client_cpu)))
                 progress.advance(task)
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
-        rates = {n: 0.5 * max_rps[n] for n in SERVERS}
-        rates["mlsd_no_log"] = rates["mlsd"]  # same load as mlsd: the log's cost at equal rate
-        rates["mlsd_shadow"] = rates["mlsd"]  # and the shadow's
-        task = progress.add_task("half rate (open loop)", total=repeats * len(SERVERS))
+        rates = {n: 0.5 * max_rps[n] for n in chosen}
+        for same in ("mlsd_no_log", "mlsd_shadow"):  # at mlsd's load: the log's, the
+            if same in rates and "mlsd" in rates:  # shadow's cost at equal rate
+                rates[same] = rates["mlsd"]
+        task = progress.add_task("half rate (open loop)", total=repeats * len(chosen))
         for _ in range(repeats):
             for name, url in urls.items():
                 result = open_loop(url, bodies, rates[name], seconds)
                 half_runs[name].append(asdict(result))
                 progress.advance(task)
-        dropped = _dropped(urls["mlsd_shadow"])
+        dropped = _dropped(urls["mlsd_shadow"]) if "mlsd_shadow" in urls else None
     bare = max_rps["bare"]
     half = {n: _median_run(runs, "p50_ms") for n, runs in half_runs.items()}
-    return {
+    out: dict[str, Any] = {
         "connections": connections,
         "seconds": seconds,
         "repeats": repeats,
         "max": {n: _median_run(runs, "rps") for n, runs in max_runs.items()},
-        "ratio_to_bare": {n: max_rps[n] / bare for n in SERVERS},
+        "ratio_to_bare": {n: max_rps[n] / bare for n in chosen},
         "half_rate": half,
-        "log_overhead_p50": half["mlsd"]["p50_ms"] / half["mlsd_no_log"]["p50_ms"] - 1.0,
-        "log_overhead_rps": 1.0 - max_rps["mlsd"] / max_rps["mlsd_no_log"],
-        "shadow_overhead_p99": half["mlsd_shadow"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0,
-        "shadow_dropped": dropped,
         "runs": {"max": max_runs, "half_rate": half_runs},
     }
+    if "mlsd" in chosen and "mlsd_no_log" in chosen:
+        out["log_overhead_p50"] = half["mlsd"]["p50_ms"] / half["mlsd_no_log"]["p50_ms"] - 1.0
+        out["log_overhead_rps"] = 1.0 - max_rps["mlsd"] / max_rps["mlsd_no_log"]
+    if "mlsd" in chosen and dropped is not None:
+        out["shadow_overhead_p99"] = half["mlsd_shadow"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0
+        out["shadow_dropped"] = dropped
+    return out
 
 
 def http_batching(

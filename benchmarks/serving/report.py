@@ -31,10 +31,11 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
                 str(int(run["errors"] + half["errors"])),
             )
         console.print(table)
-        console.print(
-            f"prediction log over HTTP: {http['log_overhead_p50'] * 100:+.1f} % p50 at equal rate, "
-            f"{-http['log_overhead_rps'] * 100:+.1f} % max req/s (target < 10 % p50)"
-        )
+        if "log_overhead_p50" in http:
+            console.print(
+                f"prediction log over HTTP: {http['log_overhead_p50'] * 100:+.1f} % p50 at equal "
+                f"rate, {-http['log_overhead_rps'] * 100:+.1f} % max req/s (target < 10 % p50)"
+            )
         if "shadow_overhead_p99" in http:
             console.print(
                 f"100 % shadow: champion p99 {http['shadow_overhead_p99'] * 100:+.1f} % at "
@@ -151,9 +152,23 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     else:
         axes[0][0].set_axis_off()
         axes[0][1].set_axis_off()
-    ax = axes[1][0]
-    for name in sorted({p["runtime"] for p in results["model_only"]}):
-        points = [p for p in results["model_only"] if p["runtime"] == name]
+    if results.get("model_only"):
+        _model_only(axes[1][0], results["model_only"])
+    else:  # --http-only
+        axes[1][0].set_axis_off()
+    if results.get("batcher") or results.get("http_batching"):
+        _batcher(axes[1][1], results)
+    else:
+        axes[1][1].set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _model_only(ax: Any, model_only: list[dict[str, Any]]) -> None:
+    for name in sorted({p["runtime"] for p in model_only}):
+        points = [p for p in model_only if p["runtime"] == name]
         ax.plot([p["batch_size"] for p in points], [p["rows_per_s"] for p in points], "o-",
                 label=name)  # fmt: skip
     ax.set_xscale("log", base=2)
@@ -162,8 +177,10 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("rows/s")
     ax.set_title("model only")
     ax.legend()
-    ax = axes[1][1]
-    series = [("in process", results["batcher"], "rows_per_s")]
+
+
+def _batcher(ax: Any, results: dict[str, Any]) -> None:
+    series = [("in process", results.get("batcher", []), "rows_per_s")]
     if results.get("http_batching"):
         series.append(("HTTP /v1/score", results["http_batching"], "rps"))
     for label, points, key in series:
@@ -177,7 +194,3 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("p99 latency ms")
     ax.set_title("micro-batcher: (max batch, max delay ms)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

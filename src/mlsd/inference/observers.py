@@ -10,9 +10,9 @@ sampling and audit later, all registered the same way, none touching a request h
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -105,6 +105,25 @@ class ScoringObserver(Protocol):
 
     def observe(self, batch: ScoredBatch) -> None:
         """Take note of one batch."""
+        ...
+
+
+#: `TickObserver.observe_soon`.
+TickObserve = Callable[[ScoredBatch], Awaitable[None]]
+
+
+@runtime_checkable
+class TickObserver(ScoringObserver, Protocol):
+    """An observer that can take the event loop's batches together, one tick at a time
+    (the prediction log: one append per tick, `mlsd.inference.log_observer`).
+
+    `observe_soon` is called on the event loop instead of `observe` for a request the loop
+    scored; the request awaits what it returns before answering. Other callers (threads,
+    shadows) still call `observe`.
+    """
+
+    def observe_soon(self, batch: ScoredBatch) -> Awaitable[None]:
+        """Take `batch` with the rest of this tick; done once it is observed."""
         ...
 
 

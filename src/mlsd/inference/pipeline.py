@@ -22,7 +22,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from mlsd.inference.observers import (
     ScoredBatch,
     ScoringObserver,
     ScoringRequest,
+    TickObserve,
+    TickObserver,
     decide,
 )
 from mlsd.inference.routing import Route, RoutingLayer, Variant
@@ -80,7 +82,9 @@ class ScoringPipeline:
         self._pinned = pinned
         self._routes: dict[str | None, Route] = {}
         self._layers: list[RoutingLayer] = []
-        self._observers: list[tuple[ScoringObserver, bool]] = []
+        #: (observer, critical, its `observe_soon` when it has one: the event loop's requests
+        #: await it before they answer, `mlsd.inference.observers.TickObserver`)
+        self._observers: list[tuple[ScoringObserver, bool, TickObserve | None]] = []
         self._failure_observers: list[FailureObserver] = []
         self._failed_variants: set[str] = set()
         self.shadows = ShadowQueue(self._score_shadows, metrics, shadow_capacity)
@@ -123,16 +127,17 @@ class ScoringPipeline:
         A critical observer's error fails the request (the prediction log: no answer without
         its record); any other observer's error is logged and the request goes on.
         """
-        self._observers.append((observer, critical))
+        soon = observer.observe_soon if isinstance(observer, TickObserver) else None
+        self._observers.append((observer, critical, soon))
 
     @property
     def observers(self) -> tuple[ScoringObserver, ...]:
         """The observers, in the order they are told."""
-        return tuple(o for o, _ in self._observers)
+        return tuple(o for o, _, _ in self._observers)
 
     def remove_observer(self, observer: ScoringObserver) -> None:
         """Stop showing batches to `observer`."""
-        self._observers = [(o, c) for o, c in self._observers if o is not observer]
+        self._observers = [entry for entry in self._observers if entry[0] is not observer]
 
     def add_failure_observer(self, observer: FailureObserver) -> None:
         """Tell `observer` of every variant that raised while scoring (primary or shadow)."""
@@ -177,7 +182,16 @@ class ScoringPipeline:
                 raise
             self._failed(route.primary, "primary", request, started, exc)
             batch = await self._score_async(route.fallback, "primary", request, started)
-        self._notify(batch)
+        waits: list[tuple[Awaitable[None], bool]] = []
+        self._notify(batch, waits)
+        for wait, critical in waits:  # the tick's records appended before the answer leaves
+            if critical:
+                await wait
+                continue
+            try:
+                await wait
+            except Exception:
+                log.exception("observer failed on request %s", request.request_id)
         if route.shadows:
             self.shadows.put(route.shadows, request, batch)
         return batch
@@ -392,8 +406,15 @@ class ScoringPipeline:
             degraded, time.perf_counter() - started,
         )  # fmt: skip
 
-    def _notify(self, batch: ScoredBatch) -> None:
-        for observer, critical in self._observers:
+    def _notify(
+        self, batch: ScoredBatch, waits: list[tuple[Awaitable[None], bool]] | None = None
+    ) -> None:
+        """Tell every observer; those with `observe_soon` defer to the loop's tick when
+        `waits` takes what the caller (on the event loop) must await."""
+        for observer, critical, soon in self._observers:
+            if soon is not None and waits is not None:
+                waits.append((soon(batch), critical))
+                continue
             if critical:
                 observer.observe(batch)
                 continue

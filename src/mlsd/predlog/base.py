@@ -34,7 +34,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 import pandas as pd
 
 from mlsd.errors import MlsdError, UnavailableError, ValidationError
-from mlsd.predlog.batch import Item, PredictionBatch, expand, rows
+from mlsd.predlog.block import RecordBlock, flat_records
 from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
 
@@ -129,8 +129,10 @@ class BufferedLog(ABC, Generic[Chunk]):
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
         self.max_buffered = max_buffered
-        self._buffer: list[Item] = []
-        self._buffered = 0  # the predictions in `_buffer` (a batch holds many)
+        # What `append` took since the last encoding, as given: record lists and blocks
+        # (`block.py`: a scored batch's rows as columns, never one object per row).
+        self._buffer: list[Sequence[PredictionRecord]] = []
+        self._buffered = 0  # rows in `_buffer`
         # Batches taken from the buffer and encoded ahead of the write, oldest first; kept
         # (and counted as buffered) until a write succeeds.
         self._encoded: list[_Pending[Chunk]] = []
@@ -178,9 +180,16 @@ class BufferedLog(ABC, Generic[Chunk]):
         and counted. Returns the sequence number of the last record accepted."""
         if self._closed:
             raise UnavailableError("the prediction log is closed")
-        for r in records:
-            if r.ts.tzinfo is None:
+        if isinstance(records, RecordBlock):
+            if records.ts.tzinfo is None:
                 raise ValidationError("prediction timestamps must be timezone-aware", field="ts")
+        else:
+            for r in records:
+                if r.ts.tzinfo is None:
+                    raise ValidationError(
+                        "prediction timestamps must be timezone-aware", field="ts"
+                    )
+            records = list(records)  # the caller's list may change after the call
         with self._lock:
             if self._closed:  # closed meanwhile: its journal may be gone
                 raise UnavailableError("the prediction log is closed")
@@ -192,34 +201,10 @@ class BufferedLog(ABC, Generic[Chunk]):
                 if self._journal is not None:
                     self._journal.write(records, self._seq + 1)
                 self._seq += len(records)
-                self._buffer.extend(records)
+                self._buffer.append(records)
                 self._buffered += len(records)
             seq = self._seq
             full = self._buffered + self._encoded_rows >= self.flush_records
-        if full:
-            self._wake.set()
-        return seq
-
-    def append_batch(self, batch: PredictionBatch) -> int:
-        """`append(batch.records())`, journaled as one frame and encoded from the columns
-        (a batch that does not fit in the buffer goes the records' way: what fits is kept).
-        Returns the sequence number of its last record."""
-        if self._closed:
-            raise UnavailableError("the prediction log is closed")
-        with self._lock:
-            if self._closed:
-                raise UnavailableError("the prediction log is closed")
-            fits = len(batch) <= self.max_buffered - self._buffered - self._encoded_rows
-            if fits and len(batch):
-                if self._journal is not None:
-                    self._journal.write_batch(batch, self._seq + 1)
-                self._seq += len(batch)
-                self._buffer.append(batch)
-                self._buffered += len(batch)
-                seq = self._seq
-                full = self._buffered + self._encoded_rows >= self.flush_records
-        if not fits or not len(batch):
-            return self.append(batch.records())
         if full:
             self._wake.set()
         return seq
@@ -296,7 +281,8 @@ class BufferedLog(ABC, Generic[Chunk]):
             except OSError as exc:  # seal tries again, under the lock
                 log.warning("prediction journal cannot prepare a segment: %s", exc)
         with self._lock:
-            batch, self._buffer, self._buffered = self._buffer, [], 0
+            batch, self._buffer = self._buffer, []
+            self._buffered = 0
             if not batch:
                 return
             swapped = self._journal.swap() if self._journal is not None and seal else None
@@ -313,14 +299,16 @@ class BufferedLog(ABC, Generic[Chunk]):
             self._encoded.append(_Pending(kept, encoded, last_seq, segment))
             self._encoded_rows += kept
 
-    def _encode_dropping_bad(self, batch: Sequence[Item]) -> tuple[int, Chunk] | None:
+    def _encode_dropping_bad(
+        self, parts: list[Sequence[PredictionRecord]]
+    ) -> tuple[int, Chunk] | None:
         """(records kept, chunk); malformed records are dropped, counted and logged."""
         try:
-            return rows(batch), self._encode(list(batch))
+            return sum(map(len, parts)), self._encode_parts(parts)
         except (ValidationError, ValueError, TypeError):
             pass
-        good: list[Item] = []
-        for r in expand(batch):
+        good: list[PredictionRecord] = []
+        for r in flat_records(parts):
             try:
                 self._encode([r])
             except (ValidationError, ValueError, TypeError) as exc:
@@ -352,7 +340,7 @@ class BufferedLog(ABC, Generic[Chunk]):
                 if not entries:
                     continue
                 fresh = self._unstored(dead.id, entries)
-                chunk = self._encode_dropping_bad(fresh) if fresh else None
+                chunk = self._encode_dropping_bad([fresh]) if fresh else None
                 if chunk is not None:
                     self._store([chunk[1]], JournalMark(dead.id, entries[-1][0]))
                     replayed += chunk[0]
@@ -454,9 +442,14 @@ class BufferedLog(ABC, Generic[Chunk]):
             )  # fmt: skip
 
     @abstractmethod
-    def _encode(self, records: list[Item]) -> Chunk:
+    def _encode(self, records: list[PredictionRecord]) -> Chunk:
         """Records in the backend's form (an Arrow table, COPY rows): ValidationError,
         ValueError or TypeError when a record does not encode."""
+
+    def _encode_parts(self, parts: list[Sequence[PredictionRecord]]) -> Chunk:
+        """What `append` took (record lists and blocks, in order) in the backend's form;
+        by default `_encode` of their records (a backend may encode blocks as columns)."""
+        return self._encode(flat_records(parts))
 
     @abstractmethod
     def _store(self, chunks: list[Chunk], mark: JournalMark | None) -> None:

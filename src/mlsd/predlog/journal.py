@@ -27,6 +27,13 @@ variant, feature names) is a context, written once per segment and referred to b
 as the feature names are; a record's feature values, when they are plain numbers, are
 packed float64 bytes (one copy, no per-value object for marshal to walk). The journal is
 on the scoring path: each of these halves what a frame costs there.
+
+A `RecordBlock` (a scored batch's rows as columns, `block.py`: what the scoring path
+appends) is one frame of its own, `(BLOCK_FORMAT, first sequence number, new names, new
+contexts, block)`: its context once, its feature matrix and scores as raw bytes, its ids,
+decisions, latencies, flags and transaction columns as plain lists; per row, only the
+transaction time in µs is computed in Python. The serving path appends one block per
+event-loop tick, so one frame holds the records of every request answered in that tick.
 A torn or corrupt frame (power loss, a full disk) ends the replay of its segment.
 """
 
@@ -45,29 +52,33 @@ from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from mlsd.predlog.block import RecordBlock
 from mlsd.predlog.record import PredictionRecord
-
-if TYPE_CHECKING:
-    from mlsd.predlog.batch import PredictionBatch
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<II")
 _MARSHAL_VERSION = 2
-#: The frame layout this module writes (the first item of a frame).
+#: The frame layouts this module writes (the first item of a frame): records, a block.
 FORMAT = 2
+BLOCK_FORMAT = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 #: The types of an entry's fields (features checked apart, unless packed as bytes).
 _FIELDS = frozenset({str, int, float, bool, type(None), bytes, list, tuple, dict})
 #: Marks an entry's feature names as absent (a features mapping, or names not given).
 NO_NAMES = -1
+_STR = frozenset({str})
+_INT = frozenset({int})
+_FLOAT = frozenset({float})
+_BOOL = frozenset({bool})
+#: A block's feature matrix dtypes, by the character its frame names them with.
+_DTYPES = {"f": np.float32, "d": np.float64}
 
 
 @dataclass(frozen=True)
@@ -173,8 +184,12 @@ class Journal:
     def write(self, records: Sequence[PredictionRecord], first_seq: int) -> None:
         """Append one frame holding `records` (numbered from `first_seq`); never raises:
         a failed write is logged and counted (the records stay in the log's buffer)."""
+        segment = self._segment
         try:
-            frame, added = self._frame(records, first_seq)
+            if isinstance(records, RecordBlock):
+                frame, added = self._block_frame(records, first_seq)
+            else:
+                frame, added = self._frame(records, first_seq)
         except (ValueError, TypeError, AttributeError):  # a value marshal does not take
             try:
                 frame, added = self._frame([_plain(r) for r in records], first_seq)
@@ -182,23 +197,6 @@ class Journal:
                 self.errors += 1
                 log.warning("prediction records not journaled (do not encode): %s", exc)
                 return
-        self._put(frame, added)
-
-    def write_batch(self, batch: PredictionBatch, first_seq: int) -> None:
-        """`write(batch.records(), first_seq)`, the same frame, built from the columns;
-        never raises either."""
-        try:
-            frame, added = self._batch_frame(batch, first_seq)
-        except (ValueError, TypeError, AttributeError):
-            self.write(batch.records(), first_seq)  # the per-record path says what is wrong
-            return
-        self._put(frame, added)
-
-    def _put(
-        self, frame: bytes, added: tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]
-    ) -> None:
-        """Append one frame to the current segment, and the tables it adds."""
-        segment = self._segment
         start = segment.size
         end = start + len(frame)
         if segment.map is not None and end <= segment.capacity:
@@ -218,60 +216,6 @@ class Journal:
             segment.names.update(names)
         if contexts:
             segment.contexts.update(contexts)
-
-    def _batch_frame(
-        self, batch: PredictionBatch, first_seq: int
-    ) -> tuple[bytes, tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]]:
-        """`_frame` of a batch's records: one context, the entries zipped from columns."""
-        known, known_contexts = self._segment.names, self._segment.contexts
-        added: dict[int, tuple[int, object]] = {}
-        added_contexts: dict[tuple[Any, ...], int] = {}
-        new_names: list[tuple[int, tuple[str, ...]]] = []
-        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
-        names = batch.feature_names
-        found = known.get(id(names))
-        if found is None:
-            index = len(known)
-            added[id(names)] = (index, names)
-            new_names.append((index, tuple(str(n) for n in names)))
-        else:
-            index = found[0]
-        key = (batch.model, batch.version, batch.threshold, batch.endpoint, batch.variant, index)
-        if not _FIELDS.issuperset(map(type, key)):
-            raise TypeError("values that are not plain str, int, float or None")
-        context = known_contexts.get(key)
-        if context is None:
-            context = len(known_contexts)
-            added_contexts[key] = context
-            new_contexts.append((context, key))
-        n = len(batch)
-        values = np.ascontiguousarray(batch.features, dtype=np.float64)
-        blob, width = values.tobytes(), 8 * values.shape[1]
-        features = [blob[i * width : (i + 1) * width] for i in range(n)]
-        scores = np.asarray(batch.scores, dtype=np.float64).tolist()
-        ts_us = (batch.ts - _EPOCH) // _MICROSECOND
-        decisions = [str(d) for d in batch.decisions]
-        request_ids = [str(r) for r in batch.request_ids]
-        if batch.transaction_ids is None:
-            none: list[None] = [None] * n
-            tx: list[list[Any]] = [none, none, none, none]
-        else:
-            tx = [
-                [int(v) for v in c]
-                for c in (batch.transaction_ids, batch.customer_ids or (), batch.terminal_ids or ())
-            ]
-            tx.append([(t - _EPOCH) // _MICROSECOND for t in batch.tx_times or ()])
-        latency, degraded = float(batch.latency_ms), bool(batch.degraded)
-        entries = list(
-            zip(
-                request_ids, repeat(ts_us, n), repeat(context, n), features, scores, decisions,
-                repeat(latency, n), repeat(degraded, n), *tx, strict=True,
-            )
-        )  # fmt: skip
-        payload = marshal.dumps(
-            (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
-        )
-        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
 
     def _frame(
         self, records: Sequence[PredictionRecord], first_seq: int
@@ -334,6 +278,60 @@ class Journal:
             entries.append(entry)
         payload = marshal.dumps(
             (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
+        )
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
+
+    def _block_frame(
+        self, block: RecordBlock, first_seq: int
+    ) -> tuple[bytes, tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]]:
+        """A block's frame (see the module docstring), and the names and context it adds.
+
+        A value of a type marshal would take as something else (a numpy scalar, a naive
+        time) raises TypeError: the caller falls back to the block's plain records.
+        """
+        known, known_contexts = self._segment.names, self._segment.contexts
+        added: dict[int, tuple[int, object]] = {}
+        added_contexts: dict[tuple[Any, ...], int] = {}
+        new_names: list[tuple[int, tuple[str, ...]]] = []
+        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
+        names = block.feature_names
+        found = known.get(id(names))
+        if found is None:
+            index = len(known)
+            added[id(names)] = (index, names)  # holds the object: its id stays unique
+            new_names.append((index, tuple(str(n) for n in names)))
+        else:
+            index = found[0]
+        key = (block.model, block.version, block.threshold, block.endpoint, block.variant, index)
+        context = known_contexts.get(key)
+        if context is None:
+            if not _FIELDS.issuperset(map(type, key)):
+                raise TypeError("values that are not plain str, int, float or None")
+            context = len(known_contexts)
+            added_contexts[key] = context
+            new_contexts.append((context, key))
+        ids, decisions = block.request_ids, block.decisions
+        if not (_STR.issuperset(map(type, ids)) and _STR.issuperset(map(type, decisions))):
+            raise TypeError("request ids and decisions must be str")
+        if not (
+            _FLOAT.issuperset(map(type, block.latency_ms))
+            and _BOOL.issuperset(map(type, block.degraded))
+        ):
+            raise TypeError("latencies must be float, degraded flags bool")
+        tx, micros = block.transactions, block.tx_micros()
+        columns = None
+        if tx is not None and micros is not None:
+            columns = (tx[0], tx[1], tx[2], micros)
+            if not all(_INT.issuperset(map(type, c)) for c in columns):
+                raise TypeError("transaction ids and times must be int")
+        features = block.features
+        entry = (
+            context, ids, (block.ts - _EPOCH) // _MICROSECOND, features.dtype.char,
+            features.tobytes(), block.scores.tobytes(), decisions, block.latency_ms,
+            block.degraded, columns,
+        )  # fmt: skip
+        payload = marshal.dumps(
+            (BLOCK_FORMAT, first_seq, new_names, new_contexts, entry), _MARSHAL_VERSION
         )
         return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
 
@@ -466,12 +464,17 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
             return
         try:
             frame = marshal.loads(payload)
-            if frame[0] != FORMAT:
-                raise ValueError(f"frame format {frame[0]!r}, this version reads {FORMAT}")
-            _, first_seq, new_names, new_contexts, entries = frame
+            if frame[0] not in (FORMAT, BLOCK_FORMAT):
+                raise ValueError(
+                    f"frame format {frame[0]!r}, this version reads {FORMAT} and {BLOCK_FORMAT}"
+                )
+            kind, first_seq, new_names, new_contexts, entries = frame
             names.update((int(i), tuple(n)) for i, n in new_names)
             contexts.update((int(i), tuple(c)) for i, c in new_contexts)
-            records = [_record(e, names, contexts) for e in entries]
+            if kind == BLOCK_FORMAT:
+                records = _block_records(entries, names, contexts)
+            else:
+                records = [_record(e, names, contexts) for e in entries]
         except (ValueError, TypeError, EOFError, KeyError, IndexError) as exc:
             log.warning("prediction journal %s: bad frame at byte %d: %s", path, offset, exc)
             return
@@ -500,3 +503,34 @@ def _record(
         latency_ms, degraded, None if index == NO_NAMES else names[index], endpoint, variant,
         transaction_id, customer_id, terminal_id, _from_micros(tx_time),
     )  # fmt: skip
+
+
+def _block_records(
+    entry: Any, names: dict[int, tuple[str, ...]], contexts: dict[int, tuple[Any, ...]]
+) -> list[PredictionRecord]:
+    """The records of a block's frame, as the block's `records()` made them."""
+    context, ids, ts, dtype, features, scores, decisions, latency_ms, degraded, tx = entry
+    model, version, threshold, endpoint, variant, index = contexts[context]
+    feature_names = names[index]
+    timestamp = _from_micros(ts)
+    if timestamp is None or dtype not in _DTYPES:
+        raise ValueError("a journal block without a timestamp, or of an unknown dtype")
+    n = len(ids)
+    matrix = np.frombuffer(features, dtype=_DTYPES[dtype]).reshape(n, len(feature_names))
+    rows = matrix.tolist()
+    values = array("d", scores).tolist()
+    head = (timestamp, model, version)
+    columns = (ids, rows, values, decisions, latency_ms, degraded)
+    if tx is None:
+        return [
+            PredictionRecord(rid, *head, row, score, decision, threshold, latency, flag,
+                             feature_names, endpoint, variant)
+            for rid, row, score, decision, latency, flag in zip(*columns, strict=True)
+        ]  # fmt: skip
+    return [
+        PredictionRecord(rid, *head, row, score, decision, threshold, latency, flag,
+                         feature_names, endpoint, variant, tid, cid, term, _from_micros(when))
+        for rid, row, score, decision, latency, flag, tid, cid, term, when in zip(
+            *columns, *tx, strict=True
+        )
+    ]  # fmt: skip

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from mlsd.errors import UnavailableError
 from mlsd.predlog.base import BufferedLog
-from mlsd.predlog.batch import Item, items_table
+from mlsd.predlog.block import parts_table
 from mlsd.predlog.compact import (
     CompactionResult,
     compact_before,
@@ -37,7 +38,7 @@ from mlsd.predlog.compact import (
     read_live,
 )
 from mlsd.predlog.journal import JournalMark
-from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame
+from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,11 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
                 log.exception("prediction log compaction crashed, will retry")
             self._stop_compactor.wait(self.compact_every_s)
 
-    def _encode(self, records: list[Item]) -> pa.Table:
-        return items_table(records)
+    def _encode(self, records: list[PredictionRecord]) -> pa.Table:
+        return to_table(records)
+
+    def _encode_parts(self, parts: list[Sequence[PredictionRecord]]) -> pa.Table:
+        return parts_table(parts)  # blocks as columns: no object per row on the flusher
 
     def _store(self, chunks: list[pa.Table], mark: JournalMark | None) -> None:
         table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)

@@ -19,7 +19,6 @@ from psycopg import sql
 
 from mlsd.errors import UnavailableError
 from mlsd.predlog.base import BufferedLog
-from mlsd.predlog.batch import Item, expand
 from mlsd.predlog.journal import JournalMark
 from mlsd.predlog.record import (
     COLUMNS,
@@ -148,8 +147,8 @@ class PostgresPredictionLog(BufferedLog[list[Row]]):
     def _connect(self) -> psycopg.Connection[Any]:
         return _connect(self.url, self.connect_timeout_s)
 
-    def _encode(self, records: list[Item]) -> list[Row]:
-        return to_rows(expand(records))
+    def _encode(self, records: list[PredictionRecord]) -> list[Row]:
+        return to_rows(records)
 
     def _store(self, chunks: list[list[Row]], mark: JournalMark | None) -> None:
         rows = [row for chunk in chunks for row in chunk]

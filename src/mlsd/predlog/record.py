@@ -103,7 +103,7 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _utc(ts: datetime) -> datetime:
+def to_utc(ts: datetime) -> datetime:
     tz = ts.tzinfo
     if tz is UTC:  # the common case, and astimezone's copy costs as much as Arrow's conversion
         return ts
@@ -121,7 +121,7 @@ def to_row(r: PredictionRecord) -> Row:
     """A record as a tuple in `COLUMNS` order, features as JSON text."""
     return (
         str(r.request_id),
-        _utc(r.ts),
+        to_utc(r.ts),
         str(r.model),
         str(r.version),
         json.dumps(r.feature_dict(), separators=(",", ":")),
@@ -135,7 +135,7 @@ def to_row(r: PredictionRecord) -> Row:
         r.transaction_id,
         r.customer_id,
         r.terminal_id,
-        None if r.tx_time is None else _utc(r.tx_time),
+        None if r.tx_time is None else to_utc(r.tx_time),
     )
 
 
@@ -171,7 +171,7 @@ def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
         pa.array([r.customer_id for r in records], pa.int64()),
         pa.array([r.terminal_id for r in records], pa.int64()),
         pa.array(
-            [None if r.tx_time is None else _utc(r.tx_time) for r in records],
+            [None if r.tx_time is None else to_utc(r.tx_time) for r in records],
             SCHEMA.field("tx_time").type,
         ),
     ]
@@ -197,13 +197,7 @@ def _features(records: Sequence[PredictionRecord]) -> pa.MapArray:
         except (TypeError, ValueError):  # None among the values, or a ragged row
             matrix = None
         if matrix is not None and matrix.shape == (len(records), k):
-            flat = matrix.reshape(-1)
-            keys = pa.array([str(n) for n in first], pa.string()).take(
-                pa.array(np.tile(np.arange(k, dtype=np.int32), len(records)))
-            )
-            offsets = pa.array(np.arange(0, k * len(records) + 1, k, dtype=np.int32))
-            values = pa.array(flat, pa.float64(), mask=~np.isfinite(flat))
-            return pa.MapArray.from_arrays(offsets, keys, values)
+            return shared_map(first, matrix)
     offsets_list = [0]
     names: list[Any] = []
     found: list[float | None] = []
@@ -225,6 +219,18 @@ def _features(records: Sequence[PredictionRecord]) -> pa.MapArray:
         keys_array,
         pa.array(flat, pa.float64(), mask=~np.isfinite(flat)),
     )
+
+
+def shared_map(names: Sequence[str], matrix: np.ndarray) -> pa.MapArray:
+    """A `features` map column of rows that share their names: (n, len(names)) values."""
+    n, k = matrix.shape
+    flat = np.asarray(matrix, dtype=np.float64).reshape(-1)
+    keys = pa.array([str(name) for name in names], pa.string()).take(
+        pa.array(np.tile(np.arange(k, dtype=np.int32), n))
+    )
+    offsets = pa.array(np.arange(0, k * n + 1, k, dtype=np.int32))
+    values = pa.array(flat, pa.float64(), mask=~np.isfinite(flat))
+    return pa.MapArray.from_arrays(offsets, keys, values)
 
 
 def finish_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from mlsd import __version__
 from mlsd.errors import MlsdError
 from mlsd.inference.metrics import CONTENT_TYPE, ServingMetrics
 from mlsd.serving import routes_admin, routes_rollouts, routes_ui, routes_v1, routes_v2, tuning
-from mlsd.serving.hotpath import HotPaths, score_handler
+from mlsd.serving.hotpath import FrontedApp, HotPaths, score_handler
 from mlsd.serving.schemas import error_body, field_of
 from mlsd.serving.security import ASGIApp, Message, Receive, Scope, SecurityMiddleware, Send
 from mlsd.serving.service import ServeOptions, Service
@@ -257,7 +257,7 @@ def create_app(
                 await loader
             svc.close()
 
-    app = FastAPI(
+    app = FrontedApp(
         title="mlsd serving",
         version=__version__,
         description="Fraud scoring: REST v1 and the Open Inference Protocol (V2).",
@@ -292,18 +292,21 @@ def create_app(
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(MetricsMiddleware, metrics=svc.metrics)
-    if hot_path:
-        app.add_middleware(
-            HotPaths, handlers={("POST", "/v1/score"): score_handler(svc)}, metrics=svc.metrics
+    hot = {("POST", "/v1/score"): score_handler(svc)} if hot_path else {}
+    route_of = RouteTemplates(app)
+
+    def front(stack: ASGIApp) -> ASGIApp:
+        """Credentials and the body limit first, then the hot paths, then FastAPI."""
+        return SecurityMiddleware(
+            HotPaths(stack, hot, svc.metrics),
+            api_key=settings.api_key,
+            admin_token=settings.admin_token,
+            max_body_bytes=settings.max_body_bytes,
+            metrics=svc.metrics,
+            route_of=route_of,
         )
-    app.add_middleware(
-        SecurityMiddleware,
-        api_key=settings.api_key,
-        admin_token=settings.admin_token,
-        max_body_bytes=settings.max_body_bytes,
-        metrics=svc.metrics,
-        route_of=RouteTemplates(app),
-    )
+
+    app.front = front
     return app
 
 

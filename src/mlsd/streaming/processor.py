@@ -45,7 +45,6 @@ from mlsd.inference.log_observer import PredictionLogObserver
 from mlsd.inference.observers import ScoringRequest
 from mlsd.inference.pipeline import RowBuilder, ScoringPipeline
 from mlsd.predlog import PredictionLog
-from mlsd.predlog.batch import PredictionBatch
 from mlsd.predlog.record import PredictionRecord
 from mlsd.streaming.assembly import BatchLayout, batch_layout
 from mlsd.streaming.codec import (
@@ -140,15 +139,8 @@ class _TrackingSink:
         self.predictions = predictions
         self.last_seq = 0
 
-    def append(self, records: list[PredictionRecord]) -> int:
+    def append(self, records: Sequence[PredictionRecord]) -> int:
         self.last_seq = self.predictions.append(records)
-        return self.last_seq
-
-    def append_batch(self, batch: PredictionBatch) -> int:
-        append = getattr(self.predictions, "append_batch", None)
-        self.last_seq = (
-            append(batch) if append is not None else self.predictions.append(batch.records())
-        )
         return self.last_seq
 
 
