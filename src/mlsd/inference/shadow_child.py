@@ -1,0 +1,190 @@
+"""The shadow scorer process: scores shadow batches and logs them, off the server's GIL.
+
+Started by `mlsd.inference.shadow_process` (multiprocessing, spawn). It opens the registry
+and the prediction log the settings name, loads each shadow version it is asked for from
+the registry (versions are immutable, their artifacts sha256-checked: it scores exactly
+what the server loaded), scores the primary's feature rows it is sent, writes the shadow's
+prediction-log records itself with `PredictionLogObserver` (the same records as in the
+server: variant `{rollout}:shadow`, same request ids; the log takes several writer
+processes, each with its own journal) and answers with the scores only.
+
+It runs at the lowest CPU priority the OS offers (`SCHED_IDLE` on Linux, else nice 19): a
+shadow must never take CPU the answers need; under load it falls behind, the server's
+queue fills and shadows are dropped and counted, the answers do not wait. It ignores
+Ctrl-C (the server stops it), and exits when the server closes its pipe or dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from mlsd.errors import MlsdError
+from mlsd.inference.observers import ScoredBatch, ScoringRequest, decide
+from mlsd.inference.spec import LoadedModel
+from mlsd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The child's first message once it can score.
+READY = "ready"
+#: One variant's shadows in a job: variant name, model name, version, the primaries' rows
+#: (concatenated, request order), the requests, each request's `degraded` flag.
+Group = tuple[str, str, int, np.ndarray, list[ScoringRequest], list[bool]]
+#: A job: its sequence number and its groups; None asks the child to stop.
+Job = tuple[int, list[Group]]
+#: A group's answer: scores (rows of the group), which requests were scored, the scoring
+#: latency of the group (s), the model call's seconds, the error of the failed requests.
+GroupResult = tuple[np.ndarray, np.ndarray, float, float, str | None]
+#: The answer to a job: its sequence number and one result per group.
+Answer = tuple[int, list[GroupResult]]
+
+
+def lower_priority() -> str:
+    """Run this process (and the threads it starts later) only when a CPU is idle."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+            return "nice 19"
+        except OSError:
+            return "normal"
+
+
+class ShadowScorer:
+    """The child's state: the registry, the loaded shadow versions, the log's observer."""
+
+    def __init__(self, settings: Settings, log_predictions: bool) -> None:
+        from mlsd.inference.host import ModelHost
+        from mlsd.inference.log_observer import PredictionLogObserver
+        from mlsd.predlog import make_prediction_log
+        from mlsd.registry import Registry
+
+        self.registry = Registry.open(settings)
+        self.host = ModelHost(self.registry)
+        self.log = make_prediction_log(settings) if log_predictions else None
+        self.observer = PredictionLogObserver(self.log) if self.log is not None else None
+        self._log_failed = False
+
+    def model(self, name: str, version: int) -> LoadedModel:
+        """The version, loaded from the registry once."""
+        try:
+            return self.host.get(name, version=version)
+        except MlsdError:
+            return self.host.load(f"{name}/{version}")
+
+    def score(self, job: Job) -> Answer:
+        """Score and log each group of a job; a failure is reported, never raised."""
+        seq, groups = job
+        return seq, [self._group(*group) for group in groups]
+
+    def _group(
+        self,
+        variant: str,
+        name: str,
+        version: int,
+        values: np.ndarray,
+        requests: list[ScoringRequest],
+        degraded: list[bool],
+    ) -> GroupResult:
+        started = time.perf_counter()
+        ok = np.zeros(len(requests), dtype=bool)
+        try:
+            model = self.model(name, version)
+        except Exception as exc:  # noqa: BLE001 - reported to the server, per request
+            return np.zeros(len(values)), ok, 0.0, 0.0, f"cannot load {name}/{version}: {exc!r}"
+        error: str | None = None
+        try:
+            scores = np.asarray(model.predict(values), dtype=np.float64)
+        except Exception as exc:  # noqa: BLE001 - scored again request by request
+            scores, error = self._one_by_one(model, values, requests), repr(exc)
+        model_s = time.perf_counter() - started
+        end = 0
+        for i, (request, flag) in enumerate(zip(requests, degraded, strict=True)):
+            start, end = end, end + request.size
+            part = scores[start:end]
+            try:
+                decisions = decide(part.tolist(), model.threshold)
+            except Exception as exc:  # noqa: BLE001 - a NaN score: its call failed
+                error = error or repr(exc)
+                continue
+            ok[i] = True
+            self._log(request, variant, model, values[start:end], part, decisions, flag,
+                      time.perf_counter() - started)  # fmt: skip
+        return scores, ok, time.perf_counter() - started, model_s, error
+
+    @staticmethod
+    def _one_by_one(
+        model: LoadedModel, values: np.ndarray, requests: Sequence[ScoringRequest]
+    ) -> np.ndarray:
+        """Each request's scores on its own (NaN where its call fails: it is not logged)."""
+        scores = np.full(len(values), np.nan)
+        start = 0
+        for request in requests:
+            end = start + request.size
+            with contextlib.suppress(Exception):  # NaN marks the failure
+                scores[start:end] = model.predict(values[start:end])
+            start = end
+        return scores
+
+    def _log(
+        self,
+        request: ScoringRequest,
+        variant: str,
+        model: LoadedModel,
+        values: np.ndarray,
+        scores: np.ndarray,
+        decisions: list[str],
+        degraded: bool,
+        latency_s: float,
+    ) -> None:
+        if self.observer is None:
+            return
+        batch = ScoredBatch(
+            request, variant, "shadow", model, values, scores, decisions,
+            np.zeros(len(scores), dtype=bool), [], degraded, latency_s,
+        )  # fmt: skip
+        try:
+            self.observer.observe(batch)
+        except MlsdError as exc:
+            if not self._log_failed:  # once: the log says the rest in its own stats
+                self._log_failed = True
+                log.error("shadow records not logged: %s", exc.message)
+
+    def close(self) -> None:
+        """Write the records still buffered, release the registry."""
+        if self.log is not None:
+            self.log.close()
+        self.registry.close()
+
+
+def main(conn: Connection, settings: Settings, log_predictions: bool) -> None:
+    """The child's entry point: serve jobs from `conn` until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
+    lower_priority()
+    scorer = ShadowScorer(settings, log_predictions)
+    try:
+        conn.send(READY)
+        while True:
+            try:
+                job: Any = conn.recv()
+            except (EOFError, OSError):  # the server is gone
+                return
+            if job is None:
+                return
+            try:
+                conn.send(scorer.score(job))
+            except OSError:  # the server is gone
+                return
+    finally:
+        scorer.close()
