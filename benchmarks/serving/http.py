@@ -28,6 +28,12 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "mlsd_untuned": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_TUNE": "0"}),
     # a 100 % shadow (rollout issue: the champion's p99 at half rate grows <= 5 %)
     "mlsd_shadow": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_SHADOW": "100"}),
+    # the same shadow scored by the server's own thread instead of the shadow process
+    "mlsd_shadow_thread": (
+        "mlsd_app",
+        "/v2/health/ready",
+        {"MLSD_BENCH_SHADOW": "100", "MLSD_BENCH_SHADOW_PROCESS": "0"},
+    ),
 }
 
 #: (max_batch_size, max_delay_ms) served over HTTP for the batching curve; -1 = off.
@@ -88,7 +94,7 @@ def http_benchmarks(
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in SERVERS}
         rates["mlsd_no_log"] = rates["mlsd"]  # same load as mlsd: the log's cost at equal rate
-        rates["mlsd_shadow"] = rates["mlsd"]  # and the shadow's
+        rates["mlsd_shadow"] = rates["mlsd_shadow_thread"] = rates["mlsd"]  # and the shadow's
         task = progress.add_task("half rate (open loop)", total=repeats * len(SERVERS))
         for _ in range(repeats):
             for name, url in urls.items():
@@ -96,6 +102,7 @@ def http_benchmarks(
                 half_runs[name].append(asdict(result))
                 progress.advance(task)
         dropped = _dropped(urls["mlsd_shadow"])
+        thread_dropped = _dropped(urls["mlsd_shadow_thread"])
     bare = max_rps["bare"]
     half = {n: _median_run(runs, "p50_ms") for n, runs in half_runs.items()}
     return {
@@ -109,6 +116,10 @@ def http_benchmarks(
         "log_overhead_rps": 1.0 - max_rps["mlsd"] / max_rps["mlsd_no_log"],
         "shadow_overhead_p99": half["mlsd_shadow"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0,
         "shadow_dropped": dropped,
+        "shadow_thread_overhead_p99": (
+            half["mlsd_shadow_thread"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0
+        ),
+        "shadow_thread_dropped": thread_dropped,
         "runs": {"max": max_runs, "half_rate": half_runs},
     }
 

@@ -1,6 +1,7 @@
 """The shadow scorer process: scores shadow batches and logs them, off the server's GIL.
 
-Started by `mlsd.inference.shadow_process` (multiprocessing, spawn). It opens the registry
+Started by `mlsd.inference.shadow_process` as `python -m mlsd.inference.shadow_child FD`
+(FD: its end of a socket pair, spoken to with multiprocessing's `Connection`). It opens the registry
 and the prediction log the settings name, loads each shadow version it is asked for from
 the registry (versions are immutable, their artifacts sha256-checked: it scores exactly
 what the server loaded), scores the primary's feature rows it is sent, writes the shadow's
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -168,10 +170,15 @@ class ShadowScorer:
         self.registry.close()
 
 
-def main(conn: Connection, settings: Settings, log_predictions: bool) -> None:
-    """The child's entry point: serve jobs from `conn` until told to stop or orphaned."""
+def main(conn: Connection) -> None:
+    """Serve jobs from `conn` until told to stop or orphaned; the first message is the
+    settings and whether to log."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     lower_priority()
+    try:
+        settings, log_predictions = conn.recv()
+    except (EOFError, OSError):
+        return
     scorer = ShadowScorer(settings, log_predictions)
     try:
         conn.send(READY)
@@ -188,3 +195,7 @@ def main(conn: Connection, settings: Settings, log_predictions: bool) -> None:
                 return
     finally:
         scorer.close()
+
+
+if __name__ == "__main__":
+    main(Connection(int(sys.argv[1])))

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 
 import numpy as np
 
@@ -109,12 +111,13 @@ class ShadowProcess:
         self._pending: list[Item] = []
         self._sent: dict[int, _Sent] = {}
         self._seq = 0
+        self._taking = False  # items taken from the list, not yet sent on
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._process: BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._failures = 0  # since the last job answered: the wait before the next start
         self.dropped = 0
@@ -150,12 +153,14 @@ class ShadowProcess:
     def pid(self) -> int | None:
         """The child's process id (None while none runs)."""
         process = self._process
-        return process.pid if process is not None and process.is_alive() else None
+        return process.pid if process is not None and process.poll() is None else None
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every queued shadow was scored and handed back, or dropped."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._pending and not self._sent, timeout)
+            return self._changed.wait_for(
+                lambda: not self._pending and not self._sent and not self._taking, timeout
+            )
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Score what is queued (waiting at most `timeout_s`), then stop the child."""
@@ -191,7 +196,7 @@ class ShadowProcess:
 
     def _turn(self) -> None:
         """Keep a child running (from the first shadow on), ship, take answers back."""
-        if self._conn is None or self._process is None or not self._process.is_alive():
+        if self._conn is None or self._process is None or self._process.poll() is not None:
             if self._conn is not None:
                 self._died(f"exited (code {self._exitcode()})")
             if not self._spawn():
@@ -216,17 +221,15 @@ class ShadowProcess:
             self._stop.wait(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1)))
             if self._stop.is_set():
                 return False
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=shadow_child.main, args=(theirs, self.settings, self.log_predictions),
-            name="mlsd-shadow", daemon=True,
-        )  # fmt: skip
-        process.start()
-        theirs.close()
+        try:
+            process, ours = self._popen()
+        except OSError as exc:  # no process, or it died before it read its settings
+            self._failures += 1
+            log.warning("shadow scorer process did not start: %s", exc)
+            return False
         self._process, self._conn = process, ours
         deadline = time.monotonic() + self.start_timeout_s
-        while not self._stop.is_set() and time.monotonic() < deadline and process.is_alive():
+        while not self._stop.is_set() and time.monotonic() < deadline and process.poll() is None:
             try:
                 if ours.poll(0.25):
                     if ours.recv() == shadow_child.READY:
@@ -239,11 +242,45 @@ class ShadowProcess:
             self._died(f"did not start (code {self._exitcode()})")
         return False
 
+    def _popen(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        """`python -m mlsd.inference.shadow_child FD` on one end of a socket pair.
+
+        Not multiprocessing's spawn: it re-runs the parent's main script in the child, and
+        an embedding script without a `__main__` guard would start its server again there.
+        The child gets this process's `sys.path`, then its settings through the pipe.
+        """
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mlsd.inference.shadow_child", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        try:
+            conn.send((self.settings, self.log_predictions))
+        except OSError:
+            conn.close()
+            process.kill()
+            process.wait()
+            raise
+        return process, conn
+
     def _ship(self, conn: Connection) -> None:
         with self._lock:
             items = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
-            self._changed.notify_all()
+            self._taking = True  # join waits until they are sent on (or to the thread)
+        try:
+            self._send(conn, items)
+        finally:
+            with self._changed:
+                self._taking = False
+                self._changed.notify_all()
+
+    def _send(self, conn: Connection, items: list[Item]) -> None:
         groups: dict[str, tuple[Variant, LoadedModel, list[Item]]] = {}
         alone: list[Item] = []
         for item in items:
@@ -305,7 +342,7 @@ class ShadowProcess:
     # -- the child's end ----------------------------------------------------------------------
 
     def _exitcode(self) -> int | None:
-        return None if self._process is None else self._process.exitcode
+        return None if self._process is None else self._process.poll()
 
     def _died(self, why: str) -> None:
         """Forget a dead (or hung: killed) child and its jobs; the next turn starts another."""
@@ -332,8 +369,10 @@ class ShadowProcess:
                     conn.send(None)
             conn.close()
         if process is not None:
-            process.join(10.0 if graceful else 0.0)
-            if process.is_alive():
+            if not graceful:
                 process.kill()
-                process.join(5.0)
-            process.close()
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5.0)
