@@ -9,7 +9,8 @@ microsecond on the event loop); a courier thread takes what gathered every `ling
 (5 ms), keeps in the thread path what the child cannot reproduce, and sends the rest as one
 pickled job per `linger_s`: the requests, the primary's feature rows (the shadow is compared
 with the champion on exactly its inputs) and each request's `degraded` flag. The child
-(`mlsd.inference.shadow_child`, spawned, at idle CPU priority) loads the shadow version from
+(`mlsd.inference.shadow_child`, its own interpreter, at a lower CPU priority) loads the
+shadow version from
 the registry, scores the rows, writes the shadow's prediction-log records itself and answers
 with the scores only; the courier hands them to the pipeline (`deliver`), which tells the
 observers that stay in the server (metrics, `ShadowWatch` pairing, drift) — each a few
@@ -112,6 +113,7 @@ class ShadowProcess:
         self._sent: dict[int, _Sent] = {}
         self._seq = 0
         self._taking = False  # items taken from the list, not yet sent on
+        self._due = 0.0  # when the next job may leave (monotonic)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -202,15 +204,22 @@ class ShadowProcess:
             if not self._spawn():
                 return
         if not self._pending and not self._sent:
-            self._wake.wait(1.0)
+            if self._wake.wait(1.0):
+                self._due = time.monotonic() + self.linger_s  # let a few requests gather
             self._wake.clear()
             return
-        if self._sent:
-            self._receive(self.linger_s)  # answers, or the linger
-        else:
-            self._stop.wait(self.linger_s)  # let a few requests gather
+        wait = max(0.0, self._due - time.monotonic())
+        if len(self._sent) >= self.max_in_flight:
+            self._receive(self.linger_s)  # nothing may leave before an answer
+        elif self._sent:
+            self._receive(wait)  # answers until the next job is due
+        elif wait > 0:
+            self._stop.wait(wait)
+        if time.monotonic() < self._due and len(self._pending) < self.max_batch:
+            return  # one job per linger: an answer must not send a job per request
         if self._conn is not None and self._pending and len(self._sent) < self.max_in_flight:
             self._ship(self._conn)
+            self._due = time.monotonic() + self.linger_s
         oldest = min((s.at for s in self._sent.values()), default=None)
         if oldest is not None and time.monotonic() - oldest > self.hung_s:
             self._died(f"answered nothing for {self.hung_s:g} s")
@@ -303,7 +312,8 @@ class ShadowProcess:
         job: shadow_child.Job = (self._seq + 1, [
             (variant.name, model.name, model.version,
              np.concatenate([p.values for _, _, p in its if p is not None]),
-             [r for _, r, _ in its], [p.degraded for _, _, p in its if p is not None])
+             [shadow_child.to_wire(r, len(p.values)) for _, r, p in its if p is not None],
+             [p.degraded for _, _, p in its if p is not None])
             for variant, model, its in groups.values()
         ])  # fmt: skip
         self._seq += 1
