@@ -116,8 +116,8 @@ def serve(
         True,
         "--shadow-process/--shadow-thread",
         help="Score shadow rollouts in a process of their own at a lower CPU priority, which "
-        "also writes their prediction-log records (the answers never share the GIL with "
-        "them); --shadow-thread scores them in a thread of this process.",
+        "also writes their prediction-log records (most of their work off this process's "
+        "GIL); --shadow-thread scores them in a thread of this process.",
     ),
     job_worker: bool = typer.Option(
         True,

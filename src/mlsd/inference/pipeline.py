@@ -12,7 +12,7 @@ The primary's batch answers the caller; shadows are scored after it, off the res
 and only observers see them: by the shadow queue's worker thread
 (`mlsd.inference.shadow_queue`), or, once `use_shadow_process` was called (`mlsd serve`),
 by a process of their own that also writes their prediction-log records, so their work
-never holds this process's GIL (`mlsd.inference.shadow_process`). Both are bounded: a full
+leaves this process's GIL (`mlsd.inference.shadow_process`). Both are bounded: a full
 queue drops and counts. A route may name a fallback (a canary's champion): when the
 primary raises, the failure goes to the failure observers and the fallback answers.
 Routing layers and observers are installed through `install` and `add_observer`, never by

@@ -37,6 +37,8 @@ from mlsd.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Shadow versions the child keeps loaded at most.
+MAX_VERSIONS = 4
 #: The child's first message once it can score.
 READY = "ready"
 #: A request on the wire: id, entry point, row ids (or None), rows, whether its rows are
@@ -100,13 +102,23 @@ class ShadowScorer:
         self.log = make_prediction_log(settings) if log_predictions else None
         self.observer = PredictionLogObserver(self.log) if self.log is not None else None
         self._log_failed = False
+        self._used: dict[tuple[str, int], None] = {}  # loaded versions, least recent first
 
     def model(self, name: str, version: int) -> LoadedModel:
-        """The version, loaded from the registry once."""
+        """The version, loaded from the registry once; beyond `MAX_VERSIONS` the one asked
+        for least recently is unloaded (a long-running server sees many rollouts)."""
+        key = (name, version)
+        self._used[key] = self._used.pop(key, None)
         try:
             return self.host.get(name, version=version)
         except MlsdError:
-            return self.host.load(f"{name}/{version}")
+            model = self.host.load(f"{name}/{version}")
+        while len(self._used) > MAX_VERSIONS:
+            old_name, old_version = next(iter(self._used))
+            del self._used[(old_name, old_version)]
+            with contextlib.suppress(MlsdError):
+                self.host.unload(old_name, version=old_version)
+        return model
 
     def score(self, job: Job) -> Answer:
         """Score and log each group of a job; a failure is reported, never raised."""

@@ -1,20 +1,23 @@
-"""Shadows scored by a process of their own, so their work never holds the server's GIL.
+"""Shadows scored by a process of their own: most of their work off the server's GIL.
 
 Scored by a thread (`mlsd.inference.shadow_queue`), a 100 % shadow doubled the server's
-Python work on the scoring path's GIL: the shadow's prediction-log records (journal writes
-and the flusher's encoding), its observers, its model call's glue. The event loop waited
-for the GIL behind it and the champion's p99 at half the maximum rate grew 86 %
-(benchmarks/serving, `mlsd_shadow`). Here `put` only appends to a list (a fraction of a
-microsecond on the event loop); a courier thread takes what gathered every `linger_s`
-(5 ms), keeps in the thread path what the child cannot reproduce, and sends the rest as one
-pickled job per `linger_s`: the requests, the primary's feature rows (the shadow is compared
-with the champion on exactly its inputs) and each request's `degraded` flag. The child
+Python work that competes with the event loop for the GIL: the shadow's prediction-log
+records (journal writes, the flusher's encoding), its observers, its model call's glue; the
+champion's p99 at half the maximum rate grew 86 % in one benchmark run (benchmarks/serving,
+`mlsd_shadow`). Here `put` only appends to a list (under a microsecond on the event loop);
+a courier thread takes what gathered every `linger_s` (20 ms: each job costs a few hundred
+microseconds of pickling, socket and GIL hand-overs, so fewer and larger jobs), keeps in
+the thread path what the child cannot reproduce, and sends the rest as one pickled job:
+the requests as plain tuples, the primary's feature rows (the shadow is compared with the
+champion on exactly its inputs) and each request's `degraded` flag. The child
 (`mlsd.inference.shadow_child`, its own interpreter, at a lower CPU priority) loads the
-shadow version from
-the registry, scores the rows, writes the shadow's prediction-log records itself and answers
-with the scores only; the courier hands them to the pipeline (`deliver`), which tells the
-observers that stay in the server (metrics, `ShadowWatch` pairing, drift) — each a few
-microseconds per request.
+shadow version from the registry, scores the rows, writes the shadow's prediction-log
+records itself and answers with the scores only; the courier hands them to the pipeline
+(`deliver`), which tells the observers that stay in the server (metrics, `ShadowWatch`
+pairing, drift): a few microseconds per request. Measured in process
+(benchmarks/serving/shadow_cost.py, load average ~5 on 2 cores): the server's background
+threads spend 19-31 µs of CPU per call with the shadow process, 41-76 µs with the shadow
+thread, 6-7 µs with no shadow.
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
@@ -93,7 +96,7 @@ class ShadowProcess:
         *,
         log_predictions: bool = True,
         capacity: int = 1024,
-        linger_s: float = 0.005,
+        linger_s: float = 0.02,
         max_batch: int = 256,
         max_in_flight: int = 2,
         hung_s: float = 60.0,
@@ -198,14 +201,13 @@ class ShadowProcess:
 
     def _turn(self) -> None:
         """Keep a child running (from the first shadow on), ship, take answers back."""
-        if self._conn is None or self._process is None or self._process.poll() is not None:
-            if self._conn is not None:
-                self._died(f"exited (code {self._exitcode()})")
-            if not self._spawn():
-                return
+        if self._conn is None and not self._spawn():  # none yet, or it died: start one
+            return
         if not self._pending and not self._sent:
             if self._wake.wait(1.0):
                 self._due = time.monotonic() + self.linger_s  # let a few requests gather
+            elif self._process is not None and self._process.poll() is not None:
+                self._died(f"exited (code {self._exitcode()})")  # found while idle
             self._wake.clear()
             return
         wait = max(0.0, self._due - time.monotonic())

@@ -112,7 +112,7 @@ class ServeOptions:
     #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
     shadow_capacity: int = 1024
     #: Score shadows in a process of their own, which writes their prediction-log records
-    #: itself (`mlsd.inference.shadow_process`): their work never holds this process's GIL.
+    #: itself (`mlsd.inference.shadow_process`): most of their work leaves this process's GIL.
     #: One more process per server, so off for an embedded app; `mlsd serve` turns it on.
     #: Opened by `mlsd.serving.app.build_service` (the child opens the settings' log).
     shadow_process: bool = False

@@ -106,6 +106,29 @@ def test_shadows_are_dropped_and_counted_while_the_child_is_stopped(shadowed: Se
     assert process.restarts == 0
 
 
+def test_tensor_rows_are_scored_and_logged_by_the_child(
+    shadowed: Service, settings: Settings
+) -> None:
+    seen = Seen()
+    shadowed.pipeline.add_observer(seen)
+    score(shadowed, range(2))
+    rows = np.concatenate([b.values for b in seen.batches if b.role == "primary"])
+
+    async def main() -> None:
+        await shadowed.score(ScoringRequest("t1", "v2", values=rows))
+        await shadowed.pipeline.drain()
+
+    asyncio.run(main())
+    shadow = [b for b in seen.batches if b.role == "shadow" and b.request.request_id == "t1"]
+    assert len(shadow) == 1
+    np.testing.assert_array_equal(shadow[0].values, rows)
+    shadowed.close()
+    frame = open_reader(settings).read()
+    logged = frame[(frame["variant"] == "s1:shadow") & frame["request_id"].str.startswith("t1")]
+    assert sorted(logged["request_id"]) == ["t1:0", "t1:1"]
+    assert logged["endpoint"].tolist() == ["v2", "v2"]
+
+
 def test_a_killed_child_never_touches_the_answers_and_is_replaced(shadowed: Service) -> None:
     process = shadowed.pipeline.shadow_process
     assert process is not None
