@@ -115,7 +115,7 @@ def serve(
     shadow_process: bool = typer.Option(
         True,
         "--shadow-process/--shadow-thread",
-        help="Score shadow rollouts in a process of their own at a lower CPU priority, which "
+        help="Score shadow rollouts in a process of their own on idle CPU only, which "
         "also writes their prediction-log records (most of their work off this process's "
         "GIL); --shadow-thread scores them in a thread of this process.",
     ),

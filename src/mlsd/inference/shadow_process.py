@@ -10,7 +10,7 @@ microseconds of pickling, socket and GIL hand-overs, so fewer and larger jobs), 
 the thread path what the child cannot reproduce, and sends the rest as one pickled job:
 the requests as plain tuples, the primary's feature rows (the shadow is compared with the
 champion on exactly its inputs) and each request's `degraded` flag. The child
-(`mlsd.inference.shadow_child`, its own interpreter, at a lower CPU priority) loads the
+(`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
 shadow version from the registry, scores the rows, writes the shadow's prediction-log
 records itself and answers with the scores only; the courier hands them to the pipeline
 (`deliver`), which tells the observers that stay in the server (metrics, `ShadowWatch`
