@@ -83,10 +83,11 @@ def lower_priority() -> None:
     """Run this process (and the threads it starts later) only on CPU the server leaves idle.
 
     `SCHED_IDLE` (Linux): the server's threads preempt it at once. Measured over HTTP (100 %
-    shadow, the child on the server's core, load average 3): champion p99 at half rate
-    +38 % with `SCHED_IDLE`, +55 % and +89 % at nice +5 in two noisier runs, +90 % with the
-    shadow thread; 0 shadows dropped at half rate either way. At the maximum rate, where the
-    server leaves no idle CPU, an idle-class child drops nearly every shadow (counted).
+    shadow, the child on the server's core): champion p99 at half rate −0.1 % (load 1.5,
+    1.7 % of shadows dropped) and +38 % (load 3, none dropped) with `SCHED_IDLE`, +55 % and
+    +89 % at nice +5 in two noisier runs, +90 % to +152 % with the shadow thread. At the
+    maximum rate, where the server leaves no idle CPU, an idle-class child drops nearly
+    every shadow (counted).
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
