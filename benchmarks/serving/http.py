@@ -29,6 +29,12 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "mlsd_untuned": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_TUNE": "0"}),
     # a 100 % shadow (rollout issue: the champion's p99 at half rate grows <= 5 %)
     "mlsd_shadow": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_SHADOW": "100"}),
+    # the same shadow scored by the server's own thread instead of the shadow process
+    "mlsd_shadow_thread": (
+        "mlsd_app",
+        "/v2/health/ready",
+        {"MLSD_BENCH_SHADOW": "100", "MLSD_BENCH_SHADOW_PROCESS": "0"},
+    ),
 }
 
 #: (max_batch_size, max_delay_ms) served over HTTP for the batching curve; -1 = off.
@@ -94,8 +100,8 @@ def http_benchmarks(
                 progress.advance(task)
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in chosen}
-        for same in ("mlsd_no_log", "mlsd_shadow"):  # at mlsd's load: the log's, the
-            if same in rates and "mlsd" in rates:  # shadow's cost at equal rate
+        for same in ("mlsd_no_log", "mlsd_shadow", "mlsd_shadow_thread"):  # at mlsd's load:
+            if same in rates and "mlsd" in rates:  # the log's, the shadows' cost at equal rate
                 rates[same] = rates["mlsd"]
         task = progress.add_task("half rate (open loop)", total=repeats * len(chosen))
         for _ in range(repeats):
@@ -104,6 +110,9 @@ def http_benchmarks(
                 half_runs[name].append(asdict(result))
                 progress.advance(task)
         dropped = _dropped(urls["mlsd_shadow"]) if "mlsd_shadow" in urls else None
+        thread_dropped = (
+            _dropped(urls["mlsd_shadow_thread"]) if "mlsd_shadow_thread" in urls else None
+        )
     bare = max_rps["bare"]
     half = {n: _median_run(runs, "p50_ms") for n, runs in half_runs.items()}
     out: dict[str, Any] = {
@@ -121,6 +130,11 @@ def http_benchmarks(
     if "mlsd" in chosen and dropped is not None:
         out["shadow_overhead_p99"] = half["mlsd_shadow"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0
         out["shadow_dropped"] = dropped
+    if "mlsd" in chosen and thread_dropped is not None:
+        out["shadow_thread_overhead_p99"] = (
+            half["mlsd_shadow_thread"]["p99_ms"] / half["mlsd"]["p99_ms"] - 1.0
+        )
+        out["shadow_thread_dropped"] = thread_dropped
     return out
 
 

@@ -40,7 +40,9 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             console.print(
                 f"100 % shadow: champion p99 {http['shadow_overhead_p99'] * 100:+.1f} % at "
                 f"mlsd's half rate (target <= +5 %), {http['shadow_dropped']:.0f} shadow "
-                "scorings dropped (queue full)"
+                "scorings dropped (queue full); scored by the server's thread instead: "
+                f"{http.get('shadow_thread_overhead_p99', float('nan')) * 100:+.1f} %, "
+                f"{http.get('shadow_thread_dropped', float('nan')):.0f} dropped"
             )
     shadow = results.get("shadow_cost")
     if shadow:
@@ -48,7 +50,13 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             f"100 % shadow, in process: answer p50 {shadow['overhead_p50'] * 100:+.1f} %, "
             f"p99 {shadow['overhead_p99'] * 100:+.1f} % (target <= +5 %); CPU per call "
             f"{shadow['none_cpu_us_per_call']:.0f} -> {shadow['shadow_cpu_us_per_call']:.0f} µs "
-            f"({shadow['overhead_cpu'] * 100:+.0f} %); {shadow['dropped']:.0f} shadows dropped"
+            f"({shadow['overhead_cpu'] * 100:+.0f} %; the server's own "
+            f"{shadow.get('shadow_server_cpu_us_per_call', float('nan')):.0f} µs, the shadow "
+            f"process {shadow.get('shadow_child_cpu_us_per_call', float('nan')):.0f} µs); "
+            f"{shadow['dropped']:.0f} shadows dropped. In the server's thread instead: p50 "
+            f"{shadow.get('thread_overhead_p50', float('nan')) * 100:+.1f} %, p99 "
+            f"{shadow.get('thread_overhead_p99', float('nan')) * 100:+.1f} %, CPU "
+            f"{shadow.get('thread_cpu_us_per_call', float('nan')):.0f} µs"
         )
     cost = results.get("log_cost")
     if cost:

@@ -11,7 +11,8 @@ cache), MLSD_BENCH_BATCH="max_batch_size,max_delay_ms" (micro-batching),
 MLSD_BENCH_HOT_PATH=0 (/v1/score through its FastAPI route, not the hot path),
 MLSD_BENCH_TUNE=0 (no GC / GIL process tuning), MLSD_BENCH_SHADOW=100 (every request
 also scored in shadow by fraud/2, a copy of the champion under another version, so its
-cache entries are its own: the full cost of a 100 % shadow).
+cache entries are its own: the full cost of a 100 % shadow), scored by the shadow scorer
+process as under `mlsd serve` (MLSD_BENCH_SHADOW_PROCESS=0: by the server's thread).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def mlsd_app() -> FastAPI:
     # as `mlsd serve`: tuned, live drift on
     drift = os.environ.get("MLSD_BENCH_DRIFT", "1") != "0"
     options = ServeOptions(models=("fraud@champion",), tune_process=tune, monitor_drift=drift)
+    options.shadow_process = os.environ.get("MLSD_BENCH_SHADOW_PROCESS", "1") != "0"
     batch = os.environ.get("MLSD_BENCH_BATCH")
     if batch:
         size, delay = batch.split(",")

@@ -1,12 +1,14 @@
 """What a 100 % shadow costs the champion, in process (no HTTP noise).
 
-Two services on the same data folder, both with the prediction log and no cache; one has
+Three services on the same data folder, all with the prediction log and no cache; two have
 a `ShadowLayer` mirroring every request to fraud/2 (a copy of the champion under another
-version, so none of its work is shared). They score the same transactions one at a time,
-blocks alternating so machine noise hits both alike. Per service: the primary's p50/p99
-(the answer's latency; the shadow is scored by the shadow queue's thread meanwhile) and the
-process CPU time per call including the shadow's (each block waits for its shadows before
-the clock stops). Also in the HTTP benchmark as the `mlsd_shadow` server.
+version, so none of its work is shared): `shadow` scores it in the shadow scorer process
+(as `mlsd serve`), `thread` in the server's shadow thread. They score the same transactions
+one at a time, blocks alternating so machine noise hits all alike. Per service: the
+primary's p50/p99 (the answer's latency; the shadow is scored meanwhile) and the CPU time
+per call including the shadow's (each block waits for its shadows before the clock stops):
+the server's own, and for `shadow` the child's besides (from /proc). Also in the HTTP
+benchmark as the `mlsd_shadow` and `mlsd_shadow_thread` servers.
 
 .venv/bin/python -m benchmarks.serving.shadow_cost HOME   (HOME from fixture.prepare_home)
 """
@@ -14,7 +16,9 @@ the clock stops). Also in the HTTP benchmark as the `mlsd_shadow` server.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,8 +26,41 @@ import numpy as np
 from benchmarks.serving.log_cost import _transactions
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) a process used so far, 0 if it is gone (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads() -> dict[int, threading.Thread]:
+    return {t.ident: t for t in threading.enumerate() if t.ident is not None}
+
+
+def _threads_cpu_s(threads: list[threading.Thread]) -> float:
+    """CPU seconds the given threads used so far (each thread's own CPU clock)."""
+    total = 0.0
+    for thread in threads:
+        if thread.ident is None or not thread.is_alive():
+            continue
+        try:
+            total += time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, AttributeError):  # exited meanwhile, or not on this OS
+            continue
+    return total
+
+
 def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float]:
-    """p50/p99 (µs) of the answer and CPU µs per call, with and without a 100 % shadow."""
+    """p50/p99 (µs) of the answer and CPU µs per call, without a shadow, with a 100 % shadow
+    in the shadow process (`shadow`) and in the server's thread (`thread`).
+
+    `*_bg_cpu_us_per_call` is the CPU of the service's own background threads (shadow
+    worker or courier, the log's flusher, ...): Python work that competes with the event
+    loop for the GIL, the tail's cause, measured by thread CPU clocks and so not by the
+    machine's noise.
+    """
     from mlsd.inference.batcher import BatchConfig
     from mlsd.inference.endpoint import HostedEndpoint
     from mlsd.inference.observers import ScoringRequest
@@ -36,37 +73,63 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
     settings = Settings(home=home)
     options = {"models": ("fraud@champion",), "watch_aliases": False, "watch_rollouts": False,
                "batching": BatchConfig(1, -1.0), "cache_predictions": False}  # fmt: skip
-    services = {name: build_service(settings, ServeOptions(**options))  # type: ignore[arg-type]
-                for name in ("none", "shadow")}  # fmt: skip
-    for service in services.values():
+    services = {}
+    own: dict[str, dict[int, threading.Thread]] = {}  # each service's background threads
+    for name in ("none", "shadow", "thread"):
+        before = _threads()
+        services[name] = build_service(settings, ServeOptions(  # type: ignore[arg-type]
+            **options, shadow_process=name == "shadow"))  # fmt: skip
+        own[name] = {i: t for i, t in _threads().items() if i not in before}
+    for name, service in services.items():
         service.load_all()
+        if name != "none":
+            service.host.load("fraud/2")
+            endpoint = HostedEndpoint(service.host, "fraud", None, version=2)
+            service.pipeline.install(ShadowLayer("bench", Variant("v2", endpoint), 100.0))
     shadowed = services["shadow"]
-    shadowed.host.load("fraud/2")
-    endpoint = HostedEndpoint(shadowed.host, "fraud", None, version=2)
-    shadowed.pipeline.install(ShadowLayer("bench", Variant("v2", endpoint), 100.0))
     txs = _transactions(calls)
     timings: dict[str, list[float]] = {name: [] for name in services}
     cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    bg_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
+    child_cpu = 0.0
+
+    def child_pid() -> int | None:
+        process = shadowed.pipeline.shadow_process
+        return None if process is None else process.pid
 
     async def run() -> None:
-        for service in services.values():  # warm up
+        nonlocal child_cpu
+        for name, service in services.items():  # warm up (the shadow process starts)
+            before = _threads()
             for tx in txs[:50]:
                 await service.score(ScoringRequest("warm", "score", [tx]))
             await service.pipeline.drain()
+            own[name].update({i: t for i, t in _threads().items() if i not in before})
+        while child_pid() is None:
+            await asyncio.sleep(0.1)
         for start in range(0, calls, block):
             for name, service in services.items():
-                began_cpu = time.process_time()
+                pid = child_pid() if name == "shadow" else None
+                threads = list(own[name].values())
+                began_cpu, began_child = time.process_time(), _cpu_s(pid)
+                began_bg = _threads_cpu_s(threads)
                 for tx in txs[start : start + block]:
                     began = time.perf_counter()
                     await service.score(ScoringRequest(f"r{tx.transaction_id}", "score", [tx]))
                     timings[name].append(time.perf_counter() - began)
                 await service.pipeline.drain()  # the shadows' work is in this block's CPU
                 cpu[name] += time.process_time() - began_cpu
+                bg_cpu[name] += _threads_cpu_s(threads) - began_bg
+                if pid is not None:
+                    child_cpu += _cpu_s(pid) - began_child
 
     try:
         asyncio.run(run())
     finally:
-        dropped = float(shadowed.pipeline.shadows.dropped)
+        process = shadowed.pipeline.shadow_process
+        dropped = float(process.dropped if process is not None else 0)
+        dropped += float(shadowed.pipeline.shadows.dropped)
+        thread_dropped = float(services["thread"].pipeline.shadows.dropped)
         for service in services.values():
             service.close()
     out: dict[str, float] = {}
@@ -75,10 +138,21 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
         out[f"{name}_p50_us"] = float(np.percentile(us, 50))
         out[f"{name}_p99_us"] = float(np.percentile(us, 99))
         out[f"{name}_cpu_us_per_call"] = cpu[name] / calls * 1e6
-    out["overhead_p99"] = out["shadow_p99_us"] / out["none_p99_us"] - 1.0
-    out["overhead_p50"] = out["shadow_p50_us"] / out["none_p50_us"] - 1.0
-    out["overhead_cpu"] = out["shadow_cpu_us_per_call"] / out["none_cpu_us_per_call"] - 1.0
+        out[f"{name}_bg_cpu_us_per_call"] = bg_cpu[name] / calls * 1e6
+    out["shadow_server_cpu_us_per_call"] = out["shadow_cpu_us_per_call"]
+    out["shadow_child_cpu_us_per_call"] = child_cpu / calls * 1e6
+    out["shadow_cpu_us_per_call"] += out["shadow_child_cpu_us_per_call"]
+    for name, prefix in (("shadow", ""), ("thread", "thread_")):
+        out[f"{prefix}overhead_p99"] = out[f"{name}_p99_us"] / out["none_p99_us"] - 1.0
+        out[f"{prefix}overhead_p50"] = out[f"{name}_p50_us"] / out["none_p50_us"] - 1.0
+        out[f"{prefix}overhead_cpu"] = (
+            out[f"{name}_cpu_us_per_call"] / out["none_cpu_us_per_call"] - 1.0
+        )
+    out["overhead_server_cpu"] = (
+        out["shadow_server_cpu_us_per_call"] / out["none_cpu_us_per_call"] - 1.0
+    )
     out["dropped"] = dropped
+    out["thread_dropped"] = thread_dropped
     out["calls"] = float(calls)
     return out
 

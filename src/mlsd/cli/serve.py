@@ -112,6 +112,13 @@ def serve(
     performance_every: float = typer.Option(
         60.0, "--performance-every", min=1.0, help="Seconds between performance refreshes."
     ),
+    shadow_process: bool = typer.Option(
+        True,
+        "--shadow-process/--shadow-thread",
+        help="Score shadow rollouts in a process of their own on idle CPU only, which "
+        "also writes their prediction-log records (most of their work off this process's "
+        "GIL); --shadow-thread scores them in a thread of this process.",
+    ),
     job_worker: bool = typer.Option(
         True,
         "--job-worker/--no-job-worker",
@@ -170,6 +177,7 @@ def serve(
         alert_rules=alert_rules,
         alert_webhook=alert_webhook,
         run_jobs=job_worker,
+        shadow_process=shadow_process,
         dashboard=ui,
         dashboard_sample_s=ui_sample_s,
         labels=None if labels is None else str(labels),

@@ -118,8 +118,16 @@ class ServingMetrics:
             ["variant"],
             registry=r,
         )
+        self.shadow_restarts = Counter(
+            "mlsd_shadow_process_restarts_total",
+            "Shadow scorer processes that died, hung or did not start, and were replaced "
+            "(their shadows in flight are counted in mlsd_shadow_dropped_total).",
+            registry=r,
+        )
         self.shadow_queued = Gauge(
-            "mlsd_shadow_queue_depth", "Shadow scorings waiting for the shadow worker.", registry=r
+            "mlsd_shadow_queue_depth",
+            "Shadow scorings waiting for the shadow worker (or the shadow scorer process).",
+            registry=r,
         )
         self.rollout_share = Gauge(
             "mlsd_rollout_share_percent",

@@ -8,9 +8,12 @@
       -> the variant's cache -> its model -> decisions at its threshold
       -> observers (prediction log, metrics, later shadow comparison, drift, audit ...)
 
-The primary's batch answers the caller; shadows are scored after it by the shadow queue's
-worker thread (bounded: a full queue drops and counts, `mlsd.inference.shadow_queue`) and
-only observers see them. A route may name a fallback (a canary's champion): when the
+The primary's batch answers the caller; shadows are scored after it, off the response path,
+and only observers see them: by the shadow queue's worker thread
+(`mlsd.inference.shadow_queue`), or, once `use_shadow_process` was called (`mlsd serve`),
+by a process of their own that also writes their prediction-log records, so their work
+leaves this process's GIL (`mlsd.inference.shadow_process`). Both are bounded: a full
+queue drops and counts. A route may name a fallback (a canary's champion): when the
 primary raises, the failure goes to the failure observers and the fallback answers.
 Routing layers and observers are installed through `install` and `add_observer`, never by
 mutating a handler.
@@ -23,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +48,10 @@ from mlsd.inference.observers import (
 )
 from mlsd.inference.routing import Route, RoutingLayer, Variant
 from mlsd.inference.runtimes import check_matrix
+from mlsd.inference.shadow_process import ShadowProcess
 from mlsd.inference.shadow_queue import Item, ShadowQueue
 from mlsd.inference.spec import LoadedModel
+from mlsd.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,12 @@ class ScoringPipeline:
         self._observers: list[tuple[ScoringObserver, bool, TickObserve | None]] = []
         self._failure_observers: list[FailureObserver] = []
         self._failed_variants: set[str] = set()
+        self.shadow_capacity = shadow_capacity
+        #: Shadows scored by a thread (all of them, without a shadow process).
         self.shadows = ShadowQueue(self._score_shadows, metrics, shadow_capacity)
+        #: Shadows scored by a process of their own (`use_shadow_process`), or None.
+        self.shadow_process: ShadowProcess | None = None
+        self._logged_apart: ScoringObserver | None = None
 
     # -- registration -------------------------------------------------------------------------
 
@@ -147,6 +158,31 @@ class ScoringPipeline:
         """Stop telling `observer` of failures."""
         self._failure_observers = [o for o in self._failure_observers if o is not observer]
 
+    def use_shadow_process(
+        self, settings: Settings, log: ScoringObserver | None = None, **limits: Any
+    ) -> ShadowProcess:
+        """Score shadows from now on in a process of their own (the thread keeps those it
+        cannot score: `mlsd.inference.shadow_process`), started at the first shadow.
+
+        `log` is this pipeline's prediction-log observer (None: it logs nothing): the
+        process writes the shadows' records to the log `settings` names itself, so `log` is
+        not told of the shadows it scored; every other observer is. `limits` are
+        `ShadowProcess` keywords (linger_s, max_batch, max_in_flight, hung_s).
+        """
+        if self.shadow_process is not None:
+            raise ValueError("this pipeline already has a shadow process")
+        self.shadow_process = ShadowProcess(
+            settings, self.metrics, self._scored_apart, self._score_shadows_later,
+            log_predictions=log is not None, capacity=self.shadow_capacity, **limits,
+        )  # fmt: skip
+        self._logged_apart = log
+        return self.shadow_process
+
+    def close(self) -> None:
+        """Stop the shadow process, if any, once it scored what it holds (a few seconds)."""
+        if self.shadow_process is not None:
+            self.shadow_process.close()
+
     # -- routing ------------------------------------------------------------------------------
 
     def route(self, request: ScoringRequest) -> Route:
@@ -193,7 +229,7 @@ class ScoringPipeline:
             except Exception:
                 log.exception("observer failed on request %s", request.request_id)
         if route.shadows:
-            self.shadows.put(route.shadows, request, batch)
+            (self.shadow_process or self.shadows).put(route.shadows, request, batch)
         return batch
 
     def score_sync(self, request: ScoringRequest, *, rows: RowBuilder | None = None) -> ScoredBatch:
@@ -222,7 +258,51 @@ class ScoringPipeline:
 
     async def drain(self) -> None:
         """Wait for the shadows still queued or being scored (tests, shutdown)."""
+        if self.shadow_process is not None:
+            await asyncio.to_thread(self.shadow_process.join)
         await asyncio.to_thread(self.shadows.join)
+
+    def _score_shadows_later(self, items: list[Item]) -> None:
+        """Shadows the shadow process cannot score, to the thread (bounded the same way)."""
+        for variant, request, primary in items:
+            self.shadows.put((variant,), request, primary)
+
+    def _scored_apart(
+        self,
+        variant: Variant,
+        model: LoadedModel,
+        items: list[Item],
+        scores: np.ndarray,
+        ok: np.ndarray,
+        latency_s: float,
+        model_s: float,
+        error: str | None,
+    ) -> None:
+        """Shadows the shadow process scored (and logged), to every other observer."""
+        if model_s > 0:
+            self.metrics.child(self.metrics.inference_latency, model.name).observe(model_s)
+        end = 0
+        for (_, request, primary), scored in zip(items, ok.tolist(), strict=True):
+            if primary is None:  # never sent: the process takes the primary's rows
+                continue
+            start, end = end, end + len(primary.values)
+            if not scored:
+                failure = RuntimeError(error or "the shadow process did not score it")
+                self._failed(variant, "shadow", request, time.perf_counter() - latency_s, failure)
+                continue
+            part = scores[start:end]
+            batch = ScoredBatch(
+                request, variant.name, "shadow", model, primary.values, part,
+                decide(part.tolist(), model.threshold), np.zeros(len(part), dtype=bool),
+                primary.statuses, primary.degraded, latency_s,
+            )  # fmt: skip
+            for observer, _, _ in self._observers:
+                if observer is self._logged_apart:
+                    continue
+                try:
+                    observer.observe(batch)
+                except Exception:
+                    log.exception("observer %r failed on shadow %s", observer, request.request_id)
 
     def _score_shadow(
         self, variant: Variant, request: ScoringRequest, primary: ScoredBatch | None = None

@@ -1,5 +1,10 @@
 """The shadow queue: shadows are scored by one worker thread, off the response path.
 
+This is the in-thread path: every shadow without a shadow process, and, with one
+(`mlsd.inference.shadow_process`, as under `mlsd serve`), the shadows it cannot reproduce
+(a wrapped runtime, features of their own). Jobs and stream processors (`score_sync`) score
+their shadows inline instead.
+
 A shadow scored on the event loop would run its model inline (the micro-batcher calls the
 runtime on the loop): a challenger that takes 50 ms would delay every answer. Here a
 request's shadows are put on a bounded queue and scored by a worker thread through the

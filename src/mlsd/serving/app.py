@@ -155,6 +155,8 @@ def build_service(settings: Settings, options: ServeOptions | None = None) -> Se
         metrics=metrics,
     )
     service.jobs = open_jobs(settings, service)
+    if options.shadow_process:
+        service.pipeline.use_shadow_process(settings, service.log_observer)
     service.owned = [host.registry, features]
     if options.monitor_drift:
         service.owned.insert(0, install_drift(service, options))

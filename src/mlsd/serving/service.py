@@ -111,6 +111,11 @@ class ServeOptions:
     rollout_poll_s: float = 0.2
     #: Shadow scorings waiting at most (beyond: dropped, counted in mlsd_shadow_dropped_total).
     shadow_capacity: int = 1024
+    #: Score shadows in a process of their own, which writes their prediction-log records
+    #: itself (`mlsd.inference.shadow_process`): most of their work leaves this process's GIL.
+    #: One more process per server, so off for an embedded app; `mlsd serve` turns it on.
+    #: Opened by `mlsd.serving.app.build_service` (the child opens the settings' log).
+    shadow_process: bool = False
     #: The dashboard page (`/ui`, `mlsd.monitoring.dashboard`): a thread reads the service's
     #: counters every `dashboard_sample_s` seconds (nothing is added per request).
     dashboard: bool = True
@@ -189,8 +194,12 @@ class Service:
             ),
         )
         self.pipeline.add_observer(MetricsObserver(self.metrics))
-        if prediction_log is not None:
-            self.pipeline.add_observer(PredictionLogObserver(prediction_log), critical=True)
+        #: The prediction log's observer (None without a log).
+        self.log_observer = (
+            PredictionLogObserver(prediction_log) if prediction_log is not None else None
+        )
+        if self.log_observer is not None:
+            self.pipeline.add_observer(self.log_observer, critical=True)
         self.default_model: str | None = None
         self.loaded = False
         self.load_error: str | None = None
@@ -312,9 +321,11 @@ class Service:
             self.metrics.alias_lag.labels(name, alias).set(1 if (name, alias) in lagging else 0)
 
     def close(self) -> None:
-        """Stop the watchers and the job queue, flush the log, release backends."""
+        """Stop the watchers, the shadow process and the job queue, flush the log, release
+        backends."""
         if self.rollouts is not None:
             self.rollouts.stop()
+        self.pipeline.close()
         self.host.stop()
         if self.jobs is not None:
             self.jobs.stop()

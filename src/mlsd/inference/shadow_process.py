@@ -1,0 +1,390 @@
+"""Shadows scored by a process of their own: most of their work off the server's GIL.
+
+Scored by a thread (`mlsd.inference.shadow_queue`), a 100 % shadow doubled the server's
+Python work that competes with the event loop for the GIL: the shadow's prediction-log
+records (journal writes, the flusher's encoding), its observers, its model call's glue; the
+champion's p99 at half the maximum rate grew 86 % in one benchmark run (benchmarks/serving,
+`mlsd_shadow`). Here `put` only appends to a list (under a microsecond on the event loop);
+a courier thread takes what gathered every `linger_s` (20 ms: each job costs a few hundred
+microseconds of pickling, socket and GIL hand-overs, so fewer and larger jobs), keeps in
+the thread path what the child cannot reproduce, and sends the rest as one pickled job:
+the requests as plain tuples, the primary's feature rows (the shadow is compared with the
+champion on exactly its inputs) and each request's `degraded` flag. The child
+(`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
+shadow version from the registry, scores the rows, writes the shadow's prediction-log
+records itself and answers with the scores only; the courier hands them to the pipeline
+(`deliver`), which tells the observers that stay in the server (metrics, `ShadowWatch`
+pairing, drift): a few microseconds per request. Measured in process
+(benchmarks/serving/shadow_cost.py, load average ~5 on 2 cores): the server's background
+threads spend 19-31 µs of CPU per call with the shadow process, 41-76 µs with the shadow
+thread, 6-7 µs with no shadow.
+
+Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
+are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
+as are the shadows of a job lost with a child that died. A child that dies, or answers
+nothing for `hung_s`, is killed and replaced (`mlsd_shadow_process_restarts_total`; starts
+that fail are retried with a wait doubling up to 30 s): the answers never wait for it.
+
+A shadow goes to the child when its model is a registry version as the host built it (an
+ONNX or LightGBM runtime: the child builds the same) with the primary's features; any other
+(a wrapped runtime, features of its own to read from the online store) is scored by the
+pipeline's thread (`fallback`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from mlsd.inference import shadow_child
+from mlsd.inference.metrics import ServingMetrics
+from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.routing import Variant
+from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
+from mlsd.inference.shadow_queue import Item, ShadowScorer
+from mlsd.inference.spec import LoadedModel
+from mlsd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Takes one variant's scored shadows back: (variant, the server's copy of its version, the
+#: items, scores of their rows, which items were scored, latency s, model call s, error).
+Deliver = Callable[
+    [Variant, LoadedModel, list[Item], np.ndarray, np.ndarray, float, float, str | None], None
+]
+#: Longest wait between two attempts to start a child.
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class _Sent:
+    """A job with the child: when it left, and per variant what it holds."""
+
+    at: float
+    groups: list[tuple[Variant, LoadedModel, list[Item]]]
+
+    @property
+    def items(self) -> int:
+        return sum(len(items) for _, _, items in self.groups)
+
+
+def reproducible(model: LoadedModel) -> bool:
+    """Whether a child loading `model`'s version from the registry scores exactly as it."""
+    return isinstance(model.runtime, OnnxRuntime | LightGBMRuntime)
+
+
+class ShadowProcess:
+    """The server's side of the shadow scorer process: the bounded list, the courier."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: ServingMetrics,
+        deliver: Deliver,
+        fallback: ShadowScorer,
+        *,
+        log_predictions: bool = True,
+        capacity: int = 1024,
+        linger_s: float = 0.02,
+        max_batch: int = 256,
+        max_in_flight: int = 2,
+        hung_s: float = 60.0,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        if capacity < 1 or max_batch < 1 or max_in_flight < 1:
+            raise ValueError("capacity, max_batch and max_in_flight must be >= 1")
+        self.settings = settings
+        self.log_predictions = log_predictions
+        self.capacity, self.linger_s, self.max_batch = capacity, linger_s, max_batch
+        self.max_in_flight, self.hung_s = max_in_flight, hung_s
+        self.start_timeout_s = start_timeout_s
+        self._metrics = metrics
+        self._deliver = deliver
+        self._fallback = fallback
+        self._pending: list[Item] = []
+        self._sent: dict[int, _Sent] = {}
+        self._seq = 0
+        self._taking = False  # items taken from the list, not yet sent on
+        self._due = 0.0  # when the next job may leave (monotonic)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._failures = 0  # since the last job answered: the wait before the next start
+        self.dropped = 0
+        self.restarts = 0
+
+    # -- the scoring path ---------------------------------------------------------------------
+
+    def put(
+        self,
+        variants: tuple[Variant, ...],
+        request: ScoringRequest,
+        primary: ScoredBatch | None = None,
+    ) -> None:
+        """Queue every shadow of `request`; drop (and count) what does not fit. Never waits."""
+        if self._thread is None:
+            self._start()
+        with self._lock:
+            for variant in variants:
+                if len(self._pending) >= self.capacity:
+                    self._drop(variant.name, 1)
+                else:
+                    self._pending.append((variant, request, primary))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def depth(self) -> int:
+        """Shadows waiting or with the child now."""
+        with self._lock:
+            return len(self._pending) + sum(s.items for s in self._sent.values())
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None while none runs)."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every queued shadow was scored and handed back, or dropped."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._pending and not self._sent and not self._taking, timeout
+            )
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Score what is queued (waiting at most `timeout_s`), then stop the child."""
+        if self._thread is not None:
+            self.join(timeout_s)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s + 5.0)
+        self._end_child(graceful=True)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="mlsd-shadow-courier", daemon=True
+                )
+                self._thread.start()
+
+    def _drop(self, variant: str, n: int) -> None:
+        self.dropped += n
+        self._metrics.child(self._metrics.shadow_dropped, variant).inc(n)
+
+    # -- the courier --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._turn()
+            except Exception:  # the courier must outlive any bug: log it, go on
+                log.exception("shadow courier failed")
+                self._stop.wait(1.0)
+
+    def _turn(self) -> None:
+        """Keep a child running (from the first shadow on), ship, take answers back."""
+        if self._conn is None and not self._spawn():  # none yet, or it died: start one
+            return
+        if not self._pending and not self._sent:
+            if self._wake.wait(1.0):
+                self._due = time.monotonic() + self.linger_s  # let a few requests gather
+            elif self._process is not None and self._process.poll() is not None:
+                self._died(f"exited (code {self._exitcode()})")  # found while idle
+            self._wake.clear()
+            return
+        wait = max(0.0, self._due - time.monotonic())
+        if len(self._sent) >= self.max_in_flight:
+            self._receive(self.linger_s)  # nothing may leave before an answer
+        elif self._sent:
+            self._receive(wait)  # answers until the next job is due
+        elif wait > 0:
+            self._stop.wait(wait)
+        if time.monotonic() < self._due and len(self._pending) < self.max_batch:
+            return  # one job per linger: an answer must not send a job per request
+        if self._conn is not None and self._pending and len(self._sent) < self.max_in_flight:
+            self._ship(self._conn)
+            self._due = time.monotonic() + self.linger_s
+        oldest = min((s.at for s in self._sent.values()), default=None)
+        if oldest is not None and time.monotonic() - oldest > self.hung_s:
+            self._died(f"answered nothing for {self.hung_s:g} s")
+
+    def _spawn(self) -> bool:
+        """Start a child and wait until it is ready; False (and a longer wait) if it fails."""
+        if self._failures:
+            self._stop.wait(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._failures - 1)))
+            if self._stop.is_set():
+                return False
+        try:
+            process, ours = self._popen()
+        except OSError as exc:  # no process, or it died before it read its settings
+            self._failures += 1
+            log.warning("shadow scorer process did not start: %s", exc)
+            return False
+        self._process, self._conn = process, ours
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._stop.is_set() and time.monotonic() < deadline and process.poll() is None:
+            try:
+                if ours.poll(0.25):
+                    if ours.recv() == shadow_child.READY:
+                        log.info("shadow scorer process %s ready", process.pid)
+                        return True
+                    break
+            except (EOFError, OSError):
+                break
+        if not self._stop.is_set():
+            self._died(f"did not start (code {self._exitcode()})")
+        return False
+
+    def _popen(self) -> tuple[subprocess.Popen[bytes], Connection]:
+        """`python -m mlsd.inference.shadow_child FD` on one end of a socket pair.
+
+        Not multiprocessing's spawn: it re-runs the parent's main script in the child, and
+        an embedding script without a `__main__` guard would start its server again there.
+        The child gets this process's `sys.path`, then its settings through the pipe.
+        """
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mlsd.inference.shadow_child", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        try:
+            conn.send((self.settings, self.log_predictions))
+        except OSError:
+            conn.close()
+            process.kill()
+            process.wait()
+            raise
+        return process, conn
+
+    def _ship(self, conn: Connection) -> None:
+        with self._lock:
+            items = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._taking = True  # join waits until they are sent on (or to the thread)
+        try:
+            self._send(conn, items)
+        finally:
+            with self._changed:
+                self._taking = False
+                self._changed.notify_all()
+
+    def _send(self, conn: Connection, items: list[Item]) -> None:
+        groups: dict[str, tuple[Variant, LoadedModel, list[Item]]] = {}
+        alone: list[Item] = []
+        for item in items:
+            variant, _, primary = item
+            try:
+                model = variant.endpoint.current()
+            except Exception:  # noqa: BLE001 - the thread path reports it
+                alone.append(item)
+                continue
+            if (primary is None or not reproducible(model)
+                    or primary.model.feature_names != model.feature_names):  # fmt: skip
+                alone.append(item)
+                continue
+            key = f"{variant.name}\0{model.key}"
+            groups.setdefault(key, (variant, model, []))[2].append(item)
+        if alone:
+            self._fallback(alone)
+        if not groups:
+            return
+        job: shadow_child.Job = (self._seq + 1, [
+            (variant.name, model.name, model.version,
+             np.concatenate([p.values for _, _, p in its if p is not None]),
+             [shadow_child.to_wire(r, len(p.values)) for _, r, p in its if p is not None],
+             [p.degraded for _, _, p in its if p is not None])
+            for variant, model, its in groups.values()
+        ])  # fmt: skip
+        self._seq += 1
+        with self._lock:
+            self._sent[self._seq] = _Sent(time.monotonic(), list(groups.values()))
+        self._metrics.shadow_queued.set(len(self._pending))
+        try:
+            conn.send(job)
+        except (OSError, ValueError) as exc:
+            self._died(f"took no job ({exc})")
+
+    def _receive(self, timeout: float) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            if not conn.poll(timeout):
+                return
+            seq, results = conn.recv()
+        except (EOFError, OSError):
+            self._died(f"closed its pipe (code {self._exitcode()})")
+            return
+        with self._lock:
+            sent = self._sent.pop(seq, None)
+        self._failures = 0
+        if sent is not None:
+            for (variant, model, items), result in zip(sent.groups, results, strict=True):
+                try:
+                    self._deliver(variant, model, items, *result)
+                except Exception:  # one variant's observers failing must not stop the courier
+                    log.exception("shadow %s: handing back %d scorings failed",
+                                  variant.name, len(items))  # fmt: skip
+        with self._changed:
+            self._changed.notify_all()
+
+    # -- the child's end ----------------------------------------------------------------------
+
+    def _exitcode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def _died(self, why: str) -> None:
+        """Forget a dead (or hung: killed) child and its jobs; the next turn starts another."""
+        pid = None if self._process is None else self._process.pid
+        self._end_child(graceful=False)
+        self._failures += 1
+        self.restarts += 1
+        self._metrics.shadow_restarts.inc()
+        with self._lock:
+            lost, self._sent = list(self._sent.values()), {}
+            self._changed.notify_all()
+        for sent in lost:
+            for variant, _, items in sent.groups:
+                self._drop(variant.name, len(items))
+        log.warning("shadow scorer process %s %s: %d job(s) lost, starting another",
+                    pid, why, len(lost))  # fmt: skip
+
+    def _end_child(self, *, graceful: bool) -> None:
+        process, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            if graceful:
+                with contextlib.suppress(OSError, ValueError):  # a dead child
+                    conn.send(None)
+            conn.close()
+        if process is not None:
+            if not graceful:
+                process.kill()
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5.0)

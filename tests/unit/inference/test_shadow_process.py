@@ -1,0 +1,168 @@
+"""Shadows scored by the shadow scorer process: logged by it, told to the server's observers,
+dropped and counted when it falls behind, and a killed child never touches the answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlsd.inference.endpoint import VersionEndpoint
+from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.routing import Variant
+from mlsd.predlog import make_prediction_log, open_reader
+from mlsd.registry import Registry
+from mlsd.rollout import ShadowLayer
+from mlsd.rollout.testing import broken
+from mlsd.serving.service import Service
+from mlsd.settings import Settings
+from tests.unit.inference.layers import Seen
+from tests.unit.rollout.conftest import transaction, wait_until
+from tests.unit.serving.conftest import make_service
+
+
+@pytest.fixture
+def shadowed(settings: Settings, registry: Registry, store: Any) -> Iterator[Service]:
+    """A logging service whose every request is shadowed by fraud/2, in a shadow process."""
+    service = make_service(settings, registry, store, prediction_log=make_prediction_log(settings))
+    service.pipeline.use_shadow_process(settings, service.log_observer, hung_s=30.0)
+    service.host.load("fraud/2")
+    endpoint = VersionEndpoint(service.host.get("fraud", version=2))
+    service.pipeline.install(ShadowLayer("s1", Variant("v2", endpoint), 100.0))
+    yield service
+    service.close()
+
+
+def score(service: Service, ids: range, *, drain: bool = True) -> None:
+    async def main() -> None:
+        await asyncio.gather(
+            *(service.score(ScoringRequest(f"q{i}", "score", [transaction(i)])) for i in ids)
+        )
+        if drain:
+            await service.pipeline.drain()
+
+    asyncio.run(main())
+
+
+def test_the_process_scores_and_logs_shadows_the_server_observes(
+    shadowed: Service, settings: Settings
+) -> None:
+    seen = Seen()
+    shadowed.pipeline.add_observer(seen)
+    score(shadowed, range(40))
+    process = shadowed.pipeline.shadow_process
+    assert process is not None
+    assert process.pid not in (None, os.getpid())
+    model = shadowed.host.get("fraud", version=2)
+    primary = {b.request.request_id: b for b in seen.batches if b.role == "primary"}
+    shadows = {b.request.request_id: b for b in seen.batches if b.role == "shadow"}
+    assert set(shadows) == set(primary) == {f"q{i}" for i in range(40)}
+    for rid, batch in shadows.items():  # the server's observers see the child's scores
+        assert (batch.variant, batch.model.version) == ("s1:shadow", 2)
+        np.testing.assert_array_equal(batch.values, primary[rid].values)
+        np.testing.assert_allclose(batch.scores, model.predict(batch.values), rtol=1e-6)
+    assert shadowed.pipeline.shadows.depth == 0, "nothing went through the thread"
+    shadowed.close()  # the child writes what it buffered
+    frame = open_reader(settings).read()
+    by_variant = frame.groupby("variant")["request_id"].apply(set).to_dict()
+    assert by_variant == {"champion": set(primary), "s1:shadow": set(shadows)}
+    logged = frame[frame["variant"] == "s1:shadow"].set_index("request_id")
+    for rid, batch in shadows.items():  # one record each, written by the child
+        assert logged.loc[rid, "version"] == "2"
+        assert logged.loc[rid, "score"] == pytest.approx(float(batch.scores[0]), rel=1e-6)
+        assert logged.loc[rid, "decision"] == batch.decisions[0]
+        assert logged.loc[rid, "transaction_id"] == int(rid[1:])
+
+
+def test_shadows_are_dropped_and_counted_while_the_child_is_stopped(shadowed: Service) -> None:
+    process = shadowed.pipeline.shadow_process
+    assert process is not None
+    score(shadowed, range(3))  # the child is up
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a child that takes forever
+    try:
+        seen = Seen()
+        shadowed.pipeline.add_observer(seen)
+        for start in range(0, 3000, 100):  # batches of requests, the courier ships between
+            score(shadowed, range(10 + start, 110 + start), drain=False)
+        answered = [b for b in seen.batches if b.role == "primary"]
+        assert len(answered) == 3000, "every request answered"
+        assert process.dropped > 0
+        assert process.depth <= process.capacity + process.max_in_flight * process.max_batch
+        metrics = shadowed.metrics.render().decode()
+        assert f'mlsd_shadow_dropped_total{{variant="s1:shadow"}} {float(process.dropped)}' in (
+            metrics
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert process.join(30.0), "the child catches up with what it kept"
+    assert process.pid == pid
+    assert process.restarts == 0
+
+
+def test_tensor_rows_are_scored_and_logged_by_the_child(
+    shadowed: Service, settings: Settings
+) -> None:
+    seen = Seen()
+    shadowed.pipeline.add_observer(seen)
+    score(shadowed, range(2))
+    rows = np.concatenate([b.values for b in seen.batches if b.role == "primary"])
+
+    async def main() -> None:
+        await shadowed.score(ScoringRequest("t1", "v2", values=rows))
+        await shadowed.pipeline.drain()
+
+    asyncio.run(main())
+    shadow = [b for b in seen.batches if b.role == "shadow" and b.request.request_id == "t1"]
+    assert len(shadow) == 1
+    np.testing.assert_array_equal(shadow[0].values, rows)
+    shadowed.close()
+    frame = open_reader(settings).read()
+    logged = frame[(frame["variant"] == "s1:shadow") & frame["request_id"].str.startswith("t1")]
+    assert sorted(logged["request_id"]) == ["t1:0", "t1:1"]
+    assert logged["endpoint"].tolist() == ["v2", "v2"]
+
+
+def test_a_killed_child_never_touches_the_answers_and_is_replaced(shadowed: Service) -> None:
+    process = shadowed.pipeline.shadow_process
+    assert process is not None
+    score(shadowed, range(3))
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    seen = Seen()
+    shadowed.pipeline.add_observer(seen)
+    score(shadowed, range(100, 300), drain=False)  # while it is dead, and after
+    assert len([b for b in seen.batches if b.role == "primary"]) == 200
+    assert wait_until(lambda: process.restarts == 1 and process.pid not in (None, pid), 60.0)
+    metrics = shadowed.metrics.render().decode()
+    assert "mlsd_shadow_process_restarts_total 1.0" in metrics
+    score(shadowed, range(1000, 1020))  # the new child scores them
+    shadows = {b.request.request_id for b in seen.batches if b.role == "shadow"}
+    assert {f"q{i}" for i in range(1000, 1020)} <= shadows
+
+
+def test_a_shadow_the_child_cannot_reproduce_is_scored_by_the_thread(
+    settings: Settings, registry: Registry, store: Any
+) -> None:
+    service = make_service(settings, registry, store)
+    try:
+        service.pipeline.use_shadow_process(settings)
+        service.host.load("fraud/2")
+        wrapped = broken(service.host.get("fraud", version=2), "constant")
+        service.pipeline.install(ShadowLayer("s1", Variant("v2", VersionEndpoint(wrapped)), 100.0))
+        seen = Seen()
+        service.pipeline.add_observer(seen)
+        score(service, range(20))
+        shadows = [b for b in seen.batches if b.role == "shadow"]
+        assert len(shadows) == 20
+        assert all(float(b.scores[0]) == 0.02 for b in shadows), "the wrapped runtime scored"
+        assert service.pipeline.shadows.dropped == 0
+    finally:
+        service.close()
