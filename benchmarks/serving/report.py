@@ -84,6 +84,8 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
             table.add_row("prediction log", c["backend"], f"{c['records_per_s']:,.0f} records/s")
         table.add_row("breaker", "-", f"+{parts['breaker']['added_us']:.2f} µs per call")
         console.print(table)
+    if "model_only" not in results:  # an --http-only run: no in-process parts
+        return
     table = Table(title="model only (rows/s, median)")
     table.add_column("batch", justify="right")
     runtimes = sorted({p["runtime"] for p in results["model_only"]})
