@@ -390,11 +390,14 @@ def rollouts() -> list[timeseries.Panel | stat.Panel]:
         ),
         series(
             "Shadow queue",
-            "mlsd_shadow_queue_depth and mlsd_shadow_dropped_total (dropped when full).",
+            "mlsd_shadow_queue_depth, mlsd_shadow_dropped_total (dropped when full) and "
+            "mlsd_shadow_process_restarts_total (a shadow scorer process that died or hung).",
             [
                 ("sum(mlsd_shadow_queue_depth)", "waiting"),
                 (f"sum by (variant) (rate(mlsd_shadow_dropped_total[{RATE}]))",
                  "dropped / s {{variant}}"),
+                (f"sum(increase(mlsd_shadow_process_restarts_total[{RATE}]))",
+                 "shadow process restarts"),
             ],
         ),
         series(
