@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from mlsd.predlog.block import RecordBlock
+from mlsd.predlog.block import RecordBlock, TxColumns
 from mlsd.predlog.record import PredictionRecord
 
 log = logging.getLogger(__name__)
@@ -517,20 +517,12 @@ def _block_records(
         raise ValueError("a journal block without a timestamp, or of an unknown dtype")
     n = len(ids)
     matrix = np.frombuffer(features, dtype=_DTYPES[dtype]).reshape(n, len(feature_names))
-    rows = matrix.tolist()
-    values = array("d", scores).tolist()
-    head = (timestamp, model, version)
-    columns = (ids, rows, values, decisions, latency_ms, degraded)
-    if tx is None:
-        return [
-            PredictionRecord(rid, *head, row, score, decision, threshold, latency, flag,
-                             feature_names, endpoint, variant)
-            for rid, row, score, decision, latency, flag in zip(*columns, strict=True)
-        ]  # fmt: skip
-    return [
-        PredictionRecord(rid, *head, row, score, decision, threshold, latency, flag,
-                         feature_names, endpoint, variant, tid, cid, term, _from_micros(when))
-        for rid, row, score, decision, latency, flag, tid, cid, term, when in zip(
-            *columns, *tx, strict=True
-        )
-    ]  # fmt: skip
+    columns: TxColumns | None = None
+    if tx is not None:
+        times = [_from_micros(when) for when in tx[3]]
+        columns = (tx[0], tx[1], tx[2], times)  # type: ignore[assignment]  # from a block: set
+    return RecordBlock(
+        list(ids), timestamp, model, version, matrix, np.frombuffer(scores, dtype=np.float64),
+        list(decisions), threshold, list(latency_ms), list(degraded), feature_names, endpoint,
+        variant, columns,
+    ).records()  # fmt: skip
