@@ -225,36 +225,15 @@ class Journal:
         marshal writes any buffer (a numpy array or scalar) as bytes, so every value must
         be of a plain type (`_FIELDS`); a TypeError sends the caller to `_plain`.
         """
-        known, known_contexts = self._segment.names, self._segment.contexts
-        added: dict[int, tuple[int, object]] = {}
-        added_contexts: dict[tuple[Any, ...], int] = {}
-        new_names: list[tuple[int, tuple[str, ...]]] = []
-        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
+        tables = _Additions(self._segment)
         entries = []
         last_ts: datetime | None = None
         ts_us = 0
         for r in records:
-            names = r.feature_names
-            if names is None:
-                index = NO_NAMES
-            else:
-                found = known.get(id(names)) or added.get(id(names))
-                if found is None:
-                    index = len(known) + len(added)
-                    added[id(names)] = (index, names)  # holds the object: its id stays unique
-                    new_names.append((index, tuple(str(n) for n in names)))
-                else:
-                    index = found[0]
-            key = (r.model, r.version, r.threshold, r.endpoint, r.variant, index)
-            context = known_contexts.get(key)
-            if context is None:
-                context = added_contexts.get(key)
-                if context is None:
-                    if not _FIELDS.issuperset(map(type, key)):
-                        raise TypeError("values that are not plain str, int, float or None")
-                    context = len(known_contexts) + len(added_contexts)
-                    added_contexts[key] = context
-                    new_contexts.append((context, key))
+            index = tables.name_index(r.feature_names)
+            context = tables.context(
+                (r.model, r.version, r.threshold, r.endpoint, r.variant, index)
+            )
             features: Any = r.features
             if type(features) is list:
                 # plain numbers: packed; None among them, or other types: as they are
@@ -277,9 +256,9 @@ class Journal:
                 raise TypeError("values that are not plain str, int, float, bool or None")
             entries.append(entry)
         payload = marshal.dumps(
-            (FORMAT, first_seq, new_names, new_contexts, entries), _MARSHAL_VERSION
+            (FORMAT, first_seq, tables.new_names, tables.new_contexts, entries), _MARSHAL_VERSION
         )
-        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, tables.added()
 
     def _block_frame(
         self, block: RecordBlock, first_seq: int
@@ -289,27 +268,10 @@ class Journal:
         A value of a type marshal would take as something else (a numpy scalar, a naive
         time) raises TypeError: the caller falls back to the block's plain records.
         """
-        known, known_contexts = self._segment.names, self._segment.contexts
-        added: dict[int, tuple[int, object]] = {}
-        added_contexts: dict[tuple[Any, ...], int] = {}
-        new_names: list[tuple[int, tuple[str, ...]]] = []
-        new_contexts: list[tuple[int, tuple[Any, ...]]] = []
-        names = block.feature_names
-        found = known.get(id(names))
-        if found is None:
-            index = len(known)
-            added[id(names)] = (index, names)  # holds the object: its id stays unique
-            new_names.append((index, tuple(str(n) for n in names)))
-        else:
-            index = found[0]
+        tables = _Additions(self._segment)
+        index = tables.name_index(block.feature_names)
         key = (block.model, block.version, block.threshold, block.endpoint, block.variant, index)
-        context = known_contexts.get(key)
-        if context is None:
-            if not _FIELDS.issuperset(map(type, key)):
-                raise TypeError("values that are not plain str, int, float or None")
-            context = len(known_contexts)
-            added_contexts[key] = context
-            new_contexts.append((context, key))
+        context = tables.context(key)
         ids, decisions = block.request_ids, block.decisions
         if not (_STR.issuperset(map(type, ids)) and _STR.issuperset(map(type, decisions))):
             raise TypeError("request ids and decisions must be str")
@@ -331,9 +293,10 @@ class Journal:
             block.degraded, columns,
         )  # fmt: skip
         payload = marshal.dumps(
-            (BLOCK_FORMAT, first_seq, new_names, new_contexts, entry), _MARSHAL_VERSION
+            (BLOCK_FORMAT, first_seq, tables.new_names, tables.new_contexts, entry),
+            _MARSHAL_VERSION,
         )
-        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, (added, added_contexts)
+        return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload, tables.added()
 
     def seal(self) -> Path | None:
         """Close the current segment and start the next one; the sealed path (None if
@@ -503,6 +466,48 @@ def _record(
         latency_ms, degraded, None if index == NO_NAMES else names[index], endpoint, variant,
         transaction_id, customer_id, terminal_id, _from_micros(tx_time),
     )  # fmt: skip
+
+
+class _Additions:
+    """The feature-name tables and contexts one frame adds to its segment's: each frame
+    carries only those its segment has not seen, numbered after the segment's."""
+
+    def __init__(self, segment: _Segment) -> None:
+        self.known, self.known_contexts = segment.names, segment.contexts
+        self.names: dict[int, tuple[int, object]] = {}
+        self.contexts: dict[tuple[Any, ...], int] = {}
+        self.new_names: list[tuple[int, tuple[str, ...]]] = []
+        self.new_contexts: list[tuple[int, tuple[Any, ...]]] = []
+
+    def name_index(self, names: Sequence[str] | None) -> int:
+        """The number of a feature-name list (NO_NAMES for none), added when new."""
+        if names is None:
+            return NO_NAMES
+        found = self.known.get(id(names)) or self.names.get(id(names))
+        if found is not None:
+            return found[0]
+        index = len(self.known) + len(self.names)
+        self.names[id(names)] = (index, names)  # holds the object: its id stays unique
+        self.new_names.append((index, tuple(str(n) for n in names)))
+        return index
+
+    def context(self, key: tuple[Any, ...]) -> int:
+        """The number of a (model, version, threshold, endpoint, variant, names) context,
+        added when new; TypeError for a value marshal would not keep as it is."""
+        context = self.known_contexts.get(key)
+        if context is None:
+            context = self.contexts.get(key)
+        if context is None:
+            if not _FIELDS.issuperset(map(type, key)):
+                raise TypeError("values that are not plain str, int, float or None")
+            context = len(self.known_contexts) + len(self.contexts)
+            self.contexts[key] = context
+            self.new_contexts.append((context, key))
+        return context
+
+    def added(self) -> tuple[dict[int, tuple[int, object]], dict[tuple[Any, ...], int]]:
+        """(names, contexts) to merge into the segment once the frame is written."""
+        return self.names, self.contexts
 
 
 def _block_records(
