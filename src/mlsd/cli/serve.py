@@ -73,7 +73,10 @@ def serve(
     tune_process: bool = typer.Option(
         True,
         "--tune/--no-tune",
-        help="GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms.",
+        help=(
+            "GC: freeze the loaded heap, collect less often; GIL: switch every 1 ms; "
+            "background threads at nice 10."
+        ),
     ),
     monitor_drift: bool = typer.Option(
         True, "--drift/--no-drift", help="Live drift against each version's reference profile."

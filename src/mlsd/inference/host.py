@@ -18,6 +18,7 @@ import numpy as np
 from mlsd.errors import ConflictError, IntegrityError, MlsdError, NotFoundError, ValidationError
 from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime, Runtime
 from mlsd.inference.spec import UNCHOSEN, LoadedModel, ServingSpec
+from mlsd.priority import in_background
 from mlsd.registry.formats import LIGHTGBM_ARTIFACT, ONNX_ARTIFACT
 from mlsd.registry.models import ModelVersion
 
@@ -292,7 +293,9 @@ class ModelHost:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="mlsd-model-watcher", daemon=True)
+        self._thread = threading.Thread(
+            target=in_background(self._watch), name="mlsd-model-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -54,6 +54,7 @@ from mlsd.inference.routing import Variant
 from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
 from mlsd.inference.shadow_queue import Item, ShadowScorer
 from mlsd.inference.spec import LoadedModel
+from mlsd.priority import in_background
 from mlsd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class ShadowProcess:
         with self._lock:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(
-                    target=self._run, name="mlsd-shadow-courier", daemon=True
+                    target=in_background(self._run), name="mlsd-shadow-courier", daemon=True
                 )
                 self._thread.start()
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from mlsd.inference.metrics import ServingMetrics
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.routing import Variant
+from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class ShadowQueue:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._work, name="mlsd-shadow-worker", daemon=True
+                    target=in_background(self._work), name="mlsd-shadow-worker", daemon=True
                 )
                 self._thread.start()
 

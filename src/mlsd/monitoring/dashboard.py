@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlsd.errors import MlsdError
 from mlsd.inference.metrics import ServingMetrics
+from mlsd.priority import in_background
 
 if TYPE_CHECKING:
     from mlsd.inference.host import ModelHost
@@ -168,7 +169,9 @@ class MetricsHistory:
         if self._thread is None:
             self.sample()
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="dashboard", daemon=True)
+            self._thread = threading.Thread(
+                target=in_background(self._run), name="dashboard", daemon=True
+            )
             self._thread.start()
 
     def _run(self) -> None:

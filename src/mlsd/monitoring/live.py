@@ -33,6 +33,7 @@ from mlsd.inference.spec import LoadedModel
 from mlsd.monitoring.alerts import AlertEngine
 from mlsd.monitoring.binning import BinnedWindow
 from mlsd.monitoring.drift import DriftReport, compare
+from mlsd.priority import in_background
 from mlsd.registry.profile import MissingProfileError, ReferenceProfile
 from mlsd.stats.streaming import PageHinkley
 
@@ -256,7 +257,9 @@ class DriftMonitor(Collector):
     def start(self) -> None:
         """Drain in a daemon thread every `interval_s` until `close`."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="drift-monitor", daemon=True)
+            self._thread = threading.Thread(
+                target=in_background(self._run), name="drift-monitor", daemon=True
+            )
             self._thread.start()
 
     def _run(self) -> None:

@@ -37,6 +37,7 @@ from mlsd.monitoring.performance import (
 )
 from mlsd.monitoring.performance_metrics import PerformanceCollector
 from mlsd.monitoring.window import LogReader, NoDataError
+from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,9 @@ class PerformanceMonitor:
     def start(self) -> None:
         """Refresh now, then every `every_s` seconds, on a daemon thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="mlsd-performance", daemon=True)
+            self._thread = threading.Thread(
+                target=in_background(self._run), name="mlsd-performance", daemon=True
+            )
             self._thread.start()
 
     def _run(self) -> None:

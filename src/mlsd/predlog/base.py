@@ -37,6 +37,7 @@ from mlsd.errors import MlsdError, UnavailableError, ValidationError
 from mlsd.predlog.block import RecordBlock, flat_records
 from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
+from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class BufferedLog(ABC, Generic[Chunk]):
                     f"cannot open the prediction log's journal in {journal}: {exc}"
                 ) from exc
         self._thread = threading.Thread(
-            target=self._run, name=f"{type(self).__name__}-flusher", daemon=True
+            target=in_background(self._run), name=f"{type(self).__name__}-flusher", daemon=True
         )
         self._thread.start()
 

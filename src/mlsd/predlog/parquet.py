@@ -39,6 +39,7 @@ from mlsd.predlog.compact import (
 )
 from mlsd.predlog.journal import JournalMark
 from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
+from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,9 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         self._compactor: threading.Thread | None = None
         if compact_every_s is not None:
             self._compactor = threading.Thread(
-                target=self._compact_loop, name="ParquetPredictionLog-compactor", daemon=True
+                target=in_background(self._compact_loop),
+                name="ParquetPredictionLog-compactor",
+                daemon=True,
             )
             self._compactor.start()
 

@@ -26,6 +26,7 @@ from mlsd.inference.endpoint import Endpoint, VersionEndpoint
 from mlsd.inference.host import ModelHost
 from mlsd.inference.pipeline import ScoringPipeline
 from mlsd.inference.routing import Variant
+from mlsd.priority import in_background
 from mlsd.registry.models import utcnow
 from mlsd.rollout.analysis import CanaryAnalysis, LabelSource
 from mlsd.rollout.controller import CanaryController, Decision
@@ -253,7 +254,9 @@ class RolloutAgent:
             return
         self._stop.clear()
         self.sync(force=True)
-        self._thread = threading.Thread(target=self._run, name="mlsd-rollouts", daemon=True)
+        self._thread = threading.Thread(
+            target=in_background(self._run), name="mlsd-rollouts", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
