@@ -200,16 +200,29 @@ def _run_table(run: list[Sequence[PredictionRecord]]) -> pa.Table:
     if not isinstance(run[0], RecordBlock):
         return to_table(flat_records(run))
     blocks = [b for b in run if isinstance(b, RecordBlock)]
+    sizes = np.fromiter(map(len, blocks), np.int64, len(blocks))
+    rows = int(sizes.sum())
+    owner: np.ndarray | None = None  # each row's block, made when a shared field differs
 
     def each(values: list[Any], kind: pa.DataType) -> pa.Array:
-        """One value per block, repeated for its rows (lists: cheaper than Arrow's `take`)."""
-        return pa.array(chained([v] * len(b) for v, b in zip(values, blocks, strict=True)), kind)
+        """One value per block, repeated for its rows. A server's blocks (one per loop
+        tick, mostly one row each) nearly always share it: one repeat, no per-row list."""
+        nonlocal owner
+        if all(v == values[0] for v in values):
+            return pa.repeat(pa.scalar(values[0], kind), rows)
+        if owner is None:
+            owner = np.repeat(np.arange(len(blocks)), sizes)
+        return pa.array(values, kind).take(owner)
 
     def chained(columns: Iterator[Sequence[Any]]) -> list[Any]:
         return list(itertools.chain.from_iterable(columns))
 
+    with_tx = all(b.transactions is not None for b in blocks)
+
     def tx_column(i: int) -> list[Any]:
         """Column `i` of the transactions, None for the rows of blocks without them."""
+        if with_tx:
+            return chained(b.transactions[i] for b in blocks if b.transactions is not None)
         return chained(
             [None] * len(b) if b.transactions is None else b.transactions[i] for b in blocks
         )

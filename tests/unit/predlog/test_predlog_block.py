@@ -85,6 +85,17 @@ def test_blocks_encode_as_their_records_mixed_parts_in_order() -> None:
     assert list(got["features"][2]) == ["x", "y"]
 
 
+def test_blocks_that_differ_in_a_shared_field_encode_each_rows_own_value() -> None:
+    parts = [
+        block(1, 2),
+        block(5, 1, model="other", version="7", threshold=0.25, ts=T0 + timedelta(seconds=1)),
+        block(8, 3, endpoint="v2", variant="canary"),
+        block(12, 1),
+    ]
+    expected = _frame([r for p in parts for r in p])
+    pd.testing.assert_frame_equal(finish_frame(parts_table(parts).to_pandas()), expected)
+
+
 def test_a_block_round_trips_through_the_journal(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     written = [block(1, 3), block(4, 2, tx=False, variant="shadow")]
