@@ -164,7 +164,7 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         name = part_name(stamp, None if mark is None else (mark.journal_id, mark.seq))
         written: list[tuple[Path, Path]] = []
         try:
-            distinct = sorted(set(days.to_pylist()))
+            distinct = sorted(pc.unique(days).to_pylist())  # in C: no string per row
             for day in distinct:  # every day's file first, then the renames: a failed
                 part = table if len(distinct) == 1 else table.filter(pc.equal(days, day))
                 folder = self.root / f"date={day}"  # write commits no day (retried whole)
