@@ -44,12 +44,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
 from mlsd.inference import shadow_child
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.observers import ScoredBatch, ScoringRequest, TwinnedObserver
 from mlsd.inference.routing import Variant
 from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
 from mlsd.inference.shadow_queue import Item, ShadowScorer
@@ -59,10 +60,15 @@ from mlsd.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Takes one variant's scored shadows back: (variant, the server's copy of its version, the
-#: items, scores of their rows, which items were scored, latency s, model call s, error).
+#: items, scores of their rows, which items were scored, latency s, model call s, error,
+#: the twins' summaries by twin id).
 Deliver = Callable[
-    [Variant, LoadedModel, list[Item], np.ndarray, np.ndarray, float, float, str | None], None
-]
+    [Variant, LoadedModel, list[Item], np.ndarray, np.ndarray, float, float, str | None,
+     dict[int, Any]],
+    None,
+]  # fmt: skip
+#: The observers whose shadow work a twin in the child does, by twin id (read every job).
+Twinned = Callable[[], dict[int, TwinnedObserver]]
 #: Longest wait between two attempts to start a child.
 MAX_BACKOFF_S = 30.0
 
@@ -94,6 +100,7 @@ class ShadowProcess:
         deliver: Deliver,
         fallback: ShadowScorer,
         *,
+        twinned: Twinned | None = None,
         log_predictions: bool = True,
         capacity: int = 1024,
         linger_s: float = 0.02,
@@ -112,6 +119,8 @@ class ShadowProcess:
         self._metrics = metrics
         self._deliver = deliver
         self._fallback = fallback
+        self._twinned = twinned
+        self._twins_sent: set[int] = set()  # twin ids whose spec the running child has
         self._pending: list[Item] = []
         self._sent: dict[int, _Sent] = {}
         self._seq = 0
@@ -239,6 +248,7 @@ class ShadowProcess:
             log.warning("shadow scorer process did not start: %s", exc)
             return False
         self._process, self._conn = process, ours
+        self._twins_sent = set()
         deadline = time.monotonic() + self.start_timeout_s
         while not self._stop.is_set() and time.monotonic() < deadline and process.poll() is None:
             try:
@@ -292,21 +302,31 @@ class ShadowProcess:
                 self._changed.notify_all()
 
     def _send(self, conn: Connection, items: list[Item]) -> None:
-        groups: dict[str, tuple[Variant, LoadedModel, list[Item]]] = {}
+        groups: dict[tuple[int, int], tuple[Variant, LoadedModel, list[Item]]] = {}
         alone: list[Item] = []
+        models: dict[int, LoadedModel | None] = {}  # per variant, once a job
+        same: dict[tuple[int, int], bool] = {}  # (primary's model, shadow's): same features
         for item in items:
             variant, _, primary = item
-            try:
-                model = variant.endpoint.current()
-            except Exception:  # noqa: BLE001 - the thread path reports it
+            vid = id(variant)
+            if vid not in models:
+                try:
+                    found = variant.endpoint.current()
+                except Exception:  # noqa: BLE001 - the thread path reports it
+                    found = None
+                models[vid] = found if found is not None and reproducible(found) else None
+            model = models[vid]
+            if model is None or primary is None:
                 alone.append(item)
                 continue
-            if (primary is None or not reproducible(model)
-                    or primary.model.feature_names != model.feature_names):  # fmt: skip
+            pair = (id(primary.model), id(model))
+            fits = same.get(pair)
+            if fits is None:
+                fits = same[pair] = primary.model.feature_names == model.feature_names
+            if not fits:
                 alone.append(item)
                 continue
-            key = f"{variant.name}\0{model.key}"
-            groups.setdefault(key, (variant, model, []))[2].append(item)
+            groups.setdefault((vid, id(model)), (variant, model, []))[2].append(item)
         if alone:
             self._fallback(alone)
         if not groups:
@@ -317,7 +337,7 @@ class ShadowProcess:
              [shadow_child.to_wire(r, len(p.values)) for _, r, p in its if p is not None],
              [p.degraded for _, _, p in its if p is not None])
             for variant, model, its in groups.values()
-        ])  # fmt: skip
+        ], self._twins())  # fmt: skip
         self._seq += 1
         with self._lock:
             self._sent[self._seq] = _Sent(time.monotonic(), list(groups.values()))
@@ -326,6 +346,21 @@ class ShadowProcess:
             conn.send(job)
         except (OSError, ValueError) as exc:
             self._died(f"took no job ({exc})")
+
+    def _twins(self) -> shadow_child.Twins:
+        """The observers' twins as of now: what builds them for those new to this child."""
+        twins: shadow_child.Twins = []
+        for tid, observer in ({} if self._twinned is None else self._twinned()).items():
+            if tid in self._twins_sent:
+                twins.append((tid, None))
+                continue
+            try:
+                twins.append((tid, observer.shadow_twin()))
+            except Exception:  # that observer is told of each shadow instead
+                log.exception("observer %r has no shadow twin", observer)
+                continue
+            self._twins_sent.add(tid)
+        return twins
 
     def _receive(self, timeout: float) -> None:
         conn = self._conn
