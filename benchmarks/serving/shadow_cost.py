@@ -103,6 +103,7 @@ def shadow_cost(
     child_cpu = 0.0
     loop_cpu: dict[str, float] = dict.fromkeys(services, 0.0)  # the event loop's, its blocks
     total_bg: dict[str, float] = dict.fromkeys(services, 0.0)  # own threads, the whole run
+    by_thread: dict[str, float] = {}  # the same by thread (service:thread name)
 
     def child_pid() -> int | None:
         process = shadowed.pipeline.shadow_process
@@ -120,6 +121,8 @@ def shadow_cost(
             await asyncio.sleep(0.1)
         for name in services:
             total_bg[name] = -_threads_cpu_s(list(own[name].values()))
+            for thread in own[name].values():
+                by_thread[f"{name}:{thread.name}"] = -_threads_cpu_s([thread])
         for start in range(0, calls, block):
             for name, service in services.items():
                 pid = child_pid() if name == "shadow" else None
@@ -139,6 +142,8 @@ def shadow_cost(
         await asyncio.sleep(2.5)  # the drift threads' last drains (every second)
         for name in services:
             total_bg[name] += _threads_cpu_s(list(own[name].values()))
+            for thread in own[name].values():
+                by_thread[f"{name}:{thread.name}"] += _threads_cpu_s([thread])
 
     try:
         asyncio.run(run())
@@ -157,6 +162,9 @@ def shadow_cost(
         out[f"{name}_cpu_us_per_call"] = cpu[name] / calls * 1e6
         out[f"{name}_bg_cpu_us_per_call"] = bg_cpu[name] / calls * 1e6
         out[f"{name}_own_cpu_us_per_call"] = (loop_cpu[name] + total_bg[name]) / calls * 1e6
+    for key, seconds in sorted(by_thread.items()):
+        if seconds > 0:
+            out[f"{key}_cpu_us_per_call"] = seconds / calls * 1e6
     out["shadow_own_cpu_us_per_shadow"] = (
         out["shadow_own_cpu_us_per_call"] - out["none_own_cpu_us_per_call"]
     )
