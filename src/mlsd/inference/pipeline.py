@@ -309,6 +309,8 @@ class ScoringPipeline:
             except Exception:
                 log.exception("observer %r failed on a summary of shadows", observer)
         each = [o for o in told if id(o) not in summarized]
+        if not each and bool(ok.all()):  # every observer summed up, no failure to report
+            return
         end = 0
         for (_, request, primary), scored in zip(items, ok.tolist(), strict=True):
             if primary is None:  # never sent: the process takes the primary's rows
