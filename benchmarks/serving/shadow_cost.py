@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from benchmarks.serving.log_cost import _transactions
@@ -79,14 +80,15 @@ def shadow_cost(
     from mlsd.settings import Settings
 
     settings = Settings(home=home)
-    options = {"models": ("fraud@champion",), "watch_aliases": False, "watch_rollouts": False,
-               "batching": BatchConfig(1, -1.0), "cache_predictions": False,
-               "monitor_drift": drift}  # fmt: skip
+    options: dict[str, Any] = {
+        "models": ("fraud@champion",), "watch_aliases": False, "watch_rollouts": False,
+        "batching": BatchConfig(1, -1.0), "cache_predictions": False, "monitor_drift": drift,
+    }  # fmt: skip
     services = {}
     own: dict[str, dict[int, threading.Thread]] = {}  # each service's background threads
     for name in ("none", "shadow", "thread"):
         before = _threads()
-        services[name] = build_service(settings, ServeOptions(  # type: ignore[arg-type]
+        services[name] = build_service(settings, ServeOptions(
             **options, shadow_process=name == "shadow"))  # fmt: skip
         own[name] = {i: t for i, t in _threads().items() if i not in before}
     for name, service in services.items():
