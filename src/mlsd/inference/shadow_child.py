@@ -7,7 +7,10 @@ the registry (versions are immutable, their artifacts sha256-checked: it scores 
 what the server loaded), scores the primary's feature rows it is sent, writes the shadow's
 prediction-log records itself with `PredictionLogObserver` (the same records as in the
 server: variant `{rollout}:shadow`, same request ids; the log takes several writer
-processes, each with its own journal) and answers with the scores only.
+processes, each with its own journal), hands each variant's scored batches to the twins of
+the server's observers (`mlsd.inference.observers.ShadowTwin`: metrics counts, live drift's
+bins; built from the "module:callable" each names) and answers with the scores and the
+twins' summaries.
 
 It runs only on CPU the server leaves idle (`SCHED_IDLE` on Linux, else nice 19): a
 shadow never takes CPU the answers need; a child that falls behind (a saturated server)

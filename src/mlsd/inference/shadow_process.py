@@ -12,12 +12,14 @@ the requests as plain tuples, the primary's feature rows (the shadow is compared
 champion on exactly its inputs) and each request's `degraded` flag. The child
 (`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
 shadow version from the registry, scores the rows, writes the shadow's prediction-log
-records itself and answers with the scores only; the courier hands them to the pipeline
-(`deliver`), which tells the observers that stay in the server (metrics, `ShadowWatch`
-pairing, drift): a few microseconds per request. Measured in process
-(benchmarks/serving/shadow_cost.py, load average ~5 on 2 cores): the server's background
-threads spend 19-31 µs of CPU per call with the shadow process, 41-76 µs with the shadow
-thread, 6-7 µs with no shadow.
+records itself, and does the shadow work of the observers that have a twin
+(`TwinnedObserver`: metrics, live drift; each job names the twins, sending what builds
+one only once to each child), answering with the scores and each twin's summary. The
+courier hands them to the pipeline (`deliver`), which gives a twinned observer its summary
+(one call per variant and job) and tells only the others (`ShadowWatch` pairing, ...) of
+each shadow. Measured in process (benchmarks/serving/courier_cost.py, jobs of 64, load 2-3
+on 2 cores): the server spends 9-17 µs of CPU per shadow (shipping, taking back, drift's
+drain) against 21-27 µs when the metrics and drift were told of each shadow in the server.
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
