@@ -223,3 +223,34 @@ def test_metrics_and_drift_of_shadows_are_summed_up_by_the_child(
             assert service.metrics.registry.get_sample_value(metric, labels) == 60.0
     finally:
         service.close()
+
+
+def test_a_twin_that_cannot_be_built_leaves_its_observer_told_of_each_shadow(
+    settings: Settings, registry: Registry
+) -> None:
+    """In the child: a twin it cannot build gives no summary (the server then tells its
+    observer of each shadow), the others sum the job up; twins no longer named are dropped."""
+    from mlsd.inference.shadow_child import ShadowScorer, Twins, to_wire
+
+    scorer = ShadowScorer(settings, log_predictions=False)
+    try:
+        values = np.random.default_rng(1).normal(size=(3, len(FEATURES))).astype(np.float32)
+        requests = [ScoringRequest(f"q{i}", "v2", values=values[i : i + 1]) for i in range(3)]
+        group = ("s1:shadow", "fraud", 2, values, [to_wire(r, 1) for r in requests],
+                 [False, True, False])  # fmt: skip
+        twins: Twins = [
+            (1, ("mlsd.inference.metrics:ShadowCounts", ())),
+            (2, ("mlsd.nowhere:Twin", ())),
+        ]
+        seq, (result,) = scorer.score((7, [group], twins))
+        assert seq == 7
+        scores, ok, *_, summaries = result
+        assert len(scores) == 3
+        assert ok.tolist() == [True, True, True]
+        assert summaries == {1: {False: (2, 2), True: (1, 1)}}, "no summary from twin 2"
+        scorer.score((8, [group], [(1, None)]))  # named again: built once
+        assert list(scorer.twins) == [1]
+        scorer.score((9, [group], []))
+        assert scorer.twins == {}
+    finally:
+        scorer.close()
