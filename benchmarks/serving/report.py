@@ -142,11 +142,15 @@ def print_shadow_paired(paired: dict[str, Any], console: Console) -> None:
     )
     table.add_column("round", justify="right")
     for name in names:
-        table.add_column(f"{name} p50 / p99", justify="right")
+        table.add_column(f"{name} p50 / p99 (req/s)", justify="right")
     table.add_column("shadow p99 ratio", justify="right")
     table.add_column("dropped", justify="right")
     for r in range(paired["rounds"]):
-        cells = [f"{runs[n][r]['p50_ms']:.2f} / {runs[n][r]['p99_ms']:.2f} ms" for n in names]
+        cells = [
+            f"{runs[n][r]['p50_ms']:.2f} / {runs[n][r]['p99_ms']:.2f} ms "
+            f"({runs[n][r]['achieved_rps']:.0f})"
+            for n in names
+        ]
         ratio = runs["mlsd_shadow"][r]["p99_ms"] / runs["mlsd"][r]["p99_ms"] - 1.0
         dropped = runs["mlsd_shadow"][r]["dropped"]
         table.add_row(str(r), *cells, f"{ratio * 100:+.1f} %", f"{dropped:.0f}")
@@ -171,6 +175,12 @@ def print_shadow_paired(paired: dict[str, Any], console: Console) -> None:
         f"{paired['load_average_before'][0]:.2f} before, "
         f"{paired['load_average_after'][0]:.2f} after"
     )
+    behind = paired.get("rounds_behind", [])
+    if behind:
+        console.print(
+            f"[bold red]rounds {behind}: a server fell behind the rate (answered < 97 % of it): "
+            "those p99s are queues, the machine was too busy to read the figure[/]"
+        )
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:

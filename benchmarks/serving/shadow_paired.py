@@ -11,8 +11,10 @@ trend in the machine's load falls on both alike. Each round gives a ratio
 `p99(shadow) / p99(champion) - 1`; the figure is the median of the rounds' ratios, with
 their quartiles and range, the same for p50, and the shadows the server dropped (its queue
 full, read from `mlsd_shadow_dropped_total` around each shadow run) against the shadows
-sent. `--aa` adds a second plain `mlsd` to every round (three runs, the order rotating):
-its ratio to the first is the noise floor of the same measurement (an A/A run).
+sent, and the rounds in which a server answered less than 97 % of the rate (it fell
+behind: its p99 there is a queue's, and the figure is not to be read from such a run).
+`--aa` adds a second plain `mlsd` to every round (three runs, the order rotating): its
+ratio to the first is the noise floor of the same measurement (an A/A run).
 
     .venv/bin/python -m benchmarks.serving --shadow-paired [--rounds 8]
         [--round-seconds 8] [--aa] [--rate R]
@@ -39,6 +41,8 @@ from benchmarks.serving.loadgen import open_loop, score_bodies, write_wrk_script
 from rich.progress import Progress
 
 CHAMPION, SHADOW, TWIN = "mlsd", "mlsd_shadow", "mlsd_twin"
+#: A run that answered less than this share of the rate fell behind it (a saturated server).
+BEHIND = 0.97
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -130,6 +134,11 @@ def shadow_paired(
     if aa:
         out["aa_p99"] = spread(ratios(TWIN, "p99_ms"))
         out["aa_p50"] = spread(ratios(TWIN, "p50_ms"))
+    behind = [  # a server that fell behind the rate: its p99 is a queue, not a latency
+        r for r in range(rounds)
+        if any(runs[n][r]["achieved_rps"] < BEHIND * rate for n in names)
+    ]  # fmt: skip
+    out["rounds_behind"] = behind
     sent = sum(run["sent"] for run in runs[SHADOW])
     out["shadow_dropped"] = sum(run["dropped"] for run in runs[SHADOW])
     out["shadow_sent"] = sent
