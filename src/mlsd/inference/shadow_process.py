@@ -87,6 +87,35 @@ class _Sent:
         return sum(len(items) for _, _, items in self.groups)
 
 
+class _Group:
+    """One variant's shadows in a job being made: its version (None: the child cannot score
+    it), and what the job carries of each shadow."""
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        try:
+            found: LoadedModel | None = variant.endpoint.current()
+        except Exception:  # noqa: BLE001 - the thread path reports it
+            found = None
+        self.model = found if found is not None and reproducible(found) else None
+        self._same: dict[int, bool] = {}  # by the primary's model: the same features
+        self.items: list[Item] = []
+        self.values: list[np.ndarray] = []
+        self.wires: list[shadow_child.WireRequest] = []
+        self.degraded: list[bool] = []
+
+    def fits(self, primary: ScoredBatch) -> bool:
+        """Whether the child can score this shadow on `primary`'s rows."""
+        if self.model is None:
+            return False
+        same = self._same.get(id(primary.model))
+        if same is None:
+            same = self._same[id(primary.model)] = (
+                primary.model.feature_names == self.model.feature_names
+            )
+        return same
+
+
 def reproducible(model: LoadedModel) -> bool:
     """Whether a child loading `model`'s version from the registry scores exactly as it."""
     return isinstance(model.runtime, OnnxRuntime | LightGBMRuntime)
@@ -304,45 +333,36 @@ class ShadowProcess:
                 self._changed.notify_all()
 
     def _send(self, conn: Connection, items: list[Item]) -> None:
-        groups: dict[tuple[int, int], tuple[Variant, LoadedModel, list[Item]]] = {}
+        groups: dict[int, _Group] = {}  # by variant: one version each a job
         alone: list[Item] = []
-        models: dict[int, LoadedModel | None] = {}  # per variant, once a job
-        same: dict[tuple[int, int], bool] = {}  # (primary's model, shadow's): same features
         for item in items:
-            variant, _, primary = item
-            vid = id(variant)
-            if vid not in models:
-                try:
-                    found = variant.endpoint.current()
-                except Exception:  # noqa: BLE001 - the thread path reports it
-                    found = None
-                models[vid] = found if found is not None and reproducible(found) else None
-            model = models[vid]
-            if model is None or primary is None:
+            variant, request, primary = item
+            group = groups.get(id(variant))
+            if group is None:
+                group = groups[id(variant)] = _Group(variant)
+            if primary is None or not group.fits(primary):
                 alone.append(item)
                 continue
-            pair = (id(primary.model), id(model))
-            fits = same.get(pair)
-            if fits is None:
-                fits = same[pair] = primary.model.feature_names == model.feature_names
-            if not fits:
-                alone.append(item)
-                continue
-            groups.setdefault((vid, id(model)), (variant, model, []))[2].append(item)
+            group.items.append(item)
+            group.values.append(primary.values)
+            group.wires.append(shadow_child.to_wire(request, len(primary.values)))
+            group.degraded.append(primary.degraded)
         if alone:
             self._fallback(alone)
-        if not groups:
+        sent = [g for g in groups.values() if g.items and g.model is not None]
+        if not sent:
             return
         job: shadow_child.Job = (self._seq + 1, [
-            (variant.name, model.name, model.version,
-             np.concatenate([p.values for _, _, p in its if p is not None]),
-             [shadow_child.to_wire(r, len(p.values)) for _, r, p in its if p is not None],
-             [p.degraded for _, _, p in its if p is not None])
-            for variant, model, its in groups.values()
+            (g.variant.name, g.model.name, g.model.version, np.concatenate(g.values), g.wires,
+             g.degraded)
+            for g in sent if g.model is not None
         ], self._twins())  # fmt: skip
         self._seq += 1
         with self._lock:
-            self._sent[self._seq] = _Sent(time.monotonic(), list(groups.values()))
+            self._sent[self._seq] = _Sent(
+                time.monotonic(),
+                [(g.variant, g.model, g.items) for g in sent if g.model is not None],
+            )
         self._metrics.shadow_queued.set(len(self._pending))
         try:
             conn.send(job)
