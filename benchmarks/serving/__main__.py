@@ -2,6 +2,13 @@
 
 .venv/bin/python -m benchmarks.serving [--quick] [--seconds 5] [--repeats 3]
     [--servers bare,mlsd,mlsd_no_log] [--http-only] [--realtime]
+.venv/bin/python -m benchmarks.serving --shadow-paired [--rounds 8] [--round-seconds 8]
+    [--aa] [--rate R] [--realtime]
+
+`--shadow-paired` runs only the rollout issue's shadow figure: the champion's p99 at half
+mlsd's maximum rate with and without a 100 % shadow, in paired, interleaved rounds, the
+median of the rounds' ratios and its spread (`benchmarks.serving.shadow_paired`; about 3
+minutes by default).
 
 `--realtime` runs the HTTP part under the real-time policy (SCHED_FIFO, Linux, needs root
 or CAP_SYS_NICE): the client, wrk and every server inherit it, so other work on a shared
@@ -30,6 +37,7 @@ from benchmarks.serving.log_cost import append_cost, log_cost
 from benchmarks.serving.model_only import model_only
 from benchmarks.serving.report import plot, print_tables
 from benchmarks.serving.shadow_cost import shadow_cost
+from benchmarks.serving.shadow_paired import shadow_paired
 from rich.console import Console
 from rich.progress import Progress
 
@@ -109,8 +117,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--realtime", action="store_true", help="HTTP part under SCHED_FIFO (isolates it)"
     )
+    parser.add_argument(
+        "--shadow-paired", action="store_true",
+        help="only the shadow figure: mlsd against mlsd_shadow in paired, interleaved rounds",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=8, help="paired rounds (--shadow-paired)")
+    parser.add_argument(
+        "--round-seconds", type=float, default=8.0, help="seconds per server and round"
+    )
+    parser.add_argument(
+        "--aa", action="store_true", help="a second plain mlsd in every round (the noise floor)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="requests/s (default: half mlsd's max rate)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.rounds < 2 or args.round_seconds <= 0:
+        parser.error("--rounds must be >= 2 and --round-seconds > 0")
+    if args.rate is not None and not args.rate > 0:
+        parser.error("--rate must be > 0")
     # Explicit --seconds/--repeats win; --quick only changes the defaults.
     seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 3.0)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 5)
@@ -137,11 +163,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             LIGHTGBM_ARTIFACT: (home / "bench-model.lgb.txt").read_bytes(),
         }
         progress.advance(task)
-        if not args.http_only:
-            in_process(results, home, work, files, progress, quick=args.quick, repeats=repeats)
-        if not args.skip_http:
+        if args.shadow_paired:
             if args.realtime:
                 _realtime()
+            results["shadow_paired"] = shadow_paired(
+                home, work, progress, rounds=args.rounds, seconds=args.round_seconds,
+                connections=args.connections, server_cpu=server_cpu, client_cpu=client_cpu,
+                aa=args.aa, rate=args.rate,
+            )  # fmt: skip
+        elif not args.http_only:
+            in_process(results, home, work, files, progress, quick=args.quick, repeats=repeats)
+        if not args.skip_http and not args.shadow_paired:
+            if args.realtime:
+                _realtime()  # the HTTP part only, not the in-process parts
             common = {"server_cpu": server_cpu, "client_cpu": client_cpu}
             results["http"] = http_benchmarks(
                 home, onnx_path, work, progress,
@@ -158,8 +192,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     json_path = args.out / f"serving-{stamp}.json"
     json_path.write_text(json.dumps(results, indent=2))
-    png_path = plot(results, args.out / f"serving-{stamp}.png")
     print_tables(results, console)
+    if args.shadow_paired:  # one figure, in the table: no plot
+        console.print(f"results: {json_path}")
+        return results
+    png_path = plot(results, args.out / f"serving-{stamp}.png")
     console.print(f"results: {json_path}\nplot: {png_path}")
     return results
 

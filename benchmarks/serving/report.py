@@ -44,6 +44,9 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
                 f"{http.get('shadow_thread_overhead_p99', float('nan')) * 100:+.1f} %, "
                 f"{http.get('shadow_thread_dropped', float('nan')):.0f} dropped"
             )
+    paired = results.get("shadow_paired")
+    if paired:
+        print_shadow_paired(paired, console)
     shadow = results.get("shadow_cost")
     if shadow:
         console.print(
@@ -127,6 +130,57 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
                 f"{p['p99_ms']:.1f}",
             )
         console.print(table)
+
+
+def print_shadow_paired(paired: dict[str, Any], console: Console) -> None:
+    """Each round's champion and shadow p99, then the median ratio and its spread."""
+    runs = paired["runs"]
+    names = list(runs)
+    table = Table(
+        title=f"champion p99 at {paired['rate']:.0f} req/s (half mlsd's max), "
+        f"{paired['rounds']} paired rounds of {paired['seconds']:g} s"
+    )
+    table.add_column("round", justify="right")
+    for name in names:
+        table.add_column(f"{name} p50 / p99 (req/s)", justify="right")
+    table.add_column("shadow p99 ratio", justify="right")
+    table.add_column("dropped", justify="right")
+    for r in range(paired["rounds"]):
+        cells = [
+            f"{runs[n][r]['p50_ms']:.2f} / {runs[n][r]['p99_ms']:.2f} ms "
+            f"({runs[n][r]['achieved_rps']:.0f})"
+            for n in names
+        ]
+        ratio = runs["mlsd_shadow"][r]["p99_ms"] / runs["mlsd"][r]["p99_ms"] - 1.0
+        dropped = runs["mlsd_shadow"][r]["dropped"]
+        table.add_row(str(r), *cells, f"{ratio * 100:+.1f} %", f"{dropped:.0f}")
+    console.print(table)
+
+    def line(label: str, s: dict[str, float]) -> str:
+        return (
+            f"{label}: median {s['median'] * 100:+.1f} % (quartiles {s['q25'] * 100:+.1f} .. "
+            f"{s['q75'] * 100:+.1f} %, range {s['min'] * 100:+.1f} .. {s['max'] * 100:+.1f} %, "
+            f"{s['above_zero'] * 100:.0f} % of rounds above 0)"
+        )
+
+    console.print(line("100 % shadow, champion p99 (target <= +5 %)", paired["shadow_p99"]))
+    console.print(line("100 % shadow, champion p50", paired["shadow_p50"]))
+    if "aa_p99" in paired:
+        console.print(line("A/A (a second mlsd), p99", paired["aa_p99"]))
+        console.print(line("A/A (a second mlsd), p50", paired["aa_p50"]))
+    share = paired["shadow_dropped"] / max(1, paired["shadow_sent"])
+    console.print(
+        f"shadows dropped: {paired['shadow_dropped']:.0f} of {paired['shadow_sent']} "
+        f"({share * 100:.2f} %); errors {paired['errors']}; load average "
+        f"{paired['load_average_before'][0]:.2f} before, "
+        f"{paired['load_average_after'][0]:.2f} after"
+    )
+    behind = paired.get("rounds_behind", [])
+    if behind:
+        console.print(
+            f"[bold red]rounds {behind}: a server fell behind the rate (answered < 97 % of it): "
+            "those p99s are queues, the machine was too busy to read the figure[/]"
+        )
 
 
 def plot(results: dict[str, Any], path: Path) -> Path:

@@ -10,7 +10,8 @@ per call including the shadow's (each block waits for its shadows before the clo
 the server's own, and for `shadow` the child's besides (from /proc). Also in the HTTP
 benchmark as the `mlsd_shadow` and `mlsd_shadow_thread` servers.
 
-.venv/bin/python -m benchmarks.serving.shadow_cost HOME   (HOME from fixture.prepare_home)
+.venv/bin/python -m benchmarks.serving.shadow_cost HOME [--no-drift]   (HOME from
+fixture.prepare_home; live drift is on unless --no-drift, as under `mlsd serve`)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from benchmarks.serving.log_cost import _transactions
@@ -52,14 +54,21 @@ def _threads_cpu_s(threads: list[threading.Thread]) -> float:
     return total
 
 
-def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, float]:
+def shadow_cost(
+    home: Path, calls: int = 4000, block: int = 200, *, drift: bool = True
+) -> dict[str, float]:
     """p50/p99 (µs) of the answer and CPU µs per call, without a shadow, with a 100 % shadow
     in the shadow process (`shadow`) and in the server's thread (`thread`).
 
     `*_bg_cpu_us_per_call` is the CPU of the service's own background threads (shadow
     worker or courier, the log's flusher, ...): Python work that competes with the event
     loop for the GIL, the tail's cause, measured by thread CPU clocks and so not by the
-    machine's noise.
+    machine's noise. `*_own_cpu_us_per_call` is the service's own CPU alone: its event
+    loop's during its blocks and its own threads' over the whole run (the drift thread
+    drains every second, whichever service's block runs meanwhile), and
+    `shadow_own_cpu_us_per_shadow` what the shadow adds to it: the server-side CPU of one
+    shadowed request, the child's apart. `drift`: live drift on in every service, as under
+    `mlsd serve` (its thread bins the shadow's rows too).
     """
     from mlsd.inference.batcher import BatchConfig
     from mlsd.inference.endpoint import HostedEndpoint
@@ -71,13 +80,15 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
     from mlsd.settings import Settings
 
     settings = Settings(home=home)
-    options = {"models": ("fraud@champion",), "watch_aliases": False, "watch_rollouts": False,
-               "batching": BatchConfig(1, -1.0), "cache_predictions": False}  # fmt: skip
+    options: dict[str, Any] = {
+        "models": ("fraud@champion",), "watch_aliases": False, "watch_rollouts": False,
+        "batching": BatchConfig(1, -1.0), "cache_predictions": False, "monitor_drift": drift,
+    }  # fmt: skip
     services = {}
     own: dict[str, dict[int, threading.Thread]] = {}  # each service's background threads
     for name in ("none", "shadow", "thread"):
         before = _threads()
-        services[name] = build_service(settings, ServeOptions(  # type: ignore[arg-type]
+        services[name] = build_service(settings, ServeOptions(
             **options, shadow_process=name == "shadow"))  # fmt: skip
         own[name] = {i: t for i, t in _threads().items() if i not in before}
     for name, service in services.items():
@@ -92,6 +103,9 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
     cpu: dict[str, float] = dict.fromkeys(services, 0.0)
     bg_cpu: dict[str, float] = dict.fromkeys(services, 0.0)
     child_cpu = 0.0
+    loop_cpu: dict[str, float] = dict.fromkeys(services, 0.0)  # the event loop's, its blocks
+    total_bg: dict[str, float] = dict.fromkeys(services, 0.0)  # own threads, the whole run
+    by_thread: dict[str, float] = {}  # the same by thread (service:thread name)
 
     def child_pid() -> int | None:
         process = shadowed.pipeline.shadow_process
@@ -107,21 +121,31 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
             own[name].update({i: t for i, t in _threads().items() if i not in before})
         while child_pid() is None:
             await asyncio.sleep(0.1)
+        for name in services:
+            total_bg[name] = -_threads_cpu_s(list(own[name].values()))
+            for thread in own[name].values():
+                by_thread[f"{name}:{thread.name}"] = -_threads_cpu_s([thread])
         for start in range(0, calls, block):
             for name, service in services.items():
                 pid = child_pid() if name == "shadow" else None
                 threads = list(own[name].values())
                 began_cpu, began_child = time.process_time(), _cpu_s(pid)
-                began_bg = _threads_cpu_s(threads)
+                began_bg, began_loop = _threads_cpu_s(threads), time.thread_time()
                 for tx in txs[start : start + block]:
                     began = time.perf_counter()
                     await service.score(ScoringRequest(f"r{tx.transaction_id}", "score", [tx]))
                     timings[name].append(time.perf_counter() - began)
                 await service.pipeline.drain()  # the shadows' work is in this block's CPU
                 cpu[name] += time.process_time() - began_cpu
+                loop_cpu[name] += time.thread_time() - began_loop
                 bg_cpu[name] += _threads_cpu_s(threads) - began_bg
                 if pid is not None:
                     child_cpu += _cpu_s(pid) - began_child
+        await asyncio.sleep(2.5)  # the drift threads' last drains (every second)
+        for name in services:
+            total_bg[name] += _threads_cpu_s(list(own[name].values()))
+            for thread in own[name].values():
+                by_thread[f"{name}:{thread.name}"] += _threads_cpu_s([thread])
 
     try:
         asyncio.run(run())
@@ -139,6 +163,13 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
         out[f"{name}_p99_us"] = float(np.percentile(us, 99))
         out[f"{name}_cpu_us_per_call"] = cpu[name] / calls * 1e6
         out[f"{name}_bg_cpu_us_per_call"] = bg_cpu[name] / calls * 1e6
+        out[f"{name}_own_cpu_us_per_call"] = (loop_cpu[name] + total_bg[name]) / calls * 1e6
+    for key, seconds in sorted(by_thread.items()):
+        if seconds > 0:
+            out[f"{key}_cpu_us_per_call"] = seconds / calls * 1e6
+    out["shadow_own_cpu_us_per_shadow"] = (
+        out["shadow_own_cpu_us_per_call"] - out["none_own_cpu_us_per_call"]
+    )
     out["shadow_server_cpu_us_per_call"] = out["shadow_cpu_us_per_call"]
     out["shadow_child_cpu_us_per_call"] = child_cpu / calls * 1e6
     out["shadow_cpu_us_per_call"] += out["shadow_child_cpu_us_per_call"]
@@ -158,4 +189,4 @@ def shadow_cost(home: Path, calls: int = 4000, block: int = 200) -> dict[str, fl
 
 
 if __name__ == "__main__":
-    print(shadow_cost(Path(sys.argv[1])))
+    print(shadow_cost(Path(sys.argv[1]), drift="--no-drift" not in sys.argv[2:]))

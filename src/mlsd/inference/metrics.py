@@ -7,6 +7,7 @@ small closed set (routes, model names and versions, statuses).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,7 +22,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from mlsd.inference.observers import ScoredBatch
+    from mlsd.inference.observers import ScoredBatch, TwinSpec
+    from mlsd.inference.spec import LoadedModel
 
 
 class ServingMetrics:
@@ -166,7 +168,10 @@ class ServingMetrics:
 
 
 class MetricsObserver:
-    """Counts every scored batch by model, version, variant, role and outcome."""
+    """Counts every scored batch by model, version, variant, role and outcome.
+
+    Shadows scored by the shadow scorer process are counted there (`ShadowCounts`) and
+    arrive as one summary per variant and job (`observe_summary`)."""
 
     def __init__(self, metrics: ServingMetrics) -> None:
         self.metrics = metrics
@@ -174,17 +179,47 @@ class MetricsObserver:
 
     def observe(self, batch: ScoredBatch) -> None:
         """One request and its rows into `mlsd_model_requests_total` / `mlsd_predictions_total`."""
-        key = (batch.model.key, batch.variant, batch.role, batch.degraded)
+        children = self._counters(batch.model, batch.variant, batch.role, batch.degraded)
+        children[0].inc()
+        children[1].inc(len(batch.scores))
+
+    def shadow_twin(self) -> TwinSpec:
+        """Counted in the shadow scorer process by `ShadowCounts`."""
+        return f"{__name__}:ShadowCounts", ()
+
+    def observe_summary(self, variant: str, model: LoadedModel, summary: Any) -> None:
+        """A job's shadows of `variant`, as `ShadowCounts.summarize` counted them."""
+        for degraded, (requests, rows) in summary.items():
+            children = self._counters(model, variant, "shadow", degraded)
+            children[0].inc(requests)
+            children[1].inc(rows)
+
+    def _counters(self, model: LoadedModel, variant: str, role: str, degraded: bool) -> Any:
+        key = (model.key, variant, role, degraded)
         children = self._children.get(key)
         if children is None:  # once per (version, variant, role, outcome)
-            m, model = self.metrics, batch.model
+            m = self.metrics
             labels = (
-                model.name, str(model.version), batch.variant, batch.role,
-                "degraded" if batch.degraded else "ok",
+                model.name, str(model.version), variant, role, "degraded" if degraded else "ok"
             )  # fmt: skip
             children = self._children[key] = (
                 m.model_requests.labels(*labels),
                 m.predictions.labels(*labels),
             )
-        children[0].inc()
-        children[1].inc(len(batch.scores))
+        return children
+
+
+class ShadowCounts:
+    """`MetricsObserver`'s twin in the shadow scorer process: a job's shadow requests and
+    rows of one variant, by outcome ({degraded: (requests, rows)})."""
+
+    def __init__(self, _registry: Any) -> None:
+        pass
+
+    def summarize(self, batches: Sequence[ScoredBatch]) -> dict[bool, tuple[int, int]]:
+        """Requests and rows, by whether their features were degraded."""
+        out: dict[bool, tuple[int, int]] = {}
+        for batch in batches:
+            requests, rows = out.get(batch.degraded, (0, 0))
+            out[batch.degraded] = (requests + 1, rows + len(batch.scores))
+        return out

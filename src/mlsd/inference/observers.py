@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -132,4 +132,37 @@ class FailureObserver(Protocol):
 
     def failed(self, request: ScoringRequest, variant: str, role: Role, latency_s: float) -> None:
         """Take note of one failed scoring call of `variant` (the error itself is logged)."""
+        ...
+
+
+#: How the shadow scorer process builds an observer's twin: "module:callable" and its
+#: arguments (picklable); the callable is given the process's registry first.
+TwinSpec = tuple[str, tuple[Any, ...]]
+
+
+class ShadowTwin(Protocol):
+    """An observer's work on shadows, done in the shadow scorer process instead of the server
+    (`mlsd.inference.shadow_child`): it sees the shadow batches the process scored and sums
+    them up for the observer it stands for."""
+
+    def summarize(self, batches: Sequence[ScoredBatch]) -> Any:
+        """What the observer needs of one variant's scored shadows in a job: picklable and
+        compact (counts, bins), never a row each; None when it needs nothing."""
+        ...
+
+
+@runtime_checkable
+class TwinnedObserver(ScoringObserver, Protocol):
+    """An observer whose shadow work a twin in the shadow scorer process can do, with the
+    same result: the server then gets one summary per variant and job, not a batch per
+    shadow (a few µs of the server's GIL per shadow saved). Other callers (primaries, the
+    shadow thread) still call `observe`."""
+
+    def shadow_twin(self) -> TwinSpec:
+        """What builds the twin in the shadow scorer process (`ShadowTwin`)."""
+        ...
+
+    def observe_summary(self, variant: str, model: LoadedModel, summary: Any) -> None:
+        """Take the twin's summary of `variant`'s shadows scored by `model`'s version (called
+        on the shadow process's courier thread)."""
         ...

@@ -22,6 +22,7 @@ mutating a handler.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -44,6 +45,7 @@ from mlsd.inference.observers import (
     ScoringRequest,
     TickObserve,
     TickObserver,
+    TwinnedObserver,
     decide,
 )
 from mlsd.inference.routing import Route, RoutingLayer, Variant
@@ -99,6 +101,9 @@ class ScoringPipeline:
         #: Shadows scored by a process of their own (`use_shadow_process`), or None.
         self.shadow_process: ShadowProcess | None = None
         self._logged_apart: ScoringObserver | None = None
+        #: Observers with a twin in the shadow process, by twin id (`TwinnedObserver`).
+        self._twinned: dict[int, TwinnedObserver] = {}
+        self._twin_ids = itertools.count(1)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -140,6 +145,8 @@ class ScoringPipeline:
         """
         soon = observer.observe_soon if isinstance(observer, TickObserver) else None
         self._observers.append((observer, critical, soon))
+        if isinstance(observer, TwinnedObserver):
+            self._twinned[next(self._twin_ids)] = observer
 
     @property
     def observers(self) -> tuple[ScoringObserver, ...]:
@@ -149,6 +156,7 @@ class ScoringPipeline:
     def remove_observer(self, observer: ScoringObserver) -> None:
         """Stop showing batches to `observer`."""
         self._observers = [entry for entry in self._observers if entry[0] is not observer]
+        self._twinned = {t: o for t, o in self._twinned.items() if o is not observer}
 
     def add_failure_observer(self, observer: FailureObserver) -> None:
         """Tell `observer` of every variant that raised while scoring (primary or shadow)."""
@@ -166,14 +174,17 @@ class ScoringPipeline:
 
         `log` is this pipeline's prediction-log observer (None: it logs nothing): the
         process writes the shadows' records to the log `settings` names itself, so `log` is
-        not told of the shadows it scored; every other observer is. `limits` are
+        not told of the shadows it scored. An observer with a twin (`TwinnedObserver`:
+        metrics, live drift) gets one summary per variant and job from its twin in the
+        process; every other observer is told of each shadow. `limits` are
         `ShadowProcess` keywords (linger_s, max_batch, max_in_flight, hung_s).
         """
         if self.shadow_process is not None:
             raise ValueError("this pipeline already has a shadow process")
         self.shadow_process = ShadowProcess(
             settings, self.metrics, self._scored_apart, self._score_shadows_later,
-            log_predictions=log is not None, capacity=self.shadow_capacity, **limits,
+            twinned=self._twins, log_predictions=log is not None,
+            capacity=self.shadow_capacity, **limits,
         )  # fmt: skip
         self._logged_apart = log
         return self.shadow_process
@@ -267,6 +278,10 @@ class ScoringPipeline:
         for variant, request, primary in items:
             self.shadows.put((variant,), request, primary)
 
+    def _twins(self) -> dict[int, TwinnedObserver]:
+        """The observers with a twin in the shadow process now (the log's is the process)."""
+        return {t: o for t, o in self._twinned.items() if o is not self._logged_apart}
+
     def _scored_apart(
         self,
         variant: Variant,
@@ -277,10 +292,25 @@ class ScoringPipeline:
         latency_s: float,
         model_s: float,
         error: str | None,
+        summaries: dict[int, Any],
     ) -> None:
-        """Shadows the shadow process scored (and logged), to every other observer."""
+        """Shadows the shadow process scored (and logged), to every other observer: its
+        twin's summary to an observer that has one, each shadow's batch to the others."""
         if model_s > 0:
             self.metrics.child(self.metrics.inference_latency, model.name).observe(model_s)
+        summarized = {id(o): (o, summaries[t]) for t, o in self._twinned.items() if t in summaries}
+        told = [o for o, _, _ in self._observers if o is not self._logged_apart]
+        for observer in told:
+            twinned = summarized.get(id(observer))
+            if twinned is None:
+                continue
+            try:
+                twinned[0].observe_summary(variant.name, model, twinned[1])
+            except Exception:
+                log.exception("observer %r failed on a summary of shadows", observer)
+        each = [o for o in told if id(o) not in summarized]
+        if not each and bool(ok.all()):  # every observer summed up, no failure to report
+            return
         end = 0
         for (_, request, primary), scored in zip(items, ok.tolist(), strict=True):
             if primary is None:  # never sent: the process takes the primary's rows
@@ -290,15 +320,15 @@ class ScoringPipeline:
                 failure = RuntimeError(error or "the shadow process did not score it")
                 self._failed(variant, "shadow", request, time.perf_counter() - latency_s, failure)
                 continue
+            if not each:
+                continue
             part = scores[start:end]
             batch = ScoredBatch(
                 request, variant.name, "shadow", model, primary.values, part,
                 decide(part.tolist(), model.threshold), np.zeros(len(part), dtype=bool),
                 primary.statuses, primary.degraded, latency_s,
             )  # fmt: skip
-            for observer, _, _ in self._observers:
-                if observer is self._logged_apart:
-                    continue
+            for observer in each:
                 try:
                     observer.observe(batch)
                 except Exception:

@@ -7,7 +7,10 @@ the registry (versions are immutable, their artifacts sha256-checked: it scores 
 what the server loaded), scores the primary's feature rows it is sent, writes the shadow's
 prediction-log records itself with `PredictionLogObserver` (the same records as in the
 server: variant `{rollout}:shadow`, same request ids; the log takes several writer
-processes, each with its own journal) and answers with the scores only.
+processes, each with its own journal), hands each variant's scored batches to the twins of
+the server's observers (`mlsd.inference.observers.ShadowTwin`: metrics counts, live drift's
+bins; built from the "module:callable" each names) and answers with the scores and the
+twins' summaries.
 
 It runs only on CPU the server leaves idle (`SCHED_IDLE` on Linux, else nice 19): a
 shadow never takes CPU the answers need; a child that falls behind (a saturated server)
@@ -19,6 +22,7 @@ Ctrl-C (the server stops it), and exits when the server closes its pipe or dies.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -32,7 +36,14 @@ import numpy as np
 
 from mlsd.data.transaction import Transaction
 from mlsd.errors import MlsdError
-from mlsd.inference.observers import Entry, ScoredBatch, ScoringRequest, decide
+from mlsd.inference.observers import (
+    Entry,
+    ScoredBatch,
+    ScoringRequest,
+    ShadowTwin,
+    TwinSpec,
+    decide,
+)
 from mlsd.inference.spec import LoadedModel
 from mlsd.settings import Settings
 
@@ -49,11 +60,16 @@ WireRequest = tuple[str, Entry, Sequence[str] | None, int, bool, list[tuple[Any,
 #: One variant's shadows in a job: variant name, model name, version, the primaries' rows
 #: (concatenated, request order), the requests, each request's `degraded` flag.
 Group = tuple[str, str, int, np.ndarray, list[WireRequest], list[bool]]
-#: A job: its sequence number and its groups; None asks the child to stop.
-Job = tuple[int, list[Group]]
+#: The server's observers with a twin here, as of a job: (twin id, what builds it, sent
+#: once to each child, then None).
+Twins = list[tuple[int, TwinSpec | None]]
+#: A job: its sequence number, its groups and the twins; None asks the child to stop.
+Job = tuple[int, list[Group], Twins]
 #: A group's answer: scores (rows of the group), which requests were scored, the scoring
-#: latency of the group (s), the model call's seconds, the error of the failed requests.
-GroupResult = tuple[np.ndarray, np.ndarray, float, float, str | None]
+#: latency of the group (s), the model call's seconds, the error of the failed requests,
+#: each twin's summary of the scored ones (by twin id; absent: that observer is told of
+#: each shadow instead).
+GroupResult = tuple[np.ndarray, np.ndarray, float, float, str | None, dict[int, Any]]
 #: The answer to a job: its sequence number and one result per group.
 Answer = tuple[int, list[GroupResult]]
 
@@ -111,6 +127,9 @@ class ShadowScorer:
         self.observer = PredictionLogObserver(self.log) if self.log is not None else None
         self._log_failed = False
         self._used: dict[tuple[str, int], None] = {}  # loaded versions, least recent first
+        #: The server's observers' twins, by twin id (`mlsd.inference.observers.ShadowTwin`).
+        self.twins: dict[int, ShadowTwin] = {}
+        self._twin_failed: set[int] = set()
 
     def model(self, name: str, version: int) -> LoadedModel:
         """The version, loaded from the registry once; beyond `MAX_VERSIONS` the one asked
@@ -129,9 +148,40 @@ class ShadowScorer:
         return model
 
     def score(self, job: Job) -> Answer:
-        """Score and log each group of a job; a failure is reported, never raised."""
-        seq, groups = job
+        """Score and log each group of a job, sum it up for the twins; a failure is
+        reported, never raised."""
+        seq, groups, twins = job
+        self._configure(twins)
         return seq, [self._group(*group) for group in groups]
+
+    def _configure(self, twins: Twins) -> None:
+        """Build the twins new to this child, forget those the server no longer has."""
+        for tid, spec in twins:
+            if spec is None or tid in self.twins or tid in self._twin_failed:
+                continue
+            where, args = spec
+            module, _, name = where.partition(":")
+            try:
+                self.twins[tid] = getattr(importlib.import_module(module), name)(
+                    self.registry, *args
+                )
+            except Exception:  # its observer is told of each shadow instead
+                log.exception("shadow twin %s not built", where)
+                self._twin_failed.add(tid)
+        listed = {tid for tid, _ in twins}
+        for tid in [t for t in self.twins if t not in listed]:
+            del self.twins[tid]
+
+    def _summaries(self, batches: list[ScoredBatch]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for tid, twin in self.twins.items():
+            try:
+                out[tid] = twin.summarize(batches)
+            except Exception:  # no summary: its observer is told of each shadow instead
+                if tid not in self._twin_failed:  # once
+                    self._twin_failed.add(tid)
+                    log.exception("shadow twin %r failed", twin)
+        return out
 
     def _group(
         self,
@@ -148,7 +198,8 @@ class ShadowScorer:
         try:
             model = self.model(name, version)
         except Exception as exc:  # noqa: BLE001 - reported to the server, per request
-            return np.zeros(len(values)), ok, 0.0, 0.0, f"cannot load {name}/{version}: {exc!r}"
+            failed = f"cannot load {name}/{version}: {exc!r}"
+            return np.zeros(len(values)), ok, 0.0, 0.0, failed, {}
         error: str | None = None
         try:
             scores = np.asarray(model.predict(values), dtype=np.float64)
@@ -156,6 +207,7 @@ class ShadowScorer:
             scores, error = self._one_by_one(model, values, sizes), repr(exc)
         model_s = time.perf_counter() - started
         end = 0
+        batches: list[ScoredBatch] = []
         for i, (wire, flag) in enumerate(zip(wires, degraded, strict=True)):
             start, end = end, end + wire[3]
             part = scores[start:end]
@@ -166,9 +218,14 @@ class ShadowScorer:
                 continue
             ok[i] = True
             rows = values[start:end]
-            self._log(from_wire(wire, rows), variant, model, rows, part, decisions, flag,
-                      time.perf_counter() - started)  # fmt: skip
-        return scores, ok, time.perf_counter() - started, model_s, error
+            batch = ScoredBatch(
+                from_wire(wire, rows), variant, "shadow", model, rows, part, decisions,
+                np.zeros(len(part), dtype=bool), [], flag, time.perf_counter() - started,
+            )  # fmt: skip
+            self._log(batch)
+            batches.append(batch)
+        summaries = self._summaries(batches) if batches else {}
+        return scores, ok, time.perf_counter() - started, model_s, error, summaries
 
     @staticmethod
     def _one_by_one(model: LoadedModel, values: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
@@ -182,23 +239,9 @@ class ShadowScorer:
             start = end
         return scores
 
-    def _log(
-        self,
-        request: ScoringRequest,
-        variant: str,
-        model: LoadedModel,
-        values: np.ndarray,
-        scores: np.ndarray,
-        decisions: list[str],
-        degraded: bool,
-        latency_s: float,
-    ) -> None:
+    def _log(self, batch: ScoredBatch) -> None:
         if self.observer is None:
             return
-        batch = ScoredBatch(
-            request, variant, "shadow", model, values, scores, decisions,
-            np.zeros(len(scores), dtype=bool), [], degraded, latency_s,
-        )  # fmt: skip
         try:
             self.observer.observe(batch)
         except MlsdError as exc:

@@ -12,12 +12,14 @@ the requests as plain tuples, the primary's feature rows (the shadow is compared
 champion on exactly its inputs) and each request's `degraded` flag. The child
 (`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
 shadow version from the registry, scores the rows, writes the shadow's prediction-log
-records itself and answers with the scores only; the courier hands them to the pipeline
-(`deliver`), which tells the observers that stay in the server (metrics, `ShadowWatch`
-pairing, drift): a few microseconds per request. Measured in process
-(benchmarks/serving/shadow_cost.py, load average ~5 on 2 cores): the server's background
-threads spend 19-31 µs of CPU per call with the shadow process, 41-76 µs with the shadow
-thread, 6-7 µs with no shadow.
+records itself, and does the shadow work of the observers that have a twin
+(`TwinnedObserver`: metrics, live drift; each job names the twins, sending what builds
+one only once to each child), answering with the scores and each twin's summary. The
+courier hands them to the pipeline (`deliver`), which gives a twinned observer its summary
+(one call per variant and job) and tells only the others (`ShadowWatch` pairing, ...) of
+each shadow. Measured in process (benchmarks/serving/courier_cost.py, jobs of 64, load 2-3
+on 2 cores): the server spends 9-17 µs of CPU per shadow (shipping, taking back, drift's
+drain) against 21-27 µs when the metrics and drift were told of each shadow in the server.
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
@@ -44,12 +46,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
 from mlsd.inference import shadow_child
 from mlsd.inference.metrics import ServingMetrics
-from mlsd.inference.observers import ScoredBatch, ScoringRequest
+from mlsd.inference.observers import ScoredBatch, ScoringRequest, TwinnedObserver
 from mlsd.inference.routing import Variant
 from mlsd.inference.runtimes import LightGBMRuntime, OnnxRuntime
 from mlsd.inference.shadow_queue import Item, ShadowScorer
@@ -60,10 +63,15 @@ from mlsd.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Takes one variant's scored shadows back: (variant, the server's copy of its version, the
-#: items, scores of their rows, which items were scored, latency s, model call s, error).
+#: items, scores of their rows, which items were scored, latency s, model call s, error,
+#: the twins' summaries by twin id).
 Deliver = Callable[
-    [Variant, LoadedModel, list[Item], np.ndarray, np.ndarray, float, float, str | None], None
-]
+    [Variant, LoadedModel, list[Item], np.ndarray, np.ndarray, float, float, str | None,
+     dict[int, Any]],
+    None,
+]  # fmt: skip
+#: The observers whose shadow work a twin in the child does, by twin id (read every job).
+Twinned = Callable[[], dict[int, TwinnedObserver]]
 #: Longest wait between two attempts to start a child.
 MAX_BACKOFF_S = 30.0
 
@@ -78,6 +86,35 @@ class _Sent:
     @property
     def items(self) -> int:
         return sum(len(items) for _, _, items in self.groups)
+
+
+class _Group:
+    """One variant's shadows in a job being made: its version (None: the child cannot score
+    it), and what the job carries of each shadow."""
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        try:
+            found: LoadedModel | None = variant.endpoint.current()
+        except Exception:  # noqa: BLE001 - the thread path reports it
+            found = None
+        self.model = found if found is not None and reproducible(found) else None
+        self._same: dict[int, bool] = {}  # by the primary's model: the same features
+        self.items: list[Item] = []
+        self.values: list[np.ndarray] = []
+        self.wires: list[shadow_child.WireRequest] = []
+        self.degraded: list[bool] = []
+
+    def fits(self, primary: ScoredBatch) -> bool:
+        """Whether the child can score this shadow on `primary`'s rows."""
+        if self.model is None:
+            return False
+        same = self._same.get(id(primary.model))
+        if same is None:
+            same = self._same[id(primary.model)] = (
+                primary.model.feature_names == self.model.feature_names
+            )
+        return same
 
 
 def reproducible(model: LoadedModel) -> bool:
@@ -95,6 +132,7 @@ class ShadowProcess:
         deliver: Deliver,
         fallback: ShadowScorer,
         *,
+        twinned: Twinned | None = None,
         log_predictions: bool = True,
         capacity: int = 1024,
         linger_s: float = 0.02,
@@ -113,6 +151,8 @@ class ShadowProcess:
         self._metrics = metrics
         self._deliver = deliver
         self._fallback = fallback
+        self._twinned = twinned
+        self._twins_sent: set[int] = set()  # twin ids whose spec the running child has
         self._pending: list[Item] = []
         self._sent: dict[int, _Sent] = {}
         self._seq = 0
@@ -240,6 +280,7 @@ class ShadowProcess:
             log.warning("shadow scorer process did not start: %s", exc)
             return False
         self._process, self._conn = process, ours
+        self._twins_sent = set()
         deadline = time.monotonic() + self.start_timeout_s
         while not self._stop.is_set() and time.monotonic() < deadline and process.poll() is None:
             try:
@@ -293,40 +334,56 @@ class ShadowProcess:
                 self._changed.notify_all()
 
     def _send(self, conn: Connection, items: list[Item]) -> None:
-        groups: dict[str, tuple[Variant, LoadedModel, list[Item]]] = {}
+        groups: dict[int, _Group] = {}  # by variant: one version each a job
         alone: list[Item] = []
         for item in items:
-            variant, _, primary = item
-            try:
-                model = variant.endpoint.current()
-            except Exception:  # noqa: BLE001 - the thread path reports it
+            variant, request, primary = item
+            group = groups.get(id(variant))
+            if group is None:
+                group = groups[id(variant)] = _Group(variant)
+            if primary is None or not group.fits(primary):
                 alone.append(item)
                 continue
-            if (primary is None or not reproducible(model)
-                    or primary.model.feature_names != model.feature_names):  # fmt: skip
-                alone.append(item)
-                continue
-            key = f"{variant.name}\0{model.key}"
-            groups.setdefault(key, (variant, model, []))[2].append(item)
+            group.items.append(item)
+            group.values.append(primary.values)
+            group.wires.append(shadow_child.to_wire(request, len(primary.values)))
+            group.degraded.append(primary.degraded)
         if alone:
             self._fallback(alone)
-        if not groups:
+        sent = [g for g in groups.values() if g.items and g.model is not None]
+        if not sent:
             return
         job: shadow_child.Job = (self._seq + 1, [
-            (variant.name, model.name, model.version,
-             np.concatenate([p.values for _, _, p in its if p is not None]),
-             [shadow_child.to_wire(r, len(p.values)) for _, r, p in its if p is not None],
-             [p.degraded for _, _, p in its if p is not None])
-            for variant, model, its in groups.values()
-        ])  # fmt: skip
+            (g.variant.name, g.model.name, g.model.version, np.concatenate(g.values), g.wires,
+             g.degraded)
+            for g in sent if g.model is not None
+        ], self._twins())  # fmt: skip
         self._seq += 1
         with self._lock:
-            self._sent[self._seq] = _Sent(time.monotonic(), list(groups.values()))
+            self._sent[self._seq] = _Sent(
+                time.monotonic(),
+                [(g.variant, g.model, g.items) for g in sent if g.model is not None],
+            )
         self._metrics.shadow_queued.set(len(self._pending))
         try:
             conn.send(job)
         except (OSError, ValueError) as exc:
             self._died(f"took no job ({exc})")
+
+    def _twins(self) -> shadow_child.Twins:
+        """The observers' twins as of now: what builds them for those new to this child."""
+        twins: shadow_child.Twins = []
+        for tid, observer in ({} if self._twinned is None else self._twinned()).items():
+            if tid in self._twins_sent:
+                twins.append((tid, None))
+                continue
+            try:
+                twins.append((tid, observer.shadow_twin()))
+            except Exception:  # that observer is told of each shadow instead
+                log.exception("observer %r has no shadow twin", observer)
+                continue
+            self._twins_sent.add(tid)
+        return twins
 
     def _receive(self, timeout: float) -> None:
         conn = self._conn

@@ -16,6 +16,7 @@ column), so a window can also be filled batch by batch as live scoring goes on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,21 @@ def _dense(values: list[float]) -> bool:
     return bool(values) and all(v == int(v) for v in values) and values[-1] - values[0] < MAX_SPAN
 
 
+@dataclass(frozen=True)
+class WindowCounts:
+    """What `BinnedWindow.merge` adds: a window's raw counts, without its profile."""
+
+    n: int
+    finite: Counts
+    neg_inf: Counts
+    score_counts: Counts | None
+    scored: int
+    pca_counts: Counts | None
+    numeric: Counts
+    categorical: Counts
+    dense: Counts
+
+
 class BinnedWindow:
     """Per-feature counts of one window (features in the profile's order), growing by `add`.
 
@@ -185,6 +201,36 @@ class BinnedWindow:
             self.score_counts += counts
             self.scored += int(s.size - missing)
         self.n += len(X)
+        return self
+
+    def _arrays(self) -> dict[str, Counts | None]:
+        return {
+            "finite": self.finite, "neg_inf": self.neg_inf, "score_counts": self.score_counts,
+            "pca_counts": self.pca_counts, "numeric": self._numeric.hits,
+            "categorical": self._categorical.hits, "dense": self._dense.hits,
+        }  # fmt: skip
+
+    def tally(self) -> WindowCounts:
+        """The window's counts without its profile (small: what a shadow process sends)."""
+        arrays = {k: None if a is None else a.copy() for k, a in self._arrays().items()}
+        return WindowCounts(n=self.n, scored=self.scored, **arrays)  # type: ignore[arg-type]
+
+    def merge(self, counts: WindowCounts) -> BinnedWindow:
+        """Add the counts of another window on the same profile (`tally`); returns self.
+
+        The same as adding its rows here: every count is a sum over rows."""
+        mine = self._arrays()
+        for name, a in mine.items():
+            b = getattr(counts, name)
+            if (a is None) != (b is None) or (a is not None and a.shape != b.shape):
+                raise ValidationError(
+                    f"window counts of another profile: {name} differs", field="profile"
+                )
+        for name, a in mine.items():
+            if a is not None:
+                a += getattr(counts, name)  # in place: the window's own arrays
+        self.n += counts.n
+        self.scored += counts.scored
         return self
 
     def _pca_arrays(self, dtype: Any) -> tuple[Any, Any, Any] | None:

@@ -4,7 +4,10 @@
 matrix and scores (microseconds). A background thread drains the queue into one
 `BinnedWindow` per (model, version, variant), closes a window once it holds
 `window_rows` rows (or `window_s` seconds have passed with at least `min_rows`),
-compares it with the version's reference profile and evaluates the alert rules.
+compares it with the version's reference profile and evaluates the alert rules. The rows
+of shadows scored by the shadow scorer process are binned there, and their score detector
+run there (`mlsd.monitoring.live_twin`): their counts arrive once per job and are added to
+the same windows, with the same result.
 
 As a Prometheus collector it exports the last closed window's drift per feature. A
 version with no closed window yet exports `mlsd_drift_no_data 1` and no drift gauge
@@ -18,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +31,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mlsd.errors import MlsdError
-from mlsd.inference.observers import ScoredBatch
+from mlsd.inference.observers import ScoredBatch, TwinSpec
 from mlsd.inference.spec import LoadedModel
 from mlsd.monitoring.alerts import AlertEngine
-from mlsd.monitoring.binning import BinnedWindow
+from mlsd.monitoring.binning import BinnedWindow, WindowCounts
 from mlsd.monitoring.drift import DriftReport, compare
 from mlsd.priority import in_background
 from mlsd.registry.profile import MissingProfileError, ReferenceProfile
@@ -48,6 +51,17 @@ ProfileLookup = Callable[[str, int], ReferenceProfile]
 class _Open:
     window: BinnedWindow
     opened: float
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """The shadow process's drift work on one variant's shadows of a job: their rows' counts
+    in the version's profile bins, the score detector's alarms and level after them (None:
+    no detector), `mlsd.monitoring.live_twin`."""
+
+    counts: WindowCounts
+    alarms: int | None
+    level: float | None
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class DriftMonitor(Collector):
         clock: Callable[[], float] = time.time,
         score_alarm_rate: float | None = 1e-5,
         history_windows: int = 288,
+        calibrations: Mapping[tuple[str, int], PageHinkley | None] | None = None,
     ) -> None:
         if window_rows < 1 or min_rows < 1 or window_s <= 0 or interval_s <= 0:
             raise ValueError("window_rows, min_rows, window_s and interval_s must be positive")
@@ -101,9 +116,13 @@ class DriftMonitor(Collector):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.score_alarm_rate = score_alarm_rate
-        self._calibrated: dict[tuple[str, int], PageHinkley | None] = {}
+        self._calibrated: dict[tuple[str, int], PageHinkley | None] = dict(calibrations or {})
         self._detectors: dict[Key, PageHinkley] = {}
         self.score_alarms: dict[Key, int] = {}
+        #: The shadow scorer process's summaries (`observe_summary`), binned like the queue.
+        self._summaries: deque[tuple[Key, DriftSummary, float]] = deque()
+        #: The score detector's level of the keys whose detector runs in the shadow process.
+        self._remote_levels: dict[Key, float] = {}
 
     # -- the scoring path ---------------------------------------------------------------------
 
@@ -111,6 +130,20 @@ class DriftMonitor(Collector):
         """Queue one batch's features and scores (the binning happens off the request path)."""
         key = (batch.model.name, batch.model.version, batch.variant)
         self._queue.append((key, batch.values, batch.scores, self.clock()))
+
+    def shadow_twin(self) -> TwinSpec:
+        """The shadow scorer process bins the shadows it scores (`mlsd.monitoring.live_twin`),
+        with the score detectors calibrated here so far (the same detectors, not made again)."""
+        return "mlsd.monitoring.live_twin:DriftTwin", (self.score_alarm_rate, self.calibrations())
+
+    def observe_summary(self, variant: str, model: LoadedModel, summary: Any) -> None:
+        """Queue the twin's counts of a job's shadows (added to the window by the drain)."""
+        if isinstance(summary, DriftSummary):
+            self._summaries.append(((model.name, model.version, variant), summary, self.clock()))
+
+    def calibrations(self) -> dict[tuple[str, int], PageHinkley | None]:
+        """The score detectors' models calibrated so far, by version (fresh detectors)."""
+        return dict(self._calibrated)
 
     def prepare(self, model: LoadedModel, _seconds: float = 0.0) -> None:
         """Fetch a freshly loaded version's profile and calibrate its score detector (a
@@ -171,19 +204,34 @@ class DriftMonitor(Collector):
                 if opened is None:
                     opened = self._open[key] = _Open(BinnedWindow(profile), seen)
             opened.window.add(values, scores)
-            self._detect(key, profile, scores)
+            self.detect(key, profile, scores)
+        while self._summaries:
+            key, summary, seen = self._summaries.popleft()
+            profile = self.profile(key[0], key[1])
+            if profile is None:
+                continue
+            with self._lock:
+                opened = self._open.get(key)
+                if opened is None:
+                    opened = self._open[key] = _Open(BinnedWindow(profile), seen)
+                if summary.alarms is not None:
+                    self.score_alarms[key] = self.score_alarms.get(key, 0) + summary.alarms
+                if summary.level is not None:
+                    self._remote_levels[key] = summary.level
+            opened.window.merge(summary.counts)
         return self._close_due()
 
-    def _detect(self, key: Key, profile: ReferenceProfile, scores: np.ndarray) -> None:
+    def detect(self, key: Key, profile: ReferenceProfile, scores: np.ndarray) -> int | None:
         """Feed the scores to the version's Page-Hinkley detector, calibrated once on the
-        profile's score quantiles at `score_alarm_rate` false alarms per score."""
+        profile's score quantiles at `score_alarm_rate` false alarms per score; its alarms
+        (None: no detector)."""
         if self.score_alarm_rate is None or len(profile.score_quantiles) < 2:
-            return
+            return None
         detector = self._detectors.get(key)
         if detector is None:
             model = self._calibration((key[0], key[1]), profile)
             if model is None:
-                return
+                return None
             detector = self._detectors[key] = PageHinkley(
                 model.mean, model.std, threshold=model.threshold, delta=model.delta
             )
@@ -192,6 +240,14 @@ class DriftMonitor(Collector):
         if alarms:
             with self._lock:
                 self.score_alarms[key] += alarms
+        return alarms
+
+    def level(self, key: Key) -> float | None:
+        """The score detector's CUSUM over its threshold (None: no detector for `key`)."""
+        detector = self._detectors.get(key)
+        if detector is not None:
+            return float(detector.get() / detector.threshold)
+        return self._remote_levels.get(key)
 
     def _calibration(
         self, version: tuple[str, int], profile: ReferenceProfile
@@ -296,9 +352,9 @@ class DriftMonitor(Collector):
         for key, count in sorted(counts.items()):
             base = [key[0], str(key[1]), key[2]]
             alarms.add_metric([*base, rate], float(count))
-            detector = self._detectors.get(key)
-            if detector is not None:
-                level.add_metric(base, detector.get() / detector.threshold)
+            at = self.level(key)
+            if at is not None:
+                level.add_metric(base, at)
         yield alarms
         yield level
 

@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 
 from mlsd.inference.endpoint import VersionEndpoint
-from mlsd.inference.observers import ScoringRequest
+from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.routing import Variant
+from mlsd.monitoring.binning import BinnedWindow
+from mlsd.monitoring.live import DriftMonitor, registry_profiles
 from mlsd.predlog import make_prediction_log, open_reader
 from mlsd.registry import Registry
+from mlsd.registry.profile import PROFILE_ARTIFACT, build_profile, profile_bytes
 from mlsd.rollout import ShadowLayer
 from mlsd.rollout.testing import broken
 from mlsd.serving.service import Service
+from mlsd.serving.testing import FEATURES, register_tiny_model
 from mlsd.settings import Settings
 from tests.unit.inference.layers import Seen
 from tests.unit.rollout.conftest import transaction, wait_until
@@ -166,3 +170,87 @@ def test_a_shadow_the_child_cannot_reproduce_is_scored_by_the_thread(
         assert service.pipeline.shadows.dropped == 0
     finally:
         service.close()
+
+
+class Watched(DriftMonitor):
+    """A drift monitor noting the role of every batch it is told of."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.roles: list[str] = []
+
+    def observe(self, batch: ScoredBatch) -> None:
+        self.roles.append(batch.role)
+        super().observe(batch)
+
+
+def test_metrics_and_drift_of_shadows_are_summed_up_by_the_child(
+    settings: Settings, registry: Registry, store: Any, artifacts: dict[int, dict[str, bytes]]
+) -> None:
+    """Live drift and the metrics get one summary per job from their twins in the child (not
+    a batch per shadow), and count what they would have counted from the rows."""
+    values = np.random.default_rng(3).normal(size=(2000, len(FEATURES)))
+    profile = build_profile(values, list(FEATURES), scores=np.linspace(0.0, 1.0, 2000))
+    files = {**artifacts[2], PROFILE_ARTIFACT: profile_bytes(profile)}
+    register_tiny_model(registry, files, store.view_versions())  # fraud/3, profiled
+    service = make_service(settings, registry, store)
+    try:
+        drift = Watched(registry_profiles(registry), window_rows=60, score_alarm_rate=1e-3)
+        service.pipeline.add_observer(drift)
+        service.pipeline.use_shadow_process(settings)
+        service.host.load("fraud/3")
+        endpoint = VersionEndpoint(service.host.get("fraud", version=3))
+        service.pipeline.install(ShadowLayer("s1", Variant("v3", endpoint), 100.0))
+        seen = Seen()
+        service.pipeline.add_observer(seen)  # no twin: told of each shadow
+        score(service, range(60))
+        shadows = [b for b in seen.batches if b.role == "shadow"]
+        assert len(shadows) == 60
+        assert "shadow" not in drift.roles, "the monitor got summaries, no shadow batch"
+        (report,) = drift.drain()
+        assert (report.model, report.version, report.n_rows) == ("fraud", 3, 60)
+        rows = np.concatenate([b.values for b in shadows])
+        scores = np.concatenate([b.scores for b in shadows])
+        expected = BinnedWindow(profile).add(rows, scores).score_counts
+        assert expected is not None
+        key = ("fraud", 3, "s1:shadow")
+        assert drift.history()[key][0].score_counts == tuple(expected.tolist())
+        alone = DriftMonitor(lambda n, v: profile, score_alarm_rate=1e-3)
+        assert drift.score_alarms[key] == alone.detect(key, profile, scores)
+        labels = {"model": "fraud", "version": "3", "variant": "s1:shadow", "role": "shadow",
+                  "status": "ok"}  # fmt: skip
+        for metric in ("mlsd_predictions_total", "mlsd_model_requests_total"):
+            assert service.metrics.registry.get_sample_value(metric, labels) == 60.0
+    finally:
+        service.close()
+
+
+def test_a_twin_that_cannot_be_built_leaves_its_observer_told_of_each_shadow(
+    settings: Settings, registry: Registry
+) -> None:
+    """In the child: a twin it cannot build gives no summary (the server then tells its
+    observer of each shadow), the others sum the job up; twins no longer named are dropped."""
+    from mlsd.inference.shadow_child import ShadowScorer, Twins, to_wire
+
+    scorer = ShadowScorer(settings, log_predictions=False)
+    try:
+        values = np.random.default_rng(1).normal(size=(3, len(FEATURES))).astype(np.float32)
+        requests = [ScoringRequest(f"q{i}", "v2", values=values[i : i + 1]) for i in range(3)]
+        group = ("s1:shadow", "fraud", 2, values, [to_wire(r, 1) for r in requests],
+                 [False, True, False])  # fmt: skip
+        twins: Twins = [
+            (1, ("mlsd.inference.metrics:ShadowCounts", ())),
+            (2, ("mlsd.nowhere:Twin", ())),
+        ]
+        seq, (result,) = scorer.score((7, [group], twins))
+        assert seq == 7
+        scores, ok, *_, summaries = result
+        assert len(scores) == 3
+        assert ok.tolist() == [True, True, True]
+        assert summaries == {1: {False: (2, 2), True: (1, 1)}}, "no summary from twin 2"
+        scorer.score((8, [group], [(1, None)]))  # named again: built once
+        assert list(scorer.twins) == [1]
+        scorer.score((9, [group], []))
+        assert scorer.twins == {}
+    finally:
+        scorer.close()
