@@ -59,6 +59,30 @@ def _dropped(score_url: str) -> float:
     )
 
 
+def wait_drained(score_url: str, timeout_s: float = 120.0) -> float:
+    """Seconds until the server's prediction log has stored its backlog (from its /metrics,
+    `mlsd_prediction_log_buffered`; at once for a server without one).
+
+    A maximum-rate run leaves seconds of records to write; measured while the flusher
+    catches up, a half-rate run would time the catching up, not the half rate."""
+    import time
+
+    import httpx
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        text = httpx.get(score_url.replace("/v1/score", "/metrics"), timeout=5).text
+        backlog = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("mlsd_prediction_log_buffered ")
+        )
+        if backlog == 0:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise RuntimeError(f"{score_url}: the prediction log's backlog did not drain in {timeout_s} s")
+
+
 def http_benchmarks(
     home: Path,
     onnx_path: Path,
@@ -103,6 +127,8 @@ def http_benchmarks(
         for same in ("mlsd_no_log", "mlsd_shadow", "mlsd_shadow_thread"):  # at mlsd's load:
             if same in rates and "mlsd" in rates:  # the log's, the shadows' cost at equal rate
                 rates[same] = rates["mlsd"]
+        for url in urls.values():
+            wait_drained(url)
         task = progress.add_task("half rate (open loop)", total=repeats * len(chosen))
         for _ in range(repeats):
             for name, url in urls.items():

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from benchmarks.serving.fixture import N_CUSTOMERS, N_TERMINALS
-from benchmarks.serving.http import SERVERS, _dropped
+from benchmarks.serving.http import SERVERS, _dropped, wait_drained
 from benchmarks.serving.launch import serve
 from benchmarks.serving.loadgen import open_loop, score_bodies, write_wrk_script, wrk
 from rich.progress import Progress
@@ -110,6 +110,8 @@ def shadow_paired(
         out["rate"] = rate
         for url in urls.values():  # the open loop and the shadow child warm, at the rate
             open_loop(url, bodies, rate, 2.0)
+        for url in urls.values():  # the maximum-rate runs' records stored first
+            wait_drained(url)
         names = list(urls)
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         task = progress.add_task("paired rounds (open loop)", total=rounds * len(names))

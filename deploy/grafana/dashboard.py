@@ -431,6 +431,11 @@ def health() -> list[timeseries.Panel | stat.Panel]:
             "mlsd_online_store_empty: the store answers but lost its data.",
             "max(mlsd_online_store_empty) or vector(0)",
         ),
+        single(
+            "Prediction log backlog",
+            "mlsd_prediction_log_buffered: records answered and journaled, not yet stored.",
+            "sum(mlsd_prediction_log_buffered) or vector(0)",
+        ),
     ]
 
 

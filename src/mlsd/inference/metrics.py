@@ -7,7 +7,7 @@ small closed set (routes, model names and versions, statuses).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -149,6 +149,16 @@ class ServingMetrics:
             "1 while the online store circuit breaker is open or half-open.",
             registry=r,
         )
+        self.log_buffered = Gauge(
+            "mlsd_prediction_log_buffered",
+            "Prediction records answered and journaled but not yet in the log's store (the "
+            "flusher's backlog: it grows while the store is down or the flusher falls behind).",
+            registry=r,
+        )
+
+    def watch_prediction_log(self, buffered: Callable[[], int]) -> None:
+        """`mlsd_prediction_log_buffered` reads `buffered()` at each scrape."""
+        self.log_buffered.set_function(lambda: float(buffered()))
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, memoised: `labels()` costs tens of microseconds."""

@@ -148,6 +148,9 @@ class Service:
         self.features = features
         self.cache = cache
         self.prediction_log = prediction_log
+        if prediction_log is not None:
+            log = prediction_log
+            self.metrics.watch_prediction_log(lambda: int(log.stats().buffered))
         self.jobs = jobs
         self.breaker = CircuitBreaker(
             self.options.breaker_failures,

@@ -65,3 +65,25 @@ def test_model_inference_duration_is_observed_per_model_call(client: Any) -> Non
     text = client.get("/metrics").text
     assert 'mlsd_model_inference_duration_seconds_count{model="fraud"} 3.0' in text
     assert 'mlsd_model_inference_duration_seconds_bucket{le="2.5",model="fraud"} 3.0' in text
+
+
+def test_metrics_show_the_prediction_log_backlog(
+    settings: Any, store: Any, build_service: Any, make_client: Any, tmp_path: Any
+) -> None:
+    from mlsd.predlog import ParquetPredictionLog
+    from mlsd.serving.app import create_app
+
+    log = ParquetPredictionLog(tmp_path / "log", flush_seconds=3600, journal=False)
+    svc = build_service(store, prediction_log=log)
+    client = make_client(create_app(settings, service=svc))
+
+    def backlog() -> str:
+        lines = client.get("/metrics").text.splitlines()
+        return next(line for line in lines if line.startswith("mlsd_prediction_log_buffered "))
+
+    assert backlog() == "mlsd_prediction_log_buffered 0.0"
+    txs = [sample_transaction(transaction_id=i) for i in range(4)]
+    assert client.post("/v1/score", json={"transactions": txs}).status_code == 200
+    assert backlog() == "mlsd_prediction_log_buffered 4.0"  # answered, not yet stored
+    log.flush()
+    assert backlog() == "mlsd_prediction_log_buffered 0.0"
