@@ -328,7 +328,8 @@ class StreamProcessor:
             )
         model = scored.model
         return decision_records(
-            txs, scored.scores.tolist(), scored.decisions, model.name, model.version,
+            decoded.columns.take(index), scored.scores.tolist(), scored.decisions,
+            model.name, model.version,
             scored.variant, datetime.now(UTC).isoformat(), self.consumer.member,
         )  # fmt: skip
 
