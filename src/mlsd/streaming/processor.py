@@ -266,6 +266,9 @@ class StreamProcessor:
         batches once the prediction log holds their records."""
         if not self._uncommitted:
             return
+        # wake the log's flusher now (a zero wait): its Parquet write and fsync overlap
+        # the store write and the publishes below instead of following them
+        self._sink.predictions.wait_durable(self._sink.last_seq, 0.0)
         if self.window_features is not None:
             self.window_features.flush()  # the fresh features, before the decisions
         self._publish_outbox()
