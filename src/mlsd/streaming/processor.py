@@ -10,14 +10,13 @@ transactions and records the pipeline and the log take. Per batch:
    not decode, or whose scoring raises on its own, goes to the dead-letter topic with the
    reason, once, and the rest of the batch is scored;
 3. with window features on (`mlsd.streaming.window_features`), advance the window state
-   by the batch in event-time order, keep the fresh features for the online store, and
+   by the batch in event-time order, write the fresh features to the online store, and
    fill the model inputs as one matrix (`mlsd.streaming.assembly`);
 4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, cache,
    model and observers as every other entry point; the prediction log records each row
    under `tx-{transaction_id}`; the decisions are encoded for the batch at once;
-5. every `commit_batches` batches: write their fresh features to the online store (one
-   write), publish their decisions (keyed by customer, carrying the transaction id) and
-   dead letters, one call each;
+5. every `commit_batches` batches: publish their decisions (keyed by customer, carrying
+   the transaction id) and dead letters, one call each;
 6. wait until the prediction log holds those batches durably (`wait_durable`);
 7. only then commit them on the log.
 
@@ -267,10 +266,8 @@ class StreamProcessor:
         if not self._uncommitted:
             return
         # wake the log's flusher now (a zero wait): its Parquet write and fsync overlap
-        # the store write and the publishes below instead of following them
+        # the publishes below instead of following them
         self._sink.predictions.wait_durable(self._sink.last_seq, 0.0)
-        if self.window_features is not None:
-            self.window_features.flush()  # the fresh features, before the decisions
         self._publish_outbox()
         if not self._sink.predictions.wait_durable(
             self._sink.last_seq, self.config.durable_timeout_s

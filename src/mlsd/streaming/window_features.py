@@ -10,11 +10,7 @@ features: a customer's second payment in one batch sees the first, and every pay
 counts itself, as `get_training_set` does. The values (`rows`, one matrix in the batch's
 order) go
 
-- to the online store (HTTP serving sees them too): kept and written together once per
-  commit group (`flush`, called by the processor before it publishes the group's
-  decisions), and before the store is read for a view that has rows waiting. A write
-  per batch of 256 random keys rewrote most of the table's pages into the write-ahead
-  log each time; one per group of 8 writes each page once;
+- to the online store (one write per batch, before scoring: HTTP serving sees them too),
 - to the model: the processor's input matrix (`mlsd.streaming.assembly`), or the
   pipeline's assembler as provided features (`mlsd.inference.provided`, `values`): the
   model's inputs are the state's values, not a store read one payment behind.
@@ -152,7 +148,6 @@ class WindowFeatures:
         self._statuses: dict[int, list[dict[str, str]]] = {}
         self._latest = 0
         self.fallback_rows = 0  # rows whose delayed features came from the online store
-        self._unwritten: list[WriteBatch] = []  # fresh rows waiting for `flush`
         self.rebuilt = RebuildReport()
 
     # ProvidedFeatures ------------------------------------------------------------------------
@@ -210,8 +205,8 @@ class WindowFeatures:
 
     def prepare(self, txs: Sequence[Transaction] | TransactionColumns) -> int:
         """Update the state with a batch (in event-time order, ties by transaction id),
-        compute each payment's features, keep them for the online store (`flush`); `rows`
-        (and `values`) then serve them. The rows kept."""
+        compute each payment's features, write them to the online store; `rows` (and
+        `values`) then serve them. The rows written."""
         batch = txs if isinstance(txs, TransactionColumns) else TransactionColumns.of(txs)
         n = len(batch)
         self._batch = batch
@@ -331,9 +326,6 @@ class WindowFeatures:
         for j, s in enumerate(self.served):
             need = np.flatnonzero(~from_state[:, j])
             if len(need):
-                if any(b.view == s.view.name and b.version == s.view.version
-                       for b in self._unwritten):  # fmt: skip
-                    self.flush()  # the store answers with what the stream computed
                 part = batch.take(need)
                 requests = [
                     {schema.CUSTOMER_ID: c, schema.TERMINAL_ID: m,
@@ -350,8 +342,7 @@ class WindowFeatures:
     def _write(
         self, batch: TransactionColumns, rows: np.ndarray, from_state: np.ndarray, widths: list[int]
     ) -> int:
-        """The state's rows, to be written to the online store by `flush` (newer wins
-        there: replays are harmless); how many."""
+        """The state's rows into the online store (newer wins there: replays are harmless)."""
         created = to_us_now()
         batches = []
         col = 0
@@ -364,30 +355,8 @@ class WindowFeatures:
                 stamps = np.full(len(mine), created, np.int64)
                 batches.append(WriteBatch(s.view.name, s.view.version, keys, times, stamps, values))
             col += widths[j]
-        self._unwritten += batches
-        return sum(len(b.keys) for b in batches)
-
-    def flush(self) -> int:
-        """Write the fresh rows of the batches prepared since the last flush to the online
-        store, in one transaction (a view's rows merged, the latest per key kept by the
-        store); the rows given. A store outage raises and keeps them for the next try."""
-        if not self._unwritten:
-            return 0
-        merged: dict[tuple[str, str], list[WriteBatch]] = {}
-        for b in self._unwritten:
-            merged.setdefault((b.view, b.version), []).append(b)
-        batches = [
-            WriteBatch(
-                view, version,
-                np.concatenate([b.keys for b in parts]),
-                np.concatenate([b.event_us for b in parts]),
-                np.concatenate([b.created_us for b in parts]),
-                np.concatenate([b.values for b in parts]),
-            )
-            for (view, version), parts in merged.items()
-        ]  # fmt: skip
-        self.store.online.write(batches)
-        self._unwritten = []
+        if batches:
+            self.store.online.write(batches)
         return sum(len(b.keys) for b in batches)
 
     # start-up ---------------------------------------------------------------------------------

@@ -170,37 +170,6 @@ def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
     assert len(TERMINAL_VIEW.features) == 6
 
 
-def test_the_fresh_rows_reach_the_store_with_the_commit(setup: Setup) -> None:
-    """Kept while the commit group fills, written in one write before its decisions."""
-    _live_store(setup)
-    _publish(setup, "tx-group", setup.day)
-    last = setup.day.groupby(schema.CUSTOMER_ID).tail(1).iloc[:20]
-    requests = [
-        {schema.CUSTOMER_ID: int(r.CUSTOMER_ID), schema.TERMINAL_ID: int(r.TERMINAL_ID),
-         schema.TX_DATETIME: r.TX_DATETIME.to_pydatetime()}
-        for r in last.itertuples(index=False)
-    ]  # fmt: skip
-    names = list(CUSTOMER_VIEW.features)
-    want = setup.expected[last.index][:, [FEATURES.index(f) for f in names]]
-    processor, close = open_processor(setup.settings, _config("group"), follow_alias=False)
-    try:
-        before = setup.world.store.online_vectors(requests, names).values
-        assert not np.allclose(before, want, rtol=1e-6, atol=1e-6)
-        got = 0
-        while got < len(setup.day):
-            got += processor.step()
-        state = processor.window_features
-        assert state is not None
-        assert state._unwritten, "rows wait for the commit"
-        assert np.array_equal(setup.world.store.online_vectors(requests, names).values, before)
-        processor.commit()
-        assert not state._unwritten
-    finally:
-        close()
-    after = setup.world.store.online_vectors(requests, names).values
-    assert np.allclose(after, want, rtol=1e-6, atol=1e-6)
-
-
 def test_a_restart_rebuilds_the_state_and_redelivered_payments_get_the_same_inputs(
     setup: Setup,
 ) -> None:
