@@ -16,10 +16,12 @@ prediction log at their default settings): `--events` transactions published, th
 consumed, decoded, scored in micro-batches of 256 through the scoring pipeline,
 decisions published, the log made durable and the batches committed; events/s from
 the first event, and its ratio to the raw consume rate of the same backend in the
-same run; then again with window features (`stream run --window-features`, the
-default: per-customer window state updated before scoring, fresh rows written to the
-online store), the column "+window ev/s" (`--no-window` skips it). The transactions
-spread over 5,000 customers and 2,000 terminals, one second apart.
+same run, and the process's CPU µs per event over the same span (column "CPU µs/ev":
+all its threads, so the prediction log's flusher counts); then again with window
+features (`stream run --window-features`, the default: per-customer window state
+updated before scoring, fresh rows written to the online store), the columns "+window
+ev/s" and "+window CPU µs/ev" (`--no-window` skips them). The transactions spread over
+5,000 customers and 2,000 terminals, one second apart.
 
 Then the latency at half that rate: the processor on a fresh topic while another process
 publishes transactions stamped with the wall clock at half the processor's median
@@ -107,8 +109,9 @@ def scoring_home(home: Path) -> None:
 
 def processor_run(
     home: Path, url: str, events: int, session_s: float, window_features: bool = False
-) -> float:
-    """End-to-end processor events/s (from its first event) on the log `url` names."""
+) -> tuple[float, float]:
+    """End-to-end processor (events/s from its first event, CPU µs per event: the
+    process's CPU time, every thread, over the same span) on the log `url` names."""
     settings = Settings(home=home, event_log=url)
     log = open_event_log(settings)
     log.create_topic("transactions", 4)
@@ -127,16 +130,18 @@ def processor_run(
     try:
         while not processor.step():  # the group join (Kafka) is not throughput
             pass
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         first = processor.stats.consumed
         processor.run(max_events=events)
-        rate = (processor.stats.consumed - first) / (time.perf_counter() - start)
+        done = processor.stats.consumed - first
+        rate = done / (time.perf_counter() - start)
+        cpu_us = (time.process_time() - cpu) / done * 1e6
     finally:
         close()
         for topic in ("transactions", "decisions", "transactions-dead"):
             log.delete_topic(topic)
         log.close()
-    return rate
+    return rate, cpu_us
 
 
 def latency_run(
@@ -258,7 +263,14 @@ def main() -> None:
     table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
     columns = ("backend", "publish ev/s", "consume ev/s", "consume/publish", "join s")
     latency = ("p50 ms @½", "p99 ms @½")
-    for column in (*columns, "processor ev/s", "processor/consume", "+window ev/s", *latency):
+    processor = (
+        "processor ev/s",
+        "processor/consume",
+        "CPU µs/ev",
+        "+window ev/s",
+        "+window CPU µs/ev",
+    )
+    for column in (*columns, *processor, *latency):
         table.add_column(column, justify="right")
     broker = start_tansu() if "kafka" in args.backends else None
     run_id = uuid.uuid4().hex[:8]
@@ -281,8 +293,8 @@ def main() -> None:
                     runs.append(one_run(log, args.events, session))
                     progress.advance(task)
                 log.close()
-                scored: list[float] = []
-                windowed: list[float] = []
+                scored: list[tuple[float, float]] = []
+                windowed: list[tuple[float, float]] = []
                 for k in range(args.runs):
                     for window, out in ((False, scored), (True, windowed)):
                         if window and args.no_window:
@@ -297,10 +309,14 @@ def main() -> None:
                 pub = statistics.median(r[0] for r in runs)
                 con = statistics.median(r[1] for r in runs)
                 first = statistics.median(r[2] for r in runs)
-                proc = statistics.median(scored)
+                proc = statistics.median(r[0] for r in scored)
                 cells = (pub, con, con / pub, first, proc, proc / con)
                 row = [f"{c:,.0f}" if c >= 100 else f"{c:.2f}" for c in cells]
-                row.append(f"{statistics.median(windowed):,.0f}" if windowed else "-")
+                row.append(f"{statistics.median(r[1] for r in scored):.1f}")
+                for q, fmt in ((0, "{:,.0f}"), (1, "{:.1f}")):
+                    row.append(
+                        fmt.format(statistics.median(r[q] for r in windowed)) if windowed else "-"
+                    )
                 paced: list[tuple[float, float]] = []
                 for k in range(args.runs if args.latency_s > 0 else 0):
                     url = urls[name].replace(f"bench{run_id}", f"lat{run_id}{k}")

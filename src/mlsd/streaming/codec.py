@@ -185,6 +185,9 @@ _CANONICAL_TIME = re.compile(
 )
 
 
+_CANONICAL_TIMES = re.compile(f"(?:{_CANONICAL_TIME.pattern})(?:\n(?:{_CANONICAL_TIME.pattern}))*")
+
+
 #: The C scanner `json.loads` ends in, with the same default decoder settings.
 _SCAN: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # stub: a class
 
@@ -249,7 +252,10 @@ def _decode_fast(events: Sequence[Event]) -> DecodedBatch | None:
         return None
     if set(map(type, amounts)) - {int, float} or set(map(type, stamps)) - {str}:
         return None
-    if not all(_CANONICAL_TIME.fullmatch(s) for s in stamps):
+    # one regex scan over the batch's stamps: a stamp holding a newline would shift the
+    # count of lines, so the count is checked too
+    joined = "\n".join(stamps)
+    if joined.count("\n") != len(stamps) - 1 or not _CANONICAL_TIMES.fullmatch(joined):
         return None
     try:
         ids, customers, terminals = (np.array(c, dtype=np.int64) for c in ints)
@@ -262,7 +268,9 @@ def _decode_fast(events: Sequence[Event]) -> DecodedBatch | None:
     if not (np.isfinite(amount).all() and (amount >= 0).all()):
         return None
     us = naive.astype(np.int64)
-    whens = [_EPOCH + timedelta(microseconds=t) for t in us.tolist()]
+    # a canonical stamp is UTC: fromisoformat gives the same aware datetime (tzinfo UTC)
+    # as `_EPOCH + timedelta(microseconds=t)`, in a fifth of the time
+    whens = list(map(datetime.fromisoformat, stamps))
     txs = [
         Transaction(t, c, m, float(a), w)
         for t, c, m, a, w in zip(ints[0], ints[1], ints[2], amount.tolist(), whens, strict=True)
@@ -272,7 +280,7 @@ def _decode_fast(events: Sequence[Event]) -> DecodedBatch | None:
 
 
 def decision_records(
-    txs: Sequence[Transaction],
+    txs: Sequence[Transaction] | TransactionColumns,
     scores: Sequence[float],
     decisions: Sequence[str],
     model: str,
@@ -281,18 +289,36 @@ def decision_records(
     decided_at: str,
     decided_by: str = "",
 ) -> list[Record]:
-    """`decision_record` of each scored transaction, the batch's shared fields encoded
-    once: the same bytes."""
+    """`decision_record` of each scored transaction (objects, or the batch's columns), the
+    batch's shared fields encoded once and the event times spelled for the whole batch:
+    the same bytes."""
+    columns = txs if isinstance(txs, TransactionColumns) else TransactionColumns.of(txs)
     tail = f',"model":{json.dumps(model)},"version":{int(version)},"variant":{json.dumps(variant)},'
     end = f',"decided_at":{json.dumps(decided_at)},"decided_by":{json.dumps(decided_by)}}}'
     head = f'{{"v":{SCHEMA_VERSION},"transaction_id":'
     spelled = {d: json.dumps(d) for d in set(decisions)}
-    out = []
-    for tx, score, decision in zip(txs, scores, decisions, strict=True):
-        body = (
-            f'{head}{tx.transaction_id},"customer_id":{tx.customer_id},"score":{float(score)!r},'
-            f'"decision":{spelled[decision]}{tail}"event_time":"{tx.timestamp.isoformat()}"'
-            f"{end}"  # an ISO time is digits and -:+.T: nothing to escape
-        )
-        out.append(Record(str(tx.customer_id), body.encode()))
-    return out
+    customers = list(map(str, columns.customer_id.tolist()))
+    keys = [
+        f'{head}{t},"customer_id":{c},"score":'
+        for t, c in zip(columns.transaction_id.tolist(), customers, strict=True)
+    ]
+    middle = [
+        f'{float(s)!r},"decision":{spelled[d]}{tail}"event_time":"'
+        for s, d in zip(scores, decisions, strict=True)
+    ]
+    times = iso_times(columns.time_us)
+    return [
+        Record(c, f'{k}{m}{t}"{end}'.encode())  # an ISO time is digits and -:+.T: no escape
+        for c, k, m, t in zip(customers, keys, middle, times, strict=True)
+    ]
+
+
+def iso_times(time_us: np.ndarray) -> list[str]:
+    """`datetime.isoformat()` of each UTC time (µs since the epoch), for the whole array:
+    seconds, and microseconds only where there are some, then `+00:00`."""
+    stamps = np.asarray(time_us, dtype=np.int64).astype("datetime64[us]")
+    text = np.char.add(np.datetime_as_string(stamps, unit="s"), "+00:00")
+    fine = np.asarray(time_us, dtype=np.int64) % 1_000_000 != 0
+    if fine.any():
+        text = np.where(fine, np.char.add(np.datetime_as_string(stamps, unit="us"), "+00:00"), text)
+    return list(map(str, text.tolist()))

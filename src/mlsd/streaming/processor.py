@@ -265,6 +265,9 @@ class StreamProcessor:
         batches once the prediction log holds their records."""
         if not self._uncommitted:
             return
+        # wake the log's flusher now (a zero wait): its Parquet write and fsync overlap
+        # the publishes below instead of following them
+        self._sink.predictions.wait_durable(self._sink.last_seq, 0.0)
         self._publish_outbox()
         if not self._sink.predictions.wait_durable(
             self._sink.last_seq, self.config.durable_timeout_s
@@ -328,7 +331,8 @@ class StreamProcessor:
             )
         model = scored.model
         return decision_records(
-            txs, scored.scores.tolist(), scored.decisions, model.name, model.version,
+            decoded.columns.take(index), scored.scores.tolist(), scored.decisions,
+            model.name, model.version,
             scored.variant, datetime.now(UTC).isoformat(), self.consumer.member,
         )  # fmt: skip
 

@@ -3,7 +3,8 @@
 The same components `mlsd serve` uses, assembled without the HTTP layer (streaming and
 serving are siblings: neither imports the other): the model host loads `model` from the
 registry and follows its alias, the pipeline reads the online store the settings name,
-and the prediction log is the one `MLSD_PREDICTION_LOG` names.
+and the prediction log is the one `MLSD_PREDICTION_LOG` names, written without its journal
+(the processor's commit waits for its records to be stored instead).
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def open_processor(
         if follow_alias and alias is not None:
             host.start()
             stack.callback(host.stop)
-        predictions = make_prediction_log(settings)
+        # no journal: the processor commits a batch only once its records are stored
+        # (`wait_durable`), so what a kill loses from the buffer is delivered and logged
+        # again; a journal would only double it (and cost ~2-4 µs an event)
+        predictions = make_prediction_log(
+            settings.model_copy(update={"prediction_log_journal": False})
+        )
         stack.callback(predictions.close)
         metrics = ServingMetrics()
         endpoint = HostedEndpoint(host, name, alias, version=version, metrics=metrics)

@@ -91,7 +91,7 @@ def decided_count(log: EventLog) -> int:
         return 0  # the processor has not created its topics yet
     if isinstance(log, SqliteEventLog):
         with sqlite3.connect(log.path, timeout=30) as conn:
-            query = "SELECT COUNT(*) FROM events WHERE topic = 'decisions'"
+            query = "SELECT IFNULL(SUM(n), 0) FROM chunks WHERE topic = 'decisions'"
             return int(conn.execute(query).fetchone()[0])
     if isinstance(log, RedisEventLog):
         return sum(int(log.client.xlen(log.stream("decisions", p))) for p in parts)

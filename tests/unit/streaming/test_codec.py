@@ -17,6 +17,7 @@ from mlsd.streaming.codec import (
     decode_batch,
     decode_transaction,
     encode_transaction,
+    iso_times,
 )
 from mlsd.streaming.log import Event
 
@@ -98,3 +99,29 @@ def test_decision_records_are_the_same_bytes() -> None:
     got = decision_records(txs, scores, decisions, *args)
     want = [decision_record(t, s, d, *args) for t, s, d in zip(txs, scores, decisions, strict=True)]
     assert got == want
+    assert decision_records(TransactionColumns.of(txs), scores, decisions, *args) == want
+
+
+def test_iso_times_spell_as_isoformat() -> None:
+    """Whole seconds without a fraction, others with six digits, far dates too."""
+    whens = [
+        T0, T0 + timedelta(microseconds=1), T0 + timedelta(seconds=59, microseconds=999_999),
+        datetime(1, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 5, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]  # fmt: skip
+    columns = TransactionColumns.of([Transaction(1, 1, 1, 1.0, w) for w in whens])
+    assert iso_times(columns.time_us) == [w.isoformat() for w in whens]
+    assert iso_times(columns.time_us[:0]) == []
+
+
+def test_a_stamp_holding_a_newline_is_left_to_the_reference() -> None:
+    two = "2026-04-01T12:00:00+00:00\n2026-04-01T12:00:01+00:00"
+    odd = (
+        b'{"v":1,"transaction_id":1,"customer_id":2,"terminal_id":3,"amount":4,'
+        b'"timestamp":"%s"}' % json.dumps(two)[1:-1].encode()
+    )
+    events = _events([*GOOD[:2], odd])
+    assert _decode_fast(events) is None
+    got = decode_batch(events)
+    assert len(got.transactions) == 2
+    assert [json.loads(r.value)["reason"] for r in got.dead] == _reference(events)[1]
