@@ -47,16 +47,19 @@ def _median_run(runs: list[dict[str, float]], key: str) -> dict[str, float]:
     return min(runs, key=lambda r: abs(r[key] - mid))
 
 
-def _dropped(score_url: str) -> float:
-    """Shadow scorings the server dropped (its queue full), from its /metrics."""
+def _metric_sum(score_url: str, prefix: str) -> float:
+    """The sum of the server's /metrics samples whose line starts with `prefix`."""
     import httpx
 
     text = httpx.get(score_url.replace("/v1/score", "/metrics"), timeout=5).text
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("mlsd_shadow_dropped_total{")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
     )
+
+
+def _dropped(score_url: str) -> float:
+    """Shadow scorings the server dropped (its queue full), from its /metrics."""
+    return _metric_sum(score_url, "mlsd_shadow_dropped_total{")
 
 
 def wait_drained(score_url: str, timeout_s: float = 120.0) -> float:
@@ -67,17 +70,9 @@ def wait_drained(score_url: str, timeout_s: float = 120.0) -> float:
     catches up, a half-rate run would time the catching up, not the half rate."""
     import time
 
-    import httpx
-
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        text = httpx.get(score_url.replace("/v1/score", "/metrics"), timeout=5).text
-        backlog = sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("mlsd_prediction_log_buffered ")
-        )
-        if backlog == 0:
+        if _metric_sum(score_url, "mlsd_prediction_log_buffered ") == 0:
             return time.monotonic() - start
         time.sleep(0.2)
     raise RuntimeError(f"{score_url}: the prediction log's backlog did not drain in {timeout_s} s")

@@ -217,12 +217,8 @@ def _run_table(run: list[Sequence[PredictionRecord]]) -> pa.Table:
     def chained(columns: Iterator[Sequence[Any]]) -> list[Any]:
         return list(itertools.chain.from_iterable(columns))
 
-    with_tx = all(b.transactions is not None for b in blocks)
-
     def tx_column(i: int) -> list[Any]:
         """Column `i` of the transactions, None for the rows of blocks without them."""
-        if with_tx:
-            return chained(b.transactions[i] for b in blocks if b.transactions is not None)
         return chained(
             [None] * len(b) if b.transactions is None else b.transactions[i] for b in blocks
         )
