@@ -59,7 +59,9 @@ def test_kill_9_then_restart_gives_every_payment_the_training_sets_inputs(tmp_pa
            "MLSD_PREDICTION_LOG_FLUSH_SECONDS": "0.05"}  # fmt: skip
     args = [sys.executable, "-c", CLI, "stream", "run", "--batch", "8", "--session-timeout", "1"]
 
-    first = subprocess.Popen([*args, "--idle-exit", "60"], env=env)
+    first_out = tmp_path / "first.out"
+    with first_out.open("wb") as out_file:
+        first = subprocess.Popen([*args, "--idle-exit", "60"], env=env, stdout=out_file)
     deadline = time.monotonic() + 90
     while decided_count(log) < events // 5:
         assert first.poll() is None, f"the processor exited with {first.returncode}"
@@ -88,6 +90,36 @@ def test_kill_9_then_restart_gives_every_payment_the_training_sets_inputs(tmp_pa
     last = vectors.drop_duplicates("transaction_id", keep="last").set_index("transaction_id")
     served = np.array(last.loc[day[schema.TRANSACTION_ID], "v"].tolist(), np.float32)
     close = np.isclose(served, expected, rtol=1e-6, atol=1e-6).all(axis=1)
-    assert close.all(), f"{(~close).sum()} of {events} rows differ from the training set"
+    assert close.all(), _differences(day, frame, served, expected, close, first_out, out)
     # (whether the kill left decided, uncommitted batches to re-deliver is timing: the
     # committed fifth before it must come from the rebuild either way)
+
+
+def _differences(
+    day: pd.DataFrame,
+    frame: pd.DataFrame,
+    served: np.ndarray,
+    expected: np.ndarray,
+    close: np.ndarray,
+    first_out: Path,
+    second_out: bytes,
+) -> str:
+    """What a failure needs to be understood: the rows that differ (id, customer, time,
+    how often logged, which features and by how much) and both processes' reports."""
+    logged = frame.groupby("transaction_id").size()
+    lines = [f"{(~close).sum()} of {len(day)} rows differ from the training set"]
+    for i in np.flatnonzero(~close)[:20].tolist():
+        row = day.iloc[i]
+        ident = row[schema.TRANSACTION_ID]
+        off = [
+            f"{f}: served {served[i, j]:.6g}, expected {expected[i, j]:.6g}"
+            for j, f in enumerate(FEATURES)
+            if not np.isclose(served[i, j], expected[i, j], rtol=1e-6, atol=1e-6)
+        ]
+        lines.append(
+            f"  tx {ident} customer {row[schema.CUSTOMER_ID]} at {row[schema.TX_DATETIME]} "
+            f"logged {int(logged.get(ident, 0))}x: {'; '.join(off)}"
+        )
+    lines.append(f"first run: {first_out.read_text(errors='replace').strip()}")
+    lines.append(f"second run: {second_out.decode(errors='replace').strip()}")
+    return "\n".join(lines)
