@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import snapshot
 from benchmarks.serving.batcher_curve import batcher_curve
 from benchmarks.serving.components import components
 from benchmarks.serving.fixture import prepare_home
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "client_cpu": client_cpu,
         "realtime": args.realtime,
     }
+    machine = snapshot()
+    results["machine"] = machine.as_dict()
+    console.print(machine.describe())
     with (
         tempfile.TemporaryDirectory(prefix="mlsd-bench-") as tmp,
         Progress(console=console) as progress,

@@ -46,6 +46,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from benchmarks.machine import snapshot
 from benchmarks.streaming.paced import paced_publisher
 from rich.console import Console
 from rich.progress import Progress
@@ -260,6 +261,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     console = Console(width=160)
+    console.print(snapshot().describe())  # to set the figures against another day's
     table = Table(title=f"event log throughput, {args.events} events, batches of {BATCH}")
     columns = ("backend", "publish ev/s", "consume ev/s", "consume/publish", "join s")
     latency = ("p50 ms @½", "p99 ms @½")
