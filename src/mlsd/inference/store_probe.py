@@ -8,6 +8,8 @@ seen and has vanished means the store lost its data. Checked at most once per
 `interval_s` on the scoring path (one small read), so it costs nothing per request; with
 `submit` (a network store, read from the event loop) the read runs on another thread and
 `lost()` answers from the last read, so a stalled store never blocks scoring here either.
+The first read is made when the probe is built (at the service's start), so what the
+store held then is known before any request.
 
 Both changes are alert events: one WARNING record each, whose message starts with the
 event's stable name (`online_store_lost`, `online_store_restored`) and which carries it
@@ -61,6 +63,10 @@ class StoreProbe:
         self._next = 0.0
         self._seen: set[str] = set()
         self.views_lost: list[str] = []
+        # the watermarks as they are at start, read here, off the scoring path: with only a
+        # background first read, a store emptied before that read ran would never have been
+        # seen full, and so never be reported lost
+        self._check()
 
     def lost(self) -> bool:
         """Whether the store lost its data (probed again when `interval_s` has passed)."""

@@ -118,3 +118,23 @@ def test_materialize_from_the_cli_repairs_a_lost_store_under_its_prefix(
     finally:
         store.close()
         get_settings.cache_clear()
+
+
+def test_a_store_emptied_before_the_first_background_read_ran_is_still_reported_lost() -> None:
+    """The CI race of 2026-12-02: the first request's probe read (on another thread) ran
+    only after the store was emptied, so the probe never saw it full and never said lost.
+    The probe now reads once when it is built."""
+    from mlsd.inference.store_probe import StoreProbe
+
+    marks: dict[str, int | None] = {"customer_spending": 5}
+    deferred: list[Any] = []  # the background reads, run when the test says
+    probe = StoreProbe(lambda: dict(marks), interval_s=0.0, submit=deferred.append)
+    assert not probe.lost()  # submits a read, answers from what is known
+    marks["customer_spending"] = None  # emptied before that read ran
+    while deferred:
+        deferred.pop(0)()
+    probe.lost()  # the next request: submits again and answers from the last read
+    while deferred:
+        deferred.pop(0)()
+    assert probe.lost()
+    assert probe.views_lost == ["customer_spending"]
