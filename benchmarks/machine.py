@@ -84,7 +84,7 @@ def cpu_times(stat: Path) -> tuple[int, int] | None:
         first = stat.read_text().splitlines()[0].split()
     except (OSError, IndexError):
         return None
-    if first[0] != "cpu" or len(first) < 9:
+    if len(first) < 9 or first[0] != "cpu" or not all(x.isdigit() for x in first[1:9]):
         return None
     fields = [int(x) for x in first[1:9]]  # user nice system idle iowait irq softirq steal
     return fields[7], sum(fields)

@@ -22,6 +22,10 @@ def test_no_proc_stat_or_no_time_gone_gives_no_steal_figure(tmp_path: Path) -> N
     assert cpu_times(tmp_path / "missing") is None
     (tmp_path / "odd").write_text("intr 1 2 3\n")
     assert cpu_times(tmp_path / "odd") is None
+    (tmp_path / "blank").write_text("\n")
+    assert cpu_times(tmp_path / "blank") is None  # no IndexError
+    (tmp_path / "text").write_text("cpu a b c d e f g h\n")
+    assert cpu_times(tmp_path / "text") is None  # no ValueError
     assert stolen_share(None, (1, 2)) is None
     assert stolen_share((1, 10), (1, 10)) is None  # no jiffy passed: no share, not a NaN
 

@@ -99,20 +99,19 @@ def test_kill_9_then_restart_gives_every_payment_the_training_sets_inputs(tmp_pa
     _check(settings, day, expected, first_out, out)
     # (whether the kill left decided, uncommitted batches to re-deliver is timing: the
     # committed fifth before it must come from the rebuild either way; the test below
-    # kills at each point of the commit on purpose)
+    # kills at a chosen point of the commit)
 
 
-#: `mlsd stream run` that kills itself with SIGKILL at one point of the commit that follows
-#: `after` committed groups of batches: "published" (its decisions published, its records
-#: still in the prediction log's buffer, the flusher not woken), "partly" (the same, but the
-#: records of the group's first 4 batches stored, as a flush on the flusher's own timer
-#: would) or "durable" (all its records stored, its offsets not committed).
+#: `mlsd stream run` that kills itself with SIGKILL inside the commit that follows `after`
+#: committed groups of batches, once its decisions are published: the records of the
+#: group's first 4 batches stored (as a flush on the flusher's own timer would store them),
+#: those of the last 4 still in the prediction log's buffer, the flusher not woken.
 KILLER = """
 import os, signal, sys
 from mlsd.predlog.base import BufferedLog
 from mlsd.streaming.log_sqlite import SqliteConsumer
 from mlsd.streaming.processor import StreamProcessor
-point, after = sys.argv.pop(1), int(sys.argv.pop(1))
+after = int(sys.argv.pop(1))
 commits = 0
 real_wait, real_commit, real_step = (
     BufferedLog.wait_durable, SqliteConsumer.commit, StreamProcessor.step
@@ -120,12 +119,12 @@ real_wait, real_commit, real_step = (
 
 def step(self):
     n = real_step(self)
-    if point == "partly" and commits >= after and len(self._uncommitted) == 4:
+    if commits >= after and len(self._uncommitted) == 4:
         assert real_wait(self._sink.predictions, self._sink.last_seq, 30.0)
     return n
 
 def wait_durable(self, seq, timeout):
-    if point in ("published", "partly") and commits >= after:
+    if commits >= after:
         if timeout == 0.0:
             return False
         os.kill(os.getpid(), signal.SIGKILL)
@@ -133,8 +132,6 @@ def wait_durable(self, seq, timeout):
 
 def commit(self, events):
     global commits
-    if point == "durable" and commits >= after:
-        os.kill(os.getpid(), signal.SIGKILL)
     commits += 1
     return real_commit(self, events)
 
@@ -154,14 +151,13 @@ def test_a_kill_in_the_commit_with_half_its_records_stored_gives_the_training_se
     """No timing: the processor kills itself in the commit after GROUPS committed groups,
     with the records of the group's first 4 batches stored (decided and delivered again:
     the held-back path) and the last 4 lost from the buffer (delivered again, never
-    decided). (KILLER's "published" and "durable" points, all lost or all stored, passed
-    too; one test covers both paths in the time of one.)"""
-    point = "partly"
+    decided). (Killed with all of them lost, or all stored, it passed too; this one kill
+    covers both paths in the time of one.)"""
     settings, day, expected = _day_on_the_log(tmp_path)
     first_out = tmp_path / "first.out"
     with first_out.open("wb") as out_file:
         first = subprocess.run(
-            [sys.executable, "-c", KILLER, point, str(GROUPS), *ARGS, "--idle-exit", "60"],
+            [sys.executable, "-c", KILLER, str(GROUPS), *ARGS, "--idle-exit", "60"],
             env={**_env(settings), "MLSD_PREDICTION_LOG_FLUSH_SECONDS": "3600"},  # by commits only
             stdout=out_file, timeout=300, check=False,
         )  # fmt: skip
@@ -172,7 +168,7 @@ def test_a_kill_in_the_commit_with_half_its_records_stored_gives_the_training_se
     )  # fmt: skip
     assert second.returncode == 0
     committed = GROUPS * 8 * 8
-    again = {"published": 0, "partly": 4 * 8, "durable": 8 * 8}[point]  # logged twice
+    again = 4 * 8  # the stored half of the killed group: decided, delivered, logged twice
     assert f"and {committed + again} decided events".encode() in second.stdout, second.stdout
     frame = _check(settings, day, expected, first_out, second.stdout)
     twice = int((frame.groupby("transaction_id").size() > 1).sum())
