@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.serving.fixture import N_CUSTOMERS, N_TERMINALS
-from benchmarks.serving.launch import serve
+from benchmarks.serving.launch import PIDS, cpu_seconds, serve
 from benchmarks.serving.loadgen import open_loop, score_bodies, write_wrk_script, wrk
 from rich.progress import Progress
 
@@ -22,6 +22,12 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "mlsd": ("mlsd_app", "/v2/health/ready", {}),
     "mlsd_no_journal": ("mlsd_app", "/v2/health/ready", {"MLSD_PREDICTION_LOG_JOURNAL": "0"}),
     "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
+    # the Parquet log written by the server's flusher thread, not its writer process
+    "mlsd_thread_log": (
+        "mlsd_app",
+        "/v2/health/ready",
+        {"MLSD_PREDICTION_LOG_WRITER": "thread"},
+    ),
     "mlsd_no_drift": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_DRIFT": "0"}),
     # what each serving lesson is worth: the FastAPI route instead of the hot path, and
     # no GC / GIL tuning
@@ -119,16 +125,22 @@ def http_benchmarks(
                 progress.advance(task)
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in chosen}
-        for same in ("mlsd_no_log", "mlsd_shadow", "mlsd_shadow_thread"):  # at mlsd's load:
-            if same in rates and "mlsd" in rates:  # the log's, the shadows' cost at equal rate
+        # at mlsd's load: the log's, its writer's and the shadows' cost at equal rate
+        for same in ("mlsd_no_log", "mlsd_thread_log", "mlsd_shadow", "mlsd_shadow_thread"):
+            if same in rates and "mlsd" in rates:
                 rates[same] = rates["mlsd"]
         for url in urls.values():
             wait_drained(url)
         task = progress.add_task("half rate (open loop)", total=repeats * len(chosen))
         for _ in range(repeats):
             for name, url in urls.items():
+                pid = PIDS[url.removesuffix("/v1/score")]
+                cpu = cpu_seconds(pid)
                 result = open_loop(url, bodies, rates[name], seconds)
-                half_runs[name].append(asdict(result))
+                cpu = cpu_seconds(pid) - cpu  # the server's, its log writer process's
+                run = asdict(result)
+                run["cpu_us_per_request"] = cpu * 1e6 / max(result.sent - result.errors, 1)
+                half_runs[name].append(run)
                 progress.advance(task)
         dropped = _dropped(urls["mlsd_shadow"]) if "mlsd_shadow" in urls else None
         thread_dropped = (
@@ -143,6 +155,14 @@ def http_benchmarks(
         "max": {n: _median_run(runs, "rps") for n, runs in max_runs.items()},
         "ratio_to_bare": {n: max_rps[n] / bare for n in chosen},
         "half_rate": half,
+        # the server process's CPU (its threads, its log writer process) per request
+        "cpu_us_per_request": {
+            n: statistics.median(r["cpu_us_per_request"] for r in runs)
+            for n, runs in half_runs.items()
+        },
+        "p99_median_ms": {
+            n: statistics.median(r["p99_ms"] for r in runs) for n, runs in half_runs.items()
+        },
         "runs": {"max": max_runs, "half_rate": half_runs},
     }
     if "mlsd" in chosen and "mlsd_no_log" in chosen:

@@ -15,6 +15,26 @@ from typing import IO
 
 import httpx
 
+#: base URL -> process id of each server `serve` runs now (for its CPU time).
+PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a live process and of its live descendants (the
+    prediction log's writer process): 0 for what is gone."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as children:
+                total += sum(cpu_seconds(int(c)) for c in children.read().split())
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        pass
+    return total
+
 
 def free_port() -> int:
     """A free TCP port on the loopback."""
@@ -48,9 +68,12 @@ def serve(
             stderr=log,
             text=True,
         )
+        base = f"http://127.0.0.1:{port}"
+        PIDS[base] = proc.pid  # taskset execs uvicorn: the same process
         try:
-            yield _wait_ready(proc, log, f"http://127.0.0.1:{port}", ready_path, timeout_s, factory)
+            yield _wait_ready(proc, log, base, ready_path, timeout_s, factory)
         finally:
+            PIDS.pop(base, None)
             proc.terminate()
             try:
                 proc.wait(timeout=20)

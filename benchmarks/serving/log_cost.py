@@ -10,7 +10,14 @@ with the journal (one `os.write` per call, so a `kill -9` loses nothing answered
 without it; blocks alternate between two logs, both flushing in the background as a
 server's does. Medians, in µs.
 
-.venv/bin/python -m benchmarks.serving.log_cost   (append cost only, ~10 s)
+`flusher_cost`: what storing the records costs the serving process off the scoring path,
+with the Parquet log written by its flusher thread (`MLSD_PREDICTION_LOG_WRITER=thread`)
+and by its writer process (`process`): both logs take the same blocks of 8 one-row
+requests, as a server's loop ticks append them, and flush every second; the flusher
+thread's CPU time (what holds the GIL the event loop needs, or waits on it) and the
+writer process's, per 1,000 records.
+
+.venv/bin/python -m benchmarks.serving.log_cost [calls]   (append cost, then flusher cost)
 """
 
 from __future__ import annotations
@@ -137,8 +144,74 @@ def append_cost(folder: Path, calls: int = 20_000, block: int = 500) -> dict[str
     return out
 
 
+def _thread_cpu(thread: Any) -> float:
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def flusher_cost(folder: Path, seconds: float = 10.0, rate: float = 4_000.0) -> dict[str, float]:
+    """CPU ms per 1,000 records of the flusher thread and of the writer process, thread
+    writer against process writer, appended alike (`rate` records/s for `seconds`)."""
+    from benchmarks.serving.launch import cpu_seconds
+
+    from mlsd.predlog import ParquetPredictionLog
+    from mlsd.predlog.block import RecordBlock
+
+    names = tuple(f"feature_{i}" for i in range(15))
+    rng = np.random.default_rng(4)
+    logs = {
+        writer: ParquetPredictionLog(folder / writer, compact_every_s=None, writer=writer)
+        for writer in ("thread", "process")
+    }
+    tick, rows = 8 / rate, 8
+    appended = 0
+    try:
+        for plog in logs.values():  # the writer process started (imports) before the clock
+            plog.append(_block(RecordBlock, names, rng, rows, 0))
+            plog.flush()
+        start = {w: _thread_cpu(p._thread) for w, p in logs.items()}
+        child = {w: _child_cpu(p, cpu_seconds) for w, p in logs.items()}
+        began = time.monotonic()
+        while time.monotonic() - began < seconds:
+            block = _block(RecordBlock, names, rng, rows, appended)
+            for plog in logs.values():
+                plog.append(block)
+            appended += rows
+            time.sleep(tick)
+        for plog in logs.values():
+            plog.flush()
+        out: dict[str, float] = {}
+        for writer, plog in logs.items():
+            thread_ms = (_thread_cpu(plog._thread) - start[writer]) * 1e3
+            child_ms = (_child_cpu(plog, cpu_seconds) - child[writer]) * 1e3
+            out[f"{writer}_flusher_ms_per_1000"] = thread_ms * 1000 / appended
+            out[f"{writer}_child_ms_per_1000"] = child_ms * 1000 / appended
+    finally:
+        for plog in logs.values():
+            plog.close()
+    out["records"] = float(appended)
+    return out
+
+
+def _child_cpu(plog: Any, cpu_seconds: Any) -> float:
+    pid = plog._offload.pid if plog._offload is not None else None
+    return 0.0 if pid is None else float(cpu_seconds(pid))
+
+
+def _block(kind: Any, names: tuple[str, ...], rng: Any, rows: int, first: int) -> Any:
+    """A loop tick's block of `rows` one-row requests, as `log_observer` appends it."""
+    now = datetime.now(UTC)
+    ids = list(range(first, first + rows))
+    return kind(
+        [f"r{i}" for i in ids], now, "fraud", "3", rng.random((rows, len(names))),
+        rng.random(rows), ["legit"] * rows, 0.5, [1.2] * rows, [False] * rows, names,
+        "score", "", (ids, [7] * rows, [9] * rows, [now] * rows),
+    )  # fmt: skip
+
+
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory(prefix="mlsd-append-") as tmp:
         calls = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
         for key, value in append_cost(Path(tmp), calls).items():
             print(f"{key:24s} {value:10.2f}")
+        for key, value in flusher_cost(Path(tmp)).items():
+            print(f"{key:32s} {value:10.2f}")

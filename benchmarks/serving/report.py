@@ -15,7 +15,7 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
     if http:
         table = Table(title=f"/v1/score over HTTP, one uvicorn worker, wrk -c{http['connections']}")
         for col in ("server", "req/s", "ratio to bare", "p50 @max", "p99 @max", "half rate",
-                    "p50 @half", "p99 @half", "errors"):  # fmt: skip
+                    "p50 @half", "p99 @half", "CPU @half", "errors"):  # fmt: skip
             table.add_column(col, justify="right")
         for name, run in http["max"].items():
             half = http["half_rate"][name]
@@ -28,6 +28,7 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
                 f"{half['rate']:.0f}/s",
                 f"{half['p50_ms']:.2f} ms",
                 f"{half['p99_ms']:.2f} ms",
+                f"{http.get('cpu_us_per_request', {}).get(name, float('nan')):.0f} µs/req",
                 str(int(run["errors"] + half["errors"])),
             )
         console.print(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,6 +74,12 @@ class Settings(BaseSettings):
         default=True,
         description="journal every answered prediction before the answer leaves (a kill -9 "
         "loses none); off trades that for ~10-25 % more requests/s (docs/predlog.md)",
+    )
+    prediction_log_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="who encodes and writes the Parquet log's batches: a child process "
+        "(off the server's GIL: /v1/score p99 at half load as without the log) or the "
+        "flusher thread (docs/predlog.md); PostgreSQL and journal off always use the thread",
     )
     seed: int = 42
 

@@ -53,6 +53,7 @@ def parquet_log(o: Opening) -> PredictionLog:
         o.settings.path("predictions"),
         *_flush(o.settings),
         journal=o.settings.prediction_log_journal,
+        writer=o.settings.prediction_log_writer,
     )
 
 

@@ -17,6 +17,12 @@ Between writes the thread encodes what has arrived, every tenth of `flush_second
 shares one core with it, one big encoding per second stalled requests for ~10 ms
 (p99 at half load 7-17 ms with the log, 3 ms without); ten small ones stall it
 for ~1 ms each.
+
+Small stalls are still stalls: the Parquet log moves the encoding and the write out of
+the process (`_offload`, `writer.py`). Its flusher then only seals the journal segment
+of each batch and hands its path to a child process, which decodes, encodes and stores
+it; nothing is encoded ahead, and the records in memory are let go at the seal (the
+segment is the data).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +43,7 @@ from mlsd.errors import MlsdError, UnavailableError, ValidationError
 from mlsd.predlog.block import RecordBlock, flat_records
 from mlsd.predlog.journal import DeadJournal, Journal, JournalMark, claim_dead
 from mlsd.predlog.record import PredictionRecord
+from mlsd.predlog.writer import Batch, WriterProcess
 from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
@@ -110,13 +117,53 @@ class _Pending(Generic[Chunk]):
     segment: Path | None  # its journal segment, deleted once it is stored
 
 
+def encode_dropping_bad(
+    parts: list[Sequence[PredictionRecord]],
+    encode_parts: Callable[[list[Sequence[PredictionRecord]]], Chunk],
+    encode: Callable[[list[PredictionRecord]], Chunk],
+    dropped: Callable[[int], None],
+) -> tuple[int, Chunk] | None:
+    """(records kept, chunk) of `parts`; malformed records are dropped, logged and told
+    to `dropped` (None: nothing left). The batch is encoded whole first, and record by
+    record only when that fails, so one bad record never blocks the log."""
+    try:
+        return sum(map(len, parts)), encode_parts(parts)
+    except (ValidationError, ValueError, TypeError):
+        pass
+    good: list[PredictionRecord] = []
+    for r in flat_records(parts):
+        try:
+            encode([r])
+        except (ValidationError, ValueError, TypeError) as exc:
+            log.warning("prediction record %s dropped: %s", r.request_id, exc)
+            dropped(1)
+            continue
+        good.append(r)
+    if not good:
+        return None
+    try:
+        return len(good), encode(good)
+    except (ValidationError, ValueError, TypeError) as exc:
+        log.error("prediction batch of %d dropped: %s", len(good), exc)
+        dropped(len(good))
+        return None
+
+
 class BufferedLog(ABC, Generic[Chunk]):
     """Buffer + journal + background flusher; a backend supplies `_encode`, `_store`,
     `_unstored`, `_read` and `_release`, and must be ready for `_store` before calling
-    `super().__init__` (a dead writer's journal is replayed there)."""
+    `super().__init__` (a dead writer's journal is replayed there).
+
+    A backend that sets `_offload` (a `WriterProcess`, with a journal) before that has its
+    batches stored by that child process instead: the flusher seals the journal segment
+    holding the batch and hands its path over (`writer.py`); nothing is encoded here but
+    the rare batch the journal failed on (`_wire`).
+    """
 
     #: Encodings between two writes (the flusher wakes every flush_seconds / ENCODE_TICKS).
     ENCODE_TICKS = 10
+    #: The process that stores the batches (None: this process, on the flusher thread).
+    _offload: WriterProcess | None = None
 
     def __init__(
         self,
@@ -138,6 +185,10 @@ class BufferedLog(ABC, Generic[Chunk]):
         # (and counted as buffered) until a write succeeds.
         self._encoded: list[_Pending[Chunk]] = []
         self._encoded_rows = 0
+        # With `_offload`: batches sent (or to send) to the writer process, not yet stored,
+        # each with the segment to delete once it is (rows counted in `_encoded_rows`).
+        self._outbox: list[tuple[Batch, Path | None]] = []
+        self._journal_errors_seen = 0  # the journal's error count at the last seal
         self._lock = threading.Lock()  # guards the buffer, journal, sequence numbers, counters
         self._durable_changed = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one encoding or write at a time, in order
@@ -238,6 +289,8 @@ class BufferedLog(ABC, Generic[Chunk]):
         counted, logged), so one bad record never blocks the log.
         """
         with self._write_lock:
+            if self._offload is not None:
+                return self._flush_offloaded(self._offload)
             self._encode_buffer()
             parts = self._encoded
             with self._lock:
@@ -260,6 +313,60 @@ class BufferedLog(ABC, Generic[Chunk]):
             if self._journal is not None:
                 self._journal.discard([p.segment for p in parts if p.segment is not None])
             return rows
+
+    def _flush_offloaded(self, writer: WriterProcess) -> int:
+        """`flush` through the writer process (call with the write lock held)."""
+        journal = self._journal
+        if journal is None:
+            raise ValueError("a prediction log stored by a writer process needs a journal")
+        self._take_batch(journal)
+        sent = self._outbox
+        with self._lock:
+            taken = self._taken_seq
+        kept = dropped = 0
+        if sent:
+            try:
+                kept, dropped = writer.store(journal.id, journal.lock_fd, [b for b, _ in sent])
+            except MlsdError:
+                with self._lock:
+                    self._errors += 1
+                raise
+        with self._lock:
+            self._outbox = []
+            self._encoded_rows = 0
+            self._written += kept
+            self._dropped += dropped
+            self._durable_seq = max(self._durable_seq, taken)
+            self._durable_changed.notify_all()
+        journal.discard([segment for _, segment in sent if segment is not None])
+        return kept
+
+    def _take_batch(self, journal: Journal) -> None:
+        """Seal the buffer's segment into the outbox. A segment the journal wrote whole is
+        sent as its path (the records in memory are let go); one it failed on (a full disk,
+        a record marshal refused) is encoded here and sent as bytes (`_wire`)."""
+        try:
+            journal.prepare()  # the next segment, made outside the lock
+        except OSError as exc:  # swap tries again, under the lock
+            log.warning("prediction journal cannot prepare a segment: %s", exc)
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._buffered = 0
+            if not batch:
+                return
+            swapped = journal.swap()
+            whole = swapped is not None and journal.errors == self._journal_errors_seen
+            self._journal_errors_seen = journal.errors
+            after, last = self._taken_seq, self._seq
+            self._taken_seq = last
+            self._encoded_rows += last - after
+        segment = journal.finish(swapped)  # may also hold records before `after`: skipped
+        if whole:
+            item = Batch(after, last, segment)
+        else:
+            chunk = self._encode_dropping_bad(batch)
+            item = Batch(after, last, None, None if chunk is None else self._wire(chunk[1]))
+        self._outbox.append((item, segment))
 
     def _mark(self, seq: int) -> JournalMark | None:
         return None if self._journal is None else JournalMark(self._journal.id, seq)
@@ -304,29 +411,11 @@ class BufferedLog(ABC, Generic[Chunk]):
         self, parts: list[Sequence[PredictionRecord]]
     ) -> tuple[int, Chunk] | None:
         """(records kept, chunk); malformed records are dropped, counted and logged."""
-        try:
-            return sum(map(len, parts)), self._encode_parts(parts)
-        except (ValidationError, ValueError, TypeError):
-            pass
-        good: list[PredictionRecord] = []
-        for r in flat_records(parts):
-            try:
-                self._encode([r])
-            except (ValidationError, ValueError, TypeError) as exc:
-                log.warning("prediction record %s dropped: %s", r.request_id, exc)
-                with self._lock:
-                    self._dropped += 1
-                continue
-            good.append(r)
-        if not good:
-            return None
-        try:
-            return len(good), self._encode(good)
-        except (ValidationError, ValueError, TypeError) as exc:
-            log.error("prediction batch of %d dropped: %s", len(good), exc)
-            with self._lock:
-                self._dropped += len(good)
-            return None
+        return encode_dropping_bad(parts, self._encode_parts, self._encode, self._count_dropped)
+
+    def _count_dropped(self, n: int) -> None:
+        with self._lock:
+            self._dropped += n
 
     def _replay(self, dead: DeadJournal) -> None:
         """Store what a dead writer journaled and had not stored, then delete its journal.
@@ -367,7 +456,7 @@ class BufferedLog(ABC, Generic[Chunk]):
                 if woken or time.monotonic() - last >= self.flush_seconds:
                     last = time.monotonic()
                     self.flush()
-                else:
+                elif self._offload is None:  # a writer process encodes: nothing ahead here
                     self._encode_ahead()
             except MlsdError as exc:
                 log.warning("prediction log write failed, will retry: %s", exc)
@@ -406,6 +495,8 @@ class BufferedLog(ABC, Generic[Chunk]):
         finally:
             with self._durable_changed:
                 self._durable_changed.notify_all()
+            if self._offload is not None:  # stopped before the journal is unlocked
+                self._offload.close()
             if self._journal is not None:
                 self._journal.close(clean=stored)
                 if stored:
@@ -463,6 +554,10 @@ class BufferedLog(ABC, Generic[Chunk]):
     ) -> list[PredictionRecord]:
         """The records of `entries` (journal sequence number, record) not yet stored, by
         the marks stored with `journal_id`'s batches."""
+
+    def _wire(self, chunk: Chunk) -> bytes:
+        """A chunk as bytes for the writer process (a backend that sets `_offload`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no writer process")
 
     def _forget(self, journal_id: str) -> None:
         """Drop the marks of a journal that is gone (a backend may keep them instead)."""

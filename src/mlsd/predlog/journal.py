@@ -9,7 +9,10 @@ written back (the journal is not fsynced on the hot path).
 Layout of a journal folder (Parquet: `{root}/.journal`, PostgreSQL: `$MLSD_HOME/predlog-journal`):
 
 - `{id}.lock`: one per live writer, held with an exclusive `flock` for the writer's life
-  (created under a hidden name, locked, then renamed, so no one sees it unlocked);
+  (created under a hidden name, locked, then renamed, so no one sees it unlocked); it
+  holds the writer's pid. The Parquet log's writer process shares the lock (`writer.py`),
+  so a killed writer's lock stays held until its child has finished writing: a lock held
+  while its pid is gone is waited for (`claim_dead`, milliseconds), not taken for alive;
 - `{id}.{n:010d}.seg`: the writer's segments, one per batch the flusher takes: the
   flusher seals the current segment when it takes the buffer and deletes it once the
   records are stored.
@@ -17,7 +20,9 @@ Layout of a journal folder (Parquet: `{root}/.journal`, PostgreSQL: `$MLSD_HOME/
 A writer whose lock file is not locked is dead: `claim_dead` locks it, and the new writer
 replays its segments. Each stored batch carries a mark (journal id, last sequence number)
 that the store keeps atomically with the records, so a replay stores only what the dead
-writer had not stored: exactly once, whatever instant the kill hit.
+writer had not stored: exactly once, whatever instant the kill hit. The Parquet log's
+writer process reads the sealed segments it stores as frames (`read_segment_parts`: a
+block's frame as a `RecordBlock`, no object per row).
 
 A frame is `<length u32><crc32 u32>` then a marshal (version 2: plain tuples, lists,
 dicts, str, bytes, int, float, bool, None; loading it runs no code) of
@@ -46,6 +51,7 @@ import marshal
 import mmap
 import os
 import struct
+import time
 import uuid
 import zlib
 from array import array
@@ -157,11 +163,18 @@ class Journal:
         hidden = self.folder / f".{self.id}.lock.tmp"
         self._lock_fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())  # the owner, for `claim_dead`
         self.lock_path = self.folder / f"{self.id}.lock"
         os.replace(hidden, self.lock_path)
         self._number = 0
         self._spare: _Segment | None = None
         self._segment = self._open_segment()
+
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding this writer's lock: a process given it (`pass_fds`) keeps
+        the journal locked, so not replayed, for as long as it lives."""
+        return self._lock_fd
 
     def _open_segment(self) -> _Segment:
         self._number += 1
@@ -396,9 +409,7 @@ def claim_dead(folder: Path) -> list[DeadJournal]:
             fd = os.open(lock_path, os.O_RDWR)
         except FileNotFoundError:  # replayed meanwhile by another writer
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # alive
+        if not _lock(fd, lock_path):  # alive
             os.close(fd)
             continue
         if not lock_path.exists():  # replayed and removed between our open and our lock
@@ -410,8 +421,65 @@ def claim_dead(folder: Path) -> list[DeadJournal]:
     return dead
 
 
+#: How long `claim_dead` waits for the writer process of a dead owner to exit.
+DYING_WAIT_S = 30.0
+
+
+def _lock(fd: int, lock_path: Path) -> bool:
+    """Lock a journal's lock file; False if its writer lives.
+
+    A Parquet log's writer process holds the lock with its owner (`writer.py`); killed,
+    the owner leaves the lock held for as long as the child takes to see EOF and finish
+    its write (milliseconds). A lock held while the pid written in it is gone (or a
+    zombie) is therefore waited for, DYING_WAIT_S at most, rather than taken for alive.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        pass
+    if not _owner_gone(fd):
+        return False
+    deadline = time.monotonic() + DYING_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            continue
+    log.warning("prediction journal %s: its owner is gone but its lock still held", lock_path)
+    return False
+
+
+def _owner_gone(fd: int) -> bool:
+    """Whether the pid written in a lock file is no live process (unknown: False)."""
+    if not os.path.isdir("/proc/self"):
+        return False  # no procfs (not Linux): a held lock is a live writer, as before
+    try:
+        pid = int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # a journal of a version that wrote no pid: as before
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+
+
 def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
     """The (sequence number, record) pairs of one segment, up to its first bad frame."""
+    for first_seq, records in read_segment_parts(path):
+        for i, record in enumerate(records):
+            yield first_seq + i, record
+
+
+def read_segment_parts(path: Path) -> Iterator[tuple[int, Sequence[PredictionRecord]]]:
+    """Each frame of one segment as (first sequence number, its records), up to the first
+    bad frame: a block's frame as a `RecordBlock` (columns, no object per row: what the
+    Parquet log's writer process encodes with `parts_table`), a records frame as a list."""
     data = path.read_bytes()
     names: dict[int, tuple[str, ...]] = {}
     contexts: dict[int, tuple[Any, ...]] = {}
@@ -425,6 +493,7 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
         if len(payload) < length or zlib.crc32(payload) != crc:
             log.warning("prediction journal %s: a torn frame at byte %d ends it", path, offset)
             return
+        records: Sequence[PredictionRecord]
         try:
             frame = marshal.loads(payload)
             if frame[0] not in (FORMAT, BLOCK_FORMAT):
@@ -435,14 +504,13 @@ def read_segment(path: Path) -> Iterator[tuple[int, PredictionRecord]]:
             names.update((int(i), tuple(n)) for i, n in new_names)
             contexts.update((int(i), tuple(c)) for i, c in new_contexts)
             if kind == BLOCK_FORMAT:
-                records = _block_records(entries, names, contexts)
+                records = _block(entries, names, contexts)
             else:
                 records = [_record(e, names, contexts) for e in entries]
         except (ValueError, TypeError, EOFError, KeyError, IndexError) as exc:
             log.warning("prediction journal %s: bad frame at byte %d: %s", path, offset, exc)
             return
-        for i, record in enumerate(records):
-            yield first_seq + i, record
+        yield first_seq, records
         offset = start + length
     if data.count(0, offset) != len(data) - offset:
         log.warning("prediction journal %s: a torn header at byte %d ends it", path, offset)
@@ -510,10 +578,10 @@ class _Additions:
         return self.names, self.contexts
 
 
-def _block_records(
+def _block(
     entry: Any, names: dict[int, tuple[str, ...]], contexts: dict[int, tuple[Any, ...]]
-) -> list[PredictionRecord]:
-    """The records of a block's frame, as the block's `records()` made them."""
+) -> RecordBlock:
+    """The block a block's frame holds (its `records()` are those the writer appended)."""
     context, ids, ts, dtype, features, scores, decisions, latency_ms, degraded, tx = entry
     model, version, threshold, endpoint, variant, index = contexts[context]
     feature_names = names[index]
@@ -530,4 +598,4 @@ def _block_records(
         list(ids), timestamp, model, version, matrix, np.frombuffer(scores, dtype=np.float64),
         list(decisions), threshold, list(latency_ms), list(degraded), feature_names, endpoint,
         variant, columns,
-    ).records()  # fmt: skip
+    )  # fmt: skip

@@ -7,6 +7,13 @@ so a replay after a crash knows what is stored. A background thread merges the f
 of past days into one (`compact.py` explains how that stays crash-safe): at open, then
 every `compact_every_s`. The journal is `{root}/.journal` (`journal.py`).
 
+Who encodes and writes: with `writer="process"` (the server's default,
+`MLSD_PREDICTION_LOG_WRITER`) a child process (`writer.py`, `writer_child.py`) turns
+each sealed journal segment into the day files, with `store_tables` as the flusher
+thread does with `writer="thread"`; the serving process's GIL is then never held by an
+Arrow encoding or a Parquet write. Replaying a dead writer's journal at open and the
+compaction of past days stay in this process (at open, and once an hour).
+
 `ParquetPredictionReader` only reads: no thread, no file written, no folder made.
 """
 
@@ -39,6 +46,7 @@ from mlsd.predlog.compact import (
 )
 from mlsd.predlog.journal import JournalMark
 from mlsd.predlog.record import SCHEMA, PredictionRecord, finish_frame, to_table
+from mlsd.predlog.writer import WriterProcess
 from mlsd.priority import in_background
 
 log = logging.getLogger(__name__)
@@ -97,8 +105,18 @@ class ParquetPredictionReader:
         """Nothing to release (a reader holds no file open between reads)."""
 
 
+#: Who encodes and writes the batches: a child process (`writer.py`), or the flusher thread.
+WRITERS = ("process", "thread")
+
+
 class ParquetPredictionLog(BufferedLog[pa.Table]):
-    """Predictions in day partitions under `root` (by default `home/predictions`)."""
+    """Predictions in day partitions under `root` (by default `home/predictions`).
+
+    `writer="process"` (what `mlsd serve` runs, `MLSD_PREDICTION_LOG_WRITER`) stores the
+    batches from a child process; "thread" on the flusher thread. Without a journal the
+    batches are always written by the thread (the journal's segment is what the child
+    reads, and its marks are what make a child's retry exactly once).
+    """
 
     def __init__(
         self,
@@ -108,11 +126,17 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         max_buffered: int = 1_000_000,
         compact_every_s: float | None = 3600.0,
         journal: bool = True,
+        writer: str = "thread",
     ) -> None:
         if compact_every_s is not None and compact_every_s <= 0:
             raise ValueError("compact_every_s must be > 0 (or None to turn compaction off)")
+        if writer not in WRITERS:
+            raise ValueError(f"writer must be one of {', '.join(WRITERS)}, not {writer!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.writer = writer if journal else "thread"
+        if self.writer == "process":
+            self._offload = WriterProcess(self.root)
         self.reader = ParquetPredictionReader(self.root)
         journal_dir = self.root / ".journal" if journal else None
         super().__init__(flush_seconds, flush_records, max_buffered, journal_dir)
@@ -158,31 +182,10 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         return parts_table(parts)  # blocks as columns: no object per row on the flusher
 
     def _store(self, chunks: list[pa.Table], mark: JournalMark | None) -> None:
-        table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
-        days = pc.strftime(table["ts"], format="%Y-%m-%d")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = part_name(stamp, None if mark is None else (mark.journal_id, mark.seq))
-        written: list[tuple[Path, Path]] = []
-        try:
-            distinct = sorted(pc.unique(days).to_pylist())  # in C: no string per row
-            for day in distinct:  # every day's file first, then the renames: a failed
-                part = table if len(distinct) == 1 else table.filter(pc.equal(days, day))
-                folder = self.root / f"date={day}"  # write commits no day (retried whole)
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{name}.tmp"
-                pq.write_table(part, tmp, **PART_OPTIONS)
-                _fsync(tmp)
-                written.append((tmp, folder / name))
-            for tmp, final in written:
-                os.replace(tmp, final)
-                _fsync(final.parent)
-        except OSError as exc:
-            for tmp, _ in written:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            raise UnavailableError(
-                f"cannot write the prediction log under {self.root}: {exc}"
-            ) from exc
+        store_tables(self.root, chunks, mark)
+
+    def _wire(self, chunk: pa.Table) -> bytes:
+        return table_bytes(chunk)
 
     def _unstored(
         self, journal_id: str, entries: list[tuple[int, PredictionRecord]]
@@ -210,6 +213,45 @@ class ParquetPredictionLog(BufferedLog[pa.Table]):
         if self._compactor is not None:
             self._compactor.join()
             self._compactor = None
+
+
+def store_tables(root: Path, chunks: list[pa.Table], mark: JournalMark | None) -> None:
+    """Write tables (oldest first) as one part file per UTC day under `root`, named with
+    `mark`: every day's file is written and fsynced under a hidden name first, then all
+    are renamed, so a failed write commits no day (it is retried whole) and a reader never
+    sees half a file. UnavailableError when the disk fails. The writer process stores its
+    batches with this too."""
+    table = chunks[0] if len(chunks) == 1 else pa.concat_tables(chunks)
+    days = pc.strftime(table["ts"], format="%Y-%m-%d")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    name = part_name(stamp, None if mark is None else (mark.journal_id, mark.seq))
+    written: list[tuple[Path, Path]] = []
+    try:
+        distinct = sorted(pc.unique(days).to_pylist())  # in C: no string per row
+        for day in distinct:
+            part = table if len(distinct) == 1 else table.filter(pc.equal(days, day))
+            folder = root / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(part, tmp, **PART_OPTIONS)
+            _fsync(tmp)
+            written.append((tmp, folder / name))
+        for tmp, final in written:
+            os.replace(tmp, final)
+            _fsync(final.parent)
+    except OSError as exc:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise UnavailableError(f"cannot write the prediction log under {root}: {exc}") from exc
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    """A table as an Arrow IPC stream (what `pa.ipc.open_stream(...).read_all()` reads)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def _fsync(path: Path) -> None:

@@ -6,7 +6,8 @@ The next writer on the log replays the dead server's journal: every request id a
 200 must then be in the log, none twice. The check holds whatever the timing: with a
 60 s flush interval nothing reaches Parquet before the kill (all from the journal), with
 50 ms most of it does (the rest from the journal, none stored twice); the same on
-PostgreSQL.
+PostgreSQL. The server runs the Parquet log's default writer, a child process
+(`mlsd.predlog.writer`), which the kill leaves to finish its write and exit.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import httpx
 import pytest
 
 from mlsd.features.store import FeatureStore
-from mlsd.predlog import make_prediction_log, open_reader
+from mlsd.predlog import journal_folder, make_prediction_log, open_reader
+from mlsd.predlog.journal import claim_dead
 from mlsd.registry import Registry
 from mlsd.serving.server import free_port
 from mlsd.serving.testing import (
@@ -142,6 +144,10 @@ def test_kill_9_under_load_loses_no_answered_prediction(
     assert server.returncode == -signal.SIGKILL
     assert len(answered) >= ANSWERED_BEFORE_KILL, f"only {len(answered)} of {sent} answered"
     settings = Settings(home=home, prediction_log=log_url)
+    # the Parquet log's writer process may finish a write after its server's kill; it exits
+    # at the end of its pipe, and claim_dead waits for that (then `before` is all stored)
+    for dead in claim_dead(journal_folder(settings)):
+        dead.release()
     before = set(open_reader(settings).read()["request_id"])
     if flush_seconds == 60.0:
         assert before == set(), "nothing flushed before the kill: the journal holds it all"
