@@ -148,47 +148,60 @@ def _thread_cpu(thread: Any) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
-def flusher_cost(folder: Path, seconds: float = 10.0, rate: float = 4_000.0) -> dict[str, float]:
-    """CPU ms per 1,000 records of the flusher thread and of the writer process, thread
-    writer against process writer, appended alike (`rate` records/s for `seconds`)."""
+def flusher_cost(
+    folder: Path, seconds: float = 10.0, rate: float = 4_000.0, rounds: int = 2
+) -> dict[str, float]:
+    """Per 1,000 records, CPU ms of the flusher thread and of the writer process, thread
+    writer against process writer, in alternating phases (`rate` records/s, `seconds`
+    per writer in all); and the main thread's lateness out of its sleeps between appends
+    (p99, max, ms): what a loop waits for the GIL a background thread holds."""
+    import statistics
+
     from benchmarks.serving.launch import cpu_seconds
 
     from mlsd.predlog import ParquetPredictionLog
     from mlsd.predlog.block import RecordBlock
+    from mlsd.serving.tuning import SWITCH_INTERVAL_S
 
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as a tuned server
     names = tuple(f"feature_{i}" for i in range(15))
     rng = np.random.default_rng(4)
-    logs = {
-        writer: ParquetPredictionLog(folder / writer, compact_every_s=None, writer=writer)
-        for writer in ("thread", "process")
-    }
+    writers = ("thread", "process")
+    logs = {w: ParquetPredictionLog(folder / w, compact_every_s=None, writer=w) for w in writers}
     tick, rows = 8 / rate, 8
-    appended = 0
+    appended = dict.fromkeys(writers, 0)
+    cpu = dict.fromkeys(writers, 0.0)
+    child = dict.fromkeys(writers, 0.0)
+    late: dict[str, list[float]] = {w: [] for w in writers}
     try:
         for plog in logs.values():  # the writer process started (imports) before the clock
             plog.append(_block(RecordBlock, names, rng, rows, 0))
             plog.flush()
-        start = {w: _thread_cpu(p._thread) for w, p in logs.items()}
-        child = {w: _child_cpu(p, cpu_seconds) for w, p in logs.items()}
-        began = time.monotonic()
-        while time.monotonic() - began < seconds:
-            block = _block(RecordBlock, names, rng, rows, appended)
-            for plog in logs.values():
-                plog.append(block)
-            appended += rows
-            time.sleep(tick)
-        for plog in logs.values():
-            plog.flush()
-        out: dict[str, float] = {}
-        for writer, plog in logs.items():
-            thread_ms = (_thread_cpu(plog._thread) - start[writer]) * 1e3
-            child_ms = (_child_cpu(plog, cpu_seconds) - child[writer]) * 1e3
-            out[f"{writer}_flusher_ms_per_1000"] = thread_ms * 1000 / appended
-            out[f"{writer}_child_ms_per_1000"] = child_ms * 1000 / appended
+        for _ in range(rounds):
+            for writer, plog in logs.items():
+                thread0, child0 = _thread_cpu(plog._thread), _child_cpu(plog, cpu_seconds)
+                began = time.monotonic()
+                while time.monotonic() - began < seconds / rounds:
+                    plog.append(_block(RecordBlock, names, rng, rows, appended[writer]))
+                    appended[writer] += rows
+                    asked = time.perf_counter()
+                    time.sleep(tick)
+                    late[writer].append(time.perf_counter() - asked - tick)
+                plog.flush()
+                cpu[writer] += _thread_cpu(plog._thread) - thread0
+                child[writer] += _child_cpu(plog, cpu_seconds) - child0
     finally:
         for plog in logs.values():
             plog.close()
-    out["records"] = float(appended)
+    out: dict[str, float] = {}
+    for writer in writers:
+        out[f"{writer}_flusher_ms_per_1000"] = cpu[writer] * 1e6 / appended[writer]
+        out[f"{writer}_child_ms_per_1000"] = child[writer] * 1e6 / appended[writer]
+        ms = sorted(x * 1e3 for x in late[writer])
+        out[f"{writer}_late_p99_ms"] = ms[int(0.99 * (len(ms) - 1))]
+        out[f"{writer}_late_max_ms"] = ms[-1]
+        out[f"{writer}_late_median_ms"] = statistics.median(ms)
+    out["records"] = float(sum(appended.values()))
     return out
 
 

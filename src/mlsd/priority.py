@@ -20,6 +20,9 @@ loop's maximum rate, and all of the core the loop leaves idle.
 Measured (docs/benchmarks.md, "The night of 2026-12-01"): `/v1/score` at half its maximum
 rate, prediction log and live drift on, p99 median of 6 runs 11.3 ms with the threads at
 the loop's priority, 5.7 ms at nice 10 (nice 19: 6.5, SCHED_IDLE: 5.5 with 21-29 ms runs).
+What nice 10 leaves is the GIL a lowered thread still holds; the Parquet log's encoding
+and writing have since moved to a child process (`mlsd.predlog.writer`), which lowers
+itself the same way.
 
 Lowering a thread's priority needs no privilege; raising it again does, so a process
 lowers its threads once, for good. Linux only (elsewhere nothing changes).
