@@ -285,3 +285,31 @@ def test_a_held_lock_whose_owner_is_gone_is_waited_for_not_taken_for_alive(
     os.close(fd)
     dead[0].release()
     assert not lock_path.exists()
+
+
+def test_the_writer_is_checked_and_without_a_journal_the_thread_writes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="writer must be one of process, thread"):
+        ParquetPredictionLog(tmp_path / "a", writer="fork")
+    plog = ParquetPredictionLog(tmp_path / "b", writer="process", journal=False)
+    try:
+        assert plog.writer == "thread"
+        assert plog._offload is None
+        plog.append([record(1)])
+        assert plog.flush() == 1
+    finally:
+        plog.close()
+
+
+def test_the_setting_picks_the_writer(tmp_path: Path) -> None:
+    from mlsd.predlog import make_prediction_log
+    from mlsd.settings import Settings
+
+    for writer in ("process", "thread"):
+        settings = Settings(home=tmp_path / writer, prediction_log_writer=writer)
+        plog = make_prediction_log(settings)
+        try:
+            assert isinstance(plog, ParquetPredictionLog)
+            assert plog.writer == writer
+        finally:
+            plog.close()
+    assert Settings(home=tmp_path).prediction_log_writer == "process", "the server's default"
