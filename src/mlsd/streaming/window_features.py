@@ -266,14 +266,11 @@ class WindowFeatures:
         reads = np.arange(len(ordered))
         if self._held:
             keys, ids, times, rows, reads = self._with_held(s, keys, ids, times, rows)
-        seen = s.seen
-        insert = np.empty(len(ids), dtype=bool)
-        for i, (ident, t) in enumerate(zip(ids.tolist(), times.tolist(), strict=True)):
-            if ident in seen:
-                insert[i] = False
-            else:
-                insert[i] = True
-                seen[ident] = t
+        # an id's first occurrence in the batch is inserted, unless the state has it already
+        first = np.zeros(len(ids), dtype=bool)
+        first[np.unique(ids, return_index=True)[1]] = True
+        insert = first & ~np.fromiter(map(s.seen.__contains__, ids.tolist()), bool, len(ids))
+        s.seen.update(zip(ids[insert].tolist(), times[insert].tolist(), strict=True))
         return s.state.advance(keys, times, rows, insert)[reads]
 
     def _with_held(
