@@ -279,14 +279,17 @@ class WindowFeatures:
         """The batch with the held-back events that its keys' payments release (those at or
         before the key's last payment of the batch), merged in (time, id) order, held ones
         first on a tie; and where the batch's own payments are in it."""
-        last: dict[int, tuple[int, int]] = {}
-        for k, t, i in zip(keys.tolist(), times.tolist(), ids.tolist(), strict=True):
-            last[k] = max(last.get(k, (t, i)), (t, i))
+        # each key's last payment of the batch by (time, id): sorted by key, time, id
+        by = np.lexsort((ids, times, keys))
+        ends = np.r_[keys[by][1:] != keys[by][:-1], True] if len(by) else np.zeros(0, bool)
+        last = by[ends]
         extra: list[tuple[int, int, int, list[float]]] = []
-        for k, upto in last.items():
+        for k, t, i in zip(keys[last].tolist(), times[last].tolist(), ids[last].tolist(),
+                           strict=True):  # fmt: skip
             held = self._held.get((id(s), k))
             if not held:
                 continue
+            upto = (t, i)
             cut = bisect.bisect_right(held, upto, key=lambda h: (h[0], h[1]))
             for t, ident, ev in held[:cut]:
                 extra.append((k, t, ident, [float(ev[c]) for c in s.state.columns]))
