@@ -306,19 +306,16 @@ def decision_records(
     head = f'{{"v":{SCHEMA_VERSION},"transaction_id":'
     spelled = {d: json.dumps(d) for d in set(decisions)}
     customers = list(map(str, columns.customer_id.tolist()))
-    keys = [
-        f'{head}{t},"customer_id":{c},"score":'
-        for t, c in zip(columns.transaction_id.tolist(), customers, strict=True)
-    ]
-    middle = [
-        f'{float(s)!r},"decision":{spelled[d]}{tail}"event_time":"'
-        for s, d in zip(scores, decisions, strict=True)
-    ]
     times = iso_times(columns.time_us)
-    return [
-        Record(c, f'{k}{m}{t}"{end}'.encode())  # an ISO time is digits and -:+.T: no escape
-        for c, k, m, t in zip(customers, keys, middle, times, strict=True)
+    values = [
+        # an ISO time is digits and -:+.T: no escape
+        f'{head}{t},"customer_id":{c},"score":{float(s)!r},"decision":{spelled[d]}{tail}'
+        f'"event_time":"{w}"{end}'.encode()
+        for t, c, s, d, w in zip(
+            columns.transaction_id.tolist(), customers, scores, decisions, times, strict=True
+        )
     ]
+    return list(map(Record, customers, values))
 
 
 def iso_times(time_us: np.ndarray) -> list[str]:
