@@ -346,12 +346,19 @@ class FeatureStore:
         set; `status` tells which they were. A model's input replaces them with
         `mlsd.features.MISSING_VALUE`, in training and serving alike.
         """
+        return request_values(self.vector_plan(features, versions), online or self.online,
+                              requests, fill)  # fmt: skip
+
+    def vector_plan(
+        self, features: Sequence[str], versions: Mapping[str, str] | None = None
+    ) -> VectorPlan:
+        """Where each of `features` comes from (resolved once per list, then cached)."""
         key = (tuple(features), tuple(sorted(versions.items())) if versions else ())
         plan = self._plans.get(key)
         if plan is None:
             plan = VectorPlan.make(self.resolve(features, versions), list(features))
             self._plans[key] = plan
-        return request_values(plan, online or self.online, requests, fill)
+        return plan
 
     def push(self, view: str, rows: pd.DataFrame, to: str = "online") -> int:
         """Write fresh rows of a view from a stream: to 'online', 'offline' or 'both'.

@@ -180,6 +180,50 @@ def dense_values(
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest)
 
 
+def keyed_values(
+    plan: VectorPlan,
+    online: OnlineStore,
+    keys: Mapping[str, npt.NDArray[np.int64]],
+    times_us: npt.NDArray[np.int64],
+    fill: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
+    """`dense_values` of rows given as columns (each view's join key, request times in µs)
+    for a plan of stored views only: the same float32 matrix, and each value's state per
+    view as an index into `STATES` ((n, views) int8) instead of a status dict per row.
+
+    What a stream batch reads: no request mapping, time parse or status dict per row (the
+    processor's fallback read of the delayed terminal view, 2026-12-02: ~6 µs a row
+    through `dense_values`, ~2 µs this way, the online read included).
+    """
+    if plan.request:
+        raise ValidationError("keyed_values reads stored views only", field="features")
+    n, nv = len(times_us), len(plan.views)
+    values = np.full((n, len(plan.features)), fill, dtype=np.float32)
+    states = np.full((n, nv), STATES.index(MISSING), dtype=np.int8)
+    lookups: list[Lookup] = []
+    for slot in plan.views:
+        if slot.key not in keys:
+            raise ValidationError(f"request needs an integer {slot.key}", field=slot.key)
+        lookups += [(slot.name, slot.version, k) for k in keys[slot.key].tolist()]
+    records = online.read(lookups) if lookups else []
+    times = np.asarray(times_us, dtype=np.int64)
+    for j, slot in enumerate(plan.views):
+        recs = records[j * n : (j + 1) * n]
+        held = np.fromiter((r is not None for r in recs), bool, n)
+        event = np.fromiter((0 if r is None else r.event_us for r in recs), np.int64, n)
+        age = times - event
+        state = np.where(age < 0, STATES.index(FUTURE), STATES.index(PRESENT))
+        state = np.where(age > slot.ttl_us, STATES.index(EXPIRED), state)
+        states[:, j] = np.where(held, state, STATES.index(MISSING))
+        rows = np.flatnonzero(states[:, j] == STATES.index(PRESENT))
+        if len(rows):
+            found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
+            outs = np.array([c[0] for c in slot.columns], dtype=np.int64)
+            stored = [c[1] for c in slot.columns]
+            values[np.ix_(rows, outs)] = found[:, stored]
+    return values, states
+
+
 def _lookups(
     plan: VectorPlan, requests: Sequence[Mapping[str, Any]]
 ) -> tuple[list[int], list[Lookup]]:

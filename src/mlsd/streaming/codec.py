@@ -23,7 +23,6 @@ mlsd.errors.ValidationError: schema version 2 is not supported (this processor r
 from __future__ import annotations
 
 import json
-import json.scanner
 import math
 import re
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from mlsd.data.transaction import Transaction
@@ -188,8 +188,25 @@ _CANONICAL_TIME = re.compile(
 _CANONICAL_TIMES = re.compile(f"(?:{_CANONICAL_TIME.pattern})(?:\n(?:{_CANONICAL_TIME.pattern}))*")
 
 
-#: The C scanner `json.loads` ends in, with the same default decoder settings.
-_SCAN: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # stub: a class
+class _Wire(msgspec.Struct, gc=False):
+    """The fields of a v1 transaction event, as the fast path reads them (others ignored).
+
+    msgspec's typed decoder parses and type-checks an event in ~0.5 µs, against ~3 µs for
+    the stdlib's C scanner plus the per-field checks in Python (2026-12-02, 256 events of
+    ~120 bytes): JSON decode was the largest single cost of the processor per event. Its
+    strict types are the canonical ones (a bool is not an int, NaN and Infinity are not
+    JSON); anything it refuses goes to `decode_transaction`, which gives the reasons.
+    """
+
+    v: int
+    transaction_id: int
+    customer_id: int
+    terminal_id: int
+    amount: float
+    timestamp: str
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
 
 
 @dataclass(frozen=True)
@@ -227,30 +244,24 @@ def decode_batch(events: Sequence[Event]) -> DecodedBatch:
 
 def _decode_fast(events: Sequence[Event]) -> DecodedBatch | None:
     """The batch decoded if every event is canonical, else None."""
-    bodies = []
+    values = [event.value for event in events]
     try:
-        for event in events:
-            text = event.value.decode()
-            body, end = _SCAN(text, 0)  # json.loads without its per-call layers
-            if end != len(text):
-                return None  # whitespace or data after the object: the reference decides
-            bodies.append(body)
-    except (UnicodeDecodeError, StopIteration, ValueError):
+        # msgspec does not check the UTF-8 of fields it skips; the reference does (a value
+        # that is not UTF-8 is "not JSON"). One decode of the values joined by an ASCII
+        # byte fails exactly when one of them is not UTF-8.
+        b"\n".join(values).decode()
+        bodies = list(map(_WIRE.decode, values))
+    except (UnicodeDecodeError, msgspec.DecodeError):
         return None
-    if not all(type(b) is dict for b in bodies):
-        return None
-    try:
-        versions = [b["v"] for b in bodies]
-        ints = [[b[name] for b in bodies] for name in _INTS]
-        amounts = [b["amount"] for b in bodies]
-        stamps = [b["timestamp"] for b in bodies]
-    except KeyError:
-        return None
-    if set(map(type, versions)) - {int} or set(versions) - {SCHEMA_VERSION}:
-        return None
-    if any(set(map(type, column)) - {int} for column in ints):
-        return None
-    if set(map(type, amounts)) - {int, float} or set(map(type, stamps)) - {str}:
+    versions = [b.v for b in bodies]
+    ints = [
+        [b.transaction_id for b in bodies],
+        [b.customer_id for b in bodies],
+        [b.terminal_id for b in bodies],
+    ]
+    amounts = [b.amount for b in bodies]
+    stamps = [b.timestamp for b in bodies]
+    if set(versions) - {SCHEMA_VERSION}:
         return None
     # one regex scan over the batch's stamps: a stamp holding a newline would shift the
     # count of lines, so the count is checked too
@@ -271,10 +282,7 @@ def _decode_fast(events: Sequence[Event]) -> DecodedBatch | None:
     # a canonical stamp is UTC: fromisoformat gives the same aware datetime (tzinfo UTC)
     # as `_EPOCH + timedelta(microseconds=t)`, in a fifth of the time
     whens = list(map(datetime.fromisoformat, stamps))
-    txs = [
-        Transaction(t, c, m, float(a), w)
-        for t, c, m, a, w in zip(ints[0], ints[1], ints[2], amount.tolist(), whens, strict=True)
-    ]
+    txs = list(map(Transaction, ints[0], ints[1], ints[2], amounts, whens))
     columns = TransactionColumns(ids, customers, terminals, amount, us)
     return DecodedBatch(txs, columns, list(events), [])
 
@@ -298,19 +306,16 @@ def decision_records(
     head = f'{{"v":{SCHEMA_VERSION},"transaction_id":'
     spelled = {d: json.dumps(d) for d in set(decisions)}
     customers = list(map(str, columns.customer_id.tolist()))
-    keys = [
-        f'{head}{t},"customer_id":{c},"score":'
-        for t, c in zip(columns.transaction_id.tolist(), customers, strict=True)
-    ]
-    middle = [
-        f'{float(s)!r},"decision":{spelled[d]}{tail}"event_time":"'
-        for s, d in zip(scores, decisions, strict=True)
-    ]
     times = iso_times(columns.time_us)
-    return [
-        Record(c, f'{k}{m}{t}"{end}'.encode())  # an ISO time is digits and -:+.T: no escape
-        for c, k, m, t in zip(customers, keys, middle, times, strict=True)
+    values = [
+        # an ISO time is digits and -:+.T: no escape
+        f'{head}{t},"customer_id":{c},"score":{float(s)!r},"decision":{spelled[d]}{tail}'
+        f'"event_time":"{w}"{end}'.encode()
+        for t, c, s, d, w in zip(
+            columns.transaction_id.tolist(), customers, scores, decisions, times, strict=True
+        )
     ]
+    return list(map(Record, customers, values))
 
 
 def iso_times(time_us: np.ndarray) -> list[str]:

@@ -28,6 +28,7 @@ batch is not committed and comes back.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -348,6 +349,13 @@ class StreamProcessor:
         stop = stop or threading.Event()
         started = time.perf_counter()
         idle_since = time.monotonic()
+        # What lives before the loop (the model, the stores, the window state, the caller's
+        # objects) is left out of the cycle collector while it runs: its full collections
+        # then walk only what the loop made. On the embedded benchmark they had cost 5-20 CPU
+        # µs an event (a full pass over ~160,000 objects, ~0.1 s, every few thousand events),
+        # the young generations ~2 more. Unfrozen at the end: cycles made before are
+        # collected as usual again.
+        gc.freeze()
         try:
             while not stop.is_set():
                 if max_events is not None and self.stats.consumed >= max_events:
@@ -362,6 +370,7 @@ class StreamProcessor:
             self.commit()
             self.read_lag()  # the gauge ends on what is left, whenever it was last read
         finally:
+            gc.unfreeze()
             self.stats.seconds += time.perf_counter() - started
         return self.stats
 

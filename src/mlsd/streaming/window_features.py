@@ -44,10 +44,10 @@ updates since its start).
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ from mlsd.features import MISSING_VALUE
 from mlsd.features.definitions import FeatureView
 from mlsd.features.online import WriteBatch
 from mlsd.features.store import FeatureStore
-from mlsd.features.vectors import to_us
+from mlsd.features.vectors import STATES, keyed_values, to_us
 from mlsd.predlog import PredictionLog
 from mlsd.streaming.codec import TransactionColumns, decode_batch
 from mlsd.streaming.log import EventLog
@@ -145,7 +145,9 @@ class WindowFeatures:
         self.rows = np.zeros((0, len(self._features)))
         self._missing = np.zeros((0, len(self._features)), dtype=bool)
         self._from_state = np.zeros((0, len(self.served)), dtype=bool)
-        self._statuses: dict[int, list[dict[str, str]]] = {}
+        #: per view read from the online store: its status dict by state, and each of
+        #: those rows' state (an index into `STATES`)
+        self._statuses: dict[int, tuple[dict[str, dict[str, str]], np.ndarray]] = {}
         self._latest = 0
         self.fallback_rows = 0  # rows whose delayed features came from the online store
         self.rebuilt = RebuildReport()
@@ -189,9 +191,10 @@ class WindowFeatures:
     def _status(self, row: int) -> dict[str, str]:
         """The status of each feature of one row of the last batch."""
         status = dict.fromkeys(self._features, "present")
-        for j, found in self._statuses.items():  # the views read from the online store
+        for j, (by_state, states) in self._statuses.items():  # views read from the store
             if not self._from_state[row, j]:  # its rows read there, in batch order
-                status.update(found[int(np.count_nonzero(~self._from_state[:row, j]))])
+                code = states[int(np.count_nonzero(~self._from_state[:row, j]))]
+                status.update(by_state[STATES[code]])
         for c in np.flatnonzero(self._missing[row]).tolist():
             status[self._features[c]] = "missing"
         return status
@@ -263,14 +266,11 @@ class WindowFeatures:
         reads = np.arange(len(ordered))
         if self._held:
             keys, ids, times, rows, reads = self._with_held(s, keys, ids, times, rows)
-        seen = s.seen
-        insert = np.empty(len(ids), dtype=bool)
-        for i, (ident, t) in enumerate(zip(ids.tolist(), times.tolist(), strict=True)):
-            if ident in seen:
-                insert[i] = False
-            else:
-                insert[i] = True
-                seen[ident] = t
+        # an id's first occurrence in the batch is inserted, unless the state has it already
+        first = np.zeros(len(ids), dtype=bool)
+        first[np.unique(ids, return_index=True)[1]] = True
+        insert = first & ~np.fromiter(map(s.seen.__contains__, ids.tolist()), bool, len(ids))
+        s.seen.update(zip(ids[insert].tolist(), times[insert].tolist(), strict=True))
         return s.state.advance(keys, times, rows, insert)[reads]
 
     def _with_held(
@@ -279,14 +279,17 @@ class WindowFeatures:
         """The batch with the held-back events that its keys' payments release (those at or
         before the key's last payment of the batch), merged in (time, id) order, held ones
         first on a tie; and where the batch's own payments are in it."""
-        last: dict[int, tuple[int, int]] = {}
-        for k, t, i in zip(keys.tolist(), times.tolist(), ids.tolist(), strict=True):
-            last[k] = max(last.get(k, (t, i)), (t, i))
+        # each key's last payment of the batch by (time, id): sorted by key, time, id
+        by = np.lexsort((ids, times, keys))
+        ends = np.r_[keys[by][1:] != keys[by][:-1], True] if len(by) else np.zeros(0, bool)
+        last = by[ends]
         extra: list[tuple[int, int, int, list[float]]] = []
-        for k, upto in last.items():
+        for k, t, i in zip(keys[last].tolist(), times[last].tolist(), ids[last].tolist(),
+                           strict=True):  # fmt: skip
             held = self._held.get((id(s), k))
             if not held:
                 continue
+            upto = (t, i)
             cut = bisect.bisect_right(held, upto, key=lambda h: (h[0], h[1]))
             for t, ident, ev in held[:cut]:
                 extra.append((k, t, ident, [float(ev[c]) for c in s.state.columns]))
@@ -321,21 +324,19 @@ class WindowFeatures:
         from_state: np.ndarray,
         widths: list[int],
     ) -> None:
-        """Delayed views past their history: the online store's values, in one read."""
+        """Delayed views past their history: the online store's values, in one read of
+        the batch's keys as columns (`keyed_values`: no request dict or status dict per
+        row; the values `online_vectors` gives, float32 as served)."""
         col = 0
         for j, s in enumerate(self.served):
             need = np.flatnonzero(~from_state[:, j])
             if len(need):
                 part = batch.take(need)
-                requests = [
-                    {schema.CUSTOMER_ID: c, schema.TERMINAL_ID: m,
-                     schema.TX_DATETIME: _EPOCH + timedelta(microseconds=t)}
-                    for c, m, t in zip(part.customer_id.tolist(), part.terminal_id.tolist(),
-                                       part.time_us.tolist(), strict=True)
-                ]  # fmt: skip
-                found = self.store.online_vectors(requests, s.view.features)
-                rows[need, col : col + widths[j]] = np.asarray(found.values, dtype=np.float64)
-                self._statuses[j] = list(found.status)
+                plan = self.store.vector_plan(s.view.features)
+                keys = {schema.CUSTOMER_ID: part.customer_id, schema.TERMINAL_ID: part.terminal_id}
+                found, states = keyed_values(plan, self.store.online, keys, part.time_us, math.nan)
+                rows[need, col : col + widths[j]] = found.astype(np.float64)
+                self._statuses[j] = (plan.views[0].statuses, states[:, 0])
                 self.fallback_rows += len(need)
             col += widths[j]
 
@@ -463,9 +464,6 @@ def _column(batch: TransactionColumns, name: str) -> np.ndarray:
     if name not in columns:
         raise ValidationError(f"a transaction event has no column {name!r}", field=name)
     return columns[name]
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_us_now() -> int:

@@ -14,11 +14,14 @@ from mlsd.features import HANDBOOK_FEATURES
 from mlsd.features.store import FeatureStore
 from mlsd.features.vectors import (
     SMALL_BATCH,
+    STATES,
     OnlineVectors,
     VectorPlan,
     dense_values,
+    keyed_values,
     request_values,
     small_values,
+    to_us,
 )
 
 
@@ -118,3 +121,52 @@ def test_both_paths_reject_bad_requests_alike(
         with pytest.raises(ValidationError) as err:
             fn(plan, built.online, [ok, {**ok, **bad}], math.nan)
         assert err.value.field == field
+
+
+def test_keyed_values_agree_with_the_vectorised_path(
+    built: FeatureStore, transactions: pd.DataFrame
+) -> None:
+    """Rows as key columns (the stream's read): the same float32 values bit for bit, and
+    per view the states the status dicts tell; request-time features are refused."""
+    end = transactions["TX_DATETIME"].iloc[-1].to_pydatetime()
+    built.materialize(end=end)
+    rng = np.random.default_rng(12)
+    customers = transactions["CUSTOMER_ID"].unique()
+    terminals = transactions["TERMINAL_ID"].unique()
+    stored = [f for f in HANDBOOK_FEATURES if not built.vector_plan([f]).request]
+    seen: set[str] = set()
+    for trial in range(30):
+        k = int(rng.integers(1, len(stored) + 1))
+        features = [stored[i] for i in rng.permutation(len(stored))[:k]]
+        plan = built.vector_plan(features)
+        n = int(rng.integers(0, 3 * SMALL_BATCH))
+        hours = rng.choice([-30.0, 0.5, 20.0, 24.0 * 40, 24.0 * 400], n)
+        reqs = [
+            {
+                "CUSTOMER_ID": int(rng.choice(customers)) if rng.random() < 0.7 else 10_000_000,
+                "TERMINAL_ID": int(rng.choice(terminals)) if rng.random() < 0.8 else 99_999_999,
+                "TX_DATETIME": end + timedelta(hours=float(h), seconds=int(rng.integers(0, 1e5))),
+            }
+            for h in hours
+        ]
+        fill = math.nan if trial % 3 else -1.0
+        want = dense_values(plan, built.online, reqs, fill)
+        keys = {
+            name: np.array([r[name] for r in reqs], dtype=np.int64)
+            for name in ("CUSTOMER_ID", "TERMINAL_ID")
+        }
+        times = np.array([to_us(r["TX_DATETIME"]) for r in reqs], dtype=np.int64)
+        values, states = keyed_values(plan, built.online, keys, times, fill)
+        assert values.dtype == np.float32
+        assert values.tobytes() == want.values.tobytes()
+        assert states.shape == (n, len(plan.views))
+        for i, row in enumerate(want.status):
+            told: dict[str, str] = {}
+            for j, slot in enumerate(plan.views):
+                told.update(slot.statuses[STATES[states[i, j]]])
+            assert told == row
+            seen |= set(row.values())
+    assert seen == {"present", "missing", "expired", "future"}
+    request = [f for f in HANDBOOK_FEATURES if built.vector_plan([f]).request]
+    with pytest.raises(ValidationError, match="stored views only"):
+        keyed_values(built.vector_plan(request), built.online, {}, np.zeros(0, np.int64), 0.0)

@@ -55,6 +55,12 @@ ODD = [
     b'{"v":1,"transaction_id":1,"customer_id":2,"terminal_id":3,"amount":1,'
     b'"timestamp":"2026-04-01T12:00:00"}',
     b"not json",
+    b'{"v":1,"transaction_id":1,"customer_id":2,"terminal_id":3,"amount":4.5,'
+    b'"timestamp":"2026-04-01T12:00:00+00:00","note":"\xff"}',  # not UTF-8, in a skipped field
+    b'{"v":1,"transaction_id":1,"customer_id":2,"terminal_id":3,"amount":4.5,'
+    b'"timestamp":"2026-04-01T12:00:00+00:00","note":Infinity}',  # not JSON, skipped field
+    b'{"v":1,"transaction_id":1,"customer_id":2,"terminal_id":3,"amount":1e400,'
+    b'"timestamp":"2026-04-01T12:00:00+00:00"}',
     b"[1, 2]",
     b'{"v": 2}',
 ]
@@ -89,6 +95,26 @@ def test_odd_events_get_the_reference_transactions_and_reasons() -> None:
 def test_the_fast_path_takes_canonical_batches_only() -> None:
     assert _decode_fast(_events([*GOOD, ODD[0]])) is not None  # Z, an int amount: plain
     assert all(_decode_fast(_events([*GOOD[:3], odd])) is None for odd in ODD[1:])
+
+
+def test_the_fast_path_reads_json_as_the_reference() -> None:
+    """Spellings the fast path takes (white space, a repeated key: the last wins, other
+    fields of any JSON): the reference's transactions."""
+    same = [
+        b' {"v": 1, "transaction_id": 1, "customer_id": 2, "terminal_id": 3, "amount": 4,'
+        b' "timestamp": "2026-04-01T12:00:00+00:00"}\n',
+        b'{"v":1,"transaction_id":5,"transaction_id":6,"customer_id":2,"terminal_id":3,'
+        b'"amount":4.5,"amount":-0.0,"timestamp":"2026-04-01T12:00:00+00:00"}',
+        b'{"note":{"a":[1,"\\u00e9",null,-1e5]},"v":1,"transaction_id":1,"customer_id":2,'
+        b'"terminal_id":3,"amount":1e-320,"timestamp":"2026-04-01T12:00:00.000001Z"}',
+    ]
+    events = _events([*GOOD[:3], *same])
+    fast = _decode_fast(events)
+    assert fast is not None
+    want, reasons = _reference(events)
+    assert not reasons
+    assert fast.transactions == want
+    assert [str(t.amount) for t in fast.transactions] == [str(t.amount) for t in want]
 
 
 def test_decision_records_are_the_same_bytes() -> None:
