@@ -5,11 +5,15 @@ Python work that competes with the event loop for the GIL: the shadow's predicti
 records (journal writes, the flusher's encoding), its observers, its model call's glue; the
 champion's p99 at half the maximum rate grew 86 % in one benchmark run (benchmarks/serving,
 `mlsd_shadow`). Here `put` only appends to a list (under a microsecond on the event loop);
-a courier thread takes what gathered every `linger_s` (20 ms: each job costs a few hundred
-microseconds of pickling, socket and GIL hand-overs, so fewer and larger jobs), keeps in
-the thread path what the child cannot reproduce, and sends the rest as one pickled job:
-the requests as plain tuples, the primary's feature rows (the shadow is compared with the
-champion on exactly its inputs) and each request's `degraded` flag. The child
+a courier thread takes what gathered every `linger_s` (50 ms: most of a job's cost is per
+job, ~0.45 ms of pickling, socket and GIL hand-overs against a few µs a shadow, so fewer and
+larger jobs; the comparison is read seconds later, by the rollout agent's checks and the
+drift windows, so 50 ms more do not matter), keeps in the thread path what the child cannot
+reproduce, and sends the rest as one plain pickle (protocol 5): per variant the primary's
+feature rows as one matrix (the shadow is compared with the champion on exactly its
+inputs), the requests as columns (`shadow_child.to_wire`: lists of ids, flags and amounts,
+UTC times as microseconds; a datetime costs twice as much to pickle), not a tuple per
+request. The child
 (`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
 shadow version from the registry, scores the rows, writes the shadow's prediction-log
 records itself, and does the shadow work of the observers that have a twin
@@ -19,7 +23,11 @@ courier hands them to the pipeline (`deliver`), which gives a twinned observer i
 (one call per variant and job) and tells only the others (`ShadowWatch` pairing, ...) of
 each shadow. Measured in process (benchmarks/serving/courier_cost.py, jobs of 64, load 2-3
 on 2 cores): the server spends 9-17 µs of CPU per shadow (shipping, taking back, drift's
-drain) against 21-27 µs when the metrics and drift were told of each shadow in the server.
+drain) against 21-27 µs when the metrics and drift were told of each shadow in the server;
+at the benchmark's half rate (about 1,300-2,000 shadows/s today: ~32 a 20 ms job, ~80 a
+50 ms one) 25-31 µs a shadow with 20 ms jobs of tuples against 15-17 µs with 50 ms jobs of
+columns (three alternating runs, load 2.5-4.5 on 2 cores, 2026-12-02); at the same job size
+(64) the columns alone are within the noise of that day (15-20 µs either way).
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
@@ -153,7 +161,7 @@ class ShadowProcess:
         twinned: Twinned | None = None,
         log_predictions: bool = True,
         capacity: int = 1024,
-        linger_s: float = 0.02,
+        linger_s: float = 0.05,
         max_batch: int = 256,
         max_in_flight: int = 2,
         hung_s: float = 60.0,
