@@ -27,7 +27,9 @@ drain) against 21-27 µs when the metrics and drift were told of each shadow in 
 at the benchmark's half rate (about 1,300-2,000 shadows/s today: ~32 a 20 ms job, ~80 a
 50 ms one) 25-31 µs a shadow with 20 ms jobs of tuples against 15-17 µs with 50 ms jobs of
 columns (three alternating runs, load 2.5-4.5 on 2 cores, 2026-12-02); at the same job size
-(64) the columns alone are within the noise of that day (15-20 µs either way).
+(64) the columns alone are within the noise of that day (15-20 µs either way). The event
+loop's lateness p99 (benchmarks/serving/loop_lateness.py, a 1 ms heartbeat) grew +27 to
++100 % with a 100 % shadow before, −1 to +10 % after (three alternating runs each).
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
