@@ -5,11 +5,15 @@ Python work that competes with the event loop for the GIL: the shadow's predicti
 records (journal writes, the flusher's encoding), its observers, its model call's glue; the
 champion's p99 at half the maximum rate grew 86 % in one benchmark run (benchmarks/serving,
 `mlsd_shadow`). Here `put` only appends to a list (under a microsecond on the event loop);
-a courier thread takes what gathered every `linger_s` (20 ms: each job costs a few hundred
-microseconds of pickling, socket and GIL hand-overs, so fewer and larger jobs), keeps in
-the thread path what the child cannot reproduce, and sends the rest as one pickled job:
-the requests as plain tuples, the primary's feature rows (the shadow is compared with the
-champion on exactly its inputs) and each request's `degraded` flag. The child
+a courier thread takes what gathered every `linger_s` (50 ms: most of a job's cost is per
+job, ~0.45 ms of pickling, socket and GIL hand-overs against a few µs a shadow, so fewer and
+larger jobs; the comparison is read seconds later, by the rollout agent's checks and the
+drift windows, so 50 ms more do not matter), keeps in the thread path what the child cannot
+reproduce, and sends the rest as one plain pickle (protocol 5): per variant the primary's
+feature rows as one matrix (the shadow is compared with the champion on exactly its
+inputs), the requests as columns (`shadow_child.to_wire`: lists of ids, flags and amounts,
+UTC times as microseconds; a datetime costs twice as much to pickle), not a tuple per
+request. The child
 (`mlsd.inference.shadow_child`, its own interpreter, on idle CPU only) loads the
 shadow version from the registry, scores the rows, writes the shadow's prediction-log
 records itself, and does the shadow work of the observers that have a twin
@@ -19,7 +23,13 @@ courier hands them to the pipeline (`deliver`), which gives a twinned observer i
 (one call per variant and job) and tells only the others (`ShadowWatch` pairing, ...) of
 each shadow. Measured in process (benchmarks/serving/courier_cost.py, jobs of 64, load 2-3
 on 2 cores): the server spends 9-17 µs of CPU per shadow (shipping, taking back, drift's
-drain) against 21-27 µs when the metrics and drift were told of each shadow in the server.
+drain) against 21-27 µs when the metrics and drift were told of each shadow in the server;
+at the benchmark's half rate (about 1,300-2,000 shadows/s today: ~32 a 20 ms job, ~80 a
+50 ms one) 25-31 µs a shadow with 20 ms jobs of tuples against 15-17 µs with 50 ms jobs of
+columns (three alternating runs, load 2.5-4.5 on 2 cores, 2026-12-02); at the same job size
+(64) the columns alone are within the noise of that day (15-20 µs either way). The event
+loop's lateness p99 (benchmarks/serving/loop_lateness.py, a 1 ms heartbeat) grew +27 to
++100 % with a 100 % shadow before, −1 to +10 % after (three alternating runs each).
 
 Bounded: at most `capacity` shadows wait and `max_in_flight` jobs of at most `max_batch`
 are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_dropped_total`),
@@ -37,7 +47,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import pickle
+import select
 import socket
 import subprocess
 import sys
@@ -90,7 +103,7 @@ class _Sent:
 
 class _Group:
     """One variant's shadows in a job being made: its version (None: the child cannot score
-    it), and what the job carries of each shadow."""
+    it), and the shadows the child can score on their primary's rows."""
 
     def __init__(self, variant: Variant) -> None:
         self.variant = variant
@@ -99,22 +112,37 @@ class _Group:
         except Exception:  # noqa: BLE001 - the thread path reports it
             found = None
         self.model = found if found is not None and reproducible(found) else None
-        self._same: dict[int, bool] = {}  # by the primary's model: the same features
         self.items: list[Item] = []
-        self.values: list[np.ndarray] = []
-        self.wires: list[shadow_child.WireRequest] = []
-        self.degraded: list[bool] = []
 
-    def fits(self, primary: ScoredBatch) -> bool:
-        """Whether the child can score this shadow on `primary`'s rows."""
+    def split(self, items: list[Item]) -> list[Item]:
+        """Keep the items the child can score (on their primary's rows, of the same
+        features); return the others."""
         if self.model is None:
-            return False
-        same = self._same.get(id(primary.model))
-        if same is None:
-            same = self._same[id(primary.model)] = (
-                primary.model.feature_names == self.model.feature_names
-            )
-        return same
+            return items
+        names = self.model.feature_names
+        alone: list[Item] = []
+        last: LoadedModel | None = None
+        same = False
+        for item in items:  # the primary's model rarely changes within a job: compared once
+            primary = item[2]
+            if primary is not None:
+                if primary.model is not last:
+                    last, same = primary.model, primary.model.feature_names == names
+                if same:
+                    self.items.append(item)
+                    continue
+            alone.append(item)
+        return alone
+
+    def wire(self) -> shadow_child.Group:
+        """The group as the child takes it: the rows as one matrix, the requests as columns."""
+        if self.model is None:
+            raise ValueError("a group the child cannot score has no wire form")
+        requests = [request for _, request, _ in self.items]
+        primaries = [primary for _, _, primary in self.items if primary is not None]
+        values = np.concatenate([p.values for p in primaries])
+        return (self.variant.name, self.model.name, self.model.version, values,
+                shadow_child.to_wire(requests, primaries))  # fmt: skip
 
 
 def reproducible(model: LoadedModel) -> bool:
@@ -135,7 +163,7 @@ class ShadowProcess:
         twinned: Twinned | None = None,
         log_predictions: bool = True,
         capacity: int = 1024,
-        linger_s: float = 0.02,
+        linger_s: float = 0.05,
         max_batch: int = 256,
         max_in_flight: int = 2,
         hung_s: float = 60.0,
@@ -165,6 +193,7 @@ class ShadowProcess:
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
+        self._poller: tuple[Connection, select.poll] | None = None  # for `_conn`
         self._failures = 0  # since the last job answered: the wait before the next start
         self.dropped = 0
         self.restarts = 0
@@ -334,30 +363,25 @@ class ShadowProcess:
                 self._changed.notify_all()
 
     def _send(self, conn: Connection, items: list[Item]) -> None:
-        groups: dict[int, _Group] = {}  # by variant: one version each a job
-        alone: list[Item] = []
+        by_variant: dict[int, list[Item]] = {}  # one version each a job
         for item in items:
-            variant, request, primary = item
-            group = groups.get(id(variant))
-            if group is None:
-                group = groups[id(variant)] = _Group(variant)
-            if primary is None or not group.fits(primary):
-                alone.append(item)
-                continue
-            group.items.append(item)
-            group.values.append(primary.values)
-            group.wires.append(shadow_child.to_wire(request, len(primary.values)))
-            group.degraded.append(primary.degraded)
+            found = by_variant.get(id(item[0]))
+            if found is None:
+                by_variant[id(item[0])] = [item]
+            else:
+                found.append(item)
+        alone: list[Item] = []
+        sent: list[_Group] = []
+        for of_variant in by_variant.values():
+            group = _Group(of_variant[0][0])
+            alone += group.split(of_variant)
+            if group.items:
+                sent.append(group)
         if alone:
             self._fallback(alone)
-        sent = [g for g in groups.values() if g.items and g.model is not None]
         if not sent:
             return
-        job: shadow_child.Job = (self._seq + 1, [
-            (g.variant.name, g.model.name, g.model.version, np.concatenate(g.values), g.wires,
-             g.degraded)
-            for g in sent if g.model is not None
-        ], self._twins())  # fmt: skip
+        job: shadow_child.Job = (self._seq + 1, [g.wire() for g in sent], self._twins())
         self._seq += 1
         with self._lock:
             self._sent[self._seq] = _Sent(
@@ -365,8 +389,8 @@ class ShadowProcess:
                 [(g.variant, g.model, g.items) for g in sent if g.model is not None],
             )
         self._metrics.shadow_queued.set(len(self._pending))
-        try:
-            conn.send(job)
+        try:  # a plain pickle: multiprocessing's own pickler costs ~20 µs more a job
+            conn.send_bytes(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError) as exc:
             self._died(f"took no job ({exc})")
 
@@ -390,9 +414,9 @@ class ShadowProcess:
         if conn is None:
             return
         try:
-            if not conn.poll(timeout):
+            if not self._ready(conn, timeout):
                 return
-            seq, results = conn.recv()
+            seq, results = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             self._died(f"closed its pipe (code {self._exitcode()})")
             return
@@ -408,6 +432,15 @@ class ShadowProcess:
                                   variant.name, len(items))  # fmt: skip
         with self._changed:
             self._changed.notify_all()
+
+    def _ready(self, conn: Connection, timeout: float) -> bool:
+        """Whether an answer waits (up to `timeout` s): one poll(2) on a poller kept for the
+        child, not `Connection.poll`'s new selector each call (~60 µs of CPU a job)."""
+        poller = self._poller
+        if poller is None or poller[0] is not conn:
+            poller = self._poller = (conn, select.poll())
+            poller[1].register(conn.fileno(), select.POLLIN)
+        return bool(poller[1].poll(max(0, math.ceil(timeout * 1000.0))))
 
     # -- the child's end ----------------------------------------------------------------------
 
@@ -433,6 +466,7 @@ class ShadowProcess:
     def _end_child(self, *, graceful: bool) -> None:
         process, conn = self._process, self._conn
         self._process = self._conn = None
+        self._poller = None
         if conn is not None:
             if graceful:
                 with contextlib.suppress(OSError, ValueError):  # a dead child

@@ -26,6 +26,7 @@ from mlsd.serving.service import Service
 from mlsd.serving.testing import FEATURES, register_tiny_model
 from mlsd.settings import Settings
 from tests.unit.inference.layers import Seen
+from tests.unit.inference.test_shadow_child import primary
 from tests.unit.rollout.conftest import transaction, wait_until
 from tests.unit.serving.conftest import make_service
 
@@ -236,8 +237,8 @@ def test_a_twin_that_cannot_be_built_leaves_its_observer_told_of_each_shadow(
     try:
         values = np.random.default_rng(1).normal(size=(3, len(FEATURES))).astype(np.float32)
         requests = [ScoringRequest(f"q{i}", "v2", values=values[i : i + 1]) for i in range(3)]
-        group = ("s1:shadow", "fraud", 2, values, [to_wire(r, 1) for r in requests],
-                 [False, True, False])  # fmt: skip
+        primaries = [primary(r, degraded=i == 1) for i, r in enumerate(requests)]
+        group = ("s1:shadow", "fraud", 2, values, to_wire(requests, primaries))
         twins: Twins = [
             (1, ("mlsd.inference.metrics:ShadowCounts", ())),
             (2, ("mlsd.nowhere:Twin", ())),
