@@ -22,11 +22,11 @@ SERVERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "mlsd": ("mlsd_app", "/v2/health/ready", {}),
     "mlsd_no_journal": ("mlsd_app", "/v2/health/ready", {"MLSD_PREDICTION_LOG_JOURNAL": "0"}),
     "mlsd_no_log": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_PREDLOG": "0"}),
-    # the Parquet log written by the server's flusher thread, not its writer process
-    "mlsd_thread_log": (
+    # the Parquet log written by a writer process, not the server's flusher thread
+    "mlsd_process_log": (
         "mlsd_app",
         "/v2/health/ready",
-        {"MLSD_PREDICTION_LOG_WRITER": "thread"},
+        {"MLSD_PREDICTION_LOG_WRITER": "process"},
     ),
     "mlsd_no_drift": ("mlsd_app", "/v2/health/ready", {"MLSD_BENCH_DRIFT": "0"}),
     # what each serving lesson is worth: the FastAPI route instead of the hot path, and
@@ -126,7 +126,7 @@ def http_benchmarks(
         max_rps = {n: _median_run(runs, "rps")["rps"] for n, runs in max_runs.items()}
         rates = {n: 0.5 * max_rps[n] for n in chosen}
         # at mlsd's load: the log's, its writer's and the shadows' cost at equal rate
-        for same in ("mlsd_no_log", "mlsd_thread_log", "mlsd_shadow", "mlsd_shadow_thread"):
+        for same in ("mlsd_no_log", "mlsd_process_log", "mlsd_shadow", "mlsd_shadow_thread"):
             if same in rates and "mlsd" in rates:
                 rates[same] = rates["mlsd"]
         for url in urls.values():

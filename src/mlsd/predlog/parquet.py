@@ -7,12 +7,13 @@ so a replay after a crash knows what is stored. A background thread merges the f
 of past days into one (`compact.py` explains how that stays crash-safe): at open, then
 every `compact_every_s`. The journal is `{root}/.journal` (`journal.py`).
 
-Who encodes and writes: with `writer="process"` (the server's default,
-`MLSD_PREDICTION_LOG_WRITER`) a child process (`writer.py`, `writer_child.py`) turns
-each sealed journal segment into the day files, with `store_tables` as the flusher
-thread does with `writer="thread"`; the serving process's GIL is then never held by an
-Arrow encoding or a Parquet write. Replaying a dead writer's journal at open and the
-compaction of past days stay in this process (at open, and once an hour).
+Who encodes and writes: with `writer="process"` (`MLSD_PREDICTION_LOG_WRITER=process`;
+the default is the thread, docs/predlog.md says why) a child process (`writer.py`,
+`writer_child.py`) turns each sealed journal segment into the day files, with
+`store_tables` as the flusher thread does with `writer="thread"`; the serving process's
+GIL is then never held by an Arrow encoding or a Parquet write. Replaying a dead
+writer's journal at open and the compaction of past days stay in this process (at open,
+and once an hour).
 
 `ParquetPredictionReader` only reads: no thread, no file written, no folder made.
 """
@@ -112,7 +113,7 @@ WRITERS = ("process", "thread")
 class ParquetPredictionLog(BufferedLog[pa.Table]):
     """Predictions in day partitions under `root` (by default `home/predictions`).
 
-    `writer="process"` (what `mlsd serve` runs, `MLSD_PREDICTION_LOG_WRITER`) stores the
+    `writer="process"` (`MLSD_PREDICTION_LOG_WRITER=process`, opt-in) stores the
     batches from a child process; "thread" on the flusher thread. Without a journal the
     batches are always written by the thread (the journal's segment is what the child
     reads, and its marks are what make a child's retry exactly once).

@@ -47,7 +47,13 @@ def record(i: int, ts: datetime = T0, **overrides: object) -> PredictionRecord:
     return PredictionRecord(**fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["parquet", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "parquet",
+        "parquet-process",  # MLSD_PREDICTION_LOG_WRITER=process: a child stores the batches
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     made: list[BufferedLog] = []
 
@@ -61,6 +67,7 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
             prediction_log=url,
             prediction_log_flush_seconds=flush_seconds,
             prediction_log_flush_records=flush_records,
+            prediction_log_writer="process" if request.param == "parquet-process" else "thread",
         )
         plog = make_prediction_log(settings)
         assert isinstance(plog, BufferedLog)

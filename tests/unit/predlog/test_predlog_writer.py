@@ -312,4 +312,4 @@ def test_the_setting_picks_the_writer(tmp_path: Path) -> None:
             assert plog.writer == writer
         finally:
             plog.close()
-    assert Settings(home=tmp_path).prediction_log_writer == "process", "the server's default"
+    assert Settings(home=tmp_path).prediction_log_writer == "thread", "the default, as measured"
