@@ -149,6 +149,15 @@ def encode_dropping_bad(
         return None
 
 
+def _prepare_segment(journal: Journal) -> None:
+    """Make the journal's next segment outside the lock (a failure is retried by the
+    swap, under the lock)."""
+    try:
+        journal.prepare()
+    except OSError as exc:
+        log.warning("prediction journal cannot prepare a segment: %s", exc)
+
+
 class BufferedLog(ABC, Generic[Chunk]):
     """Buffer + journal + background flusher; a backend supplies `_encode`, `_store`,
     `_unstored`, `_read` and `_release`, and must be ready for `_store` before calling
@@ -345,10 +354,7 @@ class BufferedLog(ABC, Generic[Chunk]):
         """Seal the buffer's segment into the outbox. A segment the journal wrote whole is
         sent as its path (the records in memory are let go); one it failed on (a full disk,
         a record marshal refused) is encoded here and sent as bytes (`_wire`)."""
-        try:
-            journal.prepare()  # the next segment, made outside the lock
-        except OSError as exc:  # swap tries again, under the lock
-            log.warning("prediction journal cannot prepare a segment: %s", exc)
+        _prepare_segment(journal)
         with self._lock:
             batch, self._buffer = self._buffer, []
             self._buffered = 0
@@ -384,10 +390,7 @@ class BufferedLog(ABC, Generic[Chunk]):
         in the open segment (a new segment per tick cost the hot path page faults).
         """
         if self._journal is not None and seal:
-            try:
-                self._journal.prepare()  # the next segment, made outside the lock
-            except OSError as exc:  # seal tries again, under the lock
-                log.warning("prediction journal cannot prepare a segment: %s", exc)
+            _prepare_segment(self._journal)
         with self._lock:
             batch, self._buffer = self._buffer, []
             self._buffered = 0
