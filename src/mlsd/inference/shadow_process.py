@@ -365,11 +365,7 @@ class ShadowProcess:
     def _send(self, conn: Connection, items: list[Item]) -> None:
         by_variant: dict[int, list[Item]] = {}  # one version each a job
         for item in items:
-            found = by_variant.get(id(item[0]))
-            if found is None:
-                by_variant[id(item[0])] = [item]
-            else:
-                found.append(item)
+            by_variant.setdefault(id(item[0]), []).append(item)
         alone: list[Item] = []
         sent: list[_Group] = []
         for of_variant in by_variant.values():
