@@ -36,6 +36,13 @@ are with the child; beyond, a shadow is dropped and counted (`mlsd_shadow_droppe
 as are the shadows of a job lost with a child that died. A child that dies, or answers
 nothing for `hung_s`, is killed and replaced (`mlsd_shadow_process_restarts_total`; starts
 that fail are retried with a wait doubling up to 30 s): the answers never wait for it.
+The child runs in the idle class, so a machine busy with other work starves it: past its
+limit (`hung_s`, or `start_timeout_s` to start), a child still runnable that has not used
+as much CPU since is starved, not hung, and waited for (`cpu_s`, Linux's /proc; a child
+asleep, stopped, or spinning on CPU is hung). Killed for it, a starved child lost its jobs
+and was replaced by one that paid its start again, as starved (a test waiting for 60
+shadows saw none, CI 2026-12-02). /proc's schedstat cannot tell it: the wait a task is in
+is added only when it next runs.
 
 A shadow goes to the child when its model is a registry version as the host built it (an
 ONNX or LightGBM runtime: the child builds the same) with the primary's features; any other
@@ -95,6 +102,7 @@ class _Sent:
 
     at: float
     groups: list[tuple[Variant, LoadedModel, list[Item]]]
+    cpu: float | None  # the child's CPU time by then (s; None: not known)
 
     @property
     def items(self) -> int:
@@ -143,6 +151,20 @@ class _Group:
         values = np.concatenate([p.values for p in primaries])
         return (self.variant.name, self.model.name, self.model.version, values,
                 shadow_child.to_wire(requests, primaries))  # fmt: skip
+
+
+def cpu_s(pid: int) -> tuple[str, float] | None:
+    """Process `pid`'s state (R: running or runnable, S: asleep, ...) and the CPU time all
+    its threads used (s), from Linux's /proc/PID/stat; None where it is not known."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()  # after the command's name
+        return fields[0].decode(), (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def reproducible(model: LoadedModel) -> bool:
@@ -292,9 +314,22 @@ class ShadowProcess:
         if self._conn is not None and self._pending and len(self._sent) < self.max_in_flight:
             self._ship(self._conn)
             self._due = time.monotonic() + self.linger_s
-        oldest = min((s.at for s in self._sent.values()), default=None)
-        if oldest is not None and time.monotonic() - oldest > self.hung_s:
+        oldest = min(self._sent.values(), key=lambda s: s.at, default=None)
+        if oldest is not None and self._hung(oldest.at, oldest.cpu, self.hung_s):
             self._died(f"answered nothing for {self.hung_s:g} s")
+
+    def _hung(self, since: float, cpu: float | None, limit_s: float) -> bool:
+        """Whether the child, busy since `since` (monotonic; `cpu`: its CPU time then), is
+        past `limit_s` and not merely starved: still runnable, it has not used `limit_s`
+        of CPU since (a look at /proc only once past the limit)."""
+        if time.monotonic() - since <= limit_s:
+            return False
+        process = self._process
+        now = None if cpu is None or process is None else cpu_s(process.pid)
+        if cpu is None or now is None:
+            return True
+        state, used = now
+        return state != "R" or used - cpu > limit_s
 
     def _spawn(self) -> bool:
         """Start a child and wait until it is ready; False (and a longer wait) if it fails."""
@@ -310,8 +345,12 @@ class ShadowProcess:
             return False
         self._process, self._conn = process, ours
         self._twins_sent = set()
-        deadline = time.monotonic() + self.start_timeout_s
-        while not self._stop.is_set() and time.monotonic() < deadline and process.poll() is None:
+        started, cpu = time.monotonic(), cpu_s(process.pid)
+        while (
+            not self._stop.is_set()
+            and not self._hung(started, None if cpu is None else cpu[1], self.start_timeout_s)
+            and process.poll() is None
+        ):
             try:
                 if ours.poll(0.25):
                     if ours.recv() == shadow_child.READY:
@@ -383,6 +422,7 @@ class ShadowProcess:
             self._sent[self._seq] = _Sent(
                 time.monotonic(),
                 [(g.variant, g.model, g.items) for g in sent if g.model is not None],
+                self._cpu(),
             )
         self._metrics.shadow_queued.set(len(self._pending))
         try:  # a plain pickle: multiprocessing's own pickler costs ~20 µs more a job
@@ -439,6 +479,10 @@ class ShadowProcess:
         return bool(poller[1].poll(max(0, math.ceil(timeout * 1000.0))))
 
     # -- the child's end ----------------------------------------------------------------------
+
+    def _cpu(self) -> float | None:
+        found = None if self._process is None else cpu_s(self._process.pid)
+        return None if found is None else found[1]
 
     def _exitcode(self) -> int | None:
         return None if self._process is None else self._process.poll()

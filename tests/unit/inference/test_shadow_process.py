@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 from mlsd.inference.endpoint import VersionEndpoint
 from mlsd.inference.observers import ScoredBatch, ScoringRequest
 from mlsd.inference.routing import Variant
+from mlsd.inference.shadow_process import cpu_s
 from mlsd.monitoring.binning import BinnedWindow
 from mlsd.monitoring.live import DriftMonitor, registry_profiles
 from mlsd.predlog import make_prediction_log, open_reader
@@ -255,3 +259,71 @@ def test_a_twin_that_cannot_be_built_leaves_its_observer_told_of_each_shadow(
         assert scorer.twins == {}
     finally:
         scorer.close()
+
+
+HUNG_S = 0.2
+
+
+@pytest.fixture
+def impatient(settings: Settings, registry: Registry, store: Any) -> Iterator[Service]:
+    """As `shadowed`, with a child given a fifth of a second to answer a job."""
+    service = make_service(settings, registry, store)
+    service.pipeline.use_shadow_process(settings, hung_s=HUNG_S)
+    service.host.load("fraud/2")
+    endpoint = VersionEndpoint(service.host.get("fraud", version=2))
+    service.pipeline.install(ShadowLayer("s1", Variant("v2", endpoint), 100.0))
+    yield service
+    service.close()
+
+
+def test_a_child_that_answers_nothing_for_hung_s_is_killed_and_replaced(
+    impatient: Service,
+) -> None:
+    process = impatient.pipeline.shadow_process
+    assert process is not None
+    score(impatient, range(3))
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # stopped: it does not wait for a CPU, it is hung
+    score(impatient, range(10, 20), drain=False)
+    assert wait_until(lambda: process.restarts == 1 and process.pid not in (None, pid), 60.0)
+    assert process.dropped >= 10, "the hung child's shadows are lost, and counted"
+
+
+@pytest.mark.skipif(
+    cpu_s(os.getpid()) is None or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux's schedstat and two CPUs",
+)
+def test_a_starved_child_is_waited_for_not_killed(impatient: Service) -> None:
+    """The idle-class child beside four busy processes on its one CPU gets next to none of
+    it: its job takes longer than `hung_s` (0.7-4.4 s against 0.2, 2026-12-02), nearly all
+    of it runnable, waiting for the CPU."""
+    process = impatient.pipeline.shadow_process
+    assert process is not None
+    score(impatient, range(3))
+    pid = process.pid
+    assert pid is not None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(pid, {cpu})
+    spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(4)]
+    try:
+        before = cpu_s(pid)
+        assert before is not None
+        seen = Seen()
+        impatient.pipeline.add_observer(seen)
+        started = time.monotonic()
+        score(impatient, range(100, 350))  # one job (fewer than max_batch); waits for it
+        took = time.monotonic() - started
+        after = cpu_s(pid)
+        assert after is not None
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert process.restarts == 0
+    assert process.pid == pid
+    assert process.dropped == 0
+    assert len([b for b in seen.batches if b.role == "shadow"]) == 250
+    assert took > HUNG_S, "the job was out longer than hung_s (the test holds)"
+    assert after[1] - before[1] < took, "it had little CPU"
