@@ -49,6 +49,9 @@ def test_the_service_loads_the_model_once_the_alias_appears(
     client = make_client(create_app(settings, service=service))
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 503
+    _until(lambda: service.load_error is not None)  # the first load runs in a thread
+    ready = client.get("/v2/health/ready")
+    assert ready.status_code == 503
     assert "fraud" in ready.json()["error"]
     assert client.post("/v1/score", json=tx()).status_code == 503
     version = register_tiny_model(registry, artifacts[1], store.view_versions())
