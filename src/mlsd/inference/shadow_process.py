@@ -247,6 +247,12 @@ class ShadowProcess:
             return len(self._pending) + sum(s.items for s in self._sent.values())
 
     @property
+    def in_flight(self) -> int:
+        """Shadows with the child now (shipped, not answered)."""
+        with self._lock:
+            return sum(s.items for s in self._sent.values())
+
+    @property
     def pid(self) -> int | None:
         """The child's process id (None while none runs)."""
         process = self._process
@@ -305,8 +311,8 @@ class ShadowProcess:
         wait = max(0.0, self._due - time.monotonic())
         if len(self._sent) >= self.max_in_flight:
             self._receive(self.linger_s)  # nothing may leave before an answer
-        elif self._sent:
-            self._receive(wait)  # answers until the next job is due
+        elif self._sent:  # answers until the next job is due (none: a linger, not a spin)
+            self._receive(wait if self._pending else self.linger_s)
         elif wait > 0:
             self._stop.wait(wait)
         if time.monotonic() < self._due and len(self._pending) < self.max_batch:

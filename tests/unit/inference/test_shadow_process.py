@@ -261,6 +261,30 @@ def test_a_twin_that_cannot_be_built_leaves_its_observer_told_of_each_shadow(
         scorer.close()
 
 
+def test_the_courier_waits_for_an_answer_without_spinning(shadowed: Service) -> None:
+    """A job out longer than the linger: the courier sleeps on the pipe until the answer, it
+    does not poll it in a loop (it did, a core's worth, and starved the idle-class child
+    it waited for on a busy machine: 0 of 60 shadows in 60 s, 2026-12-03)."""
+    process = shadowed.pipeline.shadow_process
+    assert process is not None
+    score(shadowed, range(3))
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the next job stays out (hung_s is 30 s)
+    try:
+        score(shadowed, range(10, 20), drain=False)
+        assert wait_until(lambda: process.in_flight == 10, 10.0)
+        cpu, started = time.process_time(), time.monotonic()
+        time.sleep(1.0)
+        used, took = time.process_time() - cpu, time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    score(shadowed, range(30, 31))
+    assert process.restarts == 0
+    assert process.dropped == 0
+    assert used < 0.2 * took, f"{used:.2f} s of CPU in {took:.2f} s while waiting"
+
+
 HUNG_S = 0.2
 
 
