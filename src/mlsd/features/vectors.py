@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy.typing as npt
 from mlsd.data import schema
 from mlsd.errors import ValidationError
 from mlsd.features.offline import ViewRequest
-from mlsd.features.online import EXPIRED, FUTURE, MISSING, PRESENT, Lookup, OnlineStore
+from mlsd.features.online import EXPIRED, FUTURE, MISSING, PRESENT, Lookup, OnlineStore, Record
 from mlsd.features.transforms import RequestTransform, RowFunction, vector_block
 
 STATES = (PRESENT, MISSING, EXPIRED, FUTURE)
@@ -49,6 +50,16 @@ class _ViewSlot:
     columns: list[tuple[int, int, str]]  # (output column, stored column, feature)
     #: state -> {feature: state} for this view's features, made once (merged into each row's)
     statuses: dict[str, dict[str, str]]
+
+    @cached_property
+    def outs(self) -> npt.NDArray[np.int64]:
+        """The output columns of this view's features."""
+        return np.array([c[0] for c in self.columns], dtype=np.int64)
+
+    @cached_property
+    def stored(self) -> list[int]:
+        """Their columns in the view's stored rows."""
+        return [c[1] for c in self.columns]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,40 +155,69 @@ def dense_values(
     requests: Sequence[Mapping[str, Any]],
     fill: float,
 ) -> OnlineVectors:
-    """`request_values` vectorised with numpy: the path for batches."""
+    """`request_values` vectorised with numpy: the path for batches.
+
+    Rows whose views are in the same states share one status dict (read-only: a consumer
+    that changes one copies it first), made once per combination of states: a dict update
+    per row and view cost ~1 µs a row of a stream batch (2026-12-03).
+    """
     times, lookups = _lookups(plan, requests)
     n, nv = len(requests), len(plan.views)
     values = np.full((n, len(plan.features)), fill, dtype=np.float32)
-    status: list[dict[str, str]] = [{} for _ in range(n)]
     if plan.request:
         values[:, plan.request_columns] = _request_block(plan, requests, times)
-        names = [t.feature for _, t in plan.request]
-        for st in status:
-            st.update(dict.fromkeys(names, PRESENT))
     records = online.read(lookups) if lookups else []
-    newest = [0] * n
+    now = np.asarray(times, dtype=np.int64)
+    newest = np.zeros(n, dtype=np.int64)
+    codes = np.zeros(n, dtype=np.int64)
     for j, slot in enumerate(plan.views):
-        outs = [c[0] for c in slot.columns]
-        stored = [c[1] for c in slot.columns]
-        rows, found = [], []
-        ttl = slot.ttl_us
-        for i, (rec, now) in enumerate(zip(records[j::nv], times, strict=True)):
-            if rec is None:
-                state = MISSING
-            elif now < rec.event_us:
-                state = FUTURE
-            elif now - rec.event_us > ttl:
-                state = EXPIRED
-            else:
-                state = PRESENT
-                rows.append(i)
-                found.append(rec.values)
-                if rec.event_us > newest[i]:
-                    newest[i] = rec.event_us
-            status[i].update(slot.statuses[state])
-        if rows:
-            values[np.ix_(rows, outs)] = np.stack(found)[:, stored]
-    return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest)
+        recs = records[j::nv]
+        state, event = _states(recs, now, slot.ttl_us)
+        rows = np.flatnonzero(state == _PRESENT)
+        if len(rows):
+            found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
+            values[np.ix_(rows, slot.outs)] = found[:, slot.stored]
+            newest = np.maximum(newest, np.where(state == _PRESENT, event, 0))
+        codes = codes * len(STATES) + state
+    shared: dict[int, dict[str, str]] = {}
+    status = []
+    for code in codes.tolist():
+        st = shared.get(code)
+        if st is None:
+            st = shared[code] = _status(plan, code)
+        status.append(st)
+    return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest.tolist())
+
+
+_PRESENT, _MISSING = STATES.index(PRESENT), STATES.index(MISSING)
+_EXPIRED, _FUTURE = STATES.index(EXPIRED), STATES.index(FUTURE)
+
+
+def _states(
+    recs: Sequence[Record | None], now: npt.NDArray[np.int64], ttl_us: int
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64]]:
+    """Each row's state of one view (an index into `STATES`) and its record's event time
+    (µs, 0 where none), from the records read for it and the rows' request times."""
+    n = len(recs)
+    held = np.fromiter((r is not None for r in recs), bool, n)
+    event = np.fromiter((0 if r is None else r.event_us for r in recs), np.int64, n)
+    age = now - event
+    state = np.where(age < 0, _FUTURE, _PRESENT)
+    state = np.where(age > ttl_us, _EXPIRED, state)
+    return np.where(held, state, _MISSING).astype(np.int8), event
+
+
+def _status(plan: VectorPlan, code: int) -> dict[str, str]:
+    """The status dict of a row whose views' states `code` packs (base len(STATES), the
+    first view in the highest digit), request-time features present."""
+    digits = []
+    for _ in plan.views:
+        code, digit = divmod(code, len(STATES))
+        digits.append(digit)
+    status = dict.fromkeys((t.feature for _, t in plan.request), PRESENT)
+    for slot, digit in zip(plan.views, reversed(digits), strict=True):
+        status.update(slot.statuses[STATES[digit]])
+    return status
 
 
 def keyed_values(
@@ -209,18 +249,11 @@ def keyed_values(
     times = np.asarray(times_us, dtype=np.int64)
     for j, slot in enumerate(plan.views):
         recs = records[j * n : (j + 1) * n]
-        held = np.fromiter((r is not None for r in recs), bool, n)
-        event = np.fromiter((0 if r is None else r.event_us for r in recs), np.int64, n)
-        age = times - event
-        state = np.where(age < 0, STATES.index(FUTURE), STATES.index(PRESENT))
-        state = np.where(age > slot.ttl_us, STATES.index(EXPIRED), state)
-        states[:, j] = np.where(held, state, STATES.index(MISSING))
-        rows = np.flatnonzero(states[:, j] == STATES.index(PRESENT))
+        states[:, j] = _states(recs, times, slot.ttl_us)[0]
+        rows = np.flatnonzero(states[:, j] == _PRESENT)
         if len(rows):
             found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
-            outs = np.array([c[0] for c in slot.columns], dtype=np.int64)
-            stored = [c[1] for c in slot.columns]
-            values[np.ix_(rows, outs)] = found[:, stored]
+            values[np.ix_(rows, slot.outs)] = found[:, slot.stored]
     return values, states
 
 

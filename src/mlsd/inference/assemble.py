@@ -264,9 +264,15 @@ class FeatureAssembler:
         if degraded or not found_status:
             template = layout.unavailable if degraded else layout.missing
             statuses = [template] * len(txs)
-        else:
+        else:  # rows in the same states share their status dict: merged once each
             base = layout.request_status
-            statuses = [{**base, **row} for row in found_status]
+            merged: dict[int, dict[str, str]] = {}
+            statuses = []
+            for row in found_status:
+                status = merged.get(id(row))
+                if status is None:
+                    status = merged[id(row)] = {**base, **row}
+                statuses.append(status)
         if layout.provided:
             statuses = self._provide(txs, layout, values, statuses, degraded)
         return values, statuses, degraded, events

@@ -34,6 +34,7 @@ def _same(a: OnlineVectors, b: OnlineVectors) -> None:
     assert a.status == b.status
     assert [list(s) for s in a.status] == [list(s) for s in b.status]  # same key order
     assert a.view_versions == b.view_versions
+    assert a.newest_event_us == b.newest_event_us
 
 
 def test_fast_path_agrees_with_vectorised_path_on_random_requests(
