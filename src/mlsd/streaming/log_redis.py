@@ -47,6 +47,10 @@ _APPEND_CHUNK = 1000  # events per script call: Redis runs nothing else meanwhil
 _BLOCK_S = 1.0  # longest single XREADGROUP block; the client's socket timeout is above it
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def offset_of(entry_id: bytes | str) -> int:
     """The integer offset of a stream id.
 
@@ -240,9 +244,12 @@ class RedisConsumer:
         if claimed:
             return claimed
         deadline = time.monotonic() + timeout_s
+        keys = self._free_streams()
+        if not keys:  # every partition's earlier entries are with another member
+            time.sleep(max(0.0, min(deadline, self._next_claim) - time.monotonic()))
+            return self._reclaim(max_events)
         # COUNT is per stream: ask each for its share so a batch never exceeds max_events
         # (an entry read but not returned would sit pending under this member)
-        keys = self._streams
         if max_events < len(keys):
             self._turn = (self._turn + max_events) % len(keys)
             keys = (keys[self._turn :] + keys[: self._turn])[:max_events]
@@ -264,6 +271,25 @@ class RedisConsumer:
                 events += [self._log.event(self.topic, part, i, f) for i, f in entries]
             if events or time.monotonic() >= deadline:
                 return events
+
+    def _free_streams(self) -> list[str]:
+        """The partition streams no other member has entries pending on (one pipelined
+        XPENDING each): a partition's entries go out in order, a dead member's coming back
+        (`_reclaim`) before newer ones, as a partition moves in a Kafka group (read at
+        once, they overtook them: a restarted stream processor met a customer's payment
+        before the one it followed, 2026-12-03)."""
+        pipe = self._log.client.pipeline(transaction=False)
+        for key in self._streams:
+            pipe.xpending(key, self.group)
+        free = []
+        for key, summary in zip(self._streams, self._log.call(pipe.execute), strict=True):
+            others = [
+                c for c in summary.get("consumers") or []
+                if _text(c["name"]) != self._member and int(c["pending"])
+            ]  # fmt: skip
+            if not others:
+                free.append(key)
+        return free
 
     def commit(self, events: Sequence[Event]) -> bool:
         if not events:

@@ -322,7 +322,7 @@ class SqliteEventLog:
                 )
                 events = self._take_expired(topic, group, member, max_events, now + lease_ms, now)
                 if not events:
-                    events = self._take_new(topic, group, member, max_events, now + lease_ms)
+                    events = self._take_new(topic, group, member, max_events, now + lease_ms, now)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -349,8 +349,13 @@ class SqliteEventLog:
         return events
 
     def _take_new(
-        self, topic: str, group: str, member: str, budget: int, deadline: int
+        self, topic: str, group: str, member: str, budget: int, deadline: int, now: int
     ) -> list[Event]:
+        """New events, from the partitions no other member holds a live claim on: a
+        partition's events go out in order, a key's never overtaking its earlier ones (a
+        restarted processor took a dead one's partition at once, its claimed events
+        re-delivered a lease later, after newer ones of the same customers: their window
+        features missed the payments before them, 2026-12-03)."""
         db = self._db
         parts = self.partitions(topic)
         db.executemany(
@@ -362,6 +367,14 @@ class SqliteEventLog:
                 "SELECT part, cursor FROM positions WHERE grp = ? AND topic = ?", (group, topic)
             ).fetchall()
         )
+        held = {
+            part
+            for (part,) in db.execute(
+                "SELECT DISTINCT part FROM claims WHERE grp = ? AND topic = ? AND member != ?"
+                " AND deadline >= ?",
+                (group, topic, member, now),
+            ).fetchall()
+        }
         # rotate the starting partition so one busy partition cannot starve the others
         first = int(time.monotonic_ns() // 1000) % parts
         events: list[Event] = []
@@ -369,6 +382,8 @@ class SqliteEventLog:
             part = (first + i) % parts
             if len(events) >= budget:
                 break
+            if part in held:
+                continue
             got = self._read(topic, part, cursors[part], None, budget - len(events))
             if not got:
                 continue

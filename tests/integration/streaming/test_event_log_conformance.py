@@ -108,6 +108,42 @@ def test_members_split_the_events_and_a_dead_members_go_to_the_living(
     assert set(numbers(held)) <= set(numbers(taken))
 
 
+#: Backends known to break the property below, and why (not fixed yet: issue 13's note).
+KNOWN_OUT_OF_ORDER = {
+    "nats": "a JetStream pull consumer serves new messages at once and redelivers a dead "
+    "member's after their ack wait: they come back after newer ones",
+    "kafka": "on Tansu, a member joining while a dead one is still in the group got no "
+    "partition within the test's wait (48 s, 2026-12-03)",
+}
+
+
+def test_a_dead_members_events_come_back_before_the_newer_ones_of_their_partition(
+    harness: Harness, request: pytest.FixtureRequest
+) -> None:
+    """Per partition, events go out in order, to the next member too: what a member held
+    when it died comes back first, never overtaken by newer events of its keys (a
+    restarted stream processor met a customer's payment before the one it followed:
+    its window features missed it, 2026-12-03)."""
+    if harness.backend in KNOWN_OUT_OF_ORDER:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_OUT_OF_ORDER[harness.backend],
+                                              strict=harness.backend == "nats"))  # fmt: skip
+    topic = harness.topic(1)
+    harness.log.publish(topic, records(30, keys=3))
+    group = f"ordered-{topic}"  # its own (a Kafka group spans topics: a dead member in "g"
+    a = harness.consumer(topic, group)  # stalls the next tests' rebalances)
+    held: list[Event] = []
+    deadline = time.monotonic() + 40
+    while not held:  # a takes a batch and dies holding it (stops polling, never commits)
+        assert time.monotonic() < deadline, "a got no event to hold"
+        held = a.poll(10, 0.5)
+    harness.log.publish(topic, records(30, start=30, keys=3))
+    b = harness.consumer(topic, group)
+    taken = harness.drain(
+        b, lambda g: set(range(60)) <= set(numbers(g)), timeout_s=harness.session_s * 3 + 30
+    )
+    assert numbers(taken) == list(range(60)), "delivered out of the partition's order"
+
+
 def test_replay_from_an_offset_and_from_a_time(harness: Harness) -> None:
     log = harness.log
     topic = harness.topic(2)

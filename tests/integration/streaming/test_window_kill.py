@@ -226,6 +226,12 @@ def _differences(
             f"  tx {ident} customer {row[schema.CUSTOMER_ID]} at {row[schema.TX_DATETIME]} "
             f"logged {int(logged.get(ident, 0))}x: {'; '.join(off)}"
         )
+        mine = day[(day[schema.CUSTOMER_ID] == row[schema.CUSTOMER_ID]) & (day.index < i)]
+        before = [
+            f"{t} at {w.time()} logged {int(logged.get(t, 0))}x"
+            for t, w in zip(mine[schema.TRANSACTION_ID], mine[schema.TX_DATETIME], strict=True)
+        ]
+        lines.append(f"    its customer's payments before it that day: {', '.join(before)}")
     lines.append(f"first run: {first_out.read_text(errors='replace').strip()}")
     lines.append(f"second run: {second_out.decode(errors='replace').strip()}")
     return "\n".join(lines)
