@@ -167,24 +167,16 @@ def dense_values(
     if plan.request:
         values[:, plan.request_columns] = _request_block(plan, requests, times)
     records = online.read(lookups) if lookups else []
-    now = np.asarray(times, dtype=np.int64)
-    newest = np.zeros(n, dtype=np.int64)
-    codes = np.zeros(n, dtype=np.int64)
-    for j, slot in enumerate(plan.views):
-        recs = records[j::nv]
-        state, event = _states(recs, now, slot.ttl_us)
-        rows = np.flatnonzero(state == _PRESENT)
-        if len(rows):
-            found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
-            values[np.ix_(rows, slot.outs)] = found[:, slot.stored]
-            newest = np.maximum(newest, np.where(state == _PRESENT, event, 0))
-        codes = codes * len(STATES) + state
+    per_view = [records[j::nv] for j in range(nv)]
+    states, newest = _stored(plan, per_view, np.asarray(times, dtype=np.int64), values)
+    # each row's states packed in one integer (np.unique by rows was slower than this loop)
+    codes = states.astype(np.int64) @ (len(STATES) ** np.arange(nv, dtype=np.int64))
     shared: dict[int, dict[str, str]] = {}
     status = []
-    for code in codes.tolist():
+    for i, code in enumerate(codes.tolist()):
         st = shared.get(code)
         if st is None:
-            st = shared[code] = _status(plan, code)
+            st = shared[code] = _status(plan, states[i].tolist())
         status.append(st)
     return OnlineVectors(list(plan.features), values, status, dict(plan.versions), newest.tolist())
 
@@ -193,30 +185,39 @@ _PRESENT, _MISSING = STATES.index(PRESENT), STATES.index(MISSING)
 _EXPIRED, _FUTURE = STATES.index(EXPIRED), STATES.index(FUTURE)
 
 
-def _states(
-    recs: Sequence[Record | None], now: npt.NDArray[np.int64], ttl_us: int
+def _stored(
+    plan: VectorPlan,
+    per_view: Sequence[Sequence[Record | None]],
+    now: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float32],
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int64]]:
-    """Each row's state of one view (an index into `STATES`) and its record's event time
-    (µs, 0 where none), from the records read for it and the rows' request times."""
-    n = len(recs)
-    held = np.fromiter((r is not None for r in recs), bool, n)
-    event = np.fromiter((0 if r is None else r.event_us for r in recs), np.int64, n)
-    age = now - event
-    state = np.where(age < 0, _FUTURE, _PRESENT)
-    state = np.where(age > ttl_us, _EXPIRED, state)
-    return np.where(held, state, _MISSING).astype(np.int8), event
+    """Fill `values` in place with each view's present records (`per_view[j]`: view j's
+    record of each row); each value's state per view ((n, views), an index into `STATES`)
+    and each row's newest present event (µs, 0 where none)."""
+    n = len(now)
+    states = np.empty((n, len(plan.views)), dtype=np.int8)
+    newest = np.zeros(n, dtype=np.int64)
+    for j, (slot, recs) in enumerate(zip(plan.views, per_view, strict=True)):
+        held = np.fromiter((r is not None for r in recs), bool, n)
+        event = np.fromiter((0 if r is None else r.event_us for r in recs), np.int64, n)
+        age = now - event
+        state = np.where(age < 0, _FUTURE, _PRESENT)
+        state = np.where(age > slot.ttl_us, _EXPIRED, state)
+        states[:, j] = np.where(held, state, _MISSING)
+        rows = np.flatnonzero(states[:, j] == _PRESENT)
+        if len(rows):
+            found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
+            values[np.ix_(rows, slot.outs)] = found[:, slot.stored]
+            newest[rows] = np.maximum(newest[rows], event[rows])
+    return states, newest
 
 
-def _status(plan: VectorPlan, code: int) -> dict[str, str]:
-    """The status dict of a row whose views' states `code` packs (base len(STATES), the
-    first view in the highest digit), request-time features present."""
-    digits = []
-    for _ in plan.views:
-        code, digit = divmod(code, len(STATES))
-        digits.append(digit)
+def _status(plan: VectorPlan, states: list[int]) -> dict[str, str]:
+    """The status dict of a row whose views are in `states` (indexes into `STATES`),
+    request-time features present."""
     status = dict.fromkeys((t.feature for _, t in plan.request), PRESENT)
-    for slot, digit in zip(plan.views, reversed(digits), strict=True):
-        status.update(slot.statuses[STATES[digit]])
+    for slot, state in zip(plan.views, states, strict=True):
+        status.update(slot.statuses[STATES[state]])
     return status
 
 
@@ -239,21 +240,14 @@ def keyed_values(
         raise ValidationError("keyed_values reads stored views only", field="features")
     n, nv = len(times_us), len(plan.views)
     values = np.full((n, len(plan.features)), fill, dtype=np.float32)
-    states = np.full((n, nv), STATES.index(MISSING), dtype=np.int8)
     lookups: list[Lookup] = []
     for slot in plan.views:
         if slot.key not in keys:
             raise ValidationError(f"request needs an integer {slot.key}", field=slot.key)
         lookups += [(slot.name, slot.version, k) for k in keys[slot.key].tolist()]
     records = online.read(lookups) if lookups else []
-    times = np.asarray(times_us, dtype=np.int64)
-    for j, slot in enumerate(plan.views):
-        recs = records[j * n : (j + 1) * n]
-        states[:, j] = _states(recs, times, slot.ttl_us)[0]
-        rows = np.flatnonzero(states[:, j] == _PRESENT)
-        if len(rows):
-            found = np.stack([recs[i].values for i in rows.tolist()])  # type: ignore[union-attr]
-            values[np.ix_(rows, slot.outs)] = found[:, slot.stored]
+    per_view = [records[j * n : (j + 1) * n] for j in range(nv)]
+    states, _ = _stored(plan, per_view, np.asarray(times_us, dtype=np.int64), values)
     return values, states
 
 

@@ -244,13 +244,16 @@ class ShadowProcess:
     def depth(self) -> int:
         """Shadows waiting or with the child now."""
         with self._lock:
-            return len(self._pending) + sum(s.items for s in self._sent.values())
+            return len(self._pending) + self._shipped()
 
     @property
     def in_flight(self) -> int:
         """Shadows with the child now (shipped, not answered)."""
         with self._lock:
-            return sum(s.items for s in self._sent.values())
+            return self._shipped()
+
+    def _shipped(self) -> int:
+        return sum(s.items for s in self._sent.values())
 
     @property
     def pid(self) -> int | None:

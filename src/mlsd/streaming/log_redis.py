@@ -47,10 +47,6 @@ _APPEND_CHUNK = 1000  # events per script call: Redis runs nothing else meanwhil
 _BLOCK_S = 1.0  # longest single XREADGROUP block; the client's socket timeout is above it
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def offset_of(entry_id: bytes | str) -> int:
     """The integer offset of a stream id.
 
@@ -285,7 +281,7 @@ class RedisConsumer:
         for key, summary in zip(self._streams, self._log.call(pipe.execute), strict=True):
             others = [
                 c for c in summary.get("consumers") or []
-                if _text(c["name"]) != self._member and int(c["pending"])
+                if c["name"].decode() != self._member and int(c["pending"])
             ]  # fmt: skip
             if not others:
                 free.append(key)
