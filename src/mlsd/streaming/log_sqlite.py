@@ -11,9 +11,11 @@ Events are stored a chunk per row (`chunks`): the records one publish call gives
 partition, up to `CHUNK` of them, packed in one blob with their base offset (offsets
 stay per record: base, base + 1, ...) and their latest timestamp, which the time index
 serves. One row per record cost ~5 µs a record (a B-tree insert and its time-index
-entry each); a chunk costs one of each per publish and partition. A file written by the
-one-row-per-event format (mlsd before this layout, table `events`) is converted in place
-the first time it is opened, offsets kept.
+entry each); a chunk costs one of each per publish and partition. A new file has pages
+of `PAGE_SIZE` bytes: a chunk of 512 decisions (~130 kB) spans 8 pages there against 33
+of SQLite's default 4 kB, and a publish of 2,048 decisions went from 2.0 to 1.4 µs a
+record (2026-12-03). A file written by the one-row-per-event format (mlsd before this
+layout, table `events`) is converted in place the first time it is opened, offsets kept.
 
 Groups lease events in claims (one row per polled batch and partition: a range of
 offsets, its member and a deadline). A member's poll extends its own claims; a claim
@@ -69,6 +71,8 @@ CREATE INDEX IF NOT EXISTS claims_group ON claims (grp, topic, deadline);
 _IDLE_WAIT_S = (0.002, 0.05)  # poll back-off between empty reads: first, longest
 #: Records per chunk at most: a bigger publish to one partition is cut into several.
 CHUNK = 512
+#: Page size of a new file (an existing one keeps its own: SQLite fixes it at creation).
+PAGE_SIZE = 16384
 #: `PRAGMA user_version` of a file in this layout (0: new, or the one-row-per-event layout).
 _FORMAT = 2
 
@@ -130,7 +134,8 @@ class SqliteEventLog:
         self._db = sqlite3.connect(
             path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: a no-op on a file
+        self._db.execute("PRAGMA journal_mode=WAL")  # that exists
         self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._lock:

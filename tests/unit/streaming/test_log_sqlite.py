@@ -11,7 +11,7 @@ import pytest
 from mlsd.errors import ConfigError
 from mlsd.streaming import Record
 from mlsd.streaming.log import partition_for
-from mlsd.streaming.log_sqlite import CHUNK, SqliteEventLog, pack, unpack
+from mlsd.streaming.log_sqlite import CHUNK, PAGE_SIZE, SqliteEventLog, pack, unpack
 
 #: The layout before chunks (mlsd up to this change): one row per event.
 _OLD_SCHEMA = """
@@ -77,6 +77,21 @@ def test_a_big_publish_is_cut_in_chunks_and_read_back_across_them(tmp_path: Path
         log.close()
 
 
+def test_a_new_file_has_big_pages_and_keeps_them_when_opened_again(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = SqliteEventLog(path)
+    log.create_topic("t", 1)
+    log.publish("t", [Record("k", b"v" * 300) for _ in range(CHUNK)])
+    log.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    log = SqliteEventLog(path)
+    try:
+        assert len(log.replay("t", 0, limit=CHUNK + 1)) == CHUNK
+    finally:
+        log.close()
+
+
 def test_a_file_of_the_row_per_event_layout_is_converted_offsets_kept(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:
@@ -110,6 +125,8 @@ def test_a_file_of_the_row_per_event_layout_is_converted_offsets_kept(tmp_path: 
     with sqlite3.connect(path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "events" not in tables
+        # SQLite fixes a file's page size when it creates it: the old file keeps its own
+        assert db.execute("PRAGMA page_size").fetchone()[0] == 4096 != PAGE_SIZE
     SqliteEventLog(path).close()  # opened again: already converted, nothing to do
 
 
