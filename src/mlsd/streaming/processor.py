@@ -10,13 +10,15 @@ transactions and records the pipeline and the log take. Per batch:
    not decode, or whose scoring raises on its own, goes to the dead-letter topic with the
    reason, once, and the rest of the batch is scored;
 3. with window features on (`mlsd.streaming.window_features`), advance the window state
-   by the batch in event-time order, write the fresh features to the online store, and
+   by the batch in event-time order, keep the fresh features for the online store, and
    fill the model inputs as one matrix (`mlsd.streaming.assembly`);
 4. score the rest in one `ScoringRequest(entry="stream")`: the same routing, cache,
    model and observers as every other entry point; the prediction log records each row
    under `tx-{transaction_id}`; the decisions are encoded for the batch at once;
-5. every `commit_batches` batches: publish their decisions (keyed by customer, carrying
-   the transaction id) and dead letters, one call each;
+5. every `commit_batches` batches: write their fresh features to the online store (one
+   write: HTTP serving sees them when their decisions go out), then publish their
+   decisions (keyed by customer, carrying the transaction id) and dead letters, one call
+   each;
 6. wait until the prediction log holds those batches durably (`wait_durable`);
 7. only then commit them on the log.
 
@@ -201,7 +203,7 @@ class StreamProcessor:
         dead = list(decoded.dead)
         if self.window_features is not None:
             # a store outage raises: the batch comes back
-            self.window_features.prepare(decoded.columns)
+            self.window_features.prepare(decoded.columns, defer_write=True)
         index = np.arange(len(decoded.transactions))
         decisions = self._score(decoded, index, dead)
         self._outbox.append((decisions, dead, decoded.events))
@@ -266,6 +268,8 @@ class StreamProcessor:
         batches once the prediction log holds their records."""
         if not self._uncommitted:
             return
+        if self.window_features is not None:
+            self.window_features.write_deferred()  # an outage raises: not committed
         # wake the log's flusher now (a zero wait): its Parquet write and fsync overlap
         # the publishes below instead of following them
         self._sink.predictions.wait_durable(self._sink.last_seq, 0.0)

@@ -10,7 +10,12 @@ features: a customer's second payment in one batch sees the first, and every pay
 counts itself, as `get_training_set` does. The values (`rows`, one matrix in the batch's
 order) go
 
-- to the online store (one write per batch, before scoring: HTTP serving sees them too),
+- to the online store, for HTTP serving: one write per batch, or with `defer_write`
+  (the processor) one write per commit for all its batches, before their decisions go
+  out (merged, a key's newest row wins: a customer or a terminal paying in several of
+  those batches is written once, and their rows touch each page of the table once:
+  2 x 8 batches of 256 random keys cost 4.4-7.0 µs a payment against 11.3-13.9 written
+  batch by batch, 2026-12-03),
 - to the model: the processor's input matrix (`mlsd.streaming.assembly`), or the
   pipeline's assembler as provided features (`mlsd.inference.provided`, `values`): the
   model's inputs are the state's values, not a store read one payment behind.
@@ -149,6 +154,8 @@ class WindowFeatures:
         #: those rows' state (an index into `STATES`)
         self._statuses: dict[int, tuple[dict[str, dict[str, str]], np.ndarray]] = {}
         self._latest = 0
+        #: rows `prepare(defer_write=True)` computed and `write_deferred` has not written
+        self._deferred: list[WriteBatch] = []
         self.fallback_rows = 0  # rows whose delayed features came from the online store
         self.rebuilt = RebuildReport()
 
@@ -206,10 +213,13 @@ class WindowFeatures:
         """Whether any view the model reads is served from state."""
         return bool(self.served)
 
-    def prepare(self, txs: Sequence[Transaction] | TransactionColumns) -> int:
+    def prepare(
+        self, txs: Sequence[Transaction] | TransactionColumns, *, defer_write: bool = False
+    ) -> int:
         """Update the state with a batch (in event-time order, ties by transaction id),
-        compute each payment's features, write them to the online store; `rows` (and
-        `values`) then serve them. The rows written."""
+        compute each payment's features, write them to the online store (`defer_write`:
+        keep them for `write_deferred`); `rows` (and `values`) then serve them. The rows
+        written or kept."""
         batch = txs if isinstance(txs, TransactionColumns) else TransactionColumns.of(txs)
         n = len(batch)
         self._batch = batch
@@ -249,12 +259,40 @@ class WindowFeatures:
         self._latest = max(self._latest, int(batch.time_us.max()))
         self._prune()
         self._fallback(batch, rows, from_state, widths)
-        written = self._write(batch, rows, from_state, widths)
+        fresh = self._fresh(batch, rows, from_state, widths)
+        if defer_write:
+            self._deferred += fresh
+        elif fresh:
+            self.store.online.write(fresh)
         bad = ~np.isfinite(rows)
         self.rows = np.where(bad, MISSING_VALUE, rows)
         self._missing = bad
         self._from_state = from_state
-        return written
+        return sum(len(b.keys) for b in fresh)
+
+    def write_deferred(self, view: str | None = None) -> int:
+        """Write the rows `prepare(defer_write=True)` kept (only `view`'s, if named), in one
+        write, a view's batches merged (the online store keeps a key's newest row); the
+        rows written. Raises UnavailableError if the store is down: the rows stay kept."""
+        mine = [b for b in self._deferred if view is None or b.view == view]
+        if not mine:
+            return 0
+        merged = []
+        for name in dict.fromkeys(b.view for b in mine):
+            parts = [b for b in mine if b.view == name]
+            merged.append(
+                WriteBatch(
+                    name,
+                    parts[0].version,
+                    np.concatenate([b.keys for b in parts]),
+                    np.concatenate([b.event_us for b in parts]),
+                    np.concatenate([b.created_us for b in parts]),
+                    np.concatenate([b.values for b in parts]),
+                )
+            )
+        self.store.online.write(merged)
+        self._deferred = [b for b in self._deferred if view is not None and b.view != view]
+        return sum(len(b.keys) for b in mine)
 
     def _advance_live(self, s: _Served, ordered: TransactionColumns) -> np.ndarray:
         """The batch (in processing order) into a live view's state, after the held-back
@@ -331,6 +369,7 @@ class WindowFeatures:
         for j, s in enumerate(self.served):
             need = np.flatnonzero(~from_state[:, j])
             if len(need):
+                self.write_deferred(s.view.name)  # the read sees every earlier batch's rows
                 part = batch.take(need)
                 plan = self.store.vector_plan(s.view.features)
                 keys = {schema.CUSTOMER_ID: part.customer_id, schema.TERMINAL_ID: part.terminal_id}
@@ -340,10 +379,11 @@ class WindowFeatures:
                 self.fallback_rows += len(need)
             col += widths[j]
 
-    def _write(
+    def _fresh(
         self, batch: TransactionColumns, rows: np.ndarray, from_state: np.ndarray, widths: list[int]
-    ) -> int:
-        """The state's rows into the online store (newer wins there: replays are harmless)."""
+    ) -> list[WriteBatch]:
+        """The state's rows, a write per view, for the online store (newer wins there:
+        replays are harmless)."""
         created = to_us_now()
         batches = []
         col = 0
@@ -356,9 +396,7 @@ class WindowFeatures:
                 stamps = np.full(len(mine), created, np.int64)
                 batches.append(WriteBatch(s.view.name, s.view.version, keys, times, stamps, values))
             col += widths[j]
-        if batches:
-            self.store.online.write(batches)
-        return sum(len(b.keys) for b in batches)
+        return batches
 
     # start-up ---------------------------------------------------------------------------------
 

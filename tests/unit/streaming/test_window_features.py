@@ -170,6 +170,71 @@ def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
     assert len(TERMINAL_VIEW.features) == 6
 
 
+def _last_rows(setup: Setup, names: list[str]) -> np.ndarray:
+    """The online store's values of `names` for each customer's last payment of the day."""
+    last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
+    requests = [
+        {schema.CUSTOMER_ID: int(r.CUSTOMER_ID), schema.TERMINAL_ID: int(r.TERMINAL_ID),
+         schema.TX_DATETIME: r.TX_DATETIME.to_pydatetime()}
+        for r in last.itertuples(index=False)
+    ]  # fmt: skip
+    return np.asarray(setup.world.store.online_vectors(requests, names).values)
+
+
+def test_the_processor_writes_its_fresh_rows_when_it_commits_them(setup: Setup) -> None:
+    """One write per commit: a processor stopped before its commit wrote none of its rows
+    (its batches come back), and the commit writes every batch's, a key's newest winning."""
+    _live_store(setup)
+    names = list(CUSTOMER_VIEW.features)
+    want = setup.expected[setup.day.groupby(schema.CUSTOMER_ID).tail(1).index][
+        :, [FEATURES.index(f) for f in names]
+    ]
+    before = _last_rows(setup, names)
+    assert not np.allclose(before, want, rtol=1e-6, atol=1e-6), "the day changes them"
+    _publish(setup, "tx-deferred", setup.day)
+    assert _run(setup, "deferred", stop_after=3) == 3
+    assert np.array_equal(_last_rows(setup, names), before), "written before the commit"
+    _run(setup, "deferred")  # the next member gets the three batches again, and commits
+    assert np.allclose(_last_rows(setup, names), want, rtol=1e-6, atol=1e-6)
+
+
+def test_deferring_the_write_changes_when_rows_are_written_never_what_a_payment_reads(
+    setup: Setup,
+) -> None:
+    """A delayed view (the terminal risk) past its history's end is read from the online
+    store: that read sees the rows of the batches before, deferred or not."""
+    from mlsd.streaming.window_features import WindowFeatures
+
+    txs = to_transactions(setup.day)
+    batches = [txs[i : i + len(txs) // 4 + 1] for i in range(0, len(txs), len(txs) // 4 + 1)]
+    seen: dict[bool, tuple[list[np.ndarray], np.ndarray, int]] = {}
+    for defer in (False, True):
+        _live_store(setup)
+        state = WindowFeatures(setup.world.store, FEATURES)
+        events, log = open_event_log(setup.settings), make_prediction_log(setup.settings)
+        try:
+            state.rebuild(events, "no-such-topic", log)
+        finally:
+            events.close()
+            log.close()
+        terminal = next(s for s in state.served if s.view.name == TERMINAL_VIEW.name)
+        assert terminal.watermark is not None
+        assert not terminal.live
+        # the history ends so that the day's second half is past it
+        terminal.watermark = to_us(txs[len(txs) // 2].timestamp) - terminal.min_delay_us
+        rows = []
+        for batch in batches:
+            state.prepare(batch, defer_write=defer)
+            rows.append(state.rows.copy())
+        state.write_deferred()
+        assert state.write_deferred() == 0, "nothing kept twice"
+        seen[defer] = (rows, _last_rows(setup, list(TERMINAL_VIEW.features)), state.fallback_rows)
+    (now, stored_now, fallback), (later, stored_later, _) = seen[False], seen[True]
+    assert 0 < fallback < len(txs)
+    assert all(np.array_equal(a, b) for a, b in zip(now, later, strict=True))
+    assert np.array_equal(stored_now, stored_later, equal_nan=True)
+
+
 def test_a_restart_rebuilds_the_state_and_redelivered_payments_get_the_same_inputs(
     setup: Setup,
 ) -> None:
