@@ -37,7 +37,10 @@ DEFAULT_SESSION_TIMEOUT_S = 10.0
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-@dataclass(frozen=True, slots=True)
+#: Record and Event are made for every event a processor handles: not frozen (a frozen
+#: init costs 0.72 against 0.14 µs, 2026-12-03), hashable as frozen ones were; treat them
+#: as values all the same.
+@dataclass(slots=True, unsafe_hash=True)
 class Record:
     """An event to publish: its key (the entity, e.g. the customer), value and time.
 
@@ -49,7 +52,7 @@ class Record:
     timestamp_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Event:
     """An event as stored: where it sits (topic, partition, offset) and what it holds.
 
