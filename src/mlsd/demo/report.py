@@ -150,7 +150,7 @@ def streaming(f: dict[str, Any]) -> Table:
                 "kept by the processor: per-card and per-terminal state rebuilt at start from "
                 f"{f['history_events']:,} history events in {f['rebuild_s']:.1f} s, updated "
                 "with each payment before it is scored (its own amount counted, as training "
-                "saw it), fresh rows written to the online store"
+                "saw it), fresh rows written to the online store as their decisions go out"
                 if f["window_features"]
                 else "off: read from the online store"
             ),
