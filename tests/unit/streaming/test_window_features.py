@@ -153,23 +153,6 @@ def test_the_streams_model_inputs_are_the_training_sets(setup: Setup) -> None:
     assert counts.max() >= 3
 
 
-def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
-    _live_store(setup)
-    _publish(setup, "tx-store", setup.day)
-    _run(setup, "store")
-    last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
-    requests = [
-        {schema.CUSTOMER_ID: int(r.CUSTOMER_ID), schema.TERMINAL_ID: int(r.TERMINAL_ID),
-         schema.TX_DATETIME: r.TX_DATETIME.to_pydatetime()}
-        for r in last.itertuples(index=False)
-    ]  # fmt: skip
-    names = list(CUSTOMER_VIEW.features)
-    got = setup.world.store.online_vectors(requests, names).values
-    want = setup.expected[last.index][:, [FEATURES.index(f) for f in names]]
-    assert np.allclose(got, want, rtol=1e-6, atol=1e-6), "serving reads what the stream computed"
-    assert len(TERMINAL_VIEW.features) == 6
-
-
 def _last_rows(setup: Setup, names: list[str]) -> np.ndarray:
     """The online store's values of `names` for each customer's last payment of the day."""
     last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
@@ -181,14 +164,28 @@ def _last_rows(setup: Setup, names: list[str]) -> np.ndarray:
     return np.asarray(setup.world.store.online_vectors(requests, names).values)
 
 
+def _last_expected(setup: Setup, names: list[str]) -> np.ndarray:
+    """`get_training_set`'s values of `names` for each customer's last payment of the day."""
+    last = setup.day.groupby(schema.CUSTOMER_ID).tail(1)
+    return setup.expected[last.index][:, [FEATURES.index(f) for f in names]]
+
+
+def test_the_online_store_holds_the_fresh_rows(setup: Setup) -> None:
+    _live_store(setup)
+    _publish(setup, "tx-store", setup.day)
+    _run(setup, "store")
+    names = list(CUSTOMER_VIEW.features)
+    got, want = _last_rows(setup, names), _last_expected(setup, names)
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-6), "serving reads what the stream computed"
+    assert len(TERMINAL_VIEW.features) == 6
+
+
 def test_the_processor_writes_its_fresh_rows_when_it_commits_them(setup: Setup) -> None:
     """One write per commit: a processor stopped before its commit wrote none of its rows
     (its batches come back), and the commit writes every batch's, a key's newest winning."""
     _live_store(setup)
     names = list(CUSTOMER_VIEW.features)
-    want = setup.expected[setup.day.groupby(schema.CUSTOMER_ID).tail(1).index][
-        :, [FEATURES.index(f) for f in names]
-    ]
+    want = _last_expected(setup, names)
     before = _last_rows(setup, names)
     assert not np.allclose(before, want, rtol=1e-6, atol=1e-6), "the day changes them"
     _publish(setup, "tx-deferred", setup.day)
