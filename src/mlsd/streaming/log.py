@@ -37,9 +37,9 @@ DEFAULT_SESSION_TIMEOUT_S = 10.0
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-#: Record and Event are made for every event a processor handles: not frozen (a frozen
-#: init costs 0.72 against 0.14 µs, 2026-12-03), hashable as frozen ones were; treat them
-#: as values all the same.
+#: Record and Event are made for every event a processor handles: not frozen (frozen, an
+#: Event's init cost 0.83 µs and a Record's 0.57, against 0.22 and 0.19 now, 2026-12-03),
+#: hashable as frozen ones were; treat them as values all the same.
 @dataclass(slots=True, unsafe_hash=True)
 class Record:
     """An event to publish: its key (the entity, e.g. the customer), value and time.
